@@ -1,0 +1,230 @@
+
+/*
+ * Copyright (C) ngx_http_llmroute_module authors
+ *
+ * The routing core: request parsing, classification and provider selection.
+ * It uses no nginx function and allocates nothing itself, so the very same
+ * code is compiled into the module, the classifier report, the benchmark and
+ * the fuzzers (define NGX_HTTP_LLMROUTE_STANDALONE there).
+ */
+
+
+#ifndef _NGX_HTTP_LLMROUTE_CORE_H_INCLUDED_
+#define _NGX_HTTP_LLMROUTE_CORE_H_INCLUDED_
+
+
+#ifndef NGX_HTTP_LLMROUTE_STANDALONE
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <stdio.h>
+
+#else
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/types.h>
+
+typedef intptr_t   ngx_int_t;
+typedef uintptr_t  ngx_uint_t;
+
+typedef struct {
+    size_t      len;
+    u_char     *data;
+} ngx_str_t;
+
+#define ngx_string(str)     { sizeof(str) - 1, (u_char *) str }
+#define ngx_null_string     { 0, NULL }
+#define ngx_memzero(p, n)   (void) memset(p, 0, n)
+#define ngx_strlen(s)       strlen((const char *) s)
+#define ngx_memcpy(d, s, n) (void) memcpy(d, s, n)
+#define ngx_cpymem(d, s, n) (((u_char *) memcpy(d, s, n)) + (n))
+#define ngx_memcmp(a, b, n) memcmp(a, b, n)
+#define ngx_strncasecmp(a, b, n)                                              \
+    strncasecmp((const char *) a, (const char *) b, n)
+#define ngx_tolower(c)      (u_char) ((c >= 'A' && c <= 'Z') ? (c | 0x20) : c)
+#define ngx_min(a, b)       (((a) < (b)) ? (a) : (b))
+#define ngx_max(a, b)       (((a) < (b)) ? (b) : (a))
+
+#define NGX_OK        0
+#define NGX_ERROR    -1
+#define NGX_DECLINED -5
+
+#endif
+
+
+#define NGX_HTTP_LLMROUTE_TIER_SIMPLE     0
+#define NGX_HTTP_LLMROUTE_TIER_MODERATE   1
+#define NGX_HTTP_LLMROUTE_TIER_COMPLEX    2
+#define NGX_HTTP_LLMROUTE_NTIERS          3
+#define NGX_HTTP_LLMROUTE_TIER_UNSET      ((ngx_uint_t) -1)
+
+#define NGX_HTTP_LLMROUTE_ROLE_OTHER      0
+#define NGX_HTTP_LLMROUTE_ROLE_SYSTEM     1
+#define NGX_HTTP_LLMROUTE_ROLE_USER       2
+#define NGX_HTTP_LLMROUTE_ROLE_ASSISTANT  3
+#define NGX_HTTP_LLMROUTE_ROLE_TOOL       4
+
+#define NGX_HTTP_LLMROUTE_OK              0
+#define NGX_HTTP_LLMROUTE_INVALID_JSON    1
+#define NGX_HTTP_LLMROUTE_INVALID_REQUEST 2
+#define NGX_HTTP_LLMROUTE_TOO_COMPLEX     3
+
+/* a body with more JSON tokens than this is refused (memory bound) */
+#define NGX_HTTP_LLMROUTE_MAX_TOKENS      (1 << 21)
+
+#define NGX_HTTP_LLMROUTE_MAX_FEATURES    32
+#define NGX_HTTP_LLMROUTE_MAX_PROVIDERS   64
+#define NGX_HTTP_LLMROUTE_REASON_LEN      256
+
+
+typedef void *(*ngx_http_llmroute_alloc_pt)(void *data, size_t size);
+
+
+/* one chat message; text spans are raw (still JSON-escaped) body bytes */
+typedef struct {
+    ngx_uint_t                  role;
+    size_t                      start;      /* content value, raw */
+    size_t                      end;
+    ngx_uint_t                  images;     /* image parts in content */
+    ngx_uint_t                  tool_calls;
+} ngx_http_llmroute_msg_t;
+
+
+typedef struct {
+    u_char                     *body;
+    size_t                      len;
+
+    /* the top-level "model" member: value token span, quotes included */
+    size_t                      model_start;
+    size_t                      model_end;
+    ngx_str_t                   model;      /* raw value between quotes */
+    size_t                      obj_open;   /* offset just past the '{' */
+    size_t                      obj_close;  /* offset of the closing '}' */
+
+    int64_t                     max_tokens; /* -1: not given */
+    ngx_uint_t                  ntools;
+    size_t                      tools_bytes;
+    ngx_uint_t                  images;
+
+    ngx_http_llmroute_msg_t    *msgs;
+    ngx_uint_t                  nmsgs;
+
+    size_t                      text_bytes; /* all message content bytes */
+    size_t                      prompt_tokens;  /* estimate */
+
+    unsigned                    has_model:1;
+    unsigned                    model_escaped:1;
+    unsigned                    stream:1;
+    unsigned                    stream_options:1;
+    unsigned                    include_usage:1;
+    unsigned                    json_mode:1;
+    unsigned                    json_schema:1;
+
+    ngx_uint_t                  error;
+    const char                 *error_msg;
+    const char                 *error_param;
+} ngx_http_llmroute_req_t;
+
+
+typedef struct {
+    double                      weight[NGX_HTTP_LLMROUTE_MAX_FEATURES];
+    double                      moderate;   /* score thresholds */
+    double                      complex;
+} ngx_http_llmroute_classifier_t;
+
+
+typedef struct {
+    ngx_str_t                   name;
+    ngx_str_t                   url;
+    ngx_str_t                   host;           /* host[:port] of url */
+    ngx_str_t                   authorization;  /* "Bearer KEY" or empty */
+    ngx_str_t                   key_env;
+    uint64_t                    regions;        /* bit per region, 0: all */
+    ngx_uint_t                  rpm;
+    ngx_uint_t                  tpm;
+    ngx_uint_t                  concurrency;
+    ngx_uint_t                  index;
+} ngx_http_llmroute_provider_t;
+
+
+typedef struct {
+    ngx_str_t                   id;
+    ngx_str_t                   full;           /* "provider/id" */
+    ngx_uint_t                  provider;
+    ngx_uint_t                  tier;
+    /* prices in nano-USD per token: USD per 1M tokens x 1000 */
+    uint64_t                    input;
+    uint64_t                    output;
+    uint64_t                    cached_input;
+    size_t                      context;
+    unsigned                    tools:1;
+    unsigned                    json:1;
+    unsigned                    vision:1;
+    unsigned                    stream_usage:1;
+} ngx_http_llmroute_model_t;
+
+
+typedef struct {
+    ngx_http_llmroute_provider_t   *providers;
+    ngx_uint_t                      nproviders;
+    ngx_http_llmroute_model_t      *models;
+    ngx_uint_t                      nmodels;
+    ngx_str_t                      *regions;
+    ngx_uint_t                      nregions;
+    size_t                          output_budget[NGX_HTTP_LLMROUTE_NTIERS];
+    ngx_http_llmroute_classifier_t  classifier;
+} ngx_http_llmroute_catalog_t;
+
+
+/* what the request asks for, after "model" and headers were interpreted */
+#define NGX_HTTP_LLMROUTE_PIN_NONE      0
+#define NGX_HTTP_LLMROUTE_PIN_MODEL     1
+#define NGX_HTTP_LLMROUTE_PIN_PROVIDER  2
+
+#define NGX_HTTP_LLMROUTE_REGION_ANY     -1
+#define NGX_HTTP_LLMROUTE_REGION_UNKNOWN -2
+
+typedef struct {
+    ngx_uint_t                  tier;       /* minimum tier */
+    ngx_uint_t                  pin;
+    ngx_str_t                   pin_id;     /* model id when pinned */
+    ngx_uint_t                  pin_provider;
+    ngx_int_t                   region;     /* region index or REGION_* */
+    uint64_t                    exclude;    /* provider bits to skip */
+} ngx_http_llmroute_want_t;
+
+
+typedef struct {
+    ngx_int_t                   model;      /* index, -1: none eligible */
+    uint64_t                    est_cost;   /* nano-USD */
+    size_t                      output_budget;
+    const char                 *why_none;
+} ngx_http_llmroute_choice_t;
+
+
+ngx_int_t ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
+    size_t len, ngx_http_llmroute_alloc_pt alloc, void *data);
+ngx_int_t ngx_http_llmroute_tier_by_name(u_char *name, size_t len);
+extern ngx_str_t  ngx_http_llmroute_tier_names[];
+
+void ngx_http_llmroute_classifier_init(ngx_http_llmroute_classifier_t *cl);
+ngx_int_t ngx_http_llmroute_classifier_set(ngx_http_llmroute_classifier_t *cl,
+    ngx_str_t *name, double value);
+ngx_uint_t ngx_http_llmroute_classify(ngx_http_llmroute_classifier_t *cl,
+    ngx_http_llmroute_req_t *req, u_char *reason, size_t size,
+    size_t *reason_len);
+
+ngx_int_t ngx_http_llmroute_resolve_model(ngx_http_llmroute_catalog_t *cat,
+    ngx_str_t *model, ngx_http_llmroute_want_t *want);
+void ngx_http_llmroute_select(ngx_http_llmroute_catalog_t *cat,
+    ngx_http_llmroute_req_t *req, ngx_http_llmroute_want_t *want,
+    ngx_http_llmroute_choice_t *choice);
+uint64_t ngx_http_llmroute_cost(ngx_http_llmroute_model_t *m,
+    uint64_t prompt, uint64_t cached, uint64_t completion);
+
+
+#endif /* _NGX_HTTP_LLMROUTE_CORE_H_INCLUDED_ */

@@ -1,0 +1,641 @@
+
+/*
+ * Copyright (C) ngx_http_llmroute_module authors
+ *
+ * The precontent phase handler: read the body without blocking, decide
+ * where the request goes, splice the new "model" into the body.  proxy_pass
+ * then carries it with $llmroute_url.
+ */
+
+
+#include <ngx_http_llmroute_module.h>
+
+
+static void ngx_http_llmroute_ctx_cleanup(void *data);
+static void ngx_http_llmroute_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_llmroute_decide(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx);
+static ngx_int_t ngx_http_llmroute_read_body(ngx_http_request_t *r,
+    u_char **body, size_t *len);
+static ngx_int_t ngx_http_llmroute_tier_header(ngx_http_request_t *r,
+    ngx_uint_t *tier);
+static ngx_int_t ngx_http_llmroute_region(ngx_http_request_t *r,
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_http_llmroute_loc_conf_t *lcf,
+    ngx_int_t *region);
+static ngx_int_t ngx_http_llmroute_set_body(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx);
+static ngx_int_t ngx_http_llmroute_set_credentials(ngx_http_request_t *r,
+    ngx_http_llmroute_provider_t *provider);
+static void *ngx_http_llmroute_palloc(void *data, size_t size);
+
+
+/*
+ * The ctx lives in a pool cleanup so that it survives internal redirects
+ * (error_page to a named location zeroes r->ctx), as the realip module does.
+ */
+
+ngx_http_llmroute_ctx_t *
+ngx_http_llmroute_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
+{
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_llmroute_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_llmroute_module);
+
+    if (ctx == NULL && (r->internal || r->filter_finalize)) {
+        for (cln = r->pool->cleanup; cln; cln = cln->next) {
+            if (cln->handler == ngx_http_llmroute_ctx_cleanup) {
+                ctx = cln->data;
+                ngx_http_set_ctx(r, ctx, ngx_http_llmroute_module);
+                break;
+            }
+        }
+    }
+
+    if (ctx != NULL || !create) {
+        return ctx;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_llmroute_ctx_t));
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    ctx = cln->data;
+    ngx_memzero(ctx, sizeof(ngx_http_llmroute_ctx_t));
+
+    cln->handler = ngx_http_llmroute_ctx_cleanup;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_llmroute_module);
+
+    return ctx;
+}
+
+
+static void
+ngx_http_llmroute_ctx_cleanup(void *data)
+{
+    /* a marker: the ctx memory goes with the request pool */
+}
+
+
+ngx_int_t
+ngx_http_llmroute_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                      rc;
+    ngx_http_llmroute_ctx_t       *ctx;
+    ngx_http_llmroute_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_llmroute_module);
+
+    if (!lcf->enable || r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_llmroute_get_ctx(r, 0);
+
+    if (ctx == NULL) {
+
+        if (!(r->method & NGX_HTTP_POST)) {
+            rc = ngx_http_discard_request_body(r);
+            if (rc != NGX_OK) {
+                return rc;
+            }
+
+            return ngx_http_llmroute_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                       "method_not_allowed",
+                       "only POST is allowed on this endpoint", NULL);
+        }
+
+        ctx = ngx_http_llmroute_get_ctx(r, 1);
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        rc = ngx_http_read_client_request_body(r,
+                                               ngx_http_llmroute_body_handler);
+
+        if (rc == NGX_ERROR || rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+            return rc;
+        }
+
+        if (!ctx->body_done) {
+            ctx->waiting_body = 1;
+            return NGX_DONE;
+        }
+    }
+
+    if (!ctx->body_done) {
+        return NGX_DONE;
+    }
+
+    if (ctx->decided) {
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_llmroute_decide(r, ctx);
+}
+
+
+static void
+ngx_http_llmroute_body_handler(ngx_http_request_t *r)
+{
+    ngx_http_llmroute_ctx_t  *ctx;
+
+    ctx = ngx_http_llmroute_get_ctx(r, 0);
+
+    /* ngx_http_read_client_request_body() took a reference */
+    r->main->count--;
+
+    ctx->body_done = 1;
+
+    if (ctx->waiting_body) {
+        ctx->waiting_body = 0;
+        r->write_event_handler = ngx_http_core_run_phases;
+        ngx_http_core_run_phases(r);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
+{
+    u_char                         *body;
+    size_t                          len;
+    ngx_int_t                       rc;
+    ngx_uint_t                      tier, classified;
+    ngx_http_llmroute_req_t        *req;
+    ngx_http_llmroute_want_t       *want;
+    ngx_http_llmroute_loc_conf_t   *lcf;
+    ngx_http_llmroute_main_conf_t  *lmcf;
+
+    lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_llmroute_module);
+
+    req = &ctx->req;
+    want = &ctx->want;
+
+    if (ngx_http_llmroute_read_body(r, &body, &len) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_llmroute_parse(req, body, len, ngx_http_llmroute_palloc,
+                                 r->pool);
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    switch (req->error) {
+
+    case NGX_HTTP_LLMROUTE_OK:
+        break;
+
+    case NGX_HTTP_LLMROUTE_INVALID_JSON:
+        return ngx_http_llmroute_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                            "invalid_json", req->error_msg,
+                                            req->error_param);
+
+    case NGX_HTTP_LLMROUTE_TOO_COMPLEX:
+        return ngx_http_llmroute_send_error(r,
+                                            NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                            "request_too_large",
+                                            req->error_msg, NULL);
+
+    default:
+        return ngx_http_llmroute_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                            "invalid_request", req->error_msg,
+                                            req->error_param);
+    }
+
+    want->tier = NGX_HTTP_LLMROUTE_TIER_SIMPLE;
+
+    if (ngx_http_llmroute_resolve_model(&lmcf->cat, &req->model, want)
+        != NGX_OK)
+    {
+        ngx_str_t  msg;
+        u_char     buf[256];
+
+        msg.data = buf;
+        msg.len = ngx_snprintf(buf, sizeof(buf),
+                               "The model `%*s` does not exist or is not "
+                               "served by this gateway",
+                               ngx_min(req->model.len, 128),
+                               req->model.data)
+                  - buf;
+
+        rc = ngx_http_llmroute_error_json(r, NGX_HTTP_NOT_FOUND,
+                                          "model_not_found", &msg, "model",
+                                          &ctx->error);
+        if (rc != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_llmroute_send_error(r, NGX_HTTP_NOT_FOUND, NULL, NULL,
+                                            NULL);
+    }
+
+    /* the tier: header override, else the classifier; auto:T is a floor */
+
+    rc = ngx_http_llmroute_tier_header(r, &tier);
+
+    if (rc == NGX_ERROR) {
+        return ngx_http_llmroute_send_error(r, NGX_HTTP_BAD_REQUEST,
+                   "invalid_request",
+                   "X-LLMRoute-Tier must be simple, moderate or complex",
+                   NULL);
+    }
+
+    if (rc == NGX_OK) {
+        ctx->reason_len = ngx_snprintf(ctx->reason, sizeof(ctx->reason),
+                                       "header X-LLMRoute-Tier=%V",
+                                       &ngx_http_llmroute_tier_names[tier])
+                          - ctx->reason;
+
+    } else {
+        classified = ngx_http_llmroute_classify(&lmcf->cat.classifier, req,
+                                                ctx->reason,
+                                                sizeof(ctx->reason),
+                                                &ctx->reason_len);
+        tier = classified;
+    }
+
+    if (want->tier > tier) {
+        tier = want->tier;
+
+        if (ctx->reason_len + 20 < sizeof(ctx->reason)) {
+            ctx->reason_len = ngx_snprintf(ctx->reason + ctx->reason_len,
+                                           sizeof(ctx->reason)
+                                           - ctx->reason_len,
+                                           "; floor %V",
+                                           &ngx_http_llmroute_tier_names[tier])
+                              - ctx->reason;
+        }
+    }
+
+    want->tier = tier;
+    ctx->tier = tier;
+
+    if (ngx_http_llmroute_region(r, lmcf, lcf, &want->region) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_llmroute_select(&lmcf->cat, req, want, &ctx->choice);
+
+    if (ctx->choice.model < 0) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "llmroute: no provider available: %s",
+                      ctx->choice.why_none);
+
+        return ngx_http_llmroute_send_error(r,
+                                            NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            "no_provider_available",
+                                            ctx->choice.why_none, NULL);
+    }
+
+    ctx->model = &lmcf->cat.models[ctx->choice.model];
+    ctx->provider = &lmcf->cat.providers[ctx->model->provider];
+    ctx->attempts++;
+
+    if (ngx_http_llmroute_set_body(r, ctx) != NGX_OK
+        || ngx_http_llmroute_set_credentials(r, ctx->provider) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->decided = 1;
+
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "llmroute: %V/%V tier %ui est %uL (%*s)",
+                   &ctx->provider->name, &ctx->model->id, tier,
+                   ctx->choice.est_cost, ctx->reason);
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * The body as one contiguous span: used in place when nginx kept it in one
+ * memory buffer, else gathered from its buffers and temp file.
+ */
+
+static ngx_int_t
+ngx_http_llmroute_read_body(ngx_http_request_t *r, u_char **body, size_t *len)
+{
+    u_char       *p;
+    off_t         size;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    *body = (u_char *) "";
+    *len = 0;
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    cl = r->request_body->bufs;
+
+    if (cl->next == NULL && !cl->buf->in_file) {
+        *body = cl->buf->pos;
+        *len = cl->buf->last - cl->buf->pos;
+        return NGX_OK;
+    }
+
+    size = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        size += ngx_buf_size(cl->buf);
+    }
+
+    p = ngx_pnalloc(r->pool, size + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    *body = p;
+    *len = size;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->in_file) {
+            n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
+                              b->file_pos);
+
+            if (n != b->file_last - b->file_pos) {
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "llmroute: could not read the request body "
+                              "from \"%V\"", &b->file->name);
+                return NGX_ERROR;
+            }
+
+            p += n;
+            continue;
+        }
+
+        p = ngx_cpymem(p, b->pos, b->last - b->pos);
+    }
+
+    *p = '\0';
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_llmroute_tier_header(ngx_http_request_t *r, ngx_uint_t *tier)
+{
+    ngx_int_t         t;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("X-LLMRoute-Tier") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-LLMRoute-Tier",
+                               sizeof("X-LLMRoute-Tier") - 1)
+               == 0)
+        {
+            t = ngx_http_llmroute_tier_by_name(h[i].value.data,
+                                               h[i].value.len);
+            if (t == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+
+            *tier = t;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_llmroute_region(ngx_http_request_t *r,
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_http_llmroute_loc_conf_t *lcf,
+    ngx_int_t *region)
+{
+    ngx_str_t   v;
+    ngx_uint_t  i;
+
+    *region = NGX_HTTP_LLMROUTE_REGION_ANY;
+
+    if (lcf->region == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_complex_value(r, lcf->region, &v) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (v.len == 0) {
+        return NGX_OK;
+    }
+
+    for (i = 0; i < lmcf->cat.nregions; i++) {
+        if (lmcf->cat.regions[i].len == v.len
+            && ngx_strncasecmp(lmcf->cat.regions[i].data, v.data, v.len) == 0)
+        {
+            *region = i;
+            return NGX_OK;
+        }
+    }
+
+    /* a region no provider lists: only region-less providers serve it */
+    *region = NGX_HTTP_LLMROUTE_REGION_UNKNOWN;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The new body: the client's bytes with only the "model" value replaced
+ * (or a "model" member added after the opening brace).  Buffers point into
+ * the original body; nothing else is re-serialized.
+ */
+
+static ngx_int_t
+ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
+{
+    u_char                   *p;
+    size_t                    head, tail, total;
+    ngx_buf_t                *b[3];
+    ngx_str_t                *id;
+    ngx_uint_t                i;
+    ngx_chain_t              *cl, **ll;
+    ngx_table_elt_t          *h;
+    ngx_http_request_body_t  *rb;
+    ngx_http_llmroute_req_t  *req;
+
+    req = &ctx->req;
+    id = &ctx->model->id;
+
+    if (req->has_model) {
+        head = req->model_start;
+        tail = req->model_end;
+
+    } else {
+        head = req->obj_open;
+        tail = req->obj_open;
+    }
+
+    for (i = 0; i < 3; i++) {
+        b[i] = ngx_calloc_buf(r->pool);
+        if (b[i] == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    b[0]->pos = req->body;
+    b[0]->last = req->body + head;
+
+    /* model ids are checked at configuration time: nothing to escape */
+
+    p = ngx_pnalloc(r->pool, id->len + sizeof("\"model\":\"\","));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    b[1]->pos = p;
+
+    if (req->has_model) {
+        p = ngx_sprintf(p, "\"%V\"", id);
+
+    } else {
+        p = ngx_sprintf(p, "\"model\":\"%V\",", id);
+    }
+
+    b[1]->last = p;
+
+    b[2]->pos = req->body + tail;
+    b[2]->last = req->body + req->len;
+    b[2]->last_buf = 1;
+    b[2]->last_in_chain = 1;
+
+    rb = r->request_body;
+    ll = &rb->bufs;
+    total = 0;
+
+    for (i = 0; i < 3; i++) {
+        if (b[i]->last == b[i]->pos && i != 2) {
+            continue;
+        }
+
+        b[i]->memory = 1;
+        b[i]->temporary = 0;
+        total += b[i]->last - b[i]->pos;
+
+        cl = ngx_alloc_chain_link(r->pool);
+        if (cl == NULL) {
+            return NGX_ERROR;
+        }
+
+        cl->buf = b[i];
+        *ll = cl;
+        ll = &cl->next;
+    }
+
+    *ll = NULL;
+    rb->buf = b[2];
+
+    r->headers_in.content_length_n = total;
+
+    h = r->headers_in.content_length;
+
+    if (h != NULL) {
+        h->value.data = ngx_pnalloc(r->pool, NGX_OFF_T_LEN);
+        if (h->value.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->value.len = ngx_sprintf(h->value.data, "%uz", total)
+                       - h->value.data;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The client's credentials never reach a provider: its Authorization is
+ * replaced by the provider's, other API-key headers are removed.
+ */
+
+static ngx_int_t
+ngx_http_llmroute_set_credentials(ngx_http_request_t *r,
+    ngx_http_llmroute_provider_t *provider)
+{
+    ngx_uint_t        i, replaced;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    replaced = 0;
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if ((h[i].key.len == 13
+             && ngx_strncasecmp(h[i].key.data, (u_char *) "Authorization",
+                                13) == 0)
+            || (h[i].key.len == 9
+                && ngx_strncasecmp(h[i].key.data, (u_char *) "x-api-key", 9)
+                   == 0)
+            || (h[i].key.len == 7
+                && ngx_strncasecmp(h[i].key.data, (u_char *) "api-key", 7)
+                   == 0))
+        {
+            if (!replaced && h[i].key.len == 13
+                && provider->authorization.len)
+            {
+                h[i].value = provider->authorization;
+                replaced = 1;
+                continue;
+            }
+
+            /* drop the element: shift the rest of this part down */
+
+            ngx_memmove(&h[i], &h[i + 1],
+                        (part->nelts - i - 1) * sizeof(ngx_table_elt_t));
+            part->nelts--;
+            i--;
+        }
+    }
+
+    r->headers_in.authorization = NULL;
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_llmroute_palloc(void *data, size_t size)
+{
+    return ngx_palloc(data, size);
+}

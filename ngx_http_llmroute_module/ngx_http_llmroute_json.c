@@ -1,0 +1,830 @@
+
+/*
+ * Copyright (C) ngx_http_llmroute_module authors
+ *
+ * Reads a chat-completion request with jsmn: byte offsets of the members we
+ * route on and splice, never a re-serialization.  jsmn keeps its state in a
+ * caller-provided token array (no malloc, no recursion), so a deeply nested
+ * body costs tokens, not stack.
+ */
+
+
+#include <ngx_http_llmroute_core.h>
+
+#define JSMN_STATIC
+#define JSMN_STRICT
+#define JSMN_PARENT_LINKS
+#include <jsmn.h>
+
+
+#define NGX_HTTP_LLMROUTE_IMAGE_TOKENS  765
+
+
+typedef struct {
+    u_char                     *body;
+    jsmntok_t                  *tok;
+    int                         ntok;
+    ngx_http_llmroute_req_t    *req;
+    ngx_http_llmroute_alloc_pt  alloc;
+    void                       *data;
+} ngx_http_llmroute_json_t;
+
+
+static int ngx_http_llmroute_json_skip(ngx_http_llmroute_json_t *js, int i);
+static ngx_int_t ngx_http_llmroute_json_key(ngx_http_llmroute_json_t *js,
+    int i, const char *name, size_t len);
+static ngx_int_t ngx_http_llmroute_json_fail(ngx_http_llmroute_req_t *req,
+    ngx_uint_t error, const char *msg, const char *param);
+static ngx_int_t ngx_http_llmroute_json_messages(ngx_http_llmroute_json_t *js,
+    int i);
+static ngx_int_t ngx_http_llmroute_json_message(ngx_http_llmroute_json_t *js,
+    int i, ngx_http_llmroute_msg_t *msg);
+static ngx_int_t ngx_http_llmroute_json_content(ngx_http_llmroute_json_t *js,
+    int i, ngx_http_llmroute_msg_t *msg);
+static ngx_int_t ngx_http_llmroute_json_number(ngx_http_llmroute_json_t *js,
+    int i, int64_t *n);
+static ngx_int_t ngx_http_llmroute_json_true(ngx_http_llmroute_json_t *js,
+    int i);
+static ssize_t ngx_http_llmroute_json_unescape(u_char *src, size_t len,
+    u_char *dst, size_t size);
+
+
+ngx_str_t  ngx_http_llmroute_tier_names[] = {
+    ngx_string("simple"),
+    ngx_string("moderate"),
+    ngx_string("complex")
+};
+
+
+/* top-level members we read; a duplicate of any of them is refused */
+static const char  *ngx_http_llmroute_members[] = {
+    "model", "messages", "stream", "stream_options", "max_tokens",
+    "max_completion_tokens", "tools", "functions", "response_format", NULL
+};
+
+
+ngx_int_t
+ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
+    size_t len, ngx_http_llmroute_alloc_pt alloc, void *data)
+{
+    int                        n, i, k, size, v;
+    u_char                     *end;
+    size_t                     ntok, hint;
+    uint32_t                   seen;
+    ngx_uint_t                 m;
+    jsmn_parser                parser;
+    ngx_http_llmroute_json_t   js;
+
+    ngx_memzero(req, sizeof(ngx_http_llmroute_req_t));
+
+    req->body = body;
+    req->len = len;
+    req->max_tokens = -1;
+
+    end = body + len;
+    while (end > body
+           && (end[-1] == ' ' || end[-1] == '\n' || end[-1] == '\r'
+               || end[-1] == '\t'))
+    {
+        end--;
+    }
+
+    if (end == body) {
+        return ngx_http_llmroute_json_fail(req,
+                   NGX_HTTP_LLMROUTE_INVALID_REQUEST,
+                   "request body is empty, a JSON object was expected", NULL);
+    }
+
+    if (len > 0x7fffffff) {
+        return ngx_http_llmroute_json_fail(req, NGX_HTTP_LLMROUTE_TOO_COMPLEX,
+                                           "request body is too large", NULL);
+    }
+
+    /*
+     * chat bodies are mostly long strings: guess few tokens, and count
+     * exactly only when the guess was short
+     */
+
+    hint = len / 32 + 64;
+    ntok = ngx_min(hint, (size_t) NGX_HTTP_LLMROUTE_MAX_TOKENS);
+
+    for ( ;; ) {
+        js.tok = alloc(data, ntok * sizeof(jsmntok_t));
+        if (js.tok == NULL) {
+            return NGX_ERROR;
+        }
+
+        jsmn_init(&parser);
+        n = jsmn_parse(&parser, (char *) body, len, js.tok, ntok);
+
+        if (n != JSMN_ERROR_NOMEM) {
+            break;
+        }
+
+        jsmn_init(&parser);
+        n = jsmn_parse(&parser, (char *) body, len, NULL, 0);
+
+        if (n < 0) {
+            break;
+        }
+
+        if (n > NGX_HTTP_LLMROUTE_MAX_TOKENS) {
+            return ngx_http_llmroute_json_fail(req,
+                       NGX_HTTP_LLMROUTE_TOO_COMPLEX,
+                       "request JSON has too many values", NULL);
+        }
+
+        ntok = n;
+    }
+
+    if (n == JSMN_ERROR_PART) {
+        return ngx_http_llmroute_json_fail(req, NGX_HTTP_LLMROUTE_INVALID_JSON,
+                   "request body is not valid JSON: unexpected end of input",
+                   NULL);
+    }
+
+    if (n < 1) {
+        return ngx_http_llmroute_json_fail(req, NGX_HTTP_LLMROUTE_INVALID_JSON,
+                                           "request body is not valid JSON",
+                                           NULL);
+    }
+
+    /* trailing bytes (a second value, a NUL jsmn stopped at) are invalid */
+
+    if (js.tok[0].end != end - body) {
+        return ngx_http_llmroute_json_fail(req, NGX_HTTP_LLMROUTE_INVALID_JSON,
+                   "request body is not valid JSON: unexpected data after "
+                   "the top-level value", NULL);
+    }
+
+    if (js.tok[0].type != JSMN_OBJECT) {
+        return ngx_http_llmroute_json_fail(req,
+                   NGX_HTTP_LLMROUTE_INVALID_REQUEST,
+                   "request body must be a JSON object", NULL);
+    }
+
+    js.body = body;
+    js.ntok = n;
+    js.req = req;
+    js.alloc = alloc;
+    js.data = data;
+
+    req->obj_open = js.tok[0].start + 1;
+    req->obj_close = js.tok[0].end - 1;
+
+    seen = 0;
+    size = js.tok[0].size;
+    i = 1;
+
+    for (k = 0; k < size; k++) {
+
+        if (i + 1 >= n || js.tok[i].type != JSMN_STRING
+            || js.tok[i].size != 1)
+        {
+            return ngx_http_llmroute_json_fail(req,
+                       NGX_HTTP_LLMROUTE_INVALID_JSON,
+                       "request body is not valid JSON", NULL);
+        }
+
+        v = i + 1;
+
+        for (m = 0; ngx_http_llmroute_members[m]; m++) {
+            if (ngx_http_llmroute_json_key(&js, i, ngx_http_llmroute_members[m],
+                                           ngx_strlen(ngx_http_llmroute_members[m]))
+                == NGX_OK)
+            {
+                break;
+            }
+        }
+
+        if (ngx_http_llmroute_members[m] == NULL) {
+            i = ngx_http_llmroute_json_skip(&js, v);
+            continue;
+        }
+
+        if (seen & (1u << m)) {
+            return ngx_http_llmroute_json_fail(req,
+                       NGX_HTTP_LLMROUTE_INVALID_REQUEST,
+                       "duplicate member in the request body",
+                       ngx_http_llmroute_members[m]);
+        }
+
+        seen |= 1u << m;
+
+        switch (m) {
+
+        case 0: /* model */
+            if (js.tok[v].type != JSMN_STRING) {
+                return ngx_http_llmroute_json_fail(req,
+                           NGX_HTTP_LLMROUTE_INVALID_REQUEST,
+                           "\"model\" must be a string", "model");
+            }
+
+            req->has_model = 1;
+            req->model_start = js.tok[v].start - 1;
+            req->model_end = js.tok[v].end + 1;
+            req->model.data = body + js.tok[v].start;
+            req->model.len = js.tok[v].end - js.tok[v].start;
+
+            if (memchr(req->model.data, '\\', req->model.len) != NULL) {
+                u_char   *p;
+                ssize_t   l;
+
+                p = alloc(data, req->model.len);
+                if (p == NULL) {
+                    return NGX_ERROR;
+                }
+
+                l = ngx_http_llmroute_json_unescape(req->model.data,
+                                                    req->model.len, p,
+                                                    req->model.len);
+                if (l < 0) {
+                    return ngx_http_llmroute_json_fail(req,
+                               NGX_HTTP_LLMROUTE_INVALID_REQUEST,
+                               "\"model\" is not a valid string", "model");
+                }
+
+                req->model.data = p;
+                req->model.len = l;
+                req->model_escaped = 1;
+            }
+
+            break;
+
+        case 1: /* messages */
+            if (ngx_http_llmroute_json_messages(&js, v) != NGX_OK) {
+                return req->error ? NGX_OK : NGX_ERROR;
+            }
+
+            break;
+
+        case 2: /* stream */
+            if (js.tok[v].type != JSMN_PRIMITIVE) {
+                return ngx_http_llmroute_json_fail(req,
+                           NGX_HTTP_LLMROUTE_INVALID_REQUEST,
+                           "\"stream\" must be a boolean", "stream");
+            }
+
+            req->stream = ngx_http_llmroute_json_true(&js, v);
+            break;
+
+        case 3: /* stream_options */
+            if (js.tok[v].type == JSMN_OBJECT) {
+                int  j, e;
+
+                req->stream_options = 1;
+                j = v + 1;
+
+                for (e = 0; e < js.tok[v].size && j + 1 < n; e++) {
+                    if (ngx_http_llmroute_json_key(&js, j, "include_usage", 13)
+                        == NGX_OK
+                        && ngx_http_llmroute_json_true(&js, j + 1))
+                    {
+                        req->include_usage = 1;
+                    }
+
+                    j = ngx_http_llmroute_json_skip(&js, j + 1);
+                }
+            }
+
+            break;
+
+        case 4: /* max_tokens */
+        case 5: /* max_completion_tokens */
+            if (js.tok[v].type == JSMN_PRIMITIVE
+                && body[js.tok[v].start] == 'n')
+            {
+                break;
+            }
+
+            if (ngx_http_llmroute_json_number(&js, v, &req->max_tokens)
+                != NGX_OK)
+            {
+                return ngx_http_llmroute_json_fail(req,
+                           NGX_HTTP_LLMROUTE_INVALID_REQUEST,
+                           "max_tokens must be a non-negative integer",
+                           ngx_http_llmroute_members[m]);
+            }
+
+            break;
+
+        case 6: /* tools */
+        case 7: /* functions */
+            if (js.tok[v].type == JSMN_ARRAY) {
+                req->ntools += js.tok[v].size;
+                req->tools_bytes += js.tok[v].end - js.tok[v].start;
+
+            } else if (!(js.tok[v].type == JSMN_PRIMITIVE
+                         && body[js.tok[v].start] == 'n'))
+            {
+                return ngx_http_llmroute_json_fail(req,
+                           NGX_HTTP_LLMROUTE_INVALID_REQUEST,
+                           "\"tools\" must be an array",
+                           ngx_http_llmroute_members[m]);
+            }
+
+            break;
+
+        case 8: /* response_format */
+            if (js.tok[v].type == JSMN_OBJECT) {
+                int  j, e;
+
+                j = v + 1;
+
+                for (e = 0; e < js.tok[v].size && j + 1 < n; e++) {
+                    if (ngx_http_llmroute_json_key(&js, j, "type", 4) == NGX_OK
+                        && js.tok[j + 1].type == JSMN_STRING)
+                    {
+                        if (ngx_http_llmroute_json_key(&js, j + 1,
+                                                       "json_object", 11)
+                            == NGX_OK)
+                        {
+                            req->json_mode = 1;
+
+                        } else if (ngx_http_llmroute_json_key(&js, j + 1,
+                                                              "json_schema", 11)
+                                   == NGX_OK)
+                        {
+                            req->json_mode = 1;
+                            req->json_schema = 1;
+                        }
+                    }
+
+                    j = ngx_http_llmroute_json_skip(&js, j + 1);
+                }
+            }
+
+            break;
+        }
+
+        i = ngx_http_llmroute_json_skip(&js, v);
+    }
+
+    if (req->msgs == NULL) {
+        return ngx_http_llmroute_json_fail(req,
+                   NGX_HTTP_LLMROUTE_INVALID_REQUEST,
+                   "'messages' is a required property", "messages");
+    }
+
+    /* about 4 bytes a token, plus the per-message framing of chat formats */
+
+    req->prompt_tokens = (req->text_bytes + req->tools_bytes + 3) / 4
+                         + 4 * req->nmsgs + 3
+                         + NGX_HTTP_LLMROUTE_IMAGE_TOKENS * req->images;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_llmroute_json_messages(ngx_http_llmroute_json_t *js, int i)
+{
+    int                       j, e;
+    ngx_http_llmroute_req_t  *req;
+
+    req = js->req;
+
+    if (js->tok[i].type != JSMN_ARRAY) {
+        (void) ngx_http_llmroute_json_fail(req,
+                   NGX_HTTP_LLMROUTE_INVALID_REQUEST,
+                   "\"messages\" must be an array", "messages");
+        return NGX_DECLINED;
+    }
+
+    if (js->tok[i].size == 0) {
+        (void) ngx_http_llmroute_json_fail(req,
+                   NGX_HTTP_LLMROUTE_INVALID_REQUEST,
+                   "\"messages\" must contain at least one message",
+                   "messages");
+        return NGX_DECLINED;
+    }
+
+    req->msgs = js->alloc(js->data,
+                          js->tok[i].size * sizeof(ngx_http_llmroute_msg_t));
+    if (req->msgs == NULL) {
+        return NGX_ERROR;
+    }
+
+    j = i + 1;
+
+    for (e = 0; e < js->tok[i].size; e++) {
+        if (j >= js->ntok || js->tok[j].type != JSMN_OBJECT) {
+            (void) ngx_http_llmroute_json_fail(req,
+                       NGX_HTTP_LLMROUTE_INVALID_REQUEST,
+                       "each message must be an object", "messages");
+            return NGX_DECLINED;
+        }
+
+        if (ngx_http_llmroute_json_message(js, j, &req->msgs[req->nmsgs])
+            != NGX_OK)
+        {
+            return req->error ? NGX_DECLINED : NGX_ERROR;
+        }
+
+        req->text_bytes += req->msgs[req->nmsgs].end
+                           - req->msgs[req->nmsgs].start;
+        req->images += req->msgs[req->nmsgs].images;
+        req->nmsgs++;
+
+        j = ngx_http_llmroute_json_skip(js, j);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_llmroute_json_message(ngx_http_llmroute_json_t *js, int i,
+    ngx_http_llmroute_msg_t *msg)
+{
+    int        j, e, v;
+    u_char    *p;
+    size_t     len;
+    ngx_int_t  has_role;
+
+    ngx_memzero(msg, sizeof(ngx_http_llmroute_msg_t));
+
+    has_role = 0;
+    j = i + 1;
+
+    for (e = 0; e < js->tok[i].size; e++) {
+        if (j + 1 >= js->ntok) {
+            break;
+        }
+
+        v = j + 1;
+
+        if (ngx_http_llmroute_json_key(js, j, "role", 4) == NGX_OK) {
+            if (js->tok[v].type != JSMN_STRING) {
+                (void) ngx_http_llmroute_json_fail(js->req,
+                           NGX_HTTP_LLMROUTE_INVALID_REQUEST,
+                           "message \"role\" must be a string", "messages");
+                return NGX_DECLINED;
+            }
+
+            has_role = 1;
+            p = js->body + js->tok[v].start;
+            len = js->tok[v].end - js->tok[v].start;
+
+            if (len == 4 && ngx_memcmp(p, "user", 4) == 0) {
+                msg->role = NGX_HTTP_LLMROUTE_ROLE_USER;
+
+            } else if (len == 9 && ngx_memcmp(p, "assistant", 9) == 0) {
+                msg->role = NGX_HTTP_LLMROUTE_ROLE_ASSISTANT;
+
+            } else if ((len == 6 && ngx_memcmp(p, "system", 6) == 0)
+                       || (len == 9 && ngx_memcmp(p, "developer", 9) == 0))
+            {
+                msg->role = NGX_HTTP_LLMROUTE_ROLE_SYSTEM;
+
+            } else if ((len == 4 && ngx_memcmp(p, "tool", 4) == 0)
+                       || (len == 8 && ngx_memcmp(p, "function", 8) == 0))
+            {
+                msg->role = NGX_HTTP_LLMROUTE_ROLE_TOOL;
+            }
+
+        } else if (ngx_http_llmroute_json_key(js, j, "content", 7) == NGX_OK) {
+            if (ngx_http_llmroute_json_content(js, v, msg) != NGX_OK) {
+                return NGX_DECLINED;
+            }
+
+        } else if (ngx_http_llmroute_json_key(js, j, "tool_calls", 10)
+                   == NGX_OK
+                   && js->tok[v].type == JSMN_ARRAY)
+        {
+            msg->tool_calls = js->tok[v].size;
+
+            /* arguments the model produced are part of the prompt */
+            if (msg->end == msg->start) {
+                msg->start = js->tok[v].start;
+                msg->end = js->tok[v].end;
+            }
+        }
+
+        j = ngx_http_llmroute_json_skip(js, v);
+    }
+
+    if (!has_role) {
+        (void) ngx_http_llmroute_json_fail(js->req,
+                   NGX_HTTP_LLMROUTE_INVALID_REQUEST,
+                   "each message needs a \"role\"", "messages");
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_llmroute_json_content(ngx_http_llmroute_json_t *js, int i,
+    ngx_http_llmroute_msg_t *msg)
+{
+    int  j, e, p, f;
+
+    switch (js->tok[i].type) {
+
+    case JSMN_STRING:
+        msg->start = js->tok[i].start;
+        msg->end = js->tok[i].end;
+        return NGX_OK;
+
+    case JSMN_ARRAY:
+        msg->start = js->tok[i].start;
+        msg->end = js->tok[i].end;
+
+        /* content parts: count images, text stays in the raw span */
+
+        j = i + 1;
+
+        for (e = 0; e < js->tok[i].size && j < js->ntok; e++) {
+            if (js->tok[j].type == JSMN_OBJECT) {
+                p = j + 1;
+
+                for (f = 0; f < js->tok[j].size && p + 1 < js->ntok; f++) {
+                    if (ngx_http_llmroute_json_key(js, p, "type", 4) == NGX_OK
+                        && (ngx_http_llmroute_json_key(js, p + 1,
+                                                       "image_url", 9)
+                            == NGX_OK
+                            || ngx_http_llmroute_json_key(js, p + 1,
+                                                          "input_image", 11)
+                               == NGX_OK
+                            || ngx_http_llmroute_json_key(js, p + 1,
+                                                          "image", 5)
+                               == NGX_OK))
+                    {
+                        msg->images++;
+                    }
+
+                    p = ngx_http_llmroute_json_skip(js, p + 1);
+                }
+            }
+
+            j = ngx_http_llmroute_json_skip(js, j);
+        }
+
+        return NGX_OK;
+
+    case JSMN_PRIMITIVE:
+        if (js->body[js->tok[i].start] == 'n') {
+            return NGX_OK;
+        }
+
+        /* fall through */
+
+    default:
+        (void) ngx_http_llmroute_json_fail(js->req,
+                   NGX_HTTP_LLMROUTE_INVALID_REQUEST,
+                   "message \"content\" must be a string or an array of parts",
+                   "messages");
+        return NGX_DECLINED;
+    }
+}
+
+
+/* index of the token after token i and everything nested in it */
+
+static int
+ngx_http_llmroute_json_skip(ngx_http_llmroute_json_t *js, int i)
+{
+    int  end;
+
+    end = js->tok[i].end;
+
+    for (i++; i < js->ntok && js->tok[i].start < end; i++) {
+        /* void */
+    }
+
+    return i;
+}
+
+
+/* a string token equal to name; keys with escapes are decoded first */
+
+static ngx_int_t
+ngx_http_llmroute_json_key(ngx_http_llmroute_json_t *js, int i,
+    const char *name, size_t len)
+{
+    u_char   *p, buf[32];
+    size_t    l;
+    ssize_t   dl;
+
+    if (js->tok[i].type != JSMN_STRING) {
+        return NGX_DECLINED;
+    }
+
+    p = js->body + js->tok[i].start;
+    l = js->tok[i].end - js->tok[i].start;
+
+    if (l == len && ngx_memcmp(p, name, len) == 0) {
+        return NGX_OK;
+    }
+
+    /* "mod\u0065l" is "model" to the provider, so it is to us */
+
+    if (l > len && l <= 6 * len && memchr(p, '\\', l) != NULL) {
+        dl = ngx_http_llmroute_json_unescape(p, l, buf, sizeof(buf));
+
+        if (dl == (ssize_t) len && ngx_memcmp(buf, name, len) == 0) {
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_llmroute_json_number(ngx_http_llmroute_json_t *js, int i, int64_t *n)
+{
+    u_char   *p, *last;
+    int64_t   v;
+
+    if (js->tok[i].type != JSMN_PRIMITIVE) {
+        return NGX_ERROR;
+    }
+
+    p = js->body + js->tok[i].start;
+    last = js->body + js->tok[i].end;
+    v = 0;
+
+    if (p == last) {
+        return NGX_ERROR;
+    }
+
+    for ( /* void */ ; p < last; p++) {
+        if (*p < '0' || *p > '9') {
+            return NGX_ERROR;
+        }
+
+        if (v < 1000000000000LL) {
+            v = v * 10 + (*p - '0');
+        }
+    }
+
+    *n = v;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_llmroute_json_true(ngx_http_llmroute_json_t *js, int i)
+{
+    return js->tok[i].type == JSMN_PRIMITIVE
+           && js->body[js->tok[i].start] == 't';
+}
+
+
+static ngx_int_t
+ngx_http_llmroute_json_fail(ngx_http_llmroute_req_t *req, ngx_uint_t error,
+    const char *msg, const char *param)
+{
+    req->error = error;
+    req->error_msg = msg;
+    req->error_param = param;
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_llmroute_json_hex(u_char *p)
+{
+    ngx_uint_t  i, v;
+    u_char      c;
+
+    v = 0;
+
+    for (i = 0; i < 4; i++) {
+        c = p[i];
+        v <<= 4;
+
+        if (c >= '0' && c <= '9') {
+            v |= c - '0';
+
+        } else {
+            c |= 0x20;
+            v |= c - 'a' + 10;
+        }
+    }
+
+    return v;
+}
+
+
+/*
+ * JSON string escapes to UTF-8 (jsmn has validated their syntax);
+ * returns the length or -1 when dst is too small or the text is not valid
+ */
+
+static ssize_t
+ngx_http_llmroute_json_unescape(u_char *src, size_t len, u_char *dst,
+    size_t size)
+{
+    u_char      *p, *last, *d, *dlast;
+    ngx_uint_t   cp, lo;
+
+    p = src;
+    last = src + len;
+    d = dst;
+    dlast = dst + size;
+
+    while (p < last) {
+
+        if (*p != '\\') {
+            if (d == dlast) {
+                return -1;
+            }
+
+            *d++ = *p++;
+            continue;
+        }
+
+        if (p + 1 >= last) {
+            return -1;
+        }
+
+        p++;
+
+        switch (*p) {
+        case 'b': cp = '\b'; break;
+        case 'f': cp = '\f'; break;
+        case 'n': cp = '\n'; break;
+        case 'r': cp = '\r'; break;
+        case 't': cp = '\t'; break;
+        case 'u':
+            if (p + 5 > last) {
+                return -1;
+            }
+
+            cp = ngx_http_llmroute_json_hex(p + 1);
+            p += 4;
+
+            if (cp >= 0xd800 && cp <= 0xdbff) {
+                if (p + 7 > last || p[1] != '\\' || p[2] != 'u') {
+                    return -1;
+                }
+
+                lo = ngx_http_llmroute_json_hex(p + 3);
+                if (lo < 0xdc00 || lo > 0xdfff) {
+                    return -1;
+                }
+
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                p += 6;
+
+            } else if (cp >= 0xdc00 && cp <= 0xdfff) {
+                return -1;
+            }
+
+            break;
+        default:
+            cp = *p;
+        }
+
+        p++;
+
+        if (dlast - d < 4) {
+            return -1;
+        }
+
+        if (cp < 0x80) {
+            *d++ = (u_char) cp;
+
+        } else if (cp < 0x800) {
+            *d++ = (u_char) (0xc0 | (cp >> 6));
+            *d++ = (u_char) (0x80 | (cp & 0x3f));
+
+        } else if (cp < 0x10000) {
+            *d++ = (u_char) (0xe0 | (cp >> 12));
+            *d++ = (u_char) (0x80 | ((cp >> 6) & 0x3f));
+            *d++ = (u_char) (0x80 | (cp & 0x3f));
+
+        } else {
+            *d++ = (u_char) (0xf0 | (cp >> 18));
+            *d++ = (u_char) (0x80 | ((cp >> 12) & 0x3f));
+            *d++ = (u_char) (0x80 | ((cp >> 6) & 0x3f));
+            *d++ = (u_char) (0x80 | (cp & 0x3f));
+        }
+    }
+
+    return d - dst;
+}
+
+
+ngx_int_t
+ngx_http_llmroute_tier_by_name(u_char *name, size_t len)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_LLMROUTE_NTIERS; i++) {
+        if (ngx_http_llmroute_tier_names[i].len == len
+            && ngx_strncasecmp(ngx_http_llmroute_tier_names[i].data, name, len)
+               == 0)
+        {
+            return i;
+        }
+    }
+
+    return NGX_ERROR;
+}

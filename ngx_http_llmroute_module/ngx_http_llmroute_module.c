@@ -1,0 +1,1103 @@
+
+/*
+ * Copyright (C) ngx_http_llmroute_module authors
+ *
+ * Directives, configuration and variables.
+ */
+
+
+#include <ngx_http_llmroute_module.h>
+
+
+#define NGX_HTTP_LLMROUTE_VAR_URL            0
+#define NGX_HTTP_LLMROUTE_VAR_HOST           1
+#define NGX_HTTP_LLMROUTE_VAR_AUTHORIZATION  2
+#define NGX_HTTP_LLMROUTE_VAR_PROVIDER       3
+#define NGX_HTTP_LLMROUTE_VAR_MODEL          4
+#define NGX_HTTP_LLMROUTE_VAR_TIER           5
+#define NGX_HTTP_LLMROUTE_VAR_REASON         6
+#define NGX_HTTP_LLMROUTE_VAR_ATTEMPTS       7
+#define NGX_HTTP_LLMROUTE_VAR_EST_COST       8
+#define NGX_HTTP_LLMROUTE_VAR_EST_TOKENS     9
+
+
+static ngx_int_t ngx_http_llmroute_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_llmroute_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static void *ngx_http_llmroute_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_llmroute_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_llmroute_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_llmroute_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_http_llmroute_init(ngx_conf_t *cf);
+static char *ngx_http_llmroute_provider(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_llmroute_model(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_llmroute_classifier(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_llmroute_output_budget(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_http_llmroute_parse_price(ngx_str_t *s, uint64_t *price);
+static ngx_int_t ngx_http_llmroute_parse_count(u_char *p, size_t len,
+    size_t *n);
+static ngx_int_t ngx_http_llmroute_region_index(ngx_conf_t *cf,
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_str_t *name);
+static ngx_int_t ngx_http_llmroute_valid_name(ngx_str_t *s);
+
+
+static ngx_conf_num_bounds_t  ngx_http_llmroute_retries_bounds = {
+    ngx_conf_check_num_bounds, 0, 8
+};
+
+
+static ngx_command_t  ngx_http_llmroute_commands[] = {
+
+    { ngx_string("llmroute_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_llmroute_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("llmroute_provider"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_llmroute_provider,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("llmroute_model"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_llmroute_model,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("llmroute_classifier"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_llmroute_classifier,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("llmroute_output_budget"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_llmroute_output_budget,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("llmroute"),
+      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_llmroute_loc_conf_t, enable),
+      NULL },
+
+    { ngx_string("llmroute_headers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_llmroute_loc_conf_t, headers),
+      NULL },
+
+    { ngx_string("llmroute_retries"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_llmroute_loc_conf_t, retries),
+      &ngx_http_llmroute_retries_bounds },
+
+    { ngx_string("llmroute_region"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_llmroute_loc_conf_t, region),
+      NULL },
+
+    { ngx_string("llmroute_models"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_llmroute_models,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_llmroute_module_ctx = {
+    ngx_http_llmroute_add_variables,       /* preconfiguration */
+    ngx_http_llmroute_init,                /* postconfiguration */
+
+    ngx_http_llmroute_create_main_conf,    /* create main configuration */
+    ngx_http_llmroute_init_main_conf,      /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_llmroute_create_loc_conf,     /* create location configuration */
+    ngx_http_llmroute_merge_loc_conf       /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_llmroute_module = {
+    NGX_MODULE_V1,
+    &ngx_http_llmroute_module_ctx,         /* module context */
+    ngx_http_llmroute_commands,            /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+/* values change between attempts: never cache them */
+#define NGX_HTTP_LLMROUTE_VAR_FLAGS                                           \
+    (NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_NOHASH)
+
+static ngx_http_variable_t  ngx_http_llmroute_vars[] = {
+
+    { ngx_string("llmroute_url"), NULL, ngx_http_llmroute_variable,
+      NGX_HTTP_LLMROUTE_VAR_URL, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
+
+    { ngx_string("llmroute_host"), NULL, ngx_http_llmroute_variable,
+      NGX_HTTP_LLMROUTE_VAR_HOST, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
+
+    { ngx_string("llmroute_authorization"), NULL, ngx_http_llmroute_variable,
+      NGX_HTTP_LLMROUTE_VAR_AUTHORIZATION, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
+
+    { ngx_string("llmroute_provider"), NULL, ngx_http_llmroute_variable,
+      NGX_HTTP_LLMROUTE_VAR_PROVIDER, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
+
+    { ngx_string("llmroute_model"), NULL, ngx_http_llmroute_variable,
+      NGX_HTTP_LLMROUTE_VAR_MODEL, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
+
+    { ngx_string("llmroute_tier"), NULL, ngx_http_llmroute_variable,
+      NGX_HTTP_LLMROUTE_VAR_TIER, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
+
+    { ngx_string("llmroute_reason"), NULL, ngx_http_llmroute_variable,
+      NGX_HTTP_LLMROUTE_VAR_REASON, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
+
+    { ngx_string("llmroute_attempts"), NULL, ngx_http_llmroute_variable,
+      NGX_HTTP_LLMROUTE_VAR_ATTEMPTS, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
+
+    { ngx_string("llmroute_est_cost"), NULL, ngx_http_llmroute_variable,
+      NGX_HTTP_LLMROUTE_VAR_EST_COST, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
+
+    { ngx_string("llmroute_est_prompt_tokens"), NULL,
+      ngx_http_llmroute_variable,
+      NGX_HTTP_LLMROUTE_VAR_EST_TOKENS, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_int_t
+ngx_http_llmroute_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_llmroute_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_llmroute_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                   *p;
+    ngx_str_t                 s;
+    ngx_http_llmroute_ctx_t  *ctx;
+
+    ctx = ngx_http_llmroute_get_ctx(r, 0);
+
+    if (ctx == NULL || !ctx->decided) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    switch (data) {
+
+    case NGX_HTTP_LLMROUTE_VAR_URL:
+        s = ctx->provider->url;
+        break;
+
+    case NGX_HTTP_LLMROUTE_VAR_HOST:
+        s = ctx->provider->host;
+        break;
+
+    case NGX_HTTP_LLMROUTE_VAR_AUTHORIZATION:
+        s = ctx->provider->authorization;
+        break;
+
+    case NGX_HTTP_LLMROUTE_VAR_PROVIDER:
+        s = ctx->provider->name;
+        break;
+
+    case NGX_HTTP_LLMROUTE_VAR_MODEL:
+        s = ctx->model->id;
+        break;
+
+    case NGX_HTTP_LLMROUTE_VAR_TIER:
+        s = ngx_http_llmroute_tier_names[ctx->tier];
+        break;
+
+    case NGX_HTTP_LLMROUTE_VAR_REASON:
+        s.data = ctx->reason;
+        s.len = ctx->reason_len;
+        break;
+
+    default:
+        p = ngx_pnalloc(r->pool, NGX_OFF_T_LEN + 2);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        s.data = p;
+
+        if (data == NGX_HTTP_LLMROUTE_VAR_EST_COST) {
+            p = ngx_sprintf(p, "%uL.%09uL",
+                            ctx->choice.est_cost / 1000000000,
+                            ctx->choice.est_cost % 1000000000);
+
+        } else if (data == NGX_HTTP_LLMROUTE_VAR_ATTEMPTS) {
+            p = ngx_sprintf(p, "%ui", ctx->attempts);
+
+        } else {
+            p = ngx_sprintf(p, "%uz", ctx->req.prompt_tokens);
+        }
+
+        s.len = p - s.data;
+    }
+
+    v->data = s.data;
+    v->len = s.len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_llmroute_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_llmroute_main_conf_t  *lmcf;
+
+    lmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_llmroute_main_conf_t));
+    if (lmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     lmcf->shm_zone = NULL;
+     *     lmcf->provider_file = NULL;
+     */
+
+    if (ngx_array_init(&lmcf->providers, cf->pool, 4,
+                       sizeof(ngx_http_llmroute_provider_t))
+        != NGX_OK
+        || ngx_array_init(&lmcf->models, cf->pool, 8,
+                          sizeof(ngx_http_llmroute_model_t))
+           != NGX_OK
+        || ngx_array_init(&lmcf->regions, cf->pool, 4, sizeof(ngx_str_t))
+           != NGX_OK)
+    {
+        return NULL;
+    }
+
+    ngx_http_llmroute_classifier_init(&lmcf->cat.classifier);
+
+    lmcf->cat.output_budget[NGX_HTTP_LLMROUTE_TIER_SIMPLE] = 512;
+    lmcf->cat.output_budget[NGX_HTTP_LLMROUTE_TIER_MODERATE] = 1024;
+    lmcf->cat.output_budget[NGX_HTTP_LLMROUTE_TIER_COMPLEX] = 4096;
+
+    return lmcf;
+}
+
+
+static char *
+ngx_http_llmroute_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_llmroute_main_conf_t *lmcf = conf;
+
+    if (lmcf->providers.nelts && lmcf->shm_zone == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"llmroute_provider\" needs \"llmroute_zone\" at http "
+                      "level, in %s:%ui",
+                      lmcf->provider_file, lmcf->provider_line);
+        return NGX_CONF_ERROR;
+    }
+
+    lmcf->cat.providers = lmcf->providers.elts;
+    lmcf->cat.nproviders = lmcf->providers.nelts;
+    lmcf->cat.models = lmcf->models.elts;
+    lmcf->cat.nmodels = lmcf->models.nelts;
+    lmcf->cat.regions = lmcf->regions.elts;
+    lmcf->cat.nregions = lmcf->regions.nelts;
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_llmroute_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_llmroute_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_llmroute_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->region = NULL;
+     */
+
+    conf->enable = NGX_CONF_UNSET;
+    conf->headers = NGX_CONF_UNSET;
+    conf->retries = NGX_CONF_UNSET_UINT;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_llmroute_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_llmroute_loc_conf_t *prev = parent;
+    ngx_http_llmroute_loc_conf_t *conf = child;
+
+    ngx_http_llmroute_main_conf_t  *lmcf;
+
+    ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_value(conf->headers, prev->headers, 1);
+    ngx_conf_merge_uint_value(conf->retries, prev->retries, 0);
+
+    if (conf->region == NULL) {
+        conf->region = prev->region;
+    }
+
+    if (conf->enable) {
+        lmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_llmroute_module);
+
+        if (lmcf->models.nelts == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"llmroute on\" needs at least one "
+                               "\"llmroute_model\" at http level");
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_llmroute_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    /* after access checks, before proxy_pass: the body is read here */
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_llmroute_handler;
+
+    return ngx_http_llmroute_filter_init(cf);
+}
+
+
+/*
+ * llmroute_provider NAME URL [key_env=VAR] [regions=a,b] [rpm=N] [tpm=N]
+ *                   [concurrency=N];
+ */
+
+static char *
+ngx_http_llmroute_provider(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_llmroute_main_conf_t *lmcf = conf;
+
+    u_char                        *p, *last, *start, *key;
+    size_t                         n;
+    ngx_int_t                      idx;
+    ngx_str_t                     *value, s, region;
+    ngx_uint_t                     i;
+    ngx_http_llmroute_provider_t  *pr, *prs;
+
+    value = cf->args->elts;
+
+    if (ngx_http_llmroute_valid_name(&value[1]) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid provider name \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    prs = lmcf->providers.elts;
+
+    for (i = 0; i < lmcf->providers.nelts; i++) {
+        if (prs[i].name.len == value[1].len
+            && ngx_strncmp(prs[i].name.data, value[1].data, value[1].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate provider \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (lmcf->providers.nelts == NGX_HTTP_LLMROUTE_MAX_PROVIDERS) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "too many providers, at most %d",
+                           NGX_HTTP_LLMROUTE_MAX_PROVIDERS);
+        return NGX_CONF_ERROR;
+    }
+
+    pr = ngx_array_push(&lmcf->providers);
+    if (pr == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(pr, sizeof(ngx_http_llmroute_provider_t));
+
+    pr->name = value[1];
+    pr->url = value[2];
+    pr->index = lmcf->providers.nelts - 1;
+
+    if (lmcf->provider_file == NULL) {
+        lmcf->provider_file = cf->conf_file->file.name.data;
+        lmcf->provider_line = cf->conf_file->line;
+    }
+
+    /* the URL goes to proxy_pass as is; here it only has to be sane */
+
+    p = value[2].data;
+    last = p + value[2].len;
+
+    if (value[2].len > 7 && ngx_strncasecmp(p, (u_char *) "http://", 7) == 0) {
+        p += 7;
+
+    } else if (value[2].len > 8
+               && ngx_strncasecmp(p, (u_char *) "https://", 8) == 0)
+    {
+        p += 8;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid provider URL \"%V\", "
+                           "an http:// or https:// URL was expected",
+                           &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    start = p;
+
+    while (p < last && *p != '/' && *p != '?' && *p != '#') {
+        if (*p <= ' ' || *p == '@' || *p == '"' || *p == '\\') {
+            break;
+        }
+
+        p++;
+    }
+
+    if (p == start || (p < last && *p != '/')) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid host in provider URL \"%V\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    for (key = p; key < last; key++) {
+        if (*key <= ' ' || *key == '"' || *key == 0x7f) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid provider URL \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    pr->host.data = start;
+    pr->host.len = p - start;
+
+    for (i = 3; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "key_env=", 8) == 0) {
+            pr->key_env.data = value[i].data + 8;
+            pr->key_env.len = value[i].len - 8;
+
+            /* conf strings are NUL-terminated */
+            key = (u_char *) getenv((char *) pr->key_env.data);
+
+            if (pr->key_env.len == 0 || key == NULL || *key == '\0') {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "environment variable \"%V\" in \"%V\" is "
+                                   "not set or empty (also declare it with "
+                                   "\"env %V;\")",
+                                   &pr->key_env, &value[i], &pr->key_env);
+                return NGX_CONF_ERROR;
+            }
+
+            n = ngx_strlen(key);
+
+            for (p = key; p < key + n; p++) {
+                if (*p < ' ' || *p == 0x7f) {
+                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                       "environment variable \"%V\" has a "
+                                       "control character",
+                                       &pr->key_env);
+                    return NGX_CONF_ERROR;
+                }
+            }
+
+            pr->authorization.len = sizeof("Bearer ") - 1 + n;
+            pr->authorization.data = ngx_pnalloc(cf->pool,
+                                                 pr->authorization.len);
+            if (pr->authorization.data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_memcpy(ngx_cpymem(pr->authorization.data, "Bearer ", 7),
+                       key, n);
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "regions=", 8) == 0) {
+            p = value[i].data + 8;
+            last = value[i].data + value[i].len;
+
+            while (p < last) {
+                region.data = p;
+
+                while (p < last && *p != ',') {
+                    p++;
+                }
+
+                region.len = p - region.data;
+                p++;
+
+                idx = ngx_http_llmroute_region_index(cf, lmcf, &region);
+                if (idx == NGX_ERROR) {
+                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                       "invalid region in \"%V\"", &value[i]);
+                    return NGX_CONF_ERROR;
+                }
+
+                pr->regions |= (uint64_t) 1 << idx;
+            }
+
+            if (pr->regions == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "empty region list \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        s = value[i];
+
+        if (ngx_strncmp(s.data, "rpm=", 4) == 0
+            && ngx_http_llmroute_parse_count(s.data + 4, s.len - 4, &n)
+               == NGX_OK)
+        {
+            pr->rpm = n;
+            continue;
+        }
+
+        if (ngx_strncmp(s.data, "tpm=", 4) == 0
+            && ngx_http_llmroute_parse_count(s.data + 4, s.len - 4, &n)
+               == NGX_OK)
+        {
+            pr->tpm = n;
+            continue;
+        }
+
+        if (ngx_strncmp(s.data, "concurrency=", 12) == 0
+            && ngx_http_llmroute_parse_count(s.data + 12, s.len - 12, &n)
+               == NGX_OK)
+        {
+            pr->concurrency = n;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * llmroute_model PROVIDER ID tier=T input=USD output=USD [cached_input=USD]
+ *                [context=N] [tools] [json] [vision] [stream_usage=on|off];
+ */
+
+static char *
+ngx_http_llmroute_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_llmroute_main_conf_t *lmcf = conf;
+
+    u_char                        *p;
+    ngx_int_t                      tier;
+    ngx_str_t                     *value, s;
+    ngx_uint_t                     i, have_input, have_output, have_cached;
+    ngx_http_llmroute_model_t     *m, *ms;
+    ngx_http_llmroute_provider_t  *prs;
+
+    value = cf->args->elts;
+    prs = lmcf->providers.elts;
+
+    for (i = 0; i < lmcf->providers.nelts; i++) {
+        if (prs[i].name.len == value[1].len
+            && ngx_strncmp(prs[i].name.data, value[1].data, value[1].len) == 0)
+        {
+            break;
+        }
+    }
+
+    if (i == lmcf->providers.nelts) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown provider \"%V\" (define it with "
+                           "\"llmroute_provider\" before its models)",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    for (p = value[2].data; p < value[2].data + value[2].len; p++) {
+        if (*p <= ' ' || *p == '"' || *p == '\\' || *p == 0x7f) {
+            break;
+        }
+    }
+
+    if (value[2].len == 0 || p < value[2].data + value[2].len
+        || (value[2].len >= 4 && ngx_strncmp(value[2].data, "auto", 4) == 0))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid model id \"%V\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    ms = lmcf->models.elts;
+
+    for (tier = 0; tier < (ngx_int_t) lmcf->models.nelts; tier++) {
+        if (ms[tier].provider == i
+            && ms[tier].id.len == value[2].len
+            && ngx_strncmp(ms[tier].id.data, value[2].data, value[2].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate model \"%V\" of provider \"%V\"",
+                               &value[2], &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    m = ngx_array_push(&lmcf->models);
+    if (m == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(m, sizeof(ngx_http_llmroute_model_t));
+
+    m->provider = i;
+    m->id = value[2];
+    m->tier = NGX_HTTP_LLMROUTE_TIER_UNSET;
+    m->stream_usage = 1;
+
+    m->full.len = value[1].len + 1 + value[2].len;
+    m->full.data = ngx_pnalloc(cf->pool, m->full.len);
+    if (m->full.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_sprintf(m->full.data, "%V/%V", &value[1], &value[2]);
+
+    have_input = 0;
+    have_output = 0;
+    have_cached = 0;
+
+    for (i = 3; i < cf->args->nelts; i++) {
+        s = value[i];
+
+        if (ngx_strncmp(s.data, "tier=", 5) == 0) {
+            tier = ngx_http_llmroute_tier_by_name(s.data + 5, s.len - 5);
+            if (tier == NGX_ERROR) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid tier \"%V\", expected simple, "
+                                   "moderate or complex", &s);
+                return NGX_CONF_ERROR;
+            }
+
+            m->tier = tier;
+            continue;
+        }
+
+        if (ngx_strncmp(s.data, "input=", 6) == 0) {
+            s.data += 6;
+            s.len -= 6;
+            have_input = 1;
+
+            if (ngx_http_llmroute_parse_price(&s, &m->input) != NGX_OK) {
+                goto invalid_price;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(s.data, "output=", 7) == 0) {
+            s.data += 7;
+            s.len -= 7;
+            have_output = 1;
+
+            if (ngx_http_llmroute_parse_price(&s, &m->output) != NGX_OK) {
+                goto invalid_price;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(s.data, "cached_input=", 13) == 0) {
+            s.data += 13;
+            s.len -= 13;
+            have_cached = 1;
+
+            if (ngx_http_llmroute_parse_price(&s, &m->cached_input) != NGX_OK)
+            {
+                goto invalid_price;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(s.data, "context=", 8) == 0) {
+            if (ngx_http_llmroute_parse_count(s.data + 8, s.len - 8,
+                                              &m->context)
+                != NGX_OK || m->context == 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid context \"%V\"", &s);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (s.len == 5 && ngx_strncmp(s.data, "tools", 5) == 0) {
+            m->tools = 1;
+            continue;
+        }
+
+        if (s.len == 4 && ngx_strncmp(s.data, "json", 4) == 0) {
+            m->json = 1;
+            continue;
+        }
+
+        if (s.len == 6 && ngx_strncmp(s.data, "vision", 6) == 0) {
+            m->vision = 1;
+            continue;
+        }
+
+        if (s.len == 16 && ngx_strncmp(s.data, "stream_usage=off", 16) == 0) {
+            m->stream_usage = 0;
+            continue;
+        }
+
+        if (s.len == 15 && ngx_strncmp(s.data, "stream_usage=on", 15) == 0) {
+            m->stream_usage = 1;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &s);
+        return NGX_CONF_ERROR;
+    }
+
+    if (m->tier == NGX_HTTP_LLMROUTE_TIER_UNSET || !have_input || !have_output)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "model \"%V\" needs tier=, input= and output=",
+                           &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (!have_cached) {
+        m->cached_input = m->input;
+    }
+
+    return NGX_CONF_OK;
+
+invalid_price:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid price \"%V\", expected USD per 1M tokens "
+                       "with at most 3 decimals", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* llmroute_classifier NAME=VALUE ...; weights and thresholds by name */
+
+static char *
+ngx_http_llmroute_classifier(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_llmroute_main_conf_t *lmcf = conf;
+
+    u_char      *eq;
+    char        *end;
+    double       v;
+    ngx_str_t   *value, name;
+    ngx_uint_t   i;
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        eq = ngx_strlchr(value[i].data, value[i].data + value[i].len, '=');
+
+        if (eq == NULL || eq == value[i].data) {
+            goto invalid;
+        }
+
+        name.data = value[i].data;
+        name.len = eq - value[i].data;
+
+        /* conf strings are NUL-terminated */
+        v = strtod((char *) eq + 1, &end);
+
+        if (end == (char *) eq + 1 || *end != '\0' || v != v) {
+            goto invalid;
+        }
+
+        if (ngx_http_llmroute_classifier_set(&lmcf->cat.classifier, &name, v)
+            != NGX_OK)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "unknown classifier feature or threshold "
+                               "\"%V\"", &name);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid classifier setting \"%V\", "
+                       "expected name=number", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* llmroute_output_budget simple=N moderate=N complex=N; */
+
+static char *
+ngx_http_llmroute_output_budget(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_llmroute_main_conf_t *lmcf = conf;
+
+    u_char      *eq;
+    size_t       n;
+    ngx_int_t    tier;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        eq = ngx_strlchr(value[i].data, value[i].data + value[i].len, '=');
+
+        if (eq == NULL) {
+            goto invalid;
+        }
+
+        tier = ngx_http_llmroute_tier_by_name(value[i].data,
+                                              eq - value[i].data);
+
+        if (tier == NGX_ERROR
+            || ngx_http_llmroute_parse_count(eq + 1,
+                                             value[i].data + value[i].len
+                                             - eq - 1, &n)
+               != NGX_OK)
+        {
+            goto invalid;
+        }
+
+        lmcf->cat.output_budget[tier] = n;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid output budget \"%V\", expected "
+                       "simple=N, moderate=N or complex=N", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* "0.14" USD per 1M tokens is 140 nano-USD per token */
+
+static ngx_int_t
+ngx_http_llmroute_parse_price(ngx_str_t *s, uint64_t *price)
+{
+    u_char     *p, *last;
+    uint64_t    v;
+    ngx_uint_t  decimals, dot;
+
+    p = s->data;
+    last = p + s->len;
+    v = 0;
+    dot = 0;
+    decimals = 0;
+
+    if (p == last) {
+        return NGX_ERROR;
+    }
+
+    for ( /* void */ ; p < last; p++) {
+        if (*p == '.' && !dot) {
+            dot = 1;
+            continue;
+        }
+
+        if (*p < '0' || *p > '9' || decimals == 3 || v > 1000000000) {
+            return NGX_ERROR;
+        }
+
+        v = v * 10 + (*p - '0');
+
+        if (dot) {
+            decimals++;
+        }
+    }
+
+    if (dot && decimals == 0) {
+        return NGX_ERROR;
+    }
+
+    while (decimals++ < 3) {
+        v *= 10;
+    }
+
+    *price = v;
+
+    return NGX_OK;
+}
+
+
+/* 128k = 128000, 1m = 1000000 */
+
+static ngx_int_t
+ngx_http_llmroute_parse_count(u_char *p, size_t len, size_t *n)
+{
+    size_t     mult;
+    ngx_int_t  v;
+
+    mult = 1;
+
+    if (len > 1 && (p[len - 1] == 'k' || p[len - 1] == 'K')) {
+        mult = 1000;
+        len--;
+
+    } else if (len > 1 && (p[len - 1] == 'm' || p[len - 1] == 'M')) {
+        mult = 1000000;
+        len--;
+    }
+
+    v = ngx_atoi(p, len);
+
+    if (v == NGX_ERROR || (size_t) v > (size_t) 1 << 40) {
+        return NGX_ERROR;
+    }
+
+    *n = (size_t) v * mult;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_llmroute_region_index(ngx_conf_t *cf,
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_str_t *name)
+{
+    ngx_str_t   *r;
+    ngx_uint_t   i;
+
+    if (ngx_http_llmroute_valid_name(name) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    r = lmcf->regions.elts;
+
+    for (i = 0; i < lmcf->regions.nelts; i++) {
+        if (r[i].len == name->len
+            && ngx_strncasecmp(r[i].data, name->data, name->len) == 0)
+        {
+            return i;
+        }
+    }
+
+    if (lmcf->regions.nelts == 64) {
+        return NGX_ERROR;
+    }
+
+    r = ngx_array_push(&lmcf->regions);
+    if (r == NULL) {
+        return NGX_ERROR;
+    }
+
+    *r = *name;
+
+    return lmcf->regions.nelts - 1;
+}
+
+
+static ngx_int_t
+ngx_http_llmroute_valid_name(ngx_str_t *s)
+{
+    u_char  *p, c;
+
+    if (s->len == 0 || s->len > 64) {
+        return NGX_ERROR;
+    }
+
+    for (p = s->data; p < s->data + s->len; p++) {
+        c = *p;
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}

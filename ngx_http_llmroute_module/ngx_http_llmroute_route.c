@@ -1,0 +1,195 @@
+
+/*
+ * Copyright (C) ngx_http_llmroute_module authors
+ *
+ * Provider and model selection: filter the catalog by what the request
+ * needs, rank by estimated cost.  Pure computation over the catalog.
+ */
+
+
+#include <ngx_http_llmroute_core.h>
+
+
+/* how far a model got through the filters, to explain a refusal */
+enum {
+    ngx_http_llmroute_stage_pin = 0,
+    ngx_http_llmroute_stage_tier,
+    ngx_http_llmroute_stage_region,
+    ngx_http_llmroute_stage_caps,
+    ngx_http_llmroute_stage_context,
+    ngx_http_llmroute_stage_available,
+    ngx_http_llmroute_stage_ok
+};
+
+
+static const char  *ngx_http_llmroute_why[] = {
+    "no catalog model matches the requested model",
+    "no model of the requested tier or above is configured",
+    "no provider serves the request's region",
+    "no model supports the request's tools, images or JSON mode",
+    "the prompt and output budget exceed every eligible model's context",
+    "every eligible provider is cooling down or at its limit",
+    NULL
+};
+
+
+ngx_int_t
+ngx_http_llmroute_resolve_model(ngx_http_llmroute_catalog_t *cat,
+    ngx_str_t *model, ngx_http_llmroute_want_t *want)
+{
+    ngx_int_t                   tier;
+    ngx_uint_t                  i;
+    ngx_http_llmroute_model_t  *m;
+
+    want->pin = NGX_HTTP_LLMROUTE_PIN_NONE;
+
+    if (model->len == 0
+        || (model->len == 4 && ngx_memcmp(model->data, "auto", 4) == 0))
+    {
+        return NGX_OK;
+    }
+
+    if (model->len > 5 && ngx_memcmp(model->data, "auto:", 5) == 0) {
+        tier = ngx_http_llmroute_tier_by_name(model->data + 5,
+                                              model->len - 5);
+        if (tier == NGX_ERROR) {
+            return NGX_DECLINED;
+        }
+
+        want->tier = ngx_max(want->tier, (ngx_uint_t) tier);
+        return NGX_OK;
+    }
+
+    /* "provider/model" first: catalog ids may contain slashes themselves */
+
+    m = cat->models;
+
+    for (i = 0; i < cat->nmodels; i++) {
+        if (m[i].full.len == model->len
+            && ngx_memcmp(m[i].full.data, model->data, model->len) == 0)
+        {
+            want->pin = NGX_HTTP_LLMROUTE_PIN_PROVIDER;
+            want->pin_id = m[i].id;
+            want->pin_provider = m[i].provider;
+            return NGX_OK;
+        }
+    }
+
+    for (i = 0; i < cat->nmodels; i++) {
+        if (m[i].id.len == model->len
+            && ngx_memcmp(m[i].id.data, model->data, model->len) == 0)
+        {
+            want->pin = NGX_HTTP_LLMROUTE_PIN_MODEL;
+            want->pin_id = m[i].id;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+void
+ngx_http_llmroute_select(ngx_http_llmroute_catalog_t *cat,
+    ngx_http_llmroute_req_t *req, ngx_http_llmroute_want_t *want,
+    ngx_http_llmroute_choice_t *choice)
+{
+    size_t                         budget;
+    uint64_t                       cost;
+    ngx_uint_t                     i, stage, best_stage;
+    ngx_http_llmroute_model_t     *m;
+    ngx_http_llmroute_provider_t  *p;
+
+    budget = req->max_tokens >= 0
+             ? (size_t) req->max_tokens
+             : cat->output_budget[ngx_min(want->tier,
+                                          NGX_HTTP_LLMROUTE_NTIERS - 1)];
+
+    choice->model = -1;
+    choice->est_cost = 0;
+    choice->output_budget = budget;
+    best_stage = ngx_http_llmroute_stage_pin;
+
+    for (i = 0; i < cat->nmodels; i++) {
+        m = &cat->models[i];
+        p = &cat->providers[m->provider];
+        stage = ngx_http_llmroute_stage_pin;
+
+        if (want->pin != NGX_HTTP_LLMROUTE_PIN_NONE
+            && (m->id.len != want->pin_id.len
+                || ngx_memcmp(m->id.data, want->pin_id.data, m->id.len) != 0
+                || (want->pin == NGX_HTTP_LLMROUTE_PIN_PROVIDER
+                    && m->provider != want->pin_provider)))
+        {
+            goto next;
+        }
+
+        stage++;
+
+        /* a pinned model is the client's choice: no tier floor */
+
+        if (want->pin == NGX_HTTP_LLMROUTE_PIN_NONE && m->tier < want->tier) {
+            goto next;
+        }
+
+        stage++;
+
+        if (p->regions != 0
+            && want->region != NGX_HTTP_LLMROUTE_REGION_ANY
+            && (want->region == NGX_HTTP_LLMROUTE_REGION_UNKNOWN
+                || (p->regions & ((uint64_t) 1 << want->region)) == 0))
+        {
+            goto next;
+        }
+
+        stage++;
+
+        if ((req->ntools && !m->tools)
+            || (req->images && !m->vision)
+            || (req->json_mode && !m->json))
+        {
+            goto next;
+        }
+
+        stage++;
+
+        if (m->context && req->prompt_tokens + budget > m->context) {
+            goto next;
+        }
+
+        stage++;
+
+        if (want->exclude & ((uint64_t) 1 << m->provider)) {
+            goto next;
+        }
+
+        stage++;
+
+        cost = (uint64_t) req->prompt_tokens * m->input
+               + (uint64_t) budget * m->output;
+
+        /* ties keep the earlier (faster-ranked) model */
+
+        if (choice->model == -1 || cost < choice->est_cost) {
+            choice->model = i;
+            choice->est_cost = cost;
+        }
+
+    next:
+
+        best_stage = ngx_max(best_stage, stage);
+    }
+
+    choice->why_none = ngx_http_llmroute_why[best_stage];
+}
+
+
+uint64_t
+ngx_http_llmroute_cost(ngx_http_llmroute_model_t *m, uint64_t prompt,
+    uint64_t cached, uint64_t completion)
+{
+    cached = ngx_min(cached, prompt);
+
+    return (prompt - cached) * m->input + cached * m->cached_input
+           + completion * m->output;
+}
