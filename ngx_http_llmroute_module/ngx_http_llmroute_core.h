@@ -43,8 +43,14 @@ typedef struct {
 #define ngx_memcpy(d, s, n) (void) memcpy(d, s, n)
 #define ngx_cpymem(d, s, n) (((u_char *) memcpy(d, s, n)) + (n))
 #define ngx_memcmp(a, b, n) memcmp(a, b, n)
-#define ngx_strncasecmp(a, b, n)                                              \
-    strncasecmp((const char *) a, (const char *) b, n)
+
+/* same prototype as nginx's, so standalone builds catch type mistakes */
+static inline ngx_int_t
+ngx_strncasecmp(u_char *s1, u_char *s2, size_t n)
+{
+    return strncasecmp((const char *) s1, (const char *) s2, n);
+}
+
 #define ngx_tolower(c)      (u_char) ((c >= 'A' && c <= 'Z') ? (c | 0x20) : c)
 #define ngx_min(a, b)       (((a) < (b)) ? (a) : (b))
 #define ngx_max(a, b)       (((a) < (b)) ? (b) : (a))

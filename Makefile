@@ -1,0 +1,43 @@
+# ngx_http_llmroute_module — developer entry points.
+#   make run     build and run the gateway on 127.0.0.1:8080 (demo providers
+#                when no API keys are set)
+#   make test    build and run every test (C unit tests + nginx tests)
+
+PYTHON ?= /usr/bin/python3
+PYTEST ?= $(PYTHON) -m pytest
+
+.PHONY: all deps build run test test-unit test-nginx classify-report bench \
+        micro clean
+
+all: build
+
+deps:
+	@./scripts/deps.sh
+
+build: deps
+	./build.sh
+
+run: build
+	./scripts/run-gateway.sh
+
+test: build
+	$(MAKE) test-unit
+	$(MAKE) classify-report
+	$(MAKE) test-nginx
+
+test-unit:
+	@if [ -f t/unit/Makefile ]; then $(MAKE) -C t/unit test; fi
+
+test-nginx:
+	$(PYTEST) -q -p no:cacheprovider t
+
+-include tools/classify.mk
+
+bench: build
+	./bench/run.sh
+
+micro:
+	$(MAKE) -C bench micro
+
+clean:
+	rm -rf build build-asan
