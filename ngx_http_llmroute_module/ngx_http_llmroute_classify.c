@@ -2,20 +2,550 @@
 /*
  * Copyright (C) ngx_http_llmroute_module authors
  *
- * Placeholder classifier (prompt size only); replaced by the feature-based
- * one.
+ * Request-complexity classifier.  A score is a weighted sum of a few
+ * features, each scaled to 0..1 (output: -1..1), computed from the parsed
+ * request and from one pass over a bounded window of its text; two
+ * thresholds cut the score into simple / moderate / complex.
+ *
+ * The text is scanned as the raw, still JSON-escaped body bytes: "\n" is a
+ * backslash and an "n", so escapes are word breaks, never letters.  Words
+ * are hashed (lower case, an apostrophe inside a word dropped, a plural "s"
+ * dropped) and looked up, alone and paired with the word before, in a small
+ * open-addressing table built once from the keyword list below: one pass,
+ * no backtracking, no allocation.  docs/classifier.md has the rationale.
  */
 
 
 #include <ngx_http_llmroute_core.h>
 
 
+/*
+ * the word scan is bounded so that a 1 MB body costs the same as a 20 KB
+ * one: the head of the system prompt, the last user message up to HEAD
+ * bytes plus its last TAIL bytes (code fences in between are still found
+ * with memchr, to keep the code size exact), and the first bytes of earlier
+ * user messages, which hold the original task of a follow-up
+ */
+#define NGX_HTTP_LLMROUTE_SCAN_SYSTEM    2048
+#define NGX_HTTP_LLMROUTE_SCAN_HEAD      (16 * 1024)
+#define NGX_HTTP_LLMROUTE_SCAN_TAIL      (4 * 1024)
+#define NGX_HTTP_LLMROUTE_SCAN_EARLIER   1024
+#define NGX_HTTP_LLMROUTE_SCAN_HISTORY   (8 * 1024)
+
+#define NGX_HTTP_LLMROUTE_KW_HARD        0
+#define NGX_HTTP_LLMROUTE_KW_TASK        1
+#define NGX_HTTP_LLMROUTE_KW_MECH        2
+#define NGX_HTTP_LLMROUTE_KW_EASY        3
+#define NGX_HTTP_LLMROUTE_KW_NCLASS      4
+
+#define NGX_HTTP_LLMROUTE_KW_SLOTS       1024   /* power of 2, > 2x words */
+#define NGX_HTTP_LLMROUTE_KW_MAX         512
+#define NGX_HTTP_LLMROUTE_KW_PENDING     16
+
+#define NGX_HTTP_LLMROUTE_FNV_OFFSET     0xcbf29ce484222325ULL
+#define NGX_HTTP_LLMROUTE_FNV_PRIME      0x100000001b3ULL
+#define NGX_HTTP_LLMROUTE_PAIR_MIX       0x9e3779b97f4a7c15ULL
+
+#define ngx_http_llmroute_kw_bit(set, h)                                      \
+    (set[((h) >> 52) & 63] & ((uint64_t) 1 << (((h) >> 46) & 63)))
+
+
+typedef enum {
+    NGX_HTTP_LLMROUTE_F_LENGTH = 0,
+    NGX_HTTP_LLMROUTE_F_ASK,
+    NGX_HTTP_LLMROUTE_F_STEPS,
+    NGX_HTTP_LLMROUTE_F_CODE,
+    NGX_HTTP_LLMROUTE_F_REASONING,
+    NGX_HTTP_LLMROUTE_F_TASK,
+    NGX_HTTP_LLMROUTE_F_MECHANICAL,
+    NGX_HTTP_LLMROUTE_F_EASY,
+    NGX_HTTP_LLMROUTE_F_TURNS,
+    NGX_HTTP_LLMROUTE_F_TOOLS,
+    NGX_HTTP_LLMROUTE_F_OUTPUT,
+    NGX_HTTP_LLMROUTE_F_JSON,
+    NGX_HTTP_LLMROUTE_NFEATURES
+} ngx_http_llmroute_feature_e;
+
+
+typedef struct {
+    const char                 *text;   /* a word, or two words and a space */
+    ngx_uint_t                  cls;
+} ngx_http_llmroute_keyword_t;
+
+
+typedef struct {
+    uint64_t                    key;
+    ngx_uint_t                  kw;     /* keyword index + 1, 0: empty */
+} ngx_http_llmroute_kw_slot_t;
+
+
+/* a word being read: the last 8 letters and hashes of its prefixes */
+typedef struct {
+    uint64_t                    h[8];   /* h[n & 7]: the first n letters */
+    u_char                      c[8];   /* c[n & 7]: letter n */
+    size_t                      len;
+} ngx_http_llmroute_word_t;
+
+
+typedef struct {
+    uint64_t                    seen[NGX_HTTP_LLMROUTE_KW_MAX / 64];
+    ngx_uint_t                  hits[NGX_HTTP_LLMROUTE_KW_NCLASS];
+    ngx_uint_t                  words;      /* prose words of the ask */
+    ngx_uint_t                  items;      /* list items, "(2)" markers */
+    ngx_uint_t                  questions;
+    size_t                      code;       /* bytes inside ``` fences */
+    ngx_uint_t                  blocks;
+
+    /* the current line, committed at its end unless it is code */
+    u_char                     *line;
+    ngx_uint_t                  line_words;
+    ngx_uint_t                  line_alnum;
+    ngx_uint_t                  line_syms;
+    ngx_uint_t                  line_items;
+    ngx_uint_t                  line_questions;
+    ngx_uint_t                  pending[NGX_HTTP_LLMROUTE_KW_PENDING];
+    ngx_uint_t                  npending;   /* keywords first hit here */
+
+    unsigned                    count:1;    /* the ask: count words, code */
+    unsigned                    in_code:1;  /* kept across windows */
+    unsigned                    code_line:1;
+} ngx_http_llmroute_scan_t;
+
+
+static void ngx_http_llmroute_classify_build(void);
+static void ngx_http_llmroute_classify_bit(uint64_t *set, uint64_t h);
+static uint64_t ngx_http_llmroute_classify_hash(const u_char *p, size_t len);
+static uint64_t ngx_http_llmroute_classify_stem(ngx_http_llmroute_word_t *w);
+static ngx_uint_t ngx_http_llmroute_classify_ends(u_char *c, size_t n,
+    const char *suffix, size_t len);
+static void ngx_http_llmroute_classify_insert(uint64_t key, ngx_uint_t kw);
+static void ngx_http_llmroute_classify_lookup(ngx_http_llmroute_scan_t *sc,
+    uint64_t key);
+static void ngx_http_llmroute_classify_message(ngx_http_llmroute_scan_t *sc,
+    u_char *p, u_char *last, size_t head, size_t tail);
+static size_t ngx_http_llmroute_classify_size(u_char *p, u_char *last,
+    ngx_uint_t parts);
+static u_char *ngx_http_llmroute_classify_string(u_char **pp, u_char *last,
+    u_char **e);
+static void ngx_http_llmroute_classify_text(ngx_http_llmroute_scan_t *sc,
+    u_char *p, u_char *last, size_t head, size_t tail);
+static void ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc,
+    u_char *p, u_char *last);
+static void ngx_http_llmroute_classify_bol(ngx_http_llmroute_scan_t *sc,
+    u_char *p);
+static u_char *ngx_http_llmroute_classify_indent(
+    ngx_http_llmroute_scan_t *sc, u_char *p, u_char *last);
+static void ngx_http_llmroute_classify_eol(ngx_http_llmroute_scan_t *sc,
+    u_char *p);
+static void ngx_http_llmroute_classify_fences(ngx_http_llmroute_scan_t *sc,
+    u_char *p, u_char *last);
+static u_char *ngx_http_llmroute_classify_copy(u_char *p, u_char *last,
+    const char *s);
+static u_char *ngx_http_llmroute_classify_number(u_char *p, u_char *last,
+    double v, ngx_uint_t decimals);
+static double ngx_http_llmroute_classify_log2(double x);
+static double ngx_http_llmroute_classify_ramp(double x, double lo, double hi);
+
+/*
+ * the raw feature vector, for tools/classify_report -f (weight tuning);
+ * belongs in ngx_http_llmroute_core.h
+ */
+ngx_uint_t ngx_http_llmroute_classify_features(ngx_http_llmroute_req_t *req,
+    double *f, ngx_uint_t n);
+
+
+/* feature names, then the two thresholds: llmroute_classifier NAME=VALUE */
+ngx_str_t  ngx_http_llmroute_classifier_names[] = {
+    ngx_string("length"),
+    ngx_string("ask"),
+    ngx_string("steps"),
+    ngx_string("code"),
+    ngx_string("reasoning"),
+    ngx_string("task"),
+    ngx_string("mechanical"),
+    ngx_string("easy"),
+    ngx_string("turns"),
+    ngx_string("tools"),
+    ngx_string("output"),
+    ngx_string("json"),
+    ngx_null_string
+};
+
+
+static double  ngx_http_llmroute_classifier_defaults[] = {
+    0.10,   /* length */
+    0.30,   /* ask */
+    0.05,   /* steps */
+    0.05,   /* code */
+    0.60,   /* reasoning */
+    0.20,   /* task */
+    -0.40,  /* mechanical */
+    -0.20,  /* easy */
+    0.20,   /* turns */
+    0.20,   /* tools */
+    0.10,   /* output */
+    0.00    /* json */
+};
+
+
+/*
+ * Vocabulary, by what it says about the work asked for.  Only prose is
+ * matched (not code, fenced, `inline` or pasted), words are stemmed alike
+ * on both sides ("partitioned" is "partition"), and "-", "_" and "/" join
+ * the two words of a pair ("lock-free", "memory_order").  Hits count once
+ * per keyword, so repeating a word is no more evidence than saying it once.
+ *
+ * HARD: design, proofs, distributed state, concurrency, security,
+ * soundness, diagnosis from evidence.
+ */
+static ngx_http_llmroute_keyword_t  ngx_http_llmroute_keywords[] = {
+    /* design and architecture */
+    { "architecture", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "architectural", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "design", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "system design", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "tradeoff", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "trade off", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "monolith", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "microservice", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "bounded context", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "circular dependency", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "tight coupling", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "tightly coupled", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "loose coupling", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "loosely coupled", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "decouple", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "hexagonal", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "event sourcing", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "cqrs", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "saga", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "outbox", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "backward compatibility", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "backwards compatibility", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "backward compatible", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "backwards compatible", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "migration plan", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "migration strategy", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "phased", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "cutover", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "scalability", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "scalable", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "high availability", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "fault tolerance", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "fault tolerant", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "failure mode", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "disaster recovery", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "capacity planning", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "multi tenant", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "multitenant", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "tenant isolation", NGX_HTTP_LLMROUTE_KW_HARD },
+
+    /* proofs, algorithms, languages */
+    { "invariant", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "proof", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "prove", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "correctness", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "formally", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "formal verification", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "theorem", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "lemma", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "induction", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "np hard", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "np complete", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "asymptotic", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "time complexity", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "space complexity", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "amortized", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "lower bound", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "upper bound", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "optimality", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "counterexample", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "approximation algorithm", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "dynamic programming", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "type inference", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "unification", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "polymorphism", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "type system", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "type checker", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "garbage collector", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "garbage collection", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "write barrier", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "compiler", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "bytecode", NGX_HTTP_LLMROUTE_KW_HARD },
+
+    /* distributed state */
+    { "distributed", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "consensus", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "quorum", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "raft", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "paxos", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "byzantine", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "split brain", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "linearizable", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "linearizability", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "serializable", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "serializability", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "isolation level", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "consistency", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "eventually consistent", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "eventual consistency", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "strongly consistent", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "strong consistency", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "sharding", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "shard", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "resharding", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "partition", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "replication", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "replica", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "multi region", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "cross region", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "failover", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "leader election", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "fencing", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "idempotent", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "idempotency", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "exactly once", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "least once", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "most once", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "ordering guarantee", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "clock skew", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "vector clock", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "crdt", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "two phase", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "backpressure", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "skew", NGX_HTTP_LLMROUTE_KW_HARD },
+
+    /* concurrency */
+    { "concurrency", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "concurrent", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "race", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "race condition", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "data race", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "deadlock", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "livelock", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "starvation", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "starve", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "lock free", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "wait free", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "lock ordering", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "memory order", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "memory ordering", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "memory model", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "happens before", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "interleaving", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "atomic", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "atomicity", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "false sharing", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "double checked", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "synchronization", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "thread safety", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "semaphore", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "contention", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "reentrant", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "fairness", NGX_HTTP_LLMROUTE_KW_HARD },
+
+    /* security and soundness */
+    { "security", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "audit", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "vulnerability", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "vulnerable", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "exploit", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "attacker", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "attack", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "threat model", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "threat", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "pentest", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "privilege escalation", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "injection", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "ssrf", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "csrf", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "xss", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "replay", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "tampering", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "spoofing", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "side channel", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "timing attack", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "cryptographic", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "sandbox", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "soundness", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "unsound", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "undefined behavior", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "undefined behaviour", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "memory safety", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "after free", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "aliasing", NGX_HTTP_LLMROUTE_KW_HARD },
+
+    /* diagnosis from evidence */
+    { "root cause", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "hypothesis", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "hypotheses", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "investigate", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "postmortem", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "incident", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "intermittent", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "nondeterministic", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "non deterministic", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "heisenbug", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "narrow down", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "correlate", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "tail latency", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "p99", NGX_HTTP_LLMROUTE_KW_HARD },
+    { "p999", NGX_HTTP_LLMROUTE_KW_HARD },
+
+    /* TASK: real engineering work on code */
+
+    { "fix", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "bug", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "debug", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "leak", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "flaky", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "compile", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "crash", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "segfault", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "hang", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "regression", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "slow", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "performance", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "optimize", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "optimise", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "speed up", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "bottleneck", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "latency", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "throughput", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "memory usage", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "refactor", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "restructure", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "redesign", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "implement", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "review", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "edge case", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "corner case", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "error handling", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "production", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "robust", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "reliable", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "safely", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "downtime", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "backfill", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "migration", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "migrate", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "cancellation", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "timeout", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "retry", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "thread safe", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "generic", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "test", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "requirement", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "constraint", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "validation", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "index", NGX_HTTP_LLMROUTE_KW_TASK },
+    { "query plan", NGX_HTTP_LLMROUTE_KW_TASK },
+
+    /* MECH: transformations and look-ups; length does not make them hard */
+
+    /* transformations */
+    { "reformat", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "pretty print", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "prettify", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "indent", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "indentation", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "convert", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "translate", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "port this", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "port it", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "turn this", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "turn these", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "rename", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "change all", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "replace all", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "alphabetically", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "markdown", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "csv", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "type hint", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "typo", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "summarize", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "summarise", NGX_HTTP_LLMROUTE_KW_MECH },
+
+    /* small, well-known artefacts */
+    { "commit message", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "changelog", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "docstring", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "doc comment", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "jsdoc", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "javadoc", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "license", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "copyright", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "gitignore", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "dockerignore", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "boilerplate", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "scaffold", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "crud", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "one liner", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "oneliner", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "regex", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "regexp", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "code completion", NGX_HTTP_LLMROUTE_KW_MECH },
+
+    /* "change nothing else": the output is the input, lightly edited */
+    { "dont change", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "dont touch", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "change nothing", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "keep everything", NGX_HTTP_LLMROUTE_KW_MECH },
+    { "as is", NGX_HTTP_LLMROUTE_KW_MECH },
+
+    /*
+     * EASY: weaker hints, common in hard requests too: a look-up question,
+     * the asker's own estimate of the difficulty
+     */
+    { "what does", NGX_HTTP_LLMROUTE_KW_EASY },
+    { "what is", NGX_HTTP_LLMROUTE_KW_EASY },
+    { "difference between", NGX_HTTP_LLMROUTE_KW_EASY },
+    { "unchanged", NGX_HTTP_LLMROUTE_KW_EASY },
+    { "simple", NGX_HTTP_LLMROUTE_KW_EASY },
+    { "basic", NGX_HTTP_LLMROUTE_KW_EASY },
+    { "quick", NGX_HTTP_LLMROUTE_KW_EASY },
+    { "trivial", NGX_HTTP_LLMROUTE_KW_EASY },
+    { "noob", NGX_HTTP_LLMROUTE_KW_EASY },
+    { "beginner", NGX_HTTP_LLMROUTE_KW_EASY },
+    { "pls", NGX_HTTP_LLMROUTE_KW_EASY },
+    { "plz", NGX_HTTP_LLMROUTE_KW_EASY },
+
+    { NULL, 0 }
+};
+
+
+/* built once (configuration time or first use), read-only afterwards */
+static ngx_http_llmroute_kw_slot_t  ngx_http_llmroute_kw_table[
+                                        NGX_HTTP_LLMROUTE_KW_SLOTS];
+static ngx_uint_t                   ngx_http_llmroute_kw_ready;
+
+/*
+ * one bit per keyword word and per first word of a pair: most words are
+ * no keyword, and most are no start of a pair, so one bit test spares a
+ * table probe for them
+ */
+static uint64_t                     ngx_http_llmroute_kw_words[64];
+static uint64_t                     ngx_http_llmroute_kw_firsts[64];
+
+/* lower-case letter or digit; 0 for everything else */
+static u_char                       ngx_http_llmroute_kw_lc[256];
+
+
 void
 ngx_http_llmroute_classifier_init(ngx_http_llmroute_classifier_t *cl)
 {
+    ngx_uint_t  i;
+
     ngx_memzero(cl, sizeof(ngx_http_llmroute_classifier_t));
-    cl->moderate = 500;
-    cl->complex = 3000;
+
+    for (i = 0; i < NGX_HTTP_LLMROUTE_NFEATURES; i++) {
+        cl->weight[i] = ngx_http_llmroute_classifier_defaults[i];
+    }
+
+    cl->moderate = 0.10;
+    cl->complex = 0.55;
+
+    ngx_http_llmroute_classify_build();
 }
 
 
@@ -23,14 +553,31 @@ ngx_int_t
 ngx_http_llmroute_classifier_set(ngx_http_llmroute_classifier_t *cl,
     ngx_str_t *name, double value)
 {
-    if (name->len == 8 && ngx_memcmp(name->data, "moderate", 8) == 0) {
+    ngx_uint_t  i;
+
+    if (name->len == 8
+        && ngx_strncasecmp(name->data, (u_char *) "moderate", 8) == 0)
+    {
         cl->moderate = value;
         return NGX_OK;
     }
 
-    if (name->len == 7 && ngx_memcmp(name->data, "complex", 7) == 0) {
+    if (name->len == 7
+        && ngx_strncasecmp(name->data, (u_char *) "complex", 7) == 0)
+    {
         cl->complex = value;
         return NGX_OK;
+    }
+
+    for (i = 0; ngx_http_llmroute_classifier_names[i].len; i++) {
+        if (ngx_http_llmroute_classifier_names[i].len == name->len
+            && ngx_strncasecmp(ngx_http_llmroute_classifier_names[i].data,
+                               name->data, name->len)
+               == 0)
+        {
+            cl->weight[i] = value;
+            return NGX_OK;
+        }
     }
 
     return NGX_DECLINED;
@@ -42,19 +589,1144 @@ ngx_http_llmroute_classify(ngx_http_llmroute_classifier_t *cl,
     ngx_http_llmroute_req_t *req, u_char *reason, size_t size,
     size_t *reason_len)
 {
-    double      score;
-    ngx_uint_t  tier;
+    u_char     *p, *last;
+    double      score, c, best;
+    double      f[NGX_HTTP_LLMROUTE_NFEATURES];
+    double      contrib[NGX_HTTP_LLMROUTE_NFEATURES];
+    ngx_uint_t  i, k, j, tier, shown;
 
-    score = (double) req->prompt_tokens;
+    (void) ngx_http_llmroute_classify_features(req, f,
+                                               NGX_HTTP_LLMROUTE_NFEATURES);
+
+    score = 0;
+
+    for (i = 0; i < NGX_HTTP_LLMROUTE_NFEATURES; i++) {
+        contrib[i] = cl->weight[i] * f[i];
+        score += contrib[i];
+    }
+
     tier = score >= cl->complex ? NGX_HTTP_LLMROUTE_TIER_COMPLEX
            : score >= cl->moderate ? NGX_HTTP_LLMROUTE_TIER_MODERATE
            : NGX_HTTP_LLMROUTE_TIER_SIMPLE;
 
-    *reason_len = snprintf((char *) reason, size, "tokens=%zu",
-                           req->prompt_tokens);
-    if (*reason_len >= size) {
-        *reason_len = size - 1;
+    *reason_len = 0;
+
+    if (size == 0) {
+        return tier;
     }
 
+    /*
+     * "score=0.71 reasoning=0.40 ask=0.16 mechanical=-0.20 tokens=1830
+     * -> complex": the largest contributions first, at most five, so the
+     * line stays well under 200 bytes whatever the weights; printed by
+     * hand, snprintf("%.2f") alone would cost more than the scan
+     */
+
+    p = reason;
+    last = reason + size - 1;
+
+    p = ngx_http_llmroute_classify_copy(p, last, "score=");
+    p = ngx_http_llmroute_classify_number(p, last, score, 1);
+
+    shown = 0;
+
+    for (k = 0; k < 5; k++) {
+        best = 0.005;
+        j = NGX_HTTP_LLMROUTE_NFEATURES;
+
+        for (i = 0; i < NGX_HTTP_LLMROUTE_NFEATURES; i++) {
+            if (!(shown & (1u << i))) {
+                c = contrib[i] < 0 ? -contrib[i] : contrib[i];
+
+                if (c >= best) {
+                    best = c;
+                    j = i;
+                }
+            }
+        }
+
+        if (j == NGX_HTTP_LLMROUTE_NFEATURES) {
+            break;
+        }
+
+        shown |= 1u << j;
+
+        p = ngx_http_llmroute_classify_copy(p, last, " ");
+        p = ngx_http_llmroute_classify_copy(p, last,
+                (char *) ngx_http_llmroute_classifier_names[j].data);
+        p = ngx_http_llmroute_classify_copy(p, last, "=");
+        p = ngx_http_llmroute_classify_number(p, last, contrib[j], 1);
+    }
+
+    p = ngx_http_llmroute_classify_copy(p, last, " tokens=");
+    p = ngx_http_llmroute_classify_number(p, last,
+                                          (double) req->prompt_tokens, 0);
+    p = ngx_http_llmroute_classify_copy(p, last, " -> ");
+    p = ngx_http_llmroute_classify_copy(p, last,
+                (char *) ngx_http_llmroute_tier_names[tier].data);
+
+    *p = '\0';
+    *reason_len = p - reason;
+
     return tier;
+}
+
+
+ngx_uint_t
+ngx_http_llmroute_classify_features(ngx_http_llmroute_req_t *req, double *f,
+    ngx_uint_t n)
+{
+    u_char                    *body;
+    size_t                     budget, len, text;
+    double                     v[NGX_HTTP_LLMROUTE_NFEATURES];
+    ngx_uint_t                 i, last_user, users, results, calls;
+    ngx_http_llmroute_msg_t   *m;
+    ngx_http_llmroute_scan_t   sc;
+
+    if (!ngx_http_llmroute_kw_ready) {
+        ngx_http_llmroute_classify_build();
+    }
+
+    ngx_memzero(&sc, sizeof(ngx_http_llmroute_scan_t));
+
+    body = req->body;
+    text = 0;
+    last_user = req->nmsgs;
+    users = 0;
+    results = 0;
+    calls = 0;
+
+    for (i = 0; i < req->nmsgs; i++) {
+        m = &req->msgs[i];
+        text += ngx_http_llmroute_classify_size(body + m->start,
+                                                body + m->end,
+                                                m->tool_calls == 0);
+
+        switch (m->role) {
+
+        case NGX_HTTP_LLMROUTE_ROLE_USER:
+            users++;
+            last_user = i;
+            break;
+
+        case NGX_HTTP_LLMROUTE_ROLE_TOOL:
+            results++;
+            break;
+
+        case NGX_HTTP_LLMROUTE_ROLE_ASSISTANT:
+            calls += m->tool_calls;
+            break;
+        }
+    }
+
+    /*
+     * vocabulary of the system prompt and of the earlier user turns counts
+     * (a persona "security auditor", a first request "convert ..." that a
+     * follow-up only tweaks), sizes and list items count for the ask only
+     */
+
+    budget = NGX_HTTP_LLMROUTE_SCAN_SYSTEM;
+
+    for (i = 0; i < req->nmsgs && budget; i++) {
+        m = &req->msgs[i];
+
+        if (m->role == NGX_HTTP_LLMROUTE_ROLE_SYSTEM) {
+            len = ngx_min(m->end - m->start, budget);
+            ngx_http_llmroute_classify_message(&sc, body + m->start,
+                                               body + m->end, len, 0);
+            budget -= len;
+        }
+    }
+
+    budget = NGX_HTTP_LLMROUTE_SCAN_HISTORY;
+
+    for (i = 0; i < last_user && budget; i++) {
+        m = &req->msgs[i];
+
+        if (m->role == NGX_HTTP_LLMROUTE_ROLE_USER) {
+            len = ngx_min(m->end - m->start,
+                          ngx_min(budget, NGX_HTTP_LLMROUTE_SCAN_EARLIER));
+            ngx_http_llmroute_classify_message(&sc, body + m->start,
+                                               body + m->end, len, 0);
+            budget -= len;
+        }
+    }
+
+    if (last_user < req->nmsgs) {
+        m = &req->msgs[last_user];
+        sc.count = 1;
+        ngx_http_llmroute_classify_message(&sc, body + m->start,
+                                           body + m->end,
+                                           NGX_HTTP_LLMROUTE_SCAN_HEAD,
+                                           NGX_HTTP_LLMROUTE_SCAN_TAIL);
+    }
+
+    /* scales: where a feature starts to count and where it saturates */
+
+    v[NGX_HTTP_LLMROUTE_F_LENGTH] = ngx_http_llmroute_classify_ramp(
+        ngx_http_llmroute_classify_log2((double) text / 4 + 1),
+        ngx_http_llmroute_classify_log2(128),
+        ngx_http_llmroute_classify_log2(8192));
+
+    v[NGX_HTTP_LLMROUTE_F_ASK] = ngx_http_llmroute_classify_ramp(
+        ngx_http_llmroute_classify_log2((double) sc.words + 1),
+        ngx_http_llmroute_classify_log2(16),
+        ngx_http_llmroute_classify_log2(256));
+
+    v[NGX_HTTP_LLMROUTE_F_STEPS] = ngx_http_llmroute_classify_ramp(
+        (double) (sc.items + sc.questions), 1, 9);
+
+    v[NGX_HTTP_LLMROUTE_F_CODE] = ngx_http_llmroute_classify_ramp(
+        ngx_http_llmroute_classify_log2((double) sc.code + 1),
+        ngx_http_llmroute_classify_log2(256),
+        ngx_http_llmroute_classify_log2(16384));
+
+    v[NGX_HTTP_LLMROUTE_F_REASONING] = ngx_http_llmroute_classify_ramp(
+        (double) sc.hits[NGX_HTTP_LLMROUTE_KW_HARD], 0, 3);
+
+    v[NGX_HTTP_LLMROUTE_F_TASK] = ngx_http_llmroute_classify_ramp(
+        (double) sc.hits[NGX_HTTP_LLMROUTE_KW_TASK], 0, 2);
+
+    v[NGX_HTTP_LLMROUTE_F_MECHANICAL] = ngx_http_llmroute_classify_ramp(
+        (double) sc.hits[NGX_HTTP_LLMROUTE_KW_MECH], 0, 2);
+
+    v[NGX_HTTP_LLMROUTE_F_EASY] = ngx_http_llmroute_classify_ramp(
+        (double) sc.hits[NGX_HTTP_LLMROUTE_KW_EASY], 0, 2);
+
+    v[NGX_HTTP_LLMROUTE_F_TURNS] = ngx_http_llmroute_classify_ramp(
+        (double) users, 1, 4);
+
+    v[NGX_HTTP_LLMROUTE_F_TOOLS] = ngx_http_llmroute_classify_ramp(
+        (double) (results + calls), 0, 8);
+
+    /* a small max_tokens is a strong hint, so the output scale is -1..1 */
+
+    v[NGX_HTTP_LLMROUTE_F_OUTPUT] = req->max_tokens < 0 ? 0
+        : 2 * ngx_http_llmroute_classify_ramp(
+                  ngx_http_llmroute_classify_log2(
+                      (double) req->max_tokens + 1),
+                  ngx_http_llmroute_classify_log2(64),
+                  ngx_http_llmroute_classify_log2(8192))
+          - 1;
+
+    v[NGX_HTTP_LLMROUTE_F_JSON] = req->json_schema ? 1
+                                  : req->json_mode ? 0.5 : 0;
+
+    n = ngx_min(n, (ngx_uint_t) NGX_HTTP_LLMROUTE_NFEATURES);
+
+    for (i = 0; i < n; i++) {
+        f[i] = v[i];
+    }
+
+    return NGX_HTTP_LLMROUTE_NFEATURES;
+}
+
+
+/*
+ * one message's content: a string is text; an array of content parts has
+ * its "text" values scanned, in order, while the head window lasts (images
+ * and other parts are skipped with memchr, never read word by word)
+ */
+
+static void
+ngx_http_llmroute_classify_message(ngx_http_llmroute_scan_t *sc, u_char *p,
+    u_char *last, size_t head, size_t tail)
+{
+    size_t   len;
+    u_char  *s, *e;
+
+    if (p == last || *p != '[') {
+        ngx_http_llmroute_classify_text(sc, p, last, head, tail);
+        return;
+    }
+
+    head += tail;
+
+    while (head) {
+        s = ngx_http_llmroute_classify_string(&p, last, &e);
+        if (s == NULL) {
+            return;
+        }
+
+        if (e - s != 4 || ngx_memcmp(s, "text", 4) != 0) {
+            continue;
+        }
+
+        while (p < last && (*p == ' ' || *p == '\n' || *p == '\r'
+                            || *p == '\t' || *p == ':'))
+        {
+            p++;
+        }
+
+        if (p == last || *p != '"') {
+            continue;   /* "type": "text", or not a string */
+        }
+
+        s = ngx_http_llmroute_classify_string(&p, last, &e);
+        if (s == NULL) {
+            return;
+        }
+
+        len = ngx_min((size_t) (e - s), head);
+        ngx_http_llmroute_classify_text(sc, s, e, len, 0);
+        head -= len;
+    }
+}
+
+
+/*
+ * the text bytes of a content: the span of a string, the "text" values of
+ * an array of parts (a base64 image is not prompt text), or all of it
+ */
+
+static size_t
+ngx_http_llmroute_classify_size(u_char *p, u_char *last, ngx_uint_t parts)
+{
+    size_t   n;
+    u_char  *s, *e;
+
+    if (p == last || *p != '[' || !parts) {
+        return last - p;
+    }
+
+    n = 0;
+
+    for ( ;; ) {
+        s = ngx_http_llmroute_classify_string(&p, last, &e);
+        if (s == NULL) {
+            return n;
+        }
+
+        if (e - s != 4 || ngx_memcmp(s, "text", 4) != 0) {
+            continue;
+        }
+
+        while (p < last && (*p == ' ' || *p == '\n' || *p == '\r'
+                            || *p == '\t' || *p == ':'))
+        {
+            p++;
+        }
+
+        if (p < last && *p == '"') {
+            s = ngx_http_llmroute_classify_string(&p, last, &e);
+            if (s == NULL) {
+                return n;
+            }
+
+            n += e - s;
+        }
+    }
+}
+
+
+/* the next JSON string from *pp on: returns its raw bytes up to *e */
+
+static u_char *
+ngx_http_llmroute_classify_string(u_char **pp, u_char *last, u_char **e)
+{
+    u_char  *s, *q, *b;
+
+    q = memchr(*pp, '"', last - *pp);
+    if (q == NULL) {
+        return NULL;
+    }
+
+    s = q + 1;
+
+    for (q = s; /* void */ ; q++) {
+        q = memchr(q, '"', last - q);
+        if (q == NULL) {
+            return NULL;
+        }
+
+        /* an odd run of backslashes escapes the quote */
+
+        for (b = q; b > s && b[-1] == '\\'; b--) {
+            /* void */
+        }
+
+        if (((q - b) & 1) == 0) {
+            break;
+        }
+    }
+
+    *e = q;
+    *pp = q + 1;
+
+    return s;
+}
+
+
+/* one text: the whole of a short one, head and tail of a long one */
+
+static void
+ngx_http_llmroute_classify_text(ngx_http_llmroute_scan_t *sc, u_char *p,
+    u_char *last, size_t head, size_t tail)
+{
+    sc->in_code = 0;
+
+    if ((size_t) (last - p) <= head + tail) {
+        ngx_http_llmroute_classify_scan(sc, p, last);
+        return;
+    }
+
+    ngx_http_llmroute_classify_scan(sc, p, p + head);
+
+    if (tail == 0) {
+        return;
+    }
+
+    ngx_http_llmroute_classify_fences(sc, p + head, last - tail);
+    ngx_http_llmroute_classify_scan(sc, last - tail, last);
+}
+
+
+/*
+ * the word scan: p..last are raw JSON string bytes (or the raw array of
+ * content parts); backslash escapes and non-ASCII bytes separate words
+ */
+
+static void
+ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
+    u_char *last)
+{
+    u_char                    c, lc, *q;
+    uint64_t                  h, prev;
+    ngx_uint_t                code, bol, tick, pair;
+    ngx_http_llmroute_word_t  w;
+
+    /*
+     * the cursor lives in locals: through the calls made per word and per
+     * line the compiler would otherwise reload it for every byte
+     */
+
+    code = sc->in_code;
+    bol = 1;
+    tick = 0;
+    pair = 0;
+    prev = 0;
+
+    ngx_http_llmroute_classify_bol(sc, p);
+
+    while (p < last) {
+
+        if (code) {
+            q = memchr(p, '`', last - p);
+
+            if (q == NULL) {
+                sc->code += sc->count ? (size_t) (last - p) : 0;
+                sc->in_code = 1;
+                return;
+            }
+
+            sc->code += sc->count ? (size_t) (q - p) : 0;
+            p = q + 1;
+
+            if (last - q >= 3 && q[1] == '`' && q[2] == '`') {
+                code = 0;
+                bol = 1;
+                tick = 0;
+                pair = 0;
+                p = q + 3;
+                ngx_http_llmroute_classify_bol(sc, p);
+            }
+
+            continue;
+        }
+
+        if (bol) {
+            p = ngx_http_llmroute_classify_indent(sc, p, last);
+
+            if (p == last) {
+                break;
+            }
+
+            /* blank so far, or an escape: decided on the next character */
+            bol = (*p == '\\');
+        }
+
+        c = *p;
+        lc = ngx_http_llmroute_kw_lc[c];
+
+        if (lc) {
+
+            /* a word: FNV-1a of its lower-case letters */
+
+            h = NGX_HTTP_LLMROUTE_FNV_OFFSET;
+            w.h[0] = h;
+            w.len = 0;
+
+            for ( ;; ) {
+                w.c[w.len & 7] = lc;
+                h = (h ^ lc) * NGX_HTTP_LLMROUTE_FNV_PRIME;
+                w.h[++w.len & 7] = h;
+
+                if (++p == last) {
+                    break;
+                }
+
+                lc = ngx_http_llmroute_kw_lc[*p];
+
+                if (lc) {
+                    continue;
+                }
+
+                /* "don't" and "don\u2019t" are "dont" */
+
+                if (*p == '\'' && p + 1 < last
+                    && ngx_http_llmroute_kw_lc[p[1]])
+                {
+                    lc = ngx_http_llmroute_kw_lc[*++p];
+                    continue;
+                }
+
+                if (*p == '\\' && last - p > 6 && p[1] == 'u'
+                    && ngx_memcmp(p + 2, "2019", 4) == 0
+                    && ngx_http_llmroute_kw_lc[p[6]])
+                {
+                    p += 6;
+                    lc = ngx_http_llmroute_kw_lc[*p];
+                    continue;
+                }
+
+                break;
+            }
+
+            if (tick) {
+                pair = 0;
+                continue;
+            }
+
+            sc->line_words++;
+            sc->line_alnum += w.len;
+
+            if (w.len > 3) {
+                h = ngx_http_llmroute_classify_stem(&w);
+
+                /* "base64," starts a data URL: no words in there */
+
+                if (w.len == 6 && p < last && *p == ','
+                    && ngx_strncasecmp(p - 6, (u_char *) "base64", 6) == 0)
+                {
+                    q = memchr(p, '"', last - p);
+                    p = q ? q : last;
+                }
+            }
+
+            if (ngx_http_llmroute_kw_bit(ngx_http_llmroute_kw_words, h)) {
+                ngx_http_llmroute_classify_lookup(sc, h);
+            }
+
+            if (pair) {
+                ngx_http_llmroute_classify_lookup(sc,
+                    (prev * NGX_HTTP_LLMROUTE_PAIR_MIX) ^ h);
+            }
+
+            prev = h;
+            pair = ngx_http_llmroute_kw_bit(ngx_http_llmroute_kw_firsts, h)
+                   != 0;
+            continue;
+        }
+
+        /* pairs are joined by spaces, "-", "_", "/" and tabs only */
+
+        switch (c) {
+
+        case ' ':
+        case '-':
+        case '_':
+        case '/':
+            p++;
+            continue;
+
+        case '\\':
+            if (p + 1 == last) {
+                p++;
+                continue;
+            }
+
+            switch (p[1]) {
+
+            case 'n':
+                ngx_http_llmroute_classify_eol(sc, p);
+                p += 2;
+                ngx_http_llmroute_classify_bol(sc, p);
+                bol = 1;
+                tick = 0;
+                pair = 0;
+                continue;
+
+            case 't':
+                p += 2;
+                continue;
+
+            case 'u':
+                p += ngx_min(6, last - p);
+                break;
+
+            case '"':
+                sc->line_syms += !tick;
+                p += 2;
+                break;
+
+            default:
+                p += 2;
+            }
+
+            pair = 0;
+            continue;
+
+        case '`':
+            if (last - p >= 3 && p[1] == '`' && p[2] == '`') {
+                ngx_http_llmroute_classify_eol(sc, p);
+                sc->blocks++;
+                code = 1;
+                pair = 0;
+                p += 3;
+                continue;
+            }
+
+            tick = !tick;
+            break;
+
+        case '?':
+            sc->line_questions += !tick;
+            break;
+
+        case '(':
+            if (!tick && last - p >= 3
+                && p[1] >= '1' && p[1] <= '9' && p[2] == ')')
+            {
+                sc->line_items++;
+            }
+
+            /* fall through */
+
+        case ')':
+        case '{':
+        case '}':
+        case '[':
+        case ']':
+        case ';':
+        case '=':
+        case '<':
+        case '>':
+        case '|':
+        case '"':
+            sc->line_syms += !tick;
+            break;
+        }
+
+        pair = 0;
+        p++;
+    }
+
+    sc->in_code = code;
+
+    if (!code) {
+        ngx_http_llmroute_classify_eol(sc, last);
+    }
+}
+
+
+static void
+ngx_http_llmroute_classify_bol(ngx_http_llmroute_scan_t *sc, u_char *p)
+{
+    sc->line = p;
+    sc->line_words = 0;
+    sc->line_alnum = 0;
+    sc->line_syms = 0;
+    sc->line_items = 0;
+    sc->line_questions = 0;
+    sc->npending = 0;
+    sc->code_line = 0;
+}
+
+
+/*
+ * the start of a line: "1. ", "2) ", "- ", "* " are list items; an
+ * indented line (not an item) or a diff line is code pasted without fences
+ */
+
+static u_char *
+ngx_http_llmroute_classify_indent(ngx_http_llmroute_scan_t *sc, u_char *p,
+    u_char *last)
+{
+    u_char      *q;
+    ngx_uint_t   n;
+
+    for (n = 0; p < last; n++) {
+        if (*p == ' ') {
+            p++;
+
+        } else if (*p == '\\' && last - p >= 2 && p[1] == 't') {
+            p += 2;
+            n += 3;
+
+        } else {
+            break;
+        }
+    }
+
+    if (p == last || *p == '\\') {
+        return p;   /* decided on the next character */
+    }
+
+    if ((*p == '-' || *p == '*') && last - p >= 2 && p[1] == ' ') {
+        sc->line_items = 1;
+        return p;
+    }
+
+    for (q = p; q < last && q - p < 3 && *q >= '0' && *q <= '9'; q++) {
+        /* void */
+    }
+
+    if (q > p && q - p < 3 && last - q >= 2
+        && (*q == '.' || *q == ')') && q[1] == ' ')
+    {
+        sc->line_items = 1;
+        return p;
+    }
+
+    if (n >= 2 || *p == '+' || *p == '-' || *p == '@') {
+        sc->code_line = 1;
+    }
+
+    return p;
+}
+
+
+/*
+ * the end of a line: prose adds its words, items and questions; a line
+ * dense with code punctuation is code pasted without fences, and the
+ * keywords it hit are taken back (an identifier is not a request)
+ */
+
+static void
+ngx_http_llmroute_classify_eol(ngx_http_llmroute_scan_t *sc, u_char *p)
+{
+    u_char      *q;
+    ngx_uint_t   i, kw;
+
+    /* statements end in ";", "{" or "}", sentences do not */
+
+    for (q = p; q > sc->line; q--) {
+        if (q[-1] == ' ') {
+            continue;
+        }
+
+        if (q - sc->line >= 2 && q[-2] == '\\'
+            && (q[-1] == 'r' || q[-1] == 't'))
+        {
+            q--;
+            continue;
+        }
+
+        if (q[-1] == ';' || q[-1] == '{' || q[-1] == '}') {
+            sc->code_line = 1;
+        }
+
+        break;
+    }
+
+    if (sc->code_line || sc->line_syms * 8 > sc->line_alnum) {
+
+        for (i = 0; i < sc->npending; i++) {
+            kw = sc->pending[i];
+            sc->seen[kw / 64] &= ~((uint64_t) 1 << (kw % 64));
+            sc->hits[ngx_http_llmroute_keywords[kw].cls]--;
+        }
+
+        if (sc->count) {
+            sc->code += p - sc->line;
+        }
+
+    } else if (sc->count) {
+        sc->words += sc->line_words;
+        sc->items += sc->line_items;
+        sc->questions += sc->line_questions;
+    }
+
+    sc->npending = 0;
+    sc->line_words = 0;
+    sc->line_alnum = 0;
+    sc->line_syms = 0;
+    sc->line_items = 0;
+    sc->line_questions = 0;
+    sc->line = p;
+}
+
+
+/* the skipped middle of a long message: only fences, to keep code exact */
+
+static void
+ngx_http_llmroute_classify_fences(ngx_http_llmroute_scan_t *sc, u_char *p,
+    u_char *last)
+{
+    u_char  *q;
+
+    while (p < last) {
+        q = memchr(p, '`', last - p);
+
+        if (q == NULL) {
+            q = last;
+        }
+
+        if (sc->in_code && sc->count) {
+            sc->code += q - p;
+        }
+
+        if (q == last) {
+            return;
+        }
+
+        if (last - q >= 3 && q[1] == '`' && q[2] == '`') {
+            sc->in_code = !sc->in_code;
+            sc->blocks += sc->in_code;
+            p = q + 3;
+            continue;
+        }
+
+        p = q + 1;
+    }
+}
+
+
+static void
+ngx_http_llmroute_classify_lookup(ngx_http_llmroute_scan_t *sc, uint64_t key)
+{
+    ngx_uint_t  i, kw;
+
+    i = (key ^ (key >> 29)) & (NGX_HTTP_LLMROUTE_KW_SLOTS - 1);
+
+    while (ngx_http_llmroute_kw_table[i].kw) {
+
+        if (ngx_http_llmroute_kw_table[i].key == key) {
+            kw = ngx_http_llmroute_kw_table[i].kw - 1;
+
+            /* distinct keywords: a word repeated is one piece of evidence */
+
+            if (!(sc->seen[kw / 64] & ((uint64_t) 1 << (kw % 64)))) {
+                sc->seen[kw / 64] |= (uint64_t) 1 << (kw % 64);
+                sc->hits[ngx_http_llmroute_keywords[kw].cls]++;
+
+                if (sc->npending < NGX_HTTP_LLMROUTE_KW_PENDING) {
+                    sc->pending[sc->npending++] = kw;
+                }
+            }
+
+            return;
+        }
+
+        i = (i + 1) & (NGX_HTTP_LLMROUTE_KW_SLOTS - 1);
+    }
+}
+
+
+static void
+ngx_http_llmroute_classify_build(void)
+{
+    u_char       *p, *sp;
+    size_t        len;
+    uint64_t      key, h;
+    ngx_uint_t    i, c;
+
+    if (ngx_http_llmroute_kw_ready) {
+        return;
+    }
+
+    for (c = 0; c < 256; c++) {
+        if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')) {
+            ngx_http_llmroute_kw_lc[c] = (u_char) c;
+
+        } else if (c >= 'A' && c <= 'Z') {
+            ngx_http_llmroute_kw_lc[c] = (u_char) (c | 0x20);
+        }
+    }
+
+    for (i = 0; ngx_http_llmroute_keywords[i].text; i++) {
+        p = (u_char *) ngx_http_llmroute_keywords[i].text;
+        len = ngx_strlen(p);
+        sp = memchr(p, ' ', len);
+
+        if (sp == NULL) {
+            key = ngx_http_llmroute_classify_hash(p, len);
+            ngx_http_llmroute_classify_bit(ngx_http_llmroute_kw_words, key);
+
+        } else {
+            h = ngx_http_llmroute_classify_hash(p, sp - p);
+            ngx_http_llmroute_classify_bit(ngx_http_llmroute_kw_firsts, h);
+
+            key = (h * NGX_HTTP_LLMROUTE_PAIR_MIX)
+                  ^ ngx_http_llmroute_classify_hash(sp + 1,
+                                                     len - (sp + 1 - p));
+        }
+
+        ngx_http_llmroute_classify_insert(key, i);
+    }
+
+    ngx_http_llmroute_kw_ready = 1;
+}
+
+
+static void
+ngx_http_llmroute_classify_bit(uint64_t *set, uint64_t h)
+{
+    set[(h >> 52) & 63] |= (uint64_t) 1 << ((h >> 46) & 63);
+}
+
+
+/* the hash the scan computes for one word of a keyword */
+
+static uint64_t
+ngx_http_llmroute_classify_hash(const u_char *p, size_t len)
+{
+    size_t                    i;
+    u_char                    lc;
+    uint64_t                  h;
+    ngx_http_llmroute_word_t  w;
+
+    h = NGX_HTTP_LLMROUTE_FNV_OFFSET;
+    w.h[0] = h;
+    w.len = 0;
+
+    for (i = 0; i < len; i++) {
+        lc = ngx_http_llmroute_kw_lc[p[i]];
+
+        if (lc == 0) {
+            continue;   /* "don't" */
+        }
+
+        w.c[w.len & 7] = lc;
+        h = (h ^ lc) * NGX_HTTP_LLMROUTE_FNV_PRIME;
+        w.h[++w.len & 7] = h;
+    }
+
+    return ngx_http_llmroute_classify_stem(&w);
+}
+
+
+/*
+ * a light suffix stripper, so that "partitioned", "partitioning" and
+ * "partitions" are one keyword: plural "s", then one of "ization" (to
+ * "iz"), "ation" (to "at"), "ing", "ed", "ly", a doubled consonant left by
+ * those ("debugging"), and a final "e" ("races", "raced", "race"); the
+ * hash of any prefix down to len - 7 is still in the ring
+ */
+
+static uint64_t
+ngx_http_llmroute_classify_stem(ngx_http_llmroute_word_t *w)
+{
+    size_t      n;
+    u_char     *c;
+    ngx_uint_t  doubled;
+
+    c = w->c;
+    n = w->len;
+    doubled = 0;
+
+    /* the i-th letter from the end of the first n */
+#define ngx_http_llmroute_last(i)  c[(n - (i)) & 7]
+
+    if (n > 3 && ngx_http_llmroute_last(1) == 's'
+        && ngx_http_llmroute_last(2) != 's')
+    {
+        n--;
+    }
+
+    if (n > 4) {
+
+        switch (ngx_http_llmroute_last(1)) {
+
+        case 'n':
+            if (n > 8 && ngx_http_llmroute_classify_ends(c, n, "ization", 7))
+            {
+                n -= 5;
+
+            } else if (n > 6
+                       && ngx_http_llmroute_classify_ends(c, n, "ation", 5))
+            {
+                n -= 3;
+            }
+
+            break;
+
+        case 'g':
+            if (n > 5 && ngx_http_llmroute_last(2) == 'n'
+                && ngx_http_llmroute_last(3) == 'i')
+            {
+                n -= 3;
+                doubled = 1;
+            }
+
+            break;
+
+        case 'd':
+            if (ngx_http_llmroute_last(2) == 'e') {
+                n -= 2;
+                doubled = 1;
+            }
+
+            break;
+
+        case 'y':
+            if (ngx_http_llmroute_last(2) == 'l') {
+                n -= 2;
+            }
+
+            break;
+        }
+    }
+
+    if (doubled && n > 3
+        && ngx_http_llmroute_last(1) == ngx_http_llmroute_last(2)
+        && ngx_http_llmroute_last(1) != 'l'
+        && ngx_http_llmroute_last(1) != 's'
+        && ngx_http_llmroute_last(1) != 'z')
+    {
+        n--;
+    }
+
+    if (n > 3 && ngx_http_llmroute_last(1) == 'e') {
+        n--;
+    }
+
+#undef ngx_http_llmroute_last
+
+    return w->h[n & 7];
+}
+
+
+/* letters n - len .. n - 1 of the word are the suffix (all in the ring) */
+
+static ngx_uint_t
+ngx_http_llmroute_classify_ends(u_char *c, size_t n, const char *suffix,
+    size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < len; i++) {
+        if (c[(n - len + i) & 7] != (u_char) suffix[i]) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+static void
+ngx_http_llmroute_classify_insert(uint64_t key, ngx_uint_t kw)
+{
+    ngx_uint_t  i;
+
+    if (kw >= NGX_HTTP_LLMROUTE_KW_MAX) {
+        return;
+    }
+
+    i = (key ^ (key >> 29)) & (NGX_HTTP_LLMROUTE_KW_SLOTS - 1);
+
+    while (ngx_http_llmroute_kw_table[i].kw) {
+
+        /* "proof" and "proofs": the first one listed is the keyword */
+
+        if (ngx_http_llmroute_kw_table[i].key == key) {
+            return;
+        }
+
+        i = (i + 1) & (NGX_HTTP_LLMROUTE_KW_SLOTS - 1);
+    }
+
+    ngx_http_llmroute_kw_table[i].key = key;
+    ngx_http_llmroute_kw_table[i].kw = kw + 1;
+}
+
+
+/* appends a C string, truncated at last */
+
+static u_char *
+ngx_http_llmroute_classify_copy(u_char *p, u_char *last, const char *s)
+{
+    while (*s && p < last) {
+        *p++ = (u_char) *s++;
+    }
+
+    return p;
+}
+
+
+/* appends v with two decimals ("-0.25") or none ("1830") */
+
+static u_char *
+ngx_http_llmroute_classify_number(u_char *p, u_char *last, double v,
+    ngx_uint_t decimals)
+{
+    u_char      buf[32], *b;
+    uint64_t    n;
+    ngx_uint_t  neg;
+
+    neg = v < 0;
+    v = neg ? -v : v;
+    v = ngx_min(v, 1e15);
+    n = (uint64_t) (v * (decimals ? 100 : 1) + 0.5);
+    neg = neg && n;
+
+    b = buf + sizeof(buf);
+
+    if (decimals) {
+        *--b = (u_char) ('0' + n % 10);
+        n /= 10;
+        *--b = (u_char) ('0' + n % 10);
+        n /= 10;
+        *--b = '.';
+    }
+
+    do {
+        *--b = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
+    if (neg) {
+        *--b = '-';
+    }
+
+    while (b < buf + sizeof(buf) && p < last) {
+        *p++ = *b++;
+    }
+
+    return p;
+}
+
+
+/* log2 without libm: exponent plus a linear mantissa, error < 0.09 */
+
+static double
+ngx_http_llmroute_classify_log2(double x)
+{
+    double  e;
+
+    if (x <= 1) {
+        return 0;
+    }
+
+    for (e = 0; x >= 2; e++) {
+        x /= 2;
+    }
+
+    return e + (x - 1);
+}
+
+
+static double
+ngx_http_llmroute_classify_ramp(double x, double lo, double hi)
+{
+    if (x <= lo) {
+        return 0;
+    }
+
+    if (x >= hi) {
+        return 1;
+    }
+
+    return (x - lo) / (hi - lo);
 }

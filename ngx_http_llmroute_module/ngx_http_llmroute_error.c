@@ -74,8 +74,8 @@ ngx_http_llmroute_error_json(ngx_http_request_t *r, ngx_uint_t status,
 
 
 /*
- * Sends a module error and finalizes the request; code == NULL sends the
- * body already prepared in ctx->error.  Returns NGX_DONE for phase handlers.
+ * Sends a module error and finalizes the request; message == NULL sends
+ * the body already prepared in ctx->error.  Returns NGX_DONE for phase handlers.
  */
 
 ngx_int_t
@@ -94,7 +94,9 @@ ngx_http_llmroute_send_error(ngx_http_request_t *r, ngx_uint_t status,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (code != NULL) {
+    ctx->reject = ngx_http_llmroute_reject_index(code);
+
+    if (message != NULL) {
         msg.data = (u_char *) message;
         msg.len = ngx_strlen(message);
 

@@ -57,7 +57,11 @@ ngx_http_llmroute_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    if (r->headers_out.status >= NGX_HTTP_BAD_REQUEST && r->upstream == NULL) {
+    /* nginx's own error pages: no provider response behind them */
+
+    if (r->headers_out.status >= NGX_HTTP_BAD_REQUEST
+        && (r->upstream == NULL || r->upstream->headers_in.status_n == 0))
+    {
         ctx = ngx_http_llmroute_get_ctx(r, 1);
         if (ctx == NULL) {
             return NGX_ERROR;
@@ -186,6 +190,13 @@ ngx_http_llmroute_json_error_page(ngx_http_request_t *r,
         ngx_str_set(&msg, "method not allowed");
         break;
 
+    case NGX_HTTP_BAD_GATEWAY:
+    case NGX_HTTP_GATEWAY_TIME_OUT:
+        code = "all_providers_failed";
+        ngx_str_set(&msg, "the provider could not be reached or did not "
+                          "answer in time");
+        break;
+
     default:
         if (r->headers_out.status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
             code = "internal_error";
@@ -205,6 +216,7 @@ ngx_http_llmroute_json_error_page(ngx_http_request_t *r,
     }
 
     ctx->replace_body = 1;
+    ctx->reject = ngx_http_llmroute_reject_index(code);
 
     r->headers_out.content_length_n = ctx->error.len;
 

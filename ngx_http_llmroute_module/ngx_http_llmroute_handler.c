@@ -26,6 +26,8 @@ static ngx_int_t ngx_http_llmroute_set_body(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 static ngx_int_t ngx_http_llmroute_set_credentials(ngx_http_request_t *r,
     ngx_http_llmroute_provider_t *provider);
+static ngx_int_t ngx_http_llmroute_retry(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx);
 static void *ngx_http_llmroute_palloc(void *data, size_t size);
 
 
@@ -112,12 +114,21 @@ ngx_http_llmroute_handler(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
+        ctx->uri_changes = r->uri_changes;
+
         rc = ngx_http_read_client_request_body(r,
                                                ngx_http_llmroute_body_handler);
 
         if (rc == NGX_ERROR || rc >= NGX_HTTP_SPECIAL_RESPONSE) {
             return rc;
         }
+
+        /*
+         * drop the reference the read took now, as the mirror module does:
+         * if reading fails later, nginx finalizes the request itself
+         */
+
+        ngx_http_finalize_request(r, NGX_DONE);
 
         if (!ctx->body_done) {
             ctx->waiting_body = 1;
@@ -129,11 +140,258 @@ ngx_http_llmroute_handler(ngx_http_request_t *r)
         return NGX_DONE;
     }
 
-    if (ctx->decided) {
-        return NGX_DECLINED;
+    if (ctx->uri_changes == r->uri_changes) {
+        return ctx->decided ? NGX_DECLINED : ngx_http_llmroute_decide(r, ctx);
     }
 
-    return ngx_http_llmroute_decide(r, ctx);
+    /* back through error_page: the attempt failed before any byte left */
+
+    if (!ctx->decided) {
+        return ngx_http_llmroute_send_error(r,
+                                            NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                            "internal_error",
+                                            "the gateway failed to route "
+                                            "the request", NULL);
+    }
+
+    return ngx_http_llmroute_retry(r, ctx);
+}
+
+
+/*
+ * The previous attempt failed (429, 5xx, connect error, timeout, reset):
+ * count it, honour Retry-After, and send the same body to the next
+ * cheapest eligible provider, or answer 502 when none is left.
+ */
+
+static ngx_int_t
+ngx_http_llmroute_retry(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
+{
+    u_char                         *p;
+    ngx_str_t                       msg;
+    ngx_http_llmroute_loc_conf_t   *lcf;
+    ngx_http_llmroute_main_conf_t  *lmcf;
+
+    static ngx_str_t  post = ngx_string("POST");
+
+    lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_llmroute_module);
+
+    ngx_http_llmroute_note_failure(r, ctx);
+
+    ctx->uri_changes = r->uri_changes;
+    ctx->want.exclude = ctx->tried
+                        | ngx_http_llmroute_unavailable(lmcf);
+
+    if (ctx->attempts <= lcf->retries) {
+        ngx_http_llmroute_select(&lmcf->cat, &ctx->req, &ctx->want,
+                                 &ctx->choice);
+
+    } else {
+        ctx->choice.model = -1;
+    }
+
+    if (ctx->choice.model < 0) {
+        p = ngx_pnalloc(r->pool, 64 + ctx->failures.len);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        msg.data = p;
+        msg.len = ngx_sprintf(p, "all providers failed after %ui attempts: "
+                                 "%V", ctx->attempts, &ctx->failures)
+                  - p;
+
+        if (ngx_http_llmroute_error_json(r, NGX_HTTP_BAD_GATEWAY,
+                                         "all_providers_failed", &msg, NULL,
+                                         &ctx->error)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "llmroute: %V", &msg);
+
+        return ngx_http_llmroute_send_error(r, NGX_HTTP_BAD_GATEWAY,
+                                            "all_providers_failed", NULL,
+                                            NULL);
+    }
+
+    ctx->model = &lmcf->cat.models[ctx->choice.model];
+    ctx->provider = &lmcf->cat.providers[ctx->model->provider];
+    ctx->attempts++;
+
+    /* error_page turned the request into a GET */
+    r->method = NGX_HTTP_POST;
+    r->method_name = post;
+
+    if (ngx_http_llmroute_set_body(r, ctx) != NGX_OK
+        || ngx_http_llmroute_set_credentials(r, ctx->provider) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "llmroute: attempt %ui goes to %V/%V",
+                  ctx->attempts, &ctx->provider->name, &ctx->model->id);
+
+    return NGX_DECLINED;
+}
+
+
+/* records why the current attempt failed, once per attempt */
+
+void
+ngx_http_llmroute_note_failure(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx)
+{
+    u_char                              *p;
+    time_t                               delay;
+    ngx_uint_t                           reason, status;
+    ngx_msec_t                           until;
+    ngx_table_elt_t                     *h;
+    ngx_http_upstream_t                 *u;
+    ngx_http_upstream_state_t           *state;
+    ngx_http_llmroute_main_conf_t       *lmcf;
+    ngx_http_llmroute_provider_stats_t  *ps;
+
+    static const char  *names[] = {
+        "connect error", "timeout", "429", "5xx", "reset"
+    };
+
+    if (ctx->failure_noted == ctx->attempts || ctx->provider == NULL) {
+        return;
+    }
+
+    ctx->failure_noted = ctx->attempts;
+    ctx->tried |= (uint64_t) 1 << ctx->provider->index;
+
+    u = r->upstream;
+    status = u ? u->headers_in.status_n : 0;
+    state = NULL;
+
+    if (r->upstream_states && r->upstream_states->nelts) {
+        state = r->upstream_states->elts;
+        state = &state[r->upstream_states->nelts - 1];
+    }
+
+    if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
+        reason = NGX_HTTP_LLMROUTE_FAIL_429;
+
+    } else if (status >= 500) {
+        reason = NGX_HTTP_LLMROUTE_FAIL_5XX;
+
+    } else if (state && state->status == NGX_HTTP_GATEWAY_TIME_OUT) {
+        reason = NGX_HTTP_LLMROUTE_FAIL_TIMEOUT;
+
+    } else if (state == NULL || state->connect_time == (ngx_msec_t) -1) {
+        reason = NGX_HTTP_LLMROUTE_FAIL_CONNECT;
+
+    } else {
+        reason = NGX_HTTP_LLMROUTE_FAIL_RESET;
+    }
+
+    lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
+    ps = ngx_http_llmroute_provider_stats(lmcf, ctx->provider->index);
+
+    if (ps) {
+        (void) ngx_atomic_fetch_add(&ps->failures[reason], 1);
+
+        /* Retry-After on 429/503 cools the provider down for every worker */
+
+        h = (u && (status == 429 || status == 503))
+            ? ngx_http_llmroute_find_header(&u->headers_in.headers,
+                                            "Retry-After")
+            : NULL;
+
+        if (h) {
+            delay = ngx_atotm(h->value.data, h->value.len);
+
+            if (delay == NGX_ERROR) {
+                delay = ngx_parse_http_time(h->value.data, h->value.len);
+                delay = delay == NGX_ERROR ? 1 : delay - ngx_time();
+            }
+
+            delay = ngx_max(1, ngx_min(delay, 3600));
+            until = (ngx_msec_t) (ngx_time() + delay) * 1000;
+
+            if (until > ps->cooldown_until) {
+                ps->cooldown_until = until;
+            }
+        }
+    }
+
+    /* "cheap: 429; premium: timeout" for the final error message */
+
+    p = ngx_pnalloc(r->pool, ctx->failures.len + ctx->provider->name.len + 32);
+    if (p == NULL) {
+        return;
+    }
+
+    ctx->failures.len = ngx_sprintf(p, "%V%s%V: %s", &ctx->failures,
+                                    ctx->failures.len ? "; " : "",
+                                    &ctx->provider->name, names[reason])
+                        - p;
+    ctx->failures.data = p;
+}
+
+
+/* providers cooling down after a Retry-After, for every worker */
+
+uint64_t
+ngx_http_llmroute_unavailable(ngx_http_llmroute_main_conf_t *lmcf)
+{
+    uint64_t                             mask;
+    ngx_uint_t                           i;
+    ngx_msec_t                           now;
+    ngx_http_llmroute_provider_stats_t  *ps;
+
+    mask = 0;
+    now = (ngx_msec_t) ngx_time() * 1000;
+
+    for (i = 0; i < lmcf->cat.nproviders; i++) {
+        ps = ngx_http_llmroute_provider_stats(lmcf, i);
+
+        if (ps && ps->cooldown_until > now) {
+            mask |= (uint64_t) 1 << i;
+        }
+    }
+
+    return mask;
+}
+
+
+ngx_table_elt_t *
+ngx_http_llmroute_find_header(ngx_list_t *headers, const char *name)
+{
+    size_t            len;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(name);
+    part = &headers->part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash && h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
 }
 
 
@@ -143,9 +401,6 @@ ngx_http_llmroute_body_handler(ngx_http_request_t *r)
     ngx_http_llmroute_ctx_t  *ctx;
 
     ctx = ngx_http_llmroute_get_ctx(r, 0);
-
-    /* ngx_http_read_client_request_body() took a reference */
-    r->main->count--;
 
     ctx->body_done = 1;
 
@@ -209,8 +464,9 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 
     want->tier = NGX_HTTP_LLMROUTE_TIER_SIMPLE;
 
-    if (ngx_http_llmroute_resolve_model(&lmcf->cat, &req->model, want)
-        != NGX_OK)
+    if (req->has_model
+        && ngx_http_llmroute_resolve_model(&lmcf->cat, &req->model, want)
+           != NGX_OK)
     {
         ngx_str_t  msg;
         u_char     buf[256];
@@ -230,8 +486,8 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_http_llmroute_send_error(r, NGX_HTTP_NOT_FOUND, NULL, NULL,
-                                            NULL);
+        return ngx_http_llmroute_send_error(r, NGX_HTTP_NOT_FOUND,
+                                            "model_not_found", NULL, NULL);
     }
 
     /* the tier: header override, else the classifier; auto:T is a floor */
@@ -278,6 +534,8 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     if (ngx_http_llmroute_region(r, lmcf, lcf, &want->region) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    want->exclude = ngx_http_llmroute_unavailable(lmcf);
 
     ngx_http_llmroute_select(&lmcf->cat, req, want, &ctx->choice);
 
@@ -387,42 +645,22 @@ static ngx_int_t
 ngx_http_llmroute_tier_header(ngx_http_request_t *r, ngx_uint_t *tier)
 {
     ngx_int_t         t;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("X-LLMRoute-Tier") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-LLMRoute-Tier",
-                               sizeof("X-LLMRoute-Tier") - 1)
-               == 0)
-        {
-            t = ngx_http_llmroute_tier_by_name(h[i].value.data,
-                                               h[i].value.len);
-            if (t == NGX_ERROR) {
-                return NGX_ERROR;
-            }
-
-            *tier = t;
-            return NGX_OK;
-        }
+    h = ngx_http_llmroute_find_header(&r->headers_in.headers,
+                                      "X-LLMRoute-Tier");
+    if (h == NULL) {
+        return NGX_DECLINED;
     }
 
-    return NGX_DECLINED;
+    t = ngx_http_llmroute_tier_by_name(h->value.data, h->value.len);
+    if (t == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    *tier = t;
+
+    return NGX_OK;
 }
 
 
@@ -466,18 +704,24 @@ ngx_http_llmroute_region(ngx_http_request_t *r,
 
 /*
  * The new body: the client's bytes with only the "model" value replaced
- * (or a "model" member added after the opening brace).  Buffers point into
- * the original body; nothing else is re-serialized.
+ * (or a "model" member added after the opening brace) and, for a stream
+ * whose client did not ask for usage, "stream_options" added before the
+ * closing brace so that the provider reports usage (the filter strips that
+ * chunk again).  Buffers point into the original body; nothing else is
+ * re-serialized.
  */
+
+#define NGX_HTTP_LLMROUTE_USAGE_OPTION                                        \
+    ",\"stream_options\":{\"include_usage\":true}"
 
 static ngx_int_t
 ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 {
     u_char                   *p;
-    size_t                    head, tail, total;
-    ngx_buf_t                *b[3];
-    ngx_str_t                *id;
-    ngx_uint_t                i;
+    size_t                    total;
+    ngx_buf_t                *b;
+    ngx_str_t                *id, part[5];
+    ngx_uint_t                i, n;
     ngx_chain_t              *cl, **ll;
     ngx_table_elt_t          *h;
     ngx_http_request_body_t  *rb;
@@ -486,25 +730,6 @@ ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     req = &ctx->req;
     id = &ctx->model->id;
 
-    if (req->has_model) {
-        head = req->model_start;
-        tail = req->model_end;
-
-    } else {
-        head = req->obj_open;
-        tail = req->obj_open;
-    }
-
-    for (i = 0; i < 3; i++) {
-        b[i] = ngx_calloc_buf(r->pool);
-        if (b[i] == NULL) {
-            return NGX_ERROR;
-        }
-    }
-
-    b[0]->pos = req->body;
-    b[0]->last = req->body + head;
-
     /* model ids are checked at configuration time: nothing to escape */
 
     p = ngx_pnalloc(r->pool, id->len + sizeof("\"model\":\"\","));
@@ -512,47 +737,71 @@ ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    b[1]->pos = p;
+    part[0].data = req->body;
+    part[1].data = p;
 
     if (req->has_model) {
-        p = ngx_sprintf(p, "\"%V\"", id);
+        part[0].len = req->model_start;
+        part[1].len = ngx_sprintf(p, "\"%V\"", id) - p;
+        part[2].data = req->body + req->model_end;
 
     } else {
-        p = ngx_sprintf(p, "\"model\":\"%V\",", id);
+        part[0].len = req->obj_open;
+        part[1].len = ngx_sprintf(p, "\"model\":\"%V\",", id) - p;
+        part[2].data = req->body + req->obj_open;
     }
 
-    b[1]->last = p;
+    ctx->strip_usage = req->stream && !req->stream_options
+                       && ctx->model->stream_usage;
 
-    b[2]->pos = req->body + tail;
-    b[2]->last = req->body + req->len;
-    b[2]->last_buf = 1;
-    b[2]->last_in_chain = 1;
+    if (ctx->strip_usage) {
+        part[2].len = req->body + req->obj_close - part[2].data;
+        ngx_str_set(&part[3], NGX_HTTP_LLMROUTE_USAGE_OPTION);
+        part[4].data = req->body + req->obj_close;
+        part[4].len = req->len - req->obj_close;
+        n = 5;
+
+    } else {
+        part[2].len = req->body + req->len - part[2].data;
+        n = 3;
+    }
 
     rb = r->request_body;
     ll = &rb->bufs;
     total = 0;
+    b = NULL;
 
-    for (i = 0; i < 3; i++) {
-        if (b[i]->last == b[i]->pos && i != 2) {
+    for (i = 0; i < n; i++) {
+        if (part[i].len == 0) {
             continue;
         }
 
-        b[i]->memory = 1;
-        b[i]->temporary = 0;
-        total += b[i]->last - b[i]->pos;
+        b = ngx_calloc_buf(r->pool);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+        b->pos = part[i].data;
+        b->last = part[i].data + part[i].len;
+        b->memory = 1;
+        total += part[i].len;
 
         cl = ngx_alloc_chain_link(r->pool);
         if (cl == NULL) {
             return NGX_ERROR;
         }
 
-        cl->buf = b[i];
+        cl->buf = b;
         *ll = cl;
         ll = &cl->next;
     }
 
     *ll = NULL;
-    rb->buf = b[2];
+
+    /* part[1] is never empty: there is a last buffer */
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+    rb->buf = b;
 
     r->headers_in.content_length_n = total;
 

@@ -19,6 +19,13 @@
 
 #define NGX_HTTP_LLMROUTE_IMAGE_TOKENS  765
 
+/* a token's bytes in the body: jsmn leaves the quotes out of strings */
+#define ngx_http_llmroute_raw_start(t)                                       \
+    ((t)->type == JSMN_STRING ? (t)->start - 1 : (t)->start)
+#define ngx_http_llmroute_raw_end(t)                                         \
+    ((t)->type == JSMN_STRING ? (t)->end + 1 : (t)->end)
+
+
 
 typedef struct {
     u_char                     *body;
@@ -45,6 +52,11 @@ static ngx_int_t ngx_http_llmroute_json_number(ngx_http_llmroute_json_t *js,
     int i, int64_t *n);
 static ngx_int_t ngx_http_llmroute_json_true(ngx_http_llmroute_json_t *js,
     int i);
+static ngx_int_t ngx_http_llmroute_json_validate(
+    ngx_http_llmroute_json_t *js);
+static ngx_int_t ngx_http_llmroute_json_gap(u_char *p, u_char *last,
+    u_char sep, ngx_uint_t closers);
+static ngx_int_t ngx_http_llmroute_json_literal(u_char *p, u_char *last);
 static ssize_t ngx_http_llmroute_json_unescape(u_char *src, size_t len,
     u_char *dst, size_t size);
 
@@ -68,7 +80,7 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
     size_t len, ngx_http_llmroute_alloc_pt alloc, void *data)
 {
     int                        n, i, k, size, v;
-    u_char                     *end;
+    u_char                     *p, *end;
     size_t                     ntok, hint;
     uint32_t                   seen;
     ngx_uint_t                 m;
@@ -93,6 +105,27 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
         return ngx_http_llmroute_json_fail(req,
                    NGX_HTTP_LLMROUTE_INVALID_REQUEST,
                    "request body is empty, a JSON object was expected", NULL);
+    }
+
+    /* a JSON value that is not an object is a request error, not JSON's */
+
+    p = body;
+
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+    {
+        p++;
+    }
+
+    if (*p != '{' && *p != '[' && *p != '"') {
+        if (ngx_http_llmroute_json_literal(p, end) == NGX_OK) {
+            return ngx_http_llmroute_json_fail(req,
+                       NGX_HTTP_LLMROUTE_INVALID_REQUEST,
+                       "request body must be a JSON object", NULL);
+        }
+
+        return ngx_http_llmroute_json_fail(req, NGX_HTTP_LLMROUTE_INVALID_JSON,
+                                           "request body is not valid JSON",
+                                           NULL);
     }
 
     if (len > 0x7fffffff) {
@@ -151,7 +184,7 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
 
     /* trailing bytes (a second value, a NUL jsmn stopped at) are invalid */
 
-    if (js.tok[0].end != end - body) {
+    if (ngx_http_llmroute_raw_end(&js.tok[0]) != end - body) {
         return ngx_http_llmroute_json_fail(req, NGX_HTTP_LLMROUTE_INVALID_JSON,
                    "request body is not valid JSON: unexpected data after "
                    "the top-level value", NULL);
@@ -168,6 +201,12 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
     js.req = req;
     js.alloc = alloc;
     js.data = data;
+
+    if (ngx_http_llmroute_json_validate(&js) != NGX_OK) {
+        return ngx_http_llmroute_json_fail(req, NGX_HTTP_LLMROUTE_INVALID_JSON,
+                   "request body is not valid JSON: misplaced separator or "
+                   "invalid literal", NULL);
+    }
 
     req->obj_open = js.tok[0].start + 1;
     req->obj_close = js.tok[0].end - 1;
@@ -578,6 +617,201 @@ ngx_http_llmroute_json_content(ngx_http_llmroute_json_t *js, int i,
                    "messages");
         return NGX_DECLINED;
     }
+}
+
+
+/*
+ * jsmn checks brackets, strings and escapes but lets separators slide
+ * ("[1,,2]", "{\"a\":1,}", "{\"a\" 1}") and takes any word starting
+ * like a literal.  This pass checks what lies between its tokens.
+ */
+
+static ngx_int_t
+ngx_http_llmroute_json_validate(ngx_http_llmroute_json_t *js)
+{
+    int         i;
+    u_char     *b;
+    jsmntok_t  *t, *prev, *parent;
+
+    b = js->body;
+
+    for (i = 1; i < js->ntok; i++) {
+        t = &js->tok[i];
+        prev = &js->tok[i - 1];
+
+        if (t->parent < 0) {
+            return NGX_ERROR;
+        }
+
+        parent = &js->tok[t->parent];
+
+        if (t->type == JSMN_PRIMITIVE
+            && ngx_http_llmroute_json_literal(b + t->start, b + t->end)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (parent->type == JSMN_OBJECT
+            && (t->type != JSMN_STRING || t->size != 1))
+        {
+            return NGX_ERROR;   /* a key without a value */
+        }
+
+        if (t->parent == i - 1) {
+
+            /* the first child of a container, or the value of a key */
+
+            if (prev->type == JSMN_STRING) {
+                if (ngx_http_llmroute_json_gap(b + prev->end + 1,
+                        b + ngx_http_llmroute_raw_start(t), ':', 0)
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+
+            } else if (ngx_http_llmroute_json_gap(b + prev->start + 1,
+                           b + ngx_http_llmroute_raw_start(t), 0, 0)
+                       != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
+        /* after the previous sibling's subtree: closers, then one comma */
+
+        if (ngx_http_llmroute_json_gap(b + ngx_http_llmroute_raw_end(prev),
+                                       b + ngx_http_llmroute_raw_start(t),
+                                       ',', 1)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    /* the end: only closers after the last token */
+
+    if (js->ntok > 1) {
+        t = &js->tok[js->ntok - 1];
+
+        if (ngx_http_llmroute_json_gap(b + ngx_http_llmroute_raw_end(t),
+                                       b + js->tok[0].end, 0, 1)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+    } else if (ngx_http_llmroute_json_gap(b + js->tok[0].start + 1,
+                                          b + js->tok[0].end, 0, 1)
+               != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* whitespace, closing brackets (when allowed), then sep (if any) once */
+
+static ngx_int_t
+ngx_http_llmroute_json_gap(u_char *p, u_char *last, u_char sep,
+    ngx_uint_t closers)
+{
+    ngx_uint_t  seen;
+
+    seen = 0;
+
+    for ( /* void */ ; p < last; p++) {
+        switch (*p) {
+
+        case ' ': case '\t': case '\n': case '\r':
+            break;
+
+        case '}': case ']':
+            if (!closers || seen) {
+                return NGX_ERROR;
+            }
+
+            break;
+
+        default:
+            if (*p != sep || sep == 0 || seen) {
+                return NGX_ERROR;
+            }
+
+            seen = 1;
+        }
+    }
+
+    return (sep == 0 || seen) ? NGX_OK : NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_llmroute_json_literal(u_char *p, u_char *last)
+{
+    size_t  len;
+
+    len = last - p;
+
+    if ((len == 4 && ngx_memcmp(p, "true", 4) == 0)
+        || (len == 5 && ngx_memcmp(p, "false", 5) == 0)
+        || (len == 4 && ngx_memcmp(p, "null", 4) == 0))
+    {
+        return NGX_OK;
+    }
+
+    /* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+
+    if (p < last && *p == '-') {
+        p++;
+    }
+
+    if (p == last || *p < '0' || *p > '9') {
+        return NGX_ERROR;
+    }
+
+    if (*p == '0') {
+        p++;
+
+    } else {
+        while (p < last && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    if (p < last && *p == '.') {
+        p++;
+
+        if (p == last || *p < '0' || *p > '9') {
+            return NGX_ERROR;
+        }
+
+        while (p < last && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    if (p < last && (*p == 'e' || *p == 'E')) {
+        p++;
+
+        if (p < last && (*p == '+' || *p == '-')) {
+            p++;
+        }
+
+        if (p == last || *p < '0' || *p > '9') {
+            return NGX_ERROR;
+        }
+
+        while (p < last && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    return p == last ? NGX_OK : NGX_ERROR;
 }
 
 

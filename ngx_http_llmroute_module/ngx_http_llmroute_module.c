@@ -19,6 +19,12 @@
 #define NGX_HTTP_LLMROUTE_VAR_ATTEMPTS       7
 #define NGX_HTTP_LLMROUTE_VAR_EST_COST       8
 #define NGX_HTTP_LLMROUTE_VAR_EST_TOKENS     9
+#define NGX_HTTP_LLMROUTE_VAR_PROMPT        10
+#define NGX_HTTP_LLMROUTE_VAR_COMPLETION    11
+#define NGX_HTTP_LLMROUTE_VAR_CACHED        12
+#define NGX_HTTP_LLMROUTE_VAR_COST          13
+#define NGX_HTTP_LLMROUTE_VAR_SAVINGS       14
+#define NGX_HTTP_LLMROUTE_VAR_USAGE_SOURCE  15
 
 
 static ngx_int_t ngx_http_llmroute_add_variables(ngx_conf_t *cf);
@@ -36,6 +42,8 @@ static char *ngx_http_llmroute_model(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_llmroute_classifier(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_llmroute_retries(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_llmroute_output_budget(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_llmroute_parse_price(ngx_str_t *s, uint64_t *price);
@@ -44,11 +52,10 @@ static ngx_int_t ngx_http_llmroute_parse_count(u_char *p, size_t len,
 static ngx_int_t ngx_http_llmroute_region_index(ngx_conf_t *cf,
     ngx_http_llmroute_main_conf_t *lmcf, ngx_str_t *name);
 static ngx_int_t ngx_http_llmroute_valid_name(ngx_str_t *s);
+static ngx_int_t ngx_http_llmroute_failover(ngx_conf_t *cf);
 
 
-static ngx_conf_num_bounds_t  ngx_http_llmroute_retries_bounds = {
-    ngx_conf_check_num_bounds, 0, 8
-};
+extern ngx_module_t  ngx_http_proxy_module;
 
 
 static ngx_command_t  ngx_http_llmroute_commands[] = {
@@ -104,10 +111,10 @@ static ngx_command_t  ngx_http_llmroute_commands[] = {
 
     { ngx_string("llmroute_retries"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_num_slot,
+      ngx_http_llmroute_retries,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_llmroute_loc_conf_t, retries),
-      &ngx_http_llmroute_retries_bounds },
+      0,
+      NULL },
 
     { ngx_string("llmroute_region"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -121,6 +128,20 @@ static ngx_command_t  ngx_http_llmroute_commands[] = {
       ngx_http_llmroute_models,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("llmroute_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_llmroute_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("llmroute_baseline_model"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_llmroute_main_conf_t, baseline),
       NULL },
 
       ngx_null_command
@@ -195,7 +216,33 @@ static ngx_http_variable_t  ngx_http_llmroute_vars[] = {
       ngx_http_llmroute_variable,
       NGX_HTTP_LLMROUTE_VAR_EST_TOKENS, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
 
+    { ngx_string("llmroute_prompt_tokens"), NULL, ngx_http_llmroute_variable,
+      NGX_HTTP_LLMROUTE_VAR_PROMPT, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
+
+    { ngx_string("llmroute_completion_tokens"), NULL,
+      ngx_http_llmroute_variable,
+      NGX_HTTP_LLMROUTE_VAR_COMPLETION, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
+
+    { ngx_string("llmroute_cached_tokens"), NULL, ngx_http_llmroute_variable,
+      NGX_HTTP_LLMROUTE_VAR_CACHED, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
+
+    { ngx_string("llmroute_cost"), NULL, ngx_http_llmroute_variable,
+      NGX_HTTP_LLMROUTE_VAR_COST, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
+
+    { ngx_string("llmroute_savings"), NULL, ngx_http_llmroute_variable,
+      NGX_HTTP_LLMROUTE_VAR_SAVINGS, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
+
+    { ngx_string("llmroute_usage_source"), NULL, ngx_http_llmroute_variable,
+      NGX_HTTP_LLMROUTE_VAR_USAGE_SOURCE, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
+
       ngx_http_null_variable
+};
+
+
+static ngx_str_t  ngx_http_llmroute_usage_sources[] = {
+    ngx_string("none"),
+    ngx_string("provider"),
+    ngx_string("estimate")
 };
 
 
@@ -264,24 +311,77 @@ ngx_http_llmroute_variable(ngx_http_request_t *r,
         s.len = ctx->reason_len;
         break;
 
+    case NGX_HTTP_LLMROUTE_VAR_USAGE_SOURCE:
+        if (!ctx->logged) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        s = ngx_http_llmroute_usage_sources[ctx->usage_source];
+        break;
+
     default:
-        p = ngx_pnalloc(r->pool, NGX_OFF_T_LEN + 2);
+        /* the accounting values exist once the log phase settled them */
+
+        if (data >= NGX_HTTP_LLMROUTE_VAR_PROMPT && !ctx->logged) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        p = ngx_pnalloc(r->pool, NGX_OFF_T_LEN + 4);
         if (p == NULL) {
             return NGX_ERROR;
         }
 
         s.data = p;
 
-        if (data == NGX_HTTP_LLMROUTE_VAR_EST_COST) {
+        switch (data) {
+
+        case NGX_HTTP_LLMROUTE_VAR_EST_COST:
             p = ngx_sprintf(p, "%uL.%09uL",
                             ctx->choice.est_cost / 1000000000,
                             ctx->choice.est_cost % 1000000000);
+            break;
 
-        } else if (data == NGX_HTTP_LLMROUTE_VAR_ATTEMPTS) {
+        case NGX_HTTP_LLMROUTE_VAR_ATTEMPTS:
             p = ngx_sprintf(p, "%ui", ctx->attempts);
+            break;
 
-        } else {
+        case NGX_HTTP_LLMROUTE_VAR_EST_TOKENS:
             p = ngx_sprintf(p, "%uz", ctx->req.prompt_tokens);
+            break;
+
+        case NGX_HTTP_LLMROUTE_VAR_PROMPT:
+            p = ngx_sprintf(p, "%L", ctx->prompt_tokens);
+            break;
+
+        case NGX_HTTP_LLMROUTE_VAR_COMPLETION:
+            p = ngx_sprintf(p, "%L", ctx->completion_tokens);
+            break;
+
+        case NGX_HTTP_LLMROUTE_VAR_CACHED:
+            p = ngx_sprintf(p, "%L", ctx->cached_tokens);
+            break;
+
+        case NGX_HTTP_LLMROUTE_VAR_COST:
+            p = ngx_sprintf(p, "%uL.%09uL", ctx->cost / 1000000000,
+                            ctx->cost % 1000000000);
+            break;
+
+        default: /* NGX_HTTP_LLMROUTE_VAR_SAVINGS */
+            {
+            uint64_t  a;
+
+            if (ctx->savings < 0) {
+                *p++ = '-';
+                a = (uint64_t) -ctx->savings;
+
+            } else {
+                a = (uint64_t) ctx->savings;
+            }
+
+            p = ngx_sprintf(p, "%uL.%09uL", a / 1000000000, a % 1000000000);
+            }
         }
 
         s.len = p - s.data;
@@ -349,6 +449,44 @@ ngx_http_llmroute_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    lmcf->baseline_model = -1;
+
+    if (lmcf->baseline.len) {
+        ngx_http_llmroute_model_t  *m;
+        ngx_uint_t                  i;
+
+        m = lmcf->models.elts;
+
+        for (i = 0; i < lmcf->models.nelts; i++) {
+            if ((m[i].id.len == lmcf->baseline.len
+                 && ngx_strncmp(m[i].id.data, lmcf->baseline.data,
+                                m[i].id.len) == 0)
+                || (m[i].full.len == lmcf->baseline.len
+                    && ngx_strncmp(m[i].full.data, lmcf->baseline.data,
+                                   m[i].full.len) == 0))
+            {
+                lmcf->baseline_model = i;
+                break;
+            }
+        }
+
+        if (lmcf->baseline_model < 0) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"llmroute_baseline_model\" names unknown model "
+                          "\"%V\"", &lmcf->baseline);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    lmcf->model_series = ngx_pcalloc(cf->pool, (lmcf->models.nelts + 1)
+                                     * sizeof(ngx_http_llmroute_series_t *));
+    lmcf->provider_series = ngx_pcalloc(cf->pool, (lmcf->providers.nelts + 1)
+                                        * sizeof(ngx_http_llmroute_series_t *));
+
+    if (lmcf->model_series == NULL || lmcf->provider_series == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
     lmcf->cat.providers = lmcf->providers.elts;
     lmcf->cat.nproviders = lmcf->providers.nelts;
     lmcf->cat.models = lmcf->models.elts;
@@ -409,15 +547,115 @@ ngx_http_llmroute_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                                "\"llmroute_model\" at http level");
             return NGX_CONF_ERROR;
         }
+
+        if (conf->retries && ngx_http_llmroute_failover(cf) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     return NGX_CONF_OK;
 }
 
 
+/*
+ * Failover without extra configuration: the location gets
+ * "proxy_intercept_errors on", "recursive_error_pages on" and
+ * "error_page 429 500 502 503 504 = $uri" (for the codes it does not handle
+ * itself already).  The failed attempt is redirected to the same location,
+ * where the phase handler picks the next provider and restores POST.
+ */
+
+static ngx_int_t
+ngx_http_llmroute_failover(ngx_conf_t *cf)
+{
+    ngx_uint_t                         i, j;
+    ngx_array_t                       *pages;
+    ngx_http_err_page_t               *err, *old;
+    ngx_http_upstream_conf_t          *ucf;
+    ngx_http_core_loc_conf_t          *clcf;
+    ngx_http_compile_complex_value_t   ccv;
+
+    static ngx_str_t   uri = ngx_string("$uri");
+    static ngx_int_t   codes[] = { 429, 500, 502, 503, 504 };
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    /*
+     * proxy's location configuration starts with its upstream one (true
+     * of every nginx version): the only way to turn interception on here
+     */
+
+    ucf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_proxy_module);
+    ucf->intercept_errors = 1;
+
+    clcf->recursive_error_pages = 1;
+
+    /* a fresh array: the current one may be the parent's */
+
+    pages = ngx_array_create(cf->pool, 8, sizeof(ngx_http_err_page_t));
+    if (pages == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (clcf->error_pages) {
+        old = clcf->error_pages->elts;
+
+        for (i = 0; i < clcf->error_pages->nelts; i++) {
+            err = ngx_array_push(pages);
+            if (err == NULL) {
+                return NGX_ERROR;
+            }
+
+            *err = old[i];
+        }
+    }
+
+    for (j = 0; j < sizeof(codes) / sizeof(codes[0]); j++) {
+        old = pages->elts;
+
+        for (i = 0; i < pages->nelts; i++) {
+            if (old[i].status == codes[j]) {
+                break;
+            }
+        }
+
+        if (i < pages->nelts) {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "\"error_page %i\" of this location replaces "
+                               "llmroute failover for that status",
+                               codes[j]);
+            continue;
+        }
+
+        err = ngx_array_push(pages);
+        if (err == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memzero(err, sizeof(ngx_http_err_page_t));
+        err->status = codes[j];
+        err->overwrite = 0;
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+        ccv.cf = cf;
+        ccv.value = &uri;
+        ccv.complex_value = &err->value;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    clcf->error_pages = pages;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_llmroute_init(ngx_conf_t *cf)
 {
+    ngx_array_t                *a;
     ngx_http_handler_pt        *h;
     ngx_http_core_main_conf_t  *cmcf;
 
@@ -431,6 +669,22 @@ ngx_http_llmroute_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_llmroute_handler;
+
+    /*
+     * log phase handlers run in array order: accounting goes first, so that
+     * access_log sees the settled $llmroute_cost and tokens
+     */
+
+    a = &cmcf->phases[NGX_HTTP_LOG_PHASE].handlers;
+
+    h = ngx_array_push(a);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h = a->elts;
+    ngx_memmove(&h[1], &h[0], (a->nelts - 1) * sizeof(ngx_http_handler_pt));
+    h[0] = ngx_http_llmroute_log_handler;
 
     return ngx_http_llmroute_filter_init(cf);
 }
@@ -667,7 +921,8 @@ ngx_http_llmroute_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     u_char                        *p;
     ngx_int_t                      tier;
     ngx_str_t                     *value, s;
-    ngx_uint_t                     i, have_input, have_output, have_cached;
+    ngx_uint_t                     i, j, have_input, have_output,
+                                   have_cached;
     ngx_http_llmroute_model_t     *m, *ms;
     ngx_http_llmroute_provider_t  *prs;
 
@@ -706,10 +961,10 @@ ngx_http_llmroute_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ms = lmcf->models.elts;
 
-    for (tier = 0; tier < (ngx_int_t) lmcf->models.nelts; tier++) {
-        if (ms[tier].provider == i
-            && ms[tier].id.len == value[2].len
-            && ngx_strncmp(ms[tier].id.data, value[2].data, value[2].len) == 0)
+    for (j = 0; j < lmcf->models.nelts; j++) {
+        if (ms[j].provider == i
+            && ms[j].id.len == value[2].len
+            && ngx_strncmp(ms[j].id.data, value[2].data, value[2].len) == 0)
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "duplicate model \"%V\" of provider \"%V\"",
@@ -858,6 +1113,34 @@ invalid_price:
                        "invalid price \"%V\", expected USD per 1M tokens "
                        "with at most 3 decimals", &value[i]);
     return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_llmroute_retries(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_llmroute_loc_conf_t *lcf = conf;
+
+    ngx_int_t   n;
+    ngx_str_t  *value;
+
+    if (lcf->retries != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    n = ngx_atoi(value[1].data, value[1].len);
+
+    if (n == NGX_ERROR || n > 8) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid retries \"%V\", expected 0 to 8",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    lcf->retries = n;
+
+    return NGX_CONF_OK;
 }
 
 

@@ -15,12 +15,90 @@
 #include <ngx_http_llmroute_core.h>
 
 
+/* status codes counted one by one; anything else is "other" */
+#define NGX_HTTP_LLMROUTE_NCODES          16
+
+/* upstream failure reasons */
+#define NGX_HTTP_LLMROUTE_FAIL_CONNECT    0
+#define NGX_HTTP_LLMROUTE_FAIL_TIMEOUT    1
+#define NGX_HTTP_LLMROUTE_FAIL_429        2
+#define NGX_HTTP_LLMROUTE_FAIL_5XX        3
+#define NGX_HTTP_LLMROUTE_FAIL_RESET      4
+#define NGX_HTTP_LLMROUTE_NFAILS          5
+
+/* requests the module refused itself */
+#define NGX_HTTP_LLMROUTE_REJECT_JSON         0
+#define NGX_HTTP_LLMROUTE_REJECT_REQUEST      1
+#define NGX_HTTP_LLMROUTE_REJECT_MODEL        2
+#define NGX_HTTP_LLMROUTE_REJECT_METHOD       3
+#define NGX_HTTP_LLMROUTE_REJECT_TOO_LARGE    4
+#define NGX_HTTP_LLMROUTE_REJECT_NO_PROVIDER  5
+#define NGX_HTTP_LLMROUTE_REJECT_OTHER        6
+#define NGX_HTTP_LLMROUTE_NREJECTS            7
+
+/* latency histogram: upper bounds in ms, then +Inf */
+#define NGX_HTTP_LLMROUTE_NBUCKETS        12
+
+#define NGX_HTTP_LLMROUTE_USAGE_NONE      0
+#define NGX_HTTP_LLMROUTE_USAGE_PROVIDER  1
+#define NGX_HTTP_LLMROUTE_USAGE_ESTIMATE  2
+
+
+typedef struct {
+    ngx_atomic_t                    requests[NGX_HTTP_LLMROUTE_NTIERS]
+                                            [NGX_HTTP_LLMROUTE_NCODES];
+    ngx_atomic_t                    prompt_tokens;
+    ngx_atomic_t                    completion_tokens;
+    ngx_atomic_t                    cached_tokens;
+    ngx_atomic_t                    cost;           /* nano-USD */
+} ngx_http_llmroute_model_stats_t;
+
+
+typedef struct {
+    ngx_atomic_t                    failures[NGX_HTTP_LLMROUTE_NFAILS];
+    ngx_atomic_t                    ttfb[NGX_HTTP_LLMROUTE_NBUCKETS];
+    ngx_atomic_t                    total[NGX_HTTP_LLMROUTE_NBUCKETS];
+    ngx_atomic_t                    ttfb_ms;        /* sums */
+    ngx_atomic_t                    total_ms;
+    ngx_atomic_t                    count;
+    ngx_atomic_t                    cooldown_until; /* ms since epoch */
+    ngx_atomic_t                    tokens;         /* prompt+completion */
+} ngx_http_llmroute_provider_stats_t;
+
+
+typedef struct {
+    ngx_queue_t                     queue;
+    ngx_str_t                       provider;
+    ngx_str_t                       model;          /* empty: a provider */
+    union {
+        ngx_http_llmroute_model_stats_t     model;
+        ngx_http_llmroute_provider_stats_t  provider;
+    } s;
+} ngx_http_llmroute_series_t;
+
+
+/* lives in the zone; survives reloads */
+typedef struct {
+    ngx_queue_t                     series;
+    ngx_atomic_t                    rejected[NGX_HTTP_LLMROUTE_NREJECTS];
+    ngx_atomic_t                    savings;        /* nano-USD */
+} ngx_http_llmroute_shctx_t;
+
+
 typedef struct {
     ngx_http_llmroute_catalog_t     cat;
     ngx_array_t                     providers;  /* llmroute_provider_t */
     ngx_array_t                     models;     /* llmroute_model_t */
     ngx_array_t                     regions;    /* ngx_str_t */
     ngx_shm_zone_t                 *shm_zone;
+    ngx_str_t                       baseline;   /* llmroute_baseline_model */
+    ngx_int_t                       baseline_model;
+    ngx_http_llmroute_shctx_t      *sh;
+    ngx_slab_pool_t                *shpool;
+    /* this worker's pointers to the zone's series, found on first use */
+    ngx_http_llmroute_series_t    **model_series;
+    ngx_http_llmroute_series_t    **provider_series;
+    ngx_http_llmroute_series_t     *none_series;
     u_char                         *provider_file;  /* for "no zone" */
     ngx_uint_t                      provider_line;
 } ngx_http_llmroute_main_conf_t;
@@ -43,23 +121,45 @@ typedef struct {
     ngx_http_llmroute_model_t      *model;
     ngx_http_llmroute_provider_t   *provider;
     ngx_uint_t                      attempts;
+    ngx_uint_t                      failure_noted;  /* attempt number */
+    ngx_uint_t                      uri_changes;    /* at the decision */
+    uint64_t                        tried;          /* provider bits */
+    ngx_str_t                       failures;       /* for the 502 */
 
     u_char                          reason[NGX_HTTP_LLMROUTE_REASON_LEN];
     size_t                          reason_len;
 
     ngx_str_t                       error;      /* our JSON error body */
+    ngx_uint_t                      reject;     /* REJECT_* of that error */
+
+    /* accounting, from the provider's usage or estimated */
+    int64_t                         prompt_tokens;
+    int64_t                         completion_tokens;
+    int64_t                         cached_tokens;
+    size_t                          content_bytes;
+    ngx_uint_t                      usage_source;
+    uint64_t                        cost;       /* nano-USD */
+    int64_t                         savings;
 
     unsigned                        waiting_body:1;
     unsigned                        body_done:1;
     unsigned                        decided:1;
     unsigned                        error_sent:1;
     unsigned                        replace_body:1;
+    unsigned                        have_usage:1;
+    unsigned                        strip_usage:1;
+    unsigned                        logged:1;
 } ngx_http_llmroute_ctx_t;
 
 
 ngx_http_llmroute_ctx_t *ngx_http_llmroute_get_ctx(ngx_http_request_t *r,
     ngx_uint_t create);
 ngx_int_t ngx_http_llmroute_handler(ngx_http_request_t *r);
+void ngx_http_llmroute_note_failure(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx);
+uint64_t ngx_http_llmroute_unavailable(ngx_http_llmroute_main_conf_t *lmcf);
+ngx_table_elt_t *ngx_http_llmroute_find_header(ngx_list_t *headers,
+    const char *name);
 
 ngx_int_t ngx_http_llmroute_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message,
@@ -71,9 +171,20 @@ ngx_int_t ngx_http_llmroute_filter_init(ngx_conf_t *cf);
 
 char *ngx_http_llmroute_models(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_llmroute_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_llmroute_log_handler(ngx_http_request_t *r);
+ngx_uint_t ngx_http_llmroute_reject_index(const char *code);
 
 char *ngx_http_llmroute_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_http_llmroute_model_stats_t *ngx_http_llmroute_model_stats(
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_int_t model);
+ngx_http_llmroute_provider_stats_t *ngx_http_llmroute_provider_stats(
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_uint_t provider);
+ngx_uint_t ngx_http_llmroute_code_index(ngx_uint_t status);
+extern ngx_uint_t  ngx_http_llmroute_codes[];
+extern ngx_msec_t  ngx_http_llmroute_buckets[];
 
 
 extern ngx_module_t  ngx_http_llmroute_module;

@@ -43,9 +43,7 @@ ngx_http_llmroute_resolve_model(ngx_http_llmroute_catalog_t *cat,
 
     want->pin = NGX_HTTP_LLMROUTE_PIN_NONE;
 
-    if (model->len == 0
-        || (model->len == 4 && ngx_memcmp(model->data, "auto", 4) == 0))
-    {
+    if (model->len == 4 && ngx_memcmp(model->data, "auto", 4) == 0) {
         return NGX_OK;
     }
 

@@ -2,20 +2,33 @@
 /*
  * Copyright (C) ngx_http_llmroute_module authors
  *
- * The shared zone: state every worker sees (and that survives a reload).
+ * The shared zone: counters every worker updates and that survive a
+ * reload.  Series are keyed by provider and model *names* (never by client
+ * input), so their number is bounded by the catalogs configured; each
+ * worker finds its series once, under the mutex, then updates them with
+ * atomics only.
  */
 
 
 #include <ngx_http_llmroute_module.h>
 
 
-typedef struct {
-    ngx_atomic_t                    requests;
-} ngx_http_llmroute_shctx_t;
-
-
 static ngx_int_t ngx_http_llmroute_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+static ngx_http_llmroute_series_t *ngx_http_llmroute_series(
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_str_t *provider,
+    ngx_str_t *model);
+
+
+ngx_uint_t  ngx_http_llmroute_codes[NGX_HTTP_LLMROUTE_NCODES] = {
+    200, 400, 401, 402, 404, 405, 408, 413, 429, 499, 500, 502, 503, 504,
+    0, 0
+};
+
+ngx_msec_t  ngx_http_llmroute_buckets[NGX_HTTP_LLMROUTE_NBUCKETS] = {
+    50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000,
+    NGX_MAX_INT32_VALUE
+};
 
 
 /* llmroute_zone NAME:SIZE; */
@@ -86,25 +99,175 @@ ngx_http_llmroute_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_llmroute_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
-    ngx_slab_pool_t            *shpool;
-    ngx_http_llmroute_shctx_t  *sh;
+    ngx_http_llmroute_main_conf_t  *olmcf = data;
 
+    ngx_slab_pool_t                *shpool;
+    ngx_http_llmroute_main_conf_t  *lmcf;
+
+    lmcf = shm_zone->data;
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    lmcf->shpool = shpool;
 
     /* reload: keep the counters of the previous cycle */
 
-    if (data || shm_zone->shm.exists) {
-        shm_zone->data = shpool->data;
+    if (olmcf) {
+        lmcf->sh = olmcf->sh;
         return NGX_OK;
     }
 
-    sh = ngx_slab_calloc(shpool, sizeof(ngx_http_llmroute_shctx_t));
-    if (sh == NULL) {
+    if (shm_zone->shm.exists) {
+        lmcf->sh = shpool->data;
+        return NGX_OK;
+    }
+
+    lmcf->sh = ngx_slab_calloc(shpool, sizeof(ngx_http_llmroute_shctx_t));
+    if (lmcf->sh == NULL) {
         return NGX_ERROR;
     }
 
-    shpool->data = sh;
-    shm_zone->data = sh;
+    ngx_queue_init(&lmcf->sh->series);
+
+    shpool->data = lmcf->sh;
+
+    shpool->log_ctx = ngx_slab_alloc(shpool,
+                                     sizeof(" in llmroute zone \"\"")
+                                     + shm_zone->shm.name.len);
+    if (shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(shpool->log_ctx, " in llmroute zone \"%V\"%Z",
+                &shm_zone->shm.name);
 
     return NGX_OK;
+}
+
+
+ngx_http_llmroute_model_stats_t *
+ngx_http_llmroute_model_stats(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_int_t model)
+{
+    ngx_str_t                      empty = ngx_null_string;
+    ngx_http_llmroute_model_t     *m;
+    ngx_http_llmroute_series_t    *s;
+
+    if (lmcf->sh == NULL) {
+        return NULL;
+    }
+
+    if (model < 0) {
+        if (lmcf->none_series == NULL) {
+            lmcf->none_series = ngx_http_llmroute_series(lmcf, &empty,
+                                                         &empty);
+        }
+
+        s = lmcf->none_series;
+
+    } else {
+        s = lmcf->model_series[model];
+
+        if (s == NULL) {
+            m = &lmcf->cat.models[model];
+            s = ngx_http_llmroute_series(lmcf,
+                                         &lmcf->cat.providers[m->provider].name,
+                                         &m->id);
+            lmcf->model_series[model] = s;
+        }
+    }
+
+    return s ? &s->s.model : NULL;
+}
+
+
+ngx_http_llmroute_provider_stats_t *
+ngx_http_llmroute_provider_stats(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_uint_t provider)
+{
+    ngx_str_t                    empty = ngx_null_string;
+    ngx_http_llmroute_series_t  *s;
+
+    if (lmcf->sh == NULL) {
+        return NULL;
+    }
+
+    s = lmcf->provider_series[provider];
+
+    if (s == NULL) {
+        s = ngx_http_llmroute_series(lmcf, &lmcf->cat.providers[provider].name,
+                                     &empty);
+        lmcf->provider_series[provider] = s;
+    }
+
+    return s ? &s->s.provider : NULL;
+}
+
+
+/* find or create a series; a provider series has an empty model */
+
+static ngx_http_llmroute_series_t *
+ngx_http_llmroute_series(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_str_t *provider, ngx_str_t *model)
+{
+    u_char                      *p;
+    ngx_queue_t                 *q;
+    ngx_http_llmroute_series_t  *s;
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    for (q = ngx_queue_head(&lmcf->sh->series);
+         q != ngx_queue_sentinel(&lmcf->sh->series);
+         q = ngx_queue_next(q))
+    {
+        s = ngx_queue_data(q, ngx_http_llmroute_series_t, queue);
+
+        if (s->provider.len == provider->len && s->model.len == model->len
+            && ngx_memcmp(s->provider.data, provider->data, provider->len)
+               == 0
+            && ngx_memcmp(s->model.data, model->data, model->len) == 0)
+        {
+            goto done;
+        }
+    }
+
+    s = ngx_slab_calloc_locked(lmcf->shpool,
+                               sizeof(ngx_http_llmroute_series_t)
+                               + provider->len + model->len);
+    if (s == NULL) {
+        goto done;
+    }
+
+    p = (u_char *) (s + 1);
+
+    s->provider.data = p;
+    s->provider.len = provider->len;
+    p = ngx_cpymem(p, provider->data, provider->len);
+
+    s->model.data = p;
+    s->model.len = model->len;
+    ngx_memcpy(p, model->data, model->len);
+
+    /* model series first, in catalog order: stable metrics output */
+    ngx_queue_insert_tail(&lmcf->sh->series, &s->queue);
+
+done:
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+    return s;
+}
+
+
+ngx_uint_t
+ngx_http_llmroute_code_index(ngx_uint_t status)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; ngx_http_llmroute_codes[i]; i++) {
+        if (ngx_http_llmroute_codes[i] == status) {
+            return i;
+        }
+    }
+
+    return i;   /* "other" */
 }

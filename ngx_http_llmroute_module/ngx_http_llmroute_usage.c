@@ -1,0 +1,1818 @@
+
+/*
+ * Copyright (C) ngx_http_llmroute_module authors
+ *
+ * Usage scanner (see ngx_http_llmroute_usage.h for the contract).
+ *
+ * Both parsers report what they see through the same three hooks, so SSE
+ * chunks (jsmn, whole chunk at once) and JSON bodies (yajl, events as bytes
+ * arrive) are read by one set of rules:
+ *
+ *   ngx_http_llmroute_usage_open()    a container starts: what is it?
+ *   ngx_http_llmroute_usage_scalar()  a string, number, literal
+ *   ngx_http_llmroute_usage_close()   a container ends (usage commit)
+ *
+ * A container is known by its "kind" (root, usage, choices, ...), a value
+ * by its "role", found from the container kind and its key in a small
+ * table.  Everything else is a container of kind "other", skipped whole.
+ */
+
+
+#include <ngx_http_llmroute_usage.h>
+
+#define JSMN_STATIC
+#define JSMN_STRICT
+#define JSMN_PARENT_LINKS
+#include <jsmn.h>
+
+#include <yajl/yajl_parse.h>
+
+
+/* container kinds */
+#define NGX_HTTP_LLMROUTE_K_OTHER     0
+#define NGX_HTTP_LLMROUTE_K_ROOT      1
+#define NGX_HTTP_LLMROUTE_K_GROQ      2
+#define NGX_HTTP_LLMROUTE_K_USAGE     3
+#define NGX_HTTP_LLMROUTE_K_DETAILS   4
+#define NGX_HTTP_LLMROUTE_K_CHOICES   5
+#define NGX_HTTP_LLMROUTE_K_CHOICE    6
+#define NGX_HTTP_LLMROUTE_K_MESSAGE   7
+#define NGX_HTTP_LLMROUTE_K_CALLS     8
+#define NGX_HTTP_LLMROUTE_K_CALL      9
+#define NGX_HTTP_LLMROUTE_K_FUNCTION  10
+
+/* value roles */
+#define NGX_HTTP_LLMROUTE_R_NONE        0
+#define NGX_HTTP_LLMROUTE_R_ROOT        1
+#define NGX_HTTP_LLMROUTE_R_USAGE       2
+#define NGX_HTTP_LLMROUTE_R_GROQ        3
+#define NGX_HTTP_LLMROUTE_R_CHOICES     4
+#define NGX_HTTP_LLMROUTE_R_ERROR       5
+#define NGX_HTTP_LLMROUTE_R_PROMPT      6
+#define NGX_HTTP_LLMROUTE_R_COMPLETION  7
+#define NGX_HTTP_LLMROUTE_R_HIT         8
+#define NGX_HTTP_LLMROUTE_R_DETAILS     9
+#define NGX_HTTP_LLMROUTE_R_CACHED      10
+#define NGX_HTTP_LLMROUTE_R_CHOICE      11
+#define NGX_HTTP_LLMROUTE_R_MESSAGE     12
+#define NGX_HTTP_LLMROUTE_R_FINISH      13
+#define NGX_HTTP_LLMROUTE_R_CONTENT     14
+#define NGX_HTTP_LLMROUTE_R_REASONING   15
+#define NGX_HTTP_LLMROUTE_R_CALLS       16
+#define NGX_HTTP_LLMROUTE_R_CALL        17
+#define NGX_HTTP_LLMROUTE_R_FCALL       18
+#define NGX_HTTP_LLMROUTE_R_FUNCTION    19
+#define NGX_HTTP_LLMROUTE_R_ARGUMENTS   20
+
+/* scalar types */
+#define NGX_HTTP_LLMROUTE_T_NULL      0
+#define NGX_HTTP_LLMROUTE_T_STRING    1
+#define NGX_HTTP_LLMROUTE_T_NUMBER    2
+#define NGX_HTTP_LLMROUTE_T_OTHER     3
+
+/* what one SSE chunk had, to recognise the usage-only chunk */
+#define NGX_HTTP_LLMROUTE_C_USAGE     1
+#define NGX_HTTP_LLMROUTE_C_CHOICES   2
+#define NGX_HTTP_LLMROUTE_C_NONEMPTY  4
+
+/* SSE event states: is the event being read one to strip? */
+#define NGX_HTTP_LLMROUTE_E_NONE      0   /* between events */
+#define NGX_HTTP_LLMROUTE_E_OPEN      1   /* started, no data line yet */
+#define NGX_HTTP_LLMROUTE_E_KEEP      2   /* passes to the client */
+#define NGX_HTTP_LLMROUTE_E_STRIP     3   /* usage-only so far */
+
+/* the allocation size is kept in front of what yajl gets (realloc) */
+#define NGX_HTTP_LLMROUTE_USAGE_HDR   16
+
+/*
+ * In a JSON answer only choices[0] decides finish_reason, tool calls and
+ * empty content; in a stream any choice does (chunks of n > 1 streams
+ * carry one choice each, all at position 0).
+ */
+#define ngx_http_llmroute_usage_first(u)  ((u)->sse || (u)->index == 0)
+
+
+typedef struct {
+    ngx_uint_t                   role;
+    size_t                       len;
+    const char                  *name;
+} ngx_http_llmroute_usage_key_t;
+
+
+static size_t ngx_http_llmroute_usage_sse(ngx_http_llmroute_usage_t *u,
+    u_char *p, size_t len, ngx_uint_t stop);
+static void ngx_http_llmroute_usage_overlong(ngx_http_llmroute_usage_t *u,
+    u_char *p, size_t n);
+static void ngx_http_llmroute_usage_prefix(ngx_http_llmroute_usage_t *u,
+    u_char *p, size_t n);
+static void ngx_http_llmroute_usage_skipped(ngx_http_llmroute_usage_t *u);
+static void ngx_http_llmroute_usage_line(ngx_http_llmroute_usage_t *u,
+    u_char *p, size_t len);
+static void ngx_http_llmroute_usage_emit(ngx_http_llmroute_usage_t *u,
+    off_t start, off_t end);
+static ngx_uint_t ngx_http_llmroute_usage_chunk(ngx_http_llmroute_usage_t *u,
+    u_char *p, size_t len);
+static ngx_int_t ngx_http_llmroute_usage_members(
+    ngx_http_llmroute_usage_t *u, u_char *p, u_char *last);
+static ngx_int_t ngx_http_llmroute_usage_member(ngx_http_llmroute_usage_t *u,
+    u_char *v, size_t len, ngx_uint_t role);
+static u_char *ngx_http_llmroute_usage_ws(u_char *p, u_char *last);
+static u_char *ngx_http_llmroute_usage_string_end(u_char *p, u_char *last);
+static u_char *ngx_http_llmroute_usage_value_end(u_char *p, u_char *last);
+static int ngx_http_llmroute_usage_walk(ngx_http_llmroute_usage_t *u,
+    u_char *s, jsmntok_t *tok, int n, int i, ngx_uint_t kind);
+static int ngx_http_llmroute_usage_value(ngx_http_llmroute_usage_t *u,
+    u_char *s, jsmntok_t *tok, int n, int i, ngx_uint_t role);
+static int ngx_http_llmroute_usage_skip(jsmntok_t *tok, int n, int i);
+
+static ngx_uint_t ngx_http_llmroute_usage_role(ngx_uint_t kind, u_char *p,
+    size_t len);
+static ngx_uint_t ngx_http_llmroute_usage_open(ngx_http_llmroute_usage_t *u,
+    ngx_uint_t role, ngx_uint_t map);
+static void ngx_http_llmroute_usage_close(ngx_http_llmroute_usage_t *u,
+    ngx_uint_t kind);
+static void ngx_http_llmroute_usage_scalar(ngx_http_llmroute_usage_t *u,
+    ngx_uint_t role, ngx_uint_t type, u_char *p, size_t len,
+    ngx_uint_t raw);
+static int64_t ngx_http_llmroute_usage_number(u_char *p, size_t len);
+static ngx_uint_t ngx_http_llmroute_usage_finish_reason(u_char *p,
+    size_t len);
+static size_t ngx_http_llmroute_usage_unescaped(u_char *p, size_t len);
+static ngx_uint_t ngx_http_llmroute_usage_blank(u_char *p, size_t len,
+    ngx_uint_t raw);
+static ngx_uint_t ngx_http_llmroute_usage_hex(u_char *p);
+
+static ngx_int_t ngx_http_llmroute_usage_json(ngx_http_llmroute_usage_t *u,
+    u_char *p, size_t len);
+static ngx_uint_t ngx_http_llmroute_usage_is_json(
+    ngx_http_llmroute_usage_t *u, u_char *p, size_t len);
+static ngx_uint_t ngx_http_llmroute_usage_y_role(
+    ngx_http_llmroute_usage_t *u);
+static int ngx_http_llmroute_usage_y_null(void *ctx);
+static int ngx_http_llmroute_usage_y_boolean(void *ctx, int v);
+static int ngx_http_llmroute_usage_y_number(void *ctx, const char *s,
+    size_t len);
+static int ngx_http_llmroute_usage_y_string(void *ctx, const unsigned char *s,
+    size_t len);
+static int ngx_http_llmroute_usage_y_start_map(void *ctx);
+static int ngx_http_llmroute_usage_y_map_key(void *ctx,
+    const unsigned char *s, size_t len);
+static int ngx_http_llmroute_usage_y_start_array(void *ctx);
+static int ngx_http_llmroute_usage_y_end(void *ctx);
+static int ngx_http_llmroute_usage_y_start(ngx_http_llmroute_usage_t *u,
+    ngx_uint_t map);
+static void ngx_http_llmroute_usage_afs(ngx_http_llmroute_usage_t *u,
+    yajl_alloc_funcs *afs);
+static void *ngx_http_llmroute_usage_malloc(void *ctx, size_t size);
+static void *ngx_http_llmroute_usage_realloc(void *ctx, void *ptr,
+    size_t size);
+static void ngx_http_llmroute_usage_free(void *ctx, void *ptr);
+
+
+ngx_str_t  ngx_http_llmroute_finish_reasons[] = {
+    ngx_string(""),
+    ngx_string("stop"),
+    ngx_string("length"),
+    ngx_string("tool_calls"),
+    ngx_string("content_filter"),
+    ngx_string("other")
+};
+
+
+/*
+ * the members we read, by container kind; "delta" and "message" are read
+ * alike so that a stream and a JSON answer give the same numbers
+ */
+
+static ngx_http_llmroute_usage_key_t  ngx_http_llmroute_usage_root[] = {
+    { NGX_HTTP_LLMROUTE_R_CHOICES, 7, "choices" },
+    { NGX_HTTP_LLMROUTE_R_USAGE, 5, "usage" },
+    { NGX_HTTP_LLMROUTE_R_ERROR, 5, "error" },
+    { NGX_HTTP_LLMROUTE_R_GROQ, 6, "x_groq" },
+    { 0, 0, NULL }
+};
+
+static ngx_http_llmroute_usage_key_t  ngx_http_llmroute_usage_groq[] = {
+    { NGX_HTTP_LLMROUTE_R_USAGE, 5, "usage" },
+    { 0, 0, NULL }
+};
+
+static ngx_http_llmroute_usage_key_t  ngx_http_llmroute_usage_usage[] = {
+    { NGX_HTTP_LLMROUTE_R_PROMPT, 13, "prompt_tokens" },
+    { NGX_HTTP_LLMROUTE_R_COMPLETION, 17, "completion_tokens" },
+    { NGX_HTTP_LLMROUTE_R_HIT, 23, "prompt_cache_hit_tokens" },
+    { NGX_HTTP_LLMROUTE_R_DETAILS, 21, "prompt_tokens_details" },
+    { 0, 0, NULL }
+};
+
+static ngx_http_llmroute_usage_key_t  ngx_http_llmroute_usage_details[] = {
+    { NGX_HTTP_LLMROUTE_R_CACHED, 13, "cached_tokens" },
+    { 0, 0, NULL }
+};
+
+static ngx_http_llmroute_usage_key_t  ngx_http_llmroute_usage_choice[] = {
+    { NGX_HTTP_LLMROUTE_R_MESSAGE, 5, "delta" },
+    { NGX_HTTP_LLMROUTE_R_MESSAGE, 7, "message" },
+    { NGX_HTTP_LLMROUTE_R_FINISH, 13, "finish_reason" },
+    { 0, 0, NULL }
+};
+
+static ngx_http_llmroute_usage_key_t  ngx_http_llmroute_usage_message[] = {
+    { NGX_HTTP_LLMROUTE_R_CONTENT, 7, "content" },
+    { NGX_HTTP_LLMROUTE_R_REASONING, 17, "reasoning_content" },
+    { NGX_HTTP_LLMROUTE_R_REASONING, 9, "reasoning" },
+    { NGX_HTTP_LLMROUTE_R_CALLS, 10, "tool_calls" },
+    { NGX_HTTP_LLMROUTE_R_FCALL, 13, "function_call" },
+    { 0, 0, NULL }
+};
+
+static ngx_http_llmroute_usage_key_t  ngx_http_llmroute_usage_call[] = {
+    { NGX_HTTP_LLMROUTE_R_FUNCTION, 8, "function" },
+    { 0, 0, NULL }
+};
+
+static ngx_http_llmroute_usage_key_t  ngx_http_llmroute_usage_function[] = {
+    { NGX_HTTP_LLMROUTE_R_ARGUMENTS, 9, "arguments" },
+    { 0, 0, NULL }
+};
+
+/* indexed by kind; arrays and "other" have no keys */
+static ngx_http_llmroute_usage_key_t  *ngx_http_llmroute_usage_keys[] = {
+    NULL,
+    ngx_http_llmroute_usage_root,
+    ngx_http_llmroute_usage_groq,
+    ngx_http_llmroute_usage_usage,
+    ngx_http_llmroute_usage_details,
+    NULL,
+    ngx_http_llmroute_usage_choice,
+    ngx_http_llmroute_usage_message,
+    NULL,
+    ngx_http_llmroute_usage_call,
+    ngx_http_llmroute_usage_function
+};
+
+
+static yajl_callbacks  ngx_http_llmroute_usage_callbacks = {
+    ngx_http_llmroute_usage_y_null,
+    ngx_http_llmroute_usage_y_boolean,
+    NULL,
+    NULL,
+    ngx_http_llmroute_usage_y_number,
+    ngx_http_llmroute_usage_y_string,
+    ngx_http_llmroute_usage_y_start_map,
+    ngx_http_llmroute_usage_y_map_key,
+    ngx_http_llmroute_usage_y_end,
+    ngx_http_llmroute_usage_y_start_array,
+    ngx_http_llmroute_usage_y_end
+};
+
+
+ngx_int_t
+ngx_http_llmroute_usage_init(ngx_http_llmroute_usage_t *u, ngx_uint_t flags,
+    u_char *carry, size_t carry_size, ngx_http_llmroute_alloc_pt alloc,
+    ngx_http_llmroute_free_pt free, void *data)
+{
+    yajl_handle       h;
+    yajl_alloc_funcs  afs;
+
+    ngx_memzero(u, sizeof(ngx_http_llmroute_usage_t));
+
+    u->prompt_tokens = -1;
+    u->completion_tokens = -1;
+    u->cached_tokens = -1;
+
+    u->sse = (flags & NGX_HTTP_LLMROUTE_USAGE_SSE) ? 1 : 0;
+    u->json_check = (flags & NGX_HTTP_LLMROUTE_USAGE_JSON_CHECK) ? 1 : 0;
+    u->alloc = alloc;
+    u->free = free;
+    u->data = data;
+
+    if (u->sse) {
+        /* jsmn offsets are ints: a longer line is skipped as overlong */
+        u->carry = carry;
+        u->carry_size = (carry == NULL) ? 0 : ngx_min(carry_size, 1 << 30);
+        return NGX_OK;
+    }
+
+    if (alloc == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_llmroute_usage_afs(u, &afs);
+
+    h = yajl_alloc(&ngx_http_llmroute_usage_callbacks, &afs, u);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* we only count bytes; UTF-8 checks would cost on MBs of content */
+    yajl_config(h, yajl_dont_validate_strings, 1);
+
+    u->yajl = h;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_llmroute_usage_feed(ngx_http_llmroute_usage_t *u, u_char *p,
+    size_t len)
+{
+    if (len == 0) {
+        return NGX_OK;
+    }
+
+    if (!u->sse) {
+        return ngx_http_llmroute_usage_json(u, p, len);
+    }
+
+    if (!u->finished) {
+        (void) ngx_http_llmroute_usage_sse(u, p, len, 0);
+    }
+
+    return NGX_OK;
+}
+
+
+size_t
+ngx_http_llmroute_usage_feed_sse(ngx_http_llmroute_usage_t *u, u_char *p,
+    size_t len, ngx_http_llmroute_usage_span_t *span)
+{
+    size_t  n;
+
+    span->start = 0;
+    span->end = 0;
+
+    /* an empty last buffer of nginx may have NULL pointers */
+
+    if (len == 0) {
+        return 0;
+    }
+
+    if (!u->sse) {
+        (void) ngx_http_llmroute_usage_json(u, p, len);
+        return len;
+    }
+
+    if (u->finished) {
+        return len;
+    }
+
+    n = ngx_http_llmroute_usage_sse(u, p, len, 1);
+
+    if (u->emit) {
+        *span = u->span;
+        u->emit = 0;
+    }
+
+    return n;
+}
+
+
+void
+ngx_http_llmroute_usage_finish(ngx_http_llmroute_usage_t *u,
+    ngx_http_llmroute_usage_span_t *span)
+{
+    u_char  *p;
+    size_t   len;
+
+    if (span != NULL) {
+        span->start = 0;
+        span->end = 0;
+    }
+
+    if (u->finished) {
+        return;
+    }
+
+    u->finished = 1;
+
+    if (!u->sse) {
+        if (u->yajl != NULL) {
+            if (!u->malformed
+                && yajl_complete_parse(u->yajl) != yajl_status_ok)
+            {
+                u->malformed = 1;
+            }
+
+            yajl_free(u->yajl);
+            u->yajl = NULL;
+        }
+
+        u->empty_content = u->done && !u->malformed && u->choice
+                           && !u->text && !u->tool_calls;
+        return;
+    }
+
+    /*
+     * the stream ended inside a line: a client would not dispatch that
+     * event, but the provider may have closed without the final newline
+     * after a complete chunk, so it still counts for accounting
+     */
+
+    p = u->carry;
+    len = u->skip ? 0 : u->carry_len;
+
+    if (u->skip) {
+        ngx_http_llmroute_usage_skipped(u);
+    }
+
+    if (len && p[len - 1] == '\r') {
+        len--;
+    }
+
+    if (u->event == NGX_HTTP_LLMROUTE_E_STRIP) {
+        ngx_http_llmroute_usage_emit(u, u->event_start,
+                                     len ? u->event_end : u->offset);
+    }
+
+    if (len > 5 && ngx_memcmp(p, "data:", 5) == 0) {
+        (void) ngx_http_llmroute_usage_chunk(u, p + 5, len - 5);
+    }
+
+    u->skip = 0;
+    u->carry_len = 0;
+    u->event = NGX_HTTP_LLMROUTE_E_NONE;
+    u->hold = u->offset;
+
+    if (u->emit) {
+        if (span != NULL) {
+            *span = u->span;
+        }
+
+        u->emit = 0;
+    }
+
+    u->empty_content = u->choice && !u->text && !u->tool_calls;
+}
+
+
+/*
+ * The SSE line splitter.  A line wholly inside p is read in place; only a
+ * line cut by the end of a buffer is copied to the carry buffer.  Whether
+ * a line is overlong depends on its length only, never on where buffers
+ * end, so any split of a stream gives the same results and spans.
+ */
+
+static size_t
+ngx_http_llmroute_usage_sse(ngx_http_llmroute_usage_t *u, u_char *p,
+    size_t len, ngx_uint_t stop)
+{
+    u_char  *start, *last, *nl, *line;
+    size_t   n, size;
+
+    start = p;
+    last = p + len;
+
+    while (p < last) {
+
+        if (u->skip) {
+            nl = memchr(p, '\n', last - p);
+            n = (nl != NULL ? nl : last) - p;
+
+            ngx_http_llmroute_usage_prefix(u, p, n);
+
+            u->skip_bytes += n;
+            p += n;
+            u->offset += n;
+
+            if (nl == NULL) {
+                break;
+            }
+
+            p++;
+            u->offset++;
+            u->line_start = u->offset;
+            ngx_http_llmroute_usage_skipped(u);
+            continue;
+        }
+
+        nl = memchr(p, '\n', last - p);
+        n = (nl != NULL ? nl : last) - p;
+
+        if (n > u->carry_size - u->carry_len) {
+            ngx_http_llmroute_usage_overlong(u, p, n);
+
+            if (u->emit) {
+                if (stop) {
+                    break;
+                }
+
+                u->emit = 0;
+            }
+
+            continue;
+        }
+
+        if (nl == NULL) {
+            ngx_memcpy(u->carry + u->carry_len, p, n);
+            u->carry_len += n;
+            u->offset += n;
+            p = last;
+            break;
+        }
+
+        if (u->carry_len) {
+            ngx_memcpy(u->carry + u->carry_len, p, n);
+            line = u->carry;
+            size = u->carry_len + n;
+
+        } else {
+            line = p;
+            size = n;
+        }
+
+        p = nl + 1;
+        u->offset += n + 1;
+        u->carry_len = 0;
+
+        ngx_http_llmroute_usage_line(u, line, size);
+
+        u->line_start = u->offset;
+
+        if (u->emit) {
+            if (stop) {
+                break;
+            }
+
+            u->emit = 0;
+        }
+    }
+
+    switch (u->event) {
+
+    case NGX_HTTP_LLMROUTE_E_NONE:
+        u->hold = u->line_start;
+        break;
+
+    case NGX_HTTP_LLMROUTE_E_OPEN:
+    case NGX_HTTP_LLMROUTE_E_STRIP:
+        u->hold = u->event_start;
+        break;
+
+    default: /* NGX_HTTP_LLMROUTE_E_KEEP */
+        u->hold = u->offset;
+    }
+
+    return p - start;
+}
+
+
+/*
+ * A line that does not fit the carry buffer is skipped, and never part of
+ * a stripped event.  If it is a data line, its bytes count as generated
+ * text (an overlong chunk is almost all content).  Whether it is one is
+ * matched byte by byte as they come: with a carry buffer shorter than
+ * "data:" the line may turn overlong before its prefix is complete.
+ */
+
+static void
+ngx_http_llmroute_usage_overlong(ngx_http_llmroute_usage_t *u, u_char *p,
+    size_t n)
+{
+    u->skip = 1;
+    u->skip_pre = 0;
+    u->skip_not = 0;
+    u->skip_bytes = u->carry_len;
+
+    if (u->carry_len) {
+        ngx_http_llmroute_usage_prefix(u, u->carry, u->carry_len);
+        u->carry_len = 0;
+    }
+
+    switch (u->event) {
+
+    case NGX_HTTP_LLMROUTE_E_NONE:
+        u->event_start = u->line_start;
+        u->event = NGX_HTTP_LLMROUTE_E_KEEP;
+        break;
+
+    case NGX_HTTP_LLMROUTE_E_STRIP:
+        ngx_http_llmroute_usage_emit(u, u->event_start, u->event_end);
+        u->event = NGX_HTTP_LLMROUTE_E_KEEP;
+        break;
+
+    default:
+        u->event = NGX_HTTP_LLMROUTE_E_KEEP;
+    }
+}
+
+
+static void
+ngx_http_llmroute_usage_prefix(ngx_http_llmroute_usage_t *u, u_char *p,
+    size_t n)
+{
+    u_char  *last;
+
+    for (last = p + n; p < last && u->skip_pre < 5 && !u->skip_not; p++) {
+        if (*p == "data:"[u->skip_pre]) {
+            u->skip_pre++;
+
+        } else {
+            u->skip_not = 1;
+        }
+    }
+}
+
+
+/* the end of an overlong line, or of the stream inside one */
+
+static void
+ngx_http_llmroute_usage_skipped(ngx_http_llmroute_usage_t *u)
+{
+    if (u->skip_pre == 5) {
+        u->events++;
+        u->bad_events++;
+        u->content_bytes += u->skip_bytes;
+    }
+
+    u->skip = 0;
+}
+
+
+/*
+ * One complete line, "\n" removed; u->line_start and u->offset are the
+ * stream offsets of its start and of the byte after its "\n".
+ */
+
+static void
+ngx_http_llmroute_usage_line(ngx_http_llmroute_usage_t *u, u_char *p,
+    size_t len)
+{
+    ngx_uint_t  data, usage_only;
+
+    if (len && p[len - 1] == '\r') {
+        len--;
+    }
+
+    if (len == 0) {
+        if (u->event == NGX_HTTP_LLMROUTE_E_STRIP) {
+            ngx_http_llmroute_usage_emit(u, u->event_start, u->offset);
+        }
+
+        u->event = NGX_HTTP_LLMROUTE_E_NONE;
+        return;
+    }
+
+    data = 0;
+    usage_only = 0;
+
+    if (p[0] == ':') {
+
+        /* a comment alone starts no event: keep-alives pass at once */
+
+        if (u->event == NGX_HTTP_LLMROUTE_E_NONE) {
+            return;
+        }
+
+    } else if (len >= 5 && ngx_memcmp(p, "data:", 5) == 0) {
+        data = 1;
+        usage_only = ngx_http_llmroute_usage_chunk(u, p + 5, len - 5);
+    }
+
+    switch (u->event) {
+
+    case NGX_HTTP_LLMROUTE_E_NONE:
+        u->event_start = u->line_start;
+        u->event = NGX_HTTP_LLMROUTE_E_OPEN;
+
+        /* fall through */
+
+    case NGX_HTTP_LLMROUTE_E_OPEN:
+
+        /* bounds what a stripping filter must hold: 2 * carry_size + 1 */
+
+        if (u->offset - u->event_start > (off_t) u->carry_size + 1) {
+            u->event = NGX_HTTP_LLMROUTE_E_KEEP;
+
+        } else if (data) {
+            u->event = usage_only ? NGX_HTTP_LLMROUTE_E_STRIP
+                                  : NGX_HTTP_LLMROUTE_E_KEEP;
+            u->event_end = u->offset;
+        }
+
+        break;
+
+    case NGX_HTTP_LLMROUTE_E_STRIP:
+
+        /* more lines in the usage event: cut only up to its data line */
+
+        ngx_http_llmroute_usage_emit(u, u->event_start, u->event_end);
+        u->event = NGX_HTTP_LLMROUTE_E_KEEP;
+        break;
+
+    default: /* NGX_HTTP_LLMROUTE_E_KEEP */
+        break;
+    }
+}
+
+
+static void
+ngx_http_llmroute_usage_emit(ngx_http_llmroute_usage_t *u, off_t start,
+    off_t end)
+{
+    u->span.start = start;
+    u->span.end = end;
+    u->emit = 1;
+}
+
+
+/* one "data:" payload; returns 1 for a usage-only chunk */
+
+static ngx_uint_t
+ngx_http_llmroute_usage_chunk(ngx_http_llmroute_usage_t *u, u_char *p,
+    size_t len)
+{
+    while (len && (*p == ' ' || *p == '\t')) {
+        p++;
+        len--;
+    }
+
+    while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'
+                   || p[len - 1] == '\r'))
+    {
+        len--;
+    }
+
+    if (len == 0) {
+        return 0;
+    }
+
+    if (len == 6 && ngx_memcmp(p, "[DONE]", 6) == 0) {
+        u->done = 1;
+        return 0;
+    }
+
+    u->events++;
+    u->chunk = 0;
+
+    if (ngx_http_llmroute_usage_members(u, p, p + len) != NGX_OK) {
+        u->bad_events++;
+        return 0;
+    }
+
+    return (u->chunk & (NGX_HTTP_LLMROUTE_C_USAGE
+                        | NGX_HTTP_LLMROUTE_C_CHOICES
+                        | NGX_HTTP_LLMROUTE_C_NONEMPTY))
+           == (NGX_HTTP_LLMROUTE_C_USAGE | NGX_HTTP_LLMROUTE_C_CHOICES);
+}
+
+
+/*
+ * The members of the chunk object.  jsmn costs about 2 ns a byte, more
+ * than half of it on members we never read ("id", "model",
+ * "system_fingerprint"...), so the top level is only walked over here,
+ * strings skipped with memchr(), and jsmn parses just the values of the
+ * members we read: those are fully validated, the others only delimited.
+ */
+
+static ngx_int_t
+ngx_http_llmroute_usage_members(ngx_http_llmroute_usage_t *u, u_char *p,
+    u_char *last)
+{
+    u_char      *q, *key, *v;
+    ngx_uint_t   role;
+
+    if (last - p < 2 || p[0] != '{' || last[-1] != '}') {
+        return NGX_ERROR;
+    }
+
+    q = ngx_http_llmroute_usage_ws(p + 1, last);
+
+    if (*q == '}') {
+        return (q + 1 == last) ? NGX_OK : NGX_ERROR;
+    }
+
+    for ( ;; ) {
+        if (*q != '"') {
+            return NGX_ERROR;
+        }
+
+        key = q + 1;
+
+        q = ngx_http_llmroute_usage_string_end(q, last);
+        if (q == NULL) {
+            return NGX_ERROR;
+        }
+
+        role = ngx_http_llmroute_usage_role(NGX_HTTP_LLMROUTE_K_ROOT, key,
+                                            q - 1 - key);
+
+        q = ngx_http_llmroute_usage_ws(q, last);
+        if (q == last || *q != ':') {
+            return NGX_ERROR;
+        }
+
+        v = ngx_http_llmroute_usage_ws(q + 1, last);
+        if (v == last) {
+            return NGX_ERROR;
+        }
+
+        q = ngx_http_llmroute_usage_value_end(v, last);
+        if (q == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (role != NGX_HTTP_LLMROUTE_R_NONE
+            && ngx_http_llmroute_usage_member(u, v, q - v, role) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        q = ngx_http_llmroute_usage_ws(q, last);
+        if (q == last) {
+            return NGX_ERROR;
+        }
+
+        if (*q == '}') {
+            return (q + 1 == last) ? NGX_OK : NGX_ERROR;
+        }
+
+        if (*q != ',') {
+            return NGX_ERROR;
+        }
+
+        q = ngx_http_llmroute_usage_ws(q + 1, last);
+        if (q == last) {
+            return NGX_ERROR;
+        }
+    }
+}
+
+
+/* a member we read: containers go through jsmn, scalars are direct */
+
+static ngx_int_t
+ngx_http_llmroute_usage_member(ngx_http_llmroute_usage_t *u, u_char *v,
+    size_t len, ngx_uint_t role)
+{
+    int          n;
+    ngx_uint_t   type;
+    jsmn_parser  parser;
+    jsmntok_t    tok[NGX_HTTP_LLMROUTE_USAGE_TOKENS];
+
+    if (v[0] != '{' && v[0] != '[') {
+
+        switch (v[0]) {
+
+        case '"':
+            type = NGX_HTTP_LLMROUTE_T_STRING;
+            v++;
+            len -= 2;
+            break;
+
+        case 'n':
+            type = NGX_HTTP_LLMROUTE_T_NULL;
+            break;
+
+        case 't':
+        case 'f':
+            type = NGX_HTTP_LLMROUTE_T_OTHER;
+            break;
+
+        default:
+            type = NGX_HTTP_LLMROUTE_T_NUMBER;
+        }
+
+        ngx_http_llmroute_usage_scalar(u, role, type, v, len, 1);
+        return NGX_OK;
+    }
+
+    jsmn_init(&parser);
+    n = jsmn_parse(&parser, (const char *) v, len, tok,
+                   NGX_HTTP_LLMROUTE_USAGE_TOKENS);
+
+    /* one value and nothing after it (jsmn also stops at a NUL) */
+
+    if (n < 1 || tok[0].end != (int) len
+        || ngx_http_llmroute_usage_value(u, v, tok, n, 0, role) < 0)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static u_char *
+ngx_http_llmroute_usage_ws(u_char *p, u_char *last)
+{
+    while (p < last && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+    {
+        p++;
+    }
+
+    return p;
+}
+
+
+/* p is at an opening quote: the byte after the closing one, or NULL */
+
+static u_char *
+ngx_http_llmroute_usage_string_end(u_char *p, u_char *last)
+{
+    u_char  *q, *b;
+
+    for (q = p + 1; q < last; q++) {
+
+        q = memchr(q, '"', last - q);
+        if (q == NULL) {
+            return NULL;
+        }
+
+        /* an odd run of backslashes escapes the quote */
+
+        for (b = q; b[-1] == '\\'; b--) {
+            /* void */
+        }
+
+        if (((q - b) & 1) == 0) {
+            return q + 1;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* the end of the value at p; validated later only if it is read */
+
+static u_char *
+ngx_http_llmroute_usage_value_end(u_char *p, u_char *last)
+{
+    u_char      *q;
+    ngx_uint_t   depth;
+
+    switch (*p) {
+
+    case '"':
+        return ngx_http_llmroute_usage_string_end(p, last);
+
+    case '{':
+    case '[':
+        depth = 0;
+
+        for (q = p; q < last; /* void */) {
+
+            switch (*q) {
+
+            case '"':
+                q = ngx_http_llmroute_usage_string_end(q, last);
+                if (q == NULL) {
+                    return NULL;
+                }
+
+                continue;
+
+            case '{':
+            case '[':
+                depth++;
+                break;
+
+            case '}':
+            case ']':
+                if (--depth == 0) {
+                    return q + 1;
+                }
+
+                break;
+            }
+
+            q++;
+        }
+
+        return NULL;
+
+    case '-': case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9':
+    case 't': case 'f': case 'n':
+        for (q = p; q < last; q++) {
+            if (*q == ',' || *q == '}' || *q == ']' || *q == ' '
+                || *q == '\t' || *q == '\n' || *q == '\r')
+            {
+                break;
+            }
+        }
+
+        return q;
+
+    default:
+        return NULL;
+    }
+}
+
+
+/*
+ * Token i is a container of a known kind: read its members; returns the
+ * index past it, or -1.  Recursion only follows known kinds, which nest
+ * at most 7 deep, whatever the input.
+ */
+
+static int
+ngx_http_llmroute_usage_walk(ngx_http_llmroute_usage_t *u, u_char *s,
+    jsmntok_t *tok, int n, int i, ngx_uint_t kind)
+{
+    int         e, j;
+    ngx_uint_t  role;
+
+    j = i + 1;
+
+    for (e = 0; e < tok[i].size; e++) {
+
+        if (j >= n) {
+            return -1;
+        }
+
+        if (tok[i].type == JSMN_OBJECT) {
+            if (tok[j].type != JSMN_STRING || tok[j].size != 1
+                || j + 1 >= n)
+            {
+                return -1;
+            }
+
+            role = ngx_http_llmroute_usage_role(kind, s + tok[j].start,
+                                                tok[j].end - tok[j].start);
+            j++;
+
+        } else if (kind == NGX_HTTP_LLMROUTE_K_CHOICES) {
+            role = NGX_HTTP_LLMROUTE_R_CHOICE;
+
+        } else if (kind == NGX_HTTP_LLMROUTE_K_CALLS) {
+            role = NGX_HTTP_LLMROUTE_R_CALL;
+
+        } else {
+            role = NGX_HTTP_LLMROUTE_R_NONE;
+        }
+
+        j = ngx_http_llmroute_usage_value(u, s, tok, n, j, role);
+
+        if (j < 0) {
+            return -1;
+        }
+    }
+
+    return j;
+}
+
+
+static int
+ngx_http_llmroute_usage_value(ngx_http_llmroute_usage_t *u, u_char *s,
+    jsmntok_t *tok, int n, int i, ngx_uint_t role)
+{
+    u_char      *p;
+    size_t       len;
+    ngx_uint_t   kind, type;
+
+    p = s + tok[i].start;
+    len = tok[i].end - tok[i].start;
+
+    switch (tok[i].type) {
+
+    case JSMN_OBJECT:
+    case JSMN_ARRAY:
+        kind = ngx_http_llmroute_usage_open(u, role,
+                                            tok[i].type == JSMN_OBJECT);
+
+        if (kind == NGX_HTTP_LLMROUTE_K_OTHER) {
+            return ngx_http_llmroute_usage_skip(tok, n, i);
+        }
+
+        i = ngx_http_llmroute_usage_walk(u, s, tok, n, i, kind);
+
+        if (i >= 0) {
+            ngx_http_llmroute_usage_close(u, kind);
+        }
+
+        return i;
+
+    case JSMN_STRING:
+        type = NGX_HTTP_LLMROUTE_T_STRING;
+        break;
+
+    default:
+        if (len == 0) {
+            return -1;
+        }
+
+        if (p[0] == 'n') {
+            type = NGX_HTTP_LLMROUTE_T_NULL;
+
+        } else if (p[0] == '-' || (p[0] >= '0' && p[0] <= '9')) {
+            type = NGX_HTTP_LLMROUTE_T_NUMBER;
+
+        } else {
+            type = NGX_HTTP_LLMROUTE_T_OTHER;
+        }
+    }
+
+    if (role != NGX_HTTP_LLMROUTE_R_NONE) {
+        ngx_http_llmroute_usage_scalar(u, role, type, p, len, 1);
+    }
+
+    return i + 1;
+}
+
+
+/* index of the token after token i and everything nested in it */
+
+static int
+ngx_http_llmroute_usage_skip(jsmntok_t *tok, int n, int i)
+{
+    int  end;
+
+    end = tok[i].end;
+
+    for (i++; i < n && tok[i].start < end; i++) {
+        /* void */
+    }
+
+    return i;
+}
+
+
+static ngx_uint_t
+ngx_http_llmroute_usage_role(ngx_uint_t kind, u_char *p, size_t len)
+{
+    ngx_http_llmroute_usage_key_t  *k;
+
+    k = ngx_http_llmroute_usage_keys[kind];
+
+    if (k == NULL) {
+        return NGX_HTTP_LLMROUTE_R_NONE;
+    }
+
+    for ( /* void */ ; k->name != NULL; k++) {
+        if (k->len == len && (u_char) k->name[0] == p[0]
+            && ngx_memcmp(k->name, p, len) == 0)
+        {
+            return k->role;
+        }
+    }
+
+    return NGX_HTTP_LLMROUTE_R_NONE;
+}
+
+
+static ngx_uint_t
+ngx_http_llmroute_usage_open(ngx_http_llmroute_usage_t *u, ngx_uint_t role,
+    ngx_uint_t map)
+{
+    switch (role) {
+
+    case NGX_HTTP_LLMROUTE_R_ROOT:
+        return map ? NGX_HTTP_LLMROUTE_K_ROOT : NGX_HTTP_LLMROUTE_K_OTHER;
+
+    case NGX_HTTP_LLMROUTE_R_GROQ:
+        return map ? NGX_HTTP_LLMROUTE_K_GROQ : NGX_HTTP_LLMROUTE_K_OTHER;
+
+    case NGX_HTTP_LLMROUTE_R_USAGE:
+        if (!map) {
+            break;
+        }
+
+        u->tmp[0] = -1;
+        u->tmp[1] = -1;
+        u->tmp[2] = -1;
+
+        return NGX_HTTP_LLMROUTE_K_USAGE;
+
+    case NGX_HTTP_LLMROUTE_R_DETAILS:
+        return map ? NGX_HTTP_LLMROUTE_K_DETAILS : NGX_HTTP_LLMROUTE_K_OTHER;
+
+    case NGX_HTTP_LLMROUTE_R_CHOICES:
+        if (map) {
+            break;
+        }
+
+        u->chunk |= NGX_HTTP_LLMROUTE_C_CHOICES;
+        u->index = (ngx_uint_t) -1;
+
+        return NGX_HTTP_LLMROUTE_K_CHOICES;
+
+    case NGX_HTTP_LLMROUTE_R_CHOICE:
+        u->chunk |= NGX_HTTP_LLMROUTE_C_NONEMPTY;
+        u->index++;
+
+        if (!map) {
+            break;
+        }
+
+        if (ngx_http_llmroute_usage_first(u)) {
+            u->choice = 1;
+        }
+
+        return NGX_HTTP_LLMROUTE_K_CHOICE;
+
+    case NGX_HTTP_LLMROUTE_R_MESSAGE:
+        return map ? NGX_HTTP_LLMROUTE_K_MESSAGE : NGX_HTTP_LLMROUTE_K_OTHER;
+
+    case NGX_HTTP_LLMROUTE_R_CALLS:
+        return map ? NGX_HTTP_LLMROUTE_K_OTHER : NGX_HTTP_LLMROUTE_K_CALLS;
+
+    case NGX_HTTP_LLMROUTE_R_CALL:
+    case NGX_HTTP_LLMROUTE_R_FCALL:
+        if (ngx_http_llmroute_usage_first(u)) {
+            u->tool_calls = 1;
+        }
+
+        if (!map) {
+            break;
+        }
+
+        if (role == NGX_HTTP_LLMROUTE_R_CALL) {
+            return NGX_HTTP_LLMROUTE_K_CALL;
+        }
+
+        return NGX_HTTP_LLMROUTE_K_FUNCTION;
+
+    case NGX_HTTP_LLMROUTE_R_FUNCTION:
+        return map ? NGX_HTTP_LLMROUTE_K_FUNCTION : NGX_HTTP_LLMROUTE_K_OTHER;
+
+    case NGX_HTTP_LLMROUTE_R_ERROR:
+        u->error = 1;
+        break;
+    }
+
+    return NGX_HTTP_LLMROUTE_K_OTHER;
+}
+
+
+/* a usage object counts once complete; each field: last value wins */
+
+static void
+ngx_http_llmroute_usage_close(ngx_http_llmroute_usage_t *u, ngx_uint_t kind)
+{
+    if (kind != NGX_HTTP_LLMROUTE_K_USAGE
+        || (u->tmp[0] < 0 && u->tmp[1] < 0))
+    {
+        return;
+    }
+
+    u->have_usage = 1;
+    u->chunk |= NGX_HTTP_LLMROUTE_C_USAGE;
+
+    if (u->tmp[0] >= 0) {
+        u->prompt_tokens = u->tmp[0];
+    }
+
+    if (u->tmp[1] >= 0) {
+        u->completion_tokens = u->tmp[1];
+    }
+
+    if (u->tmp[2] >= 0) {
+        u->cached_tokens = u->tmp[2];
+    }
+}
+
+
+/* raw: a JSON string body as jsmn gives it, escapes still in */
+
+static void
+ngx_http_llmroute_usage_scalar(ngx_http_llmroute_usage_t *u, ngx_uint_t role,
+    ngx_uint_t type, u_char *p, size_t len, ngx_uint_t raw)
+{
+    int64_t  v;
+
+    if (type == NGX_HTTP_LLMROUTE_T_NUMBER) {
+        v = ngx_http_llmroute_usage_number(p, len);
+
+        switch (role) {
+
+        case NGX_HTTP_LLMROUTE_R_PROMPT:
+            u->tmp[0] = v;
+            break;
+
+        case NGX_HTTP_LLMROUTE_R_COMPLETION:
+            u->tmp[1] = v;
+            break;
+
+        case NGX_HTTP_LLMROUTE_R_HIT:
+        case NGX_HTTP_LLMROUTE_R_CACHED:
+            if (v >= 0) {
+                u->tmp[2] = v;
+            }
+
+            break;
+        }
+    }
+
+    if (role == NGX_HTTP_LLMROUTE_R_ERROR && type != NGX_HTTP_LLMROUTE_T_NULL)
+    {
+        u->error = 1;
+        return;
+    }
+
+    if (type != NGX_HTTP_LLMROUTE_T_STRING) {
+        return;
+    }
+
+    switch (role) {
+
+    case NGX_HTTP_LLMROUTE_R_FINISH:
+        if (ngx_http_llmroute_usage_first(u)) {
+            u->finish_reason = ngx_http_llmroute_usage_finish_reason(p, len);
+        }
+
+        break;
+
+    case NGX_HTTP_LLMROUTE_R_CONTENT:
+        if (ngx_http_llmroute_usage_first(u)) {
+            if (!u->text && !ngx_http_llmroute_usage_blank(p, len, raw)) {
+                u->text = 1;
+            }
+
+            if (!raw && u->json_check) {
+                u->content_is_json = len < NGX_HTTP_LLMROUTE_USAGE_JSON_MAX
+                               && ngx_http_llmroute_usage_is_json(u, p, len);
+            }
+        }
+
+        /* fall through */
+
+    case NGX_HTTP_LLMROUTE_R_REASONING:
+    case NGX_HTTP_LLMROUTE_R_ARGUMENTS:
+        u->content_bytes += raw ? ngx_http_llmroute_usage_unescaped(p, len)
+                                : len;
+        break;
+    }
+}
+
+
+/* a non-negative integer ("12.0" is 12); -1 if it is anything else */
+
+static int64_t
+ngx_http_llmroute_usage_number(u_char *p, size_t len)
+{
+    size_t   i;
+    int64_t  v;
+
+    v = 0;
+
+    for (i = 0; i < len && p[i] != '.'; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            return -1;
+        }
+
+        if (v < 1000000000000000LL) {
+            v = v * 10 + (p[i] - '0');
+        }
+    }
+
+    return (i == 0) ? -1 : v;
+}
+
+
+static ngx_uint_t
+ngx_http_llmroute_usage_finish_reason(u_char *p, size_t len)
+{
+    switch (len) {
+
+    case 3:
+        if (ngx_memcmp(p, "eos", 3) == 0) {
+            return NGX_HTTP_LLMROUTE_FINISH_STOP;
+        }
+
+        break;
+
+    case 4:
+        if (ngx_memcmp(p, "stop", 4) == 0) {
+            return NGX_HTTP_LLMROUTE_FINISH_STOP;
+        }
+
+        break;
+
+    case 6:
+        if (ngx_memcmp(p, "length", 6) == 0) {
+            return NGX_HTTP_LLMROUTE_FINISH_LENGTH;
+        }
+
+        break;
+
+    case 10:
+        if (ngx_memcmp(p, "tool_calls", 10) == 0) {
+            return NGX_HTTP_LLMROUTE_FINISH_TOOL_CALLS;
+        }
+
+        if (ngx_memcmp(p, "max_tokens", 10) == 0) {
+            return NGX_HTTP_LLMROUTE_FINISH_LENGTH;
+        }
+
+        break;
+
+    case 13:
+        if (ngx_memcmp(p, "function_call", 13) == 0) {
+            return NGX_HTTP_LLMROUTE_FINISH_TOOL_CALLS;
+        }
+
+        break;
+
+    case 14:
+        if (ngx_memcmp(p, "content_filter", 14) == 0) {
+            return NGX_HTTP_LLMROUTE_FINISH_FILTER;
+        }
+
+        break;
+    }
+
+    return NGX_HTTP_LLMROUTE_FINISH_OTHER;
+}
+
+
+/*
+ * Decoded UTF-8 length of a raw JSON string body, so that streams and
+ * JSON answers (yajl decodes) count text alike.  Every index is checked:
+ * jsmn validates escapes, but this must not trust it.
+ */
+
+static size_t
+ngx_http_llmroute_usage_unescaped(u_char *p, size_t len)
+{
+    u_char      *q, *last;
+    size_t       n;
+    ngx_uint_t   cp;
+
+    n = len;
+    last = p + len;
+
+    for (q = memchr(p, '\\', len); q != NULL;
+         q = memchr(q, '\\', last - q))
+    {
+        if (last - q < 2) {
+            break;
+        }
+
+        if (q[1] != 'u') {
+            n -= 1;
+            q += 2;
+            continue;
+        }
+
+        if (last - q < 6) {
+            break;
+        }
+
+        cp = ngx_http_llmroute_usage_hex(q + 2);
+
+        if (cp >= 0xd800 && cp <= 0xdbff && last - q >= 12
+            && q[6] == '\\' && q[7] == 'u')
+        {
+            n -= 8;     /* 12 bytes of two escapes, 4 of UTF-8 */
+            q += 12;
+            continue;
+        }
+
+        n -= 6 - (cp < 0x80 ? 1 : (cp < 0x800 ? 2 : 3));
+        q += 6;
+    }
+
+    return n;
+}
+
+
+static ngx_uint_t
+ngx_http_llmroute_usage_blank(u_char *p, size_t len, ngx_uint_t raw)
+{
+    u_char  *last;
+
+    for (last = p + len; p < last; p++) {
+
+        if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
+            continue;
+        }
+
+        if (raw && *p == '\\' && p + 1 < last
+            && (p[1] == 'n' || p[1] == 'r' || p[1] == 't'))
+        {
+            p++;
+            continue;
+        }
+
+        return 0;
+    }
+
+    return 1;
+}
+
+
+static ngx_uint_t
+ngx_http_llmroute_usage_hex(u_char *p)
+{
+    u_char      c;
+    ngx_uint_t  i, v;
+
+    v = 0;
+
+    for (i = 0; i < 4; i++) {
+        c = p[i];
+        v <<= 4;
+
+        if (c >= '0' && c <= '9') {
+            v |= c - '0';
+
+        } else {
+            v |= ((c | 0x20) - 'a' + 10) & 0xf;
+        }
+    }
+
+    return v;
+}
+
+
+/*
+ * The JSON path.  yajl reports values as they complete; the kind of each
+ * open container (up to NGX_HTTP_LLMROUTE_USAGE_DEPTH) and the role of
+ * its current key are kept in u->kind[] and u->key[].
+ */
+
+static ngx_int_t
+ngx_http_llmroute_usage_json(ngx_http_llmroute_usage_t *u, u_char *p,
+    size_t len)
+{
+    /* nothing is ever held back in a JSON body */
+
+    u->offset += len;
+    u->hold = u->offset;
+
+    if (u->yajl == NULL || u->malformed || u->finished) {
+        return NGX_DECLINED;
+    }
+
+    if (yajl_parse(u->yajl, p, len) != yajl_status_ok) {
+        u->malformed = 1;
+        return NGX_DECLINED;
+    }
+
+    return u->done ? NGX_DECLINED : NGX_OK;
+}
+
+
+/*
+ * JSON mode asked for an object: the answer must parse, alone, as one;
+ * a separate yajl handle, no callbacks, UTF-8 checked this time
+ */
+
+static ngx_uint_t
+ngx_http_llmroute_usage_is_json(ngx_http_llmroute_usage_t *u, u_char *p,
+    size_t len)
+{
+    u_char            *last;
+    yajl_status        rc;
+    yajl_handle        h;
+    yajl_alloc_funcs   afs;
+
+    last = p + len;
+
+    while (p < last && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+    {
+        p++;
+    }
+
+    if (p == last || *p != '{') {
+        return 0;
+    }
+
+    ngx_http_llmroute_usage_afs(u, &afs);
+
+    h = yajl_alloc(NULL, &afs, NULL);
+    if (h == NULL) {
+        return 0;
+    }
+
+    rc = yajl_parse(h, p, last - p);
+
+    if (rc == yajl_status_ok) {
+        rc = yajl_complete_parse(h);
+    }
+
+    yajl_free(h);
+
+    return rc == yajl_status_ok;
+}
+
+
+static ngx_uint_t
+ngx_http_llmroute_usage_y_role(ngx_http_llmroute_usage_t *u)
+{
+    ngx_uint_t  kind;
+
+    if (u->depth == 0) {
+        return NGX_HTTP_LLMROUTE_R_ROOT;
+    }
+
+    if (u->depth > NGX_HTTP_LLMROUTE_USAGE_DEPTH) {
+        return NGX_HTTP_LLMROUTE_R_NONE;
+    }
+
+    kind = u->kind[u->depth - 1];
+
+    switch (kind) {
+
+    case NGX_HTTP_LLMROUTE_K_OTHER:
+        return NGX_HTTP_LLMROUTE_R_NONE;
+
+    case NGX_HTTP_LLMROUTE_K_CHOICES:
+        return NGX_HTTP_LLMROUTE_R_CHOICE;
+
+    case NGX_HTTP_LLMROUTE_K_CALLS:
+        return NGX_HTTP_LLMROUTE_R_CALL;
+
+    default:
+        return u->key[u->depth - 1];
+    }
+}
+
+
+static int
+ngx_http_llmroute_usage_y_null(void *ctx)
+{
+    ngx_http_llmroute_usage_t  *u = ctx;
+
+    ngx_http_llmroute_usage_scalar(u, ngx_http_llmroute_usage_y_role(u),
+                                   NGX_HTTP_LLMROUTE_T_NULL, NULL, 0, 0);
+    return 1;
+}
+
+
+static int
+ngx_http_llmroute_usage_y_boolean(void *ctx, int v)
+{
+    ngx_http_llmroute_usage_t  *u = ctx;
+
+    ngx_http_llmroute_usage_scalar(u, ngx_http_llmroute_usage_y_role(u),
+                                   NGX_HTTP_LLMROUTE_T_OTHER, NULL, 0, 0);
+    return 1;
+}
+
+
+static int
+ngx_http_llmroute_usage_y_number(void *ctx, const char *s, size_t len)
+{
+    ngx_http_llmroute_usage_t  *u = ctx;
+
+    ngx_http_llmroute_usage_scalar(u, ngx_http_llmroute_usage_y_role(u),
+                                   NGX_HTTP_LLMROUTE_T_NUMBER, (u_char *) s,
+                                   len, 0);
+    return 1;
+}
+
+
+static int
+ngx_http_llmroute_usage_y_string(void *ctx, const unsigned char *s,
+    size_t len)
+{
+    ngx_http_llmroute_usage_t  *u = ctx;
+
+    ngx_http_llmroute_usage_scalar(u, ngx_http_llmroute_usage_y_role(u),
+                                   NGX_HTTP_LLMROUTE_T_STRING, (u_char *) s,
+                                   len, 0);
+    return 1;
+}
+
+
+static int
+ngx_http_llmroute_usage_y_start_map(void *ctx)
+{
+    return ngx_http_llmroute_usage_y_start(ctx, 1);
+}
+
+
+static int
+ngx_http_llmroute_usage_y_start_array(void *ctx)
+{
+    return ngx_http_llmroute_usage_y_start(ctx, 0);
+}
+
+
+static int
+ngx_http_llmroute_usage_y_start(ngx_http_llmroute_usage_t *u, ngx_uint_t map)
+{
+    ngx_uint_t  kind;
+
+    kind = ngx_http_llmroute_usage_open(u, ngx_http_llmroute_usage_y_role(u),
+                                        map);
+
+    if (u->depth < NGX_HTTP_LLMROUTE_USAGE_DEPTH) {
+        u->kind[u->depth] = (u_char) kind;
+        u->key[u->depth] = NGX_HTTP_LLMROUTE_R_NONE;
+    }
+
+    u->depth++;
+
+    return 1;
+}
+
+
+static int
+ngx_http_llmroute_usage_y_map_key(void *ctx, const unsigned char *s,
+    size_t len)
+{
+    ngx_uint_t                  d;
+    ngx_http_llmroute_usage_t  *u = ctx;
+
+    d = u->depth - 1;
+
+    if (d < NGX_HTTP_LLMROUTE_USAGE_DEPTH
+        && u->kind[d] != NGX_HTTP_LLMROUTE_K_OTHER)
+    {
+        u->key[d] = (u_char) ngx_http_llmroute_usage_role(u->kind[d],
+                                                          (u_char *) s, len);
+    }
+
+    return 1;
+}
+
+
+static int
+ngx_http_llmroute_usage_y_end(void *ctx)
+{
+    ngx_http_llmroute_usage_t  *u = ctx;
+
+    u->depth--;
+
+    if (u->depth < NGX_HTTP_LLMROUTE_USAGE_DEPTH) {
+        ngx_http_llmroute_usage_close(u, u->kind[u->depth]);
+    }
+
+    if (u->depth == 0) {
+        u->done = 1;
+    }
+
+    return 1;
+}
+
+
+/*
+ * yajl's realloc has no old size and a pool has no realloc: each block
+ * carries its size in a 16-byte header (keeps the pool's alignment)
+ */
+
+static void
+ngx_http_llmroute_usage_afs(ngx_http_llmroute_usage_t *u,
+    yajl_alloc_funcs *afs)
+{
+    afs->malloc = ngx_http_llmroute_usage_malloc;
+    afs->realloc = ngx_http_llmroute_usage_realloc;
+    afs->free = ngx_http_llmroute_usage_free;
+    afs->ctx = u;
+}
+
+
+static void *
+ngx_http_llmroute_usage_malloc(void *ctx, size_t size)
+{
+    u_char                     *p;
+    ngx_http_llmroute_usage_t  *u = ctx;
+
+    if (size > (size_t) -1 - NGX_HTTP_LLMROUTE_USAGE_HDR) {
+        return NULL;
+    }
+
+    p = u->alloc(u->data, size + NGX_HTTP_LLMROUTE_USAGE_HDR);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(p, &size, sizeof(size_t));
+
+    return p + NGX_HTTP_LLMROUTE_USAGE_HDR;
+}
+
+
+static void *
+ngx_http_llmroute_usage_realloc(void *ctx, void *ptr, size_t size)
+{
+    u_char  *p;
+    size_t   old;
+
+    if (ptr == NULL) {
+        return ngx_http_llmroute_usage_malloc(ctx, size);
+    }
+
+    ngx_memcpy(&old, (u_char *) ptr - NGX_HTTP_LLMROUTE_USAGE_HDR,
+               sizeof(size_t));
+
+    if (size <= old) {
+        return ptr;
+    }
+
+    p = ngx_http_llmroute_usage_malloc(ctx, size);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(p, ptr, old);
+    ngx_http_llmroute_usage_free(ctx, ptr);
+
+    return p;
+}
+
+
+static void
+ngx_http_llmroute_usage_free(void *ctx, void *ptr)
+{
+    ngx_http_llmroute_usage_t  *u = ctx;
+
+    if (ptr != NULL && u->free != NULL) {
+        u->free(u->data, (u_char *) ptr - NGX_HTTP_LLMROUTE_USAGE_HDR);
+    }
+}
