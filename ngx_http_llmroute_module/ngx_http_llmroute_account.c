@@ -10,6 +10,7 @@
 
 
 #include <ngx_http_llmroute_module.h>
+#include <ngx_http_llmroute_usage.h>
 
 
 static void ngx_http_llmroute_account_usage(ngx_http_request_t *r,
@@ -135,7 +136,27 @@ ngx_http_llmroute_account_usage(ngx_http_request_t *r,
     ngx_uint_t                  upstream_status;
     ngx_http_llmroute_model_t  *bm;
 
+    ngx_http_llmroute_usage_t  *u;
+
     upstream_status = r->upstream ? r->upstream->headers_in.status_n : 0;
+
+    u = ctx->usage;
+
+    if (u) {
+        /* a stream cut short or a client gone: what was seen so far */
+        if (!u->finished) {
+            ngx_http_llmroute_usage_finish(u, NULL);
+        }
+
+        ctx->content_bytes = u->content_bytes;
+
+        if (u->have_usage) {
+            ctx->have_usage = 1;
+            ctx->prompt_tokens = ngx_max(u->prompt_tokens, 0);
+            ctx->completion_tokens = ngx_max(u->completion_tokens, 0);
+            ctx->cached_tokens = ngx_max(u->cached_tokens, 0);
+        }
+    }
 
     if (ctx->have_usage) {
         ctx->usage_source = NGX_HTTP_LLMROUTE_USAGE_PROVIDER;

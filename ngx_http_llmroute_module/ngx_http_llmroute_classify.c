@@ -49,6 +49,10 @@
 #define ngx_http_llmroute_kw_bit(set, h)                                      \
     (set[((h) >> 52) & 63] & ((uint64_t) 1 << (((h) >> 46) & 63)))
 
+#define ngx_http_llmroute_kw_start(a, b, c)                                   \
+    (((ngx_uint_t) ((a) & 31) << 10) | ((ngx_uint_t) ((b) & 31) << 5)        \
+     | ((c) & 31))
+
 
 typedef enum {
     NGX_HTTP_LLMROUTE_F_LENGTH = 0,
@@ -79,10 +83,10 @@ typedef struct {
 } ngx_http_llmroute_kw_slot_t;
 
 
-/* a word being read: the last 8 letters and hashes of its prefixes */
+/* a word being read: hashes of its last prefixes, its last 8 letters */
 typedef struct {
     uint64_t                    h[8];   /* h[n & 7]: the first n letters */
-    u_char                      c[8];   /* c[n & 7]: letter n */
+    uint64_t                    tail;   /* the last letter in the low byte */
     size_t                      len;
 } ngx_http_llmroute_word_t;
 
@@ -114,10 +118,9 @@ typedef struct {
 
 static void ngx_http_llmroute_classify_build(void);
 static void ngx_http_llmroute_classify_bit(uint64_t *set, uint64_t h);
+static void ngx_http_llmroute_classify_start(u_char *p, size_t len);
 static uint64_t ngx_http_llmroute_classify_hash(const u_char *p, size_t len);
 static uint64_t ngx_http_llmroute_classify_stem(ngx_http_llmroute_word_t *w);
-static ngx_uint_t ngx_http_llmroute_classify_ends(u_char *c, size_t n,
-    const char *suffix, size_t len);
 static void ngx_http_llmroute_classify_insert(uint64_t key, ngx_uint_t kw);
 static void ngx_http_llmroute_classify_lookup(ngx_http_llmroute_scan_t *sc,
     uint64_t key);
@@ -526,6 +529,13 @@ static ngx_uint_t                   ngx_http_llmroute_kw_ready;
  */
 static uint64_t                     ngx_http_llmroute_kw_words[64];
 static uint64_t                     ngx_http_llmroute_kw_firsts[64];
+
+/*
+ * the first three letters of every keyword word, 5 bits each: stemming
+ * only cuts suffixes, so a longer word whose start is not here is neither
+ * a keyword nor half of a pair, and is skipped before it is stemmed
+ */
+static uint64_t                     ngx_http_llmroute_kw_starts[512];
 
 /* lower-case letter or digit; 0 for everything else */
 static u_char                       ngx_http_llmroute_kw_lc[256];
@@ -991,8 +1001,9 @@ ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
     u_char *last)
 {
     u_char                    c, lc, *q;
-    uint64_t                  h, prev;
-    ngx_uint_t                code, bol, tick, pair;
+    size_t                    n;
+    uint64_t                  h, prev, tail;
+    ngx_uint_t                k, code, bol, tick, pair;
     ngx_http_llmroute_word_t  w;
 
     /*
@@ -1054,12 +1065,14 @@ ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
 
             h = NGX_HTTP_LLMROUTE_FNV_OFFSET;
             w.h[0] = h;
-            w.len = 0;
+            tail = 0;
+            n = 0;
+            q = p;
 
             for ( ;; ) {
-                w.c[w.len & 7] = lc;
+                tail = (tail << 8) | lc;
                 h = (h ^ lc) * NGX_HTTP_LLMROUTE_FNV_PRIME;
-                w.h[++w.len & 7] = h;
+                w.h[++n & 7] = h;
 
                 if (++p == last) {
                     break;
@@ -1098,14 +1111,29 @@ ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
             }
 
             sc->line_words++;
-            sc->line_alnum += w.len;
+            sc->line_alnum += n;
 
-            if (w.len > 3) {
+            if (n > 3) {
+
+                /* q + 3 <= p: no apostrophe was skipped in the start */
+
+                k = ngx_http_llmroute_kw_start(q[0], q[1], q[2]);
+
+                if ((size_t) (p - q) == n
+                    && !(ngx_http_llmroute_kw_starts[k / 64]
+                         & ((uint64_t) 1 << (k % 64))))
+                {
+                    pair = 0;
+                    continue;
+                }
+
+                w.tail = tail;
+                w.len = n;
                 h = ngx_http_llmroute_classify_stem(&w);
 
                 /* "base64," starts a data URL: no words in there */
 
-                if (w.len == 6 && p < last && *p == ','
+                if (n == 6 && p < last && *p == ','
                     && ngx_strncasecmp(p - 6, (u_char *) "base64", 6) == 0)
                 {
                     q = memchr(p, '"', last - p);
@@ -1449,6 +1477,12 @@ ngx_http_llmroute_classify_build(void)
         len = ngx_strlen(p);
         sp = memchr(p, ' ', len);
 
+        ngx_http_llmroute_classify_start(p, sp ? (size_t) (sp - p) : len);
+
+        if (sp) {
+            ngx_http_llmroute_classify_start(sp + 1, len - (sp + 1 - p));
+        }
+
         if (sp == NULL) {
             key = ngx_http_llmroute_classify_hash(p, len);
             ngx_http_llmroute_classify_bit(ngx_http_llmroute_kw_words, key);
@@ -1466,6 +1500,22 @@ ngx_http_llmroute_classify_build(void)
     }
 
     ngx_http_llmroute_kw_ready = 1;
+}
+
+
+static void
+ngx_http_llmroute_classify_start(u_char *p, size_t len)
+{
+    ngx_uint_t  k;
+
+    /* words of 3 letters too: "fixes" is stemmed to "fix" */
+
+    if (len >= 3) {
+        k = ngx_http_llmroute_kw_start(ngx_http_llmroute_kw_lc[p[0]],
+                                       ngx_http_llmroute_kw_lc[p[1]],
+                                       ngx_http_llmroute_kw_lc[p[2]]);
+        ngx_http_llmroute_kw_starts[k / 64] |= (uint64_t) 1 << (k % 64);
+    }
 }
 
 
@@ -1488,6 +1538,7 @@ ngx_http_llmroute_classify_hash(const u_char *p, size_t len)
 
     h = NGX_HTTP_LLMROUTE_FNV_OFFSET;
     w.h[0] = h;
+    w.tail = 0;
     w.len = 0;
 
     for (i = 0; i < len; i++) {
@@ -1497,12 +1548,12 @@ ngx_http_llmroute_classify_hash(const u_char *p, size_t len)
             continue;   /* "don't" */
         }
 
-        w.c[w.len & 7] = lc;
+        w.tail = (w.tail << 8) | lc;
         h = (h ^ lc) * NGX_HTTP_LLMROUTE_FNV_PRIME;
         w.h[++w.len & 7] = h;
     }
 
-    return ngx_http_llmroute_classify_stem(&w);
+    return w.len > 3 ? ngx_http_llmroute_classify_stem(&w) : h;
 }
 
 
@@ -1514,104 +1565,97 @@ ngx_http_llmroute_classify_hash(const u_char *p, size_t len)
  * hash of any prefix down to len - 7 is still in the ring
  */
 
+#define ngx_http_llmroute_suffix2(a, b)                                       \
+    ((uint64_t) (a) << 8 | (uint64_t) (b))
+#define ngx_http_llmroute_suffix3(a, b, c)                                    \
+    (ngx_http_llmroute_suffix2(a, b) << 8 | (uint64_t) (c))
+#define ngx_http_llmroute_suffix5(a, b, c, d, e)                              \
+    (ngx_http_llmroute_suffix3(a, b, c) << 16 | ngx_http_llmroute_suffix2(d, e))
+
 static uint64_t
 ngx_http_llmroute_classify_stem(ngx_http_llmroute_word_t *w)
 {
     size_t      n;
-    u_char     *c;
+    u_char      c1, c2;
+    uint64_t    t;
     ngx_uint_t  doubled;
 
-    c = w->c;
     n = w->len;
+    t = w->tail;
     doubled = 0;
 
-    /* the i-th letter from the end of the first n */
-#define ngx_http_llmroute_last(i)  c[(n - (i)) & 7]
-
-    if (n > 3 && ngx_http_llmroute_last(1) == 's'
-        && ngx_http_llmroute_last(2) != 's')
-    {
+    if ((t & 0xff) == 's' && (t & 0xff00) != ('s' << 8)) {
         n--;
+        t >>= 8;
     }
 
     if (n > 4) {
 
-        switch (ngx_http_llmroute_last(1)) {
+        switch (t & 0xff) {
 
         case 'n':
-            if (n > 8 && ngx_http_llmroute_classify_ends(c, n, "ization", 7))
+            if (n > 8 && (t & 0xffffffffffffffULL)
+                         == (ngx_http_llmroute_suffix2('i', 'z') << 40
+                             | ngx_http_llmroute_suffix5('a', 't', 'i', 'o',
+                                                         'n')))
             {
                 n -= 5;
+                t >>= 40;
 
-            } else if (n > 6
-                       && ngx_http_llmroute_classify_ends(c, n, "ation", 5))
+            } else if (n > 6 && (t & 0xffffffffffULL)
+                                == ngx_http_llmroute_suffix5('a', 't', 'i',
+                                                             'o', 'n'))
             {
                 n -= 3;
+                t >>= 24;
             }
 
             break;
 
         case 'g':
-            if (n > 5 && ngx_http_llmroute_last(2) == 'n'
-                && ngx_http_llmroute_last(3) == 'i')
+            if (n > 5
+                && (t & 0xffffff) == ngx_http_llmroute_suffix3('i', 'n', 'g'))
             {
                 n -= 3;
+                t >>= 24;
                 doubled = 1;
             }
 
             break;
 
         case 'd':
-            if (ngx_http_llmroute_last(2) == 'e') {
+            if ((t & 0xffff) == ngx_http_llmroute_suffix2('e', 'd')) {
                 n -= 2;
+                t >>= 16;
                 doubled = 1;
             }
 
             break;
 
         case 'y':
-            if (ngx_http_llmroute_last(2) == 'l') {
+            if ((t & 0xffff) == ngx_http_llmroute_suffix2('l', 'y')) {
                 n -= 2;
+                t >>= 16;
             }
 
             break;
         }
     }
 
-    if (doubled && n > 3
-        && ngx_http_llmroute_last(1) == ngx_http_llmroute_last(2)
-        && ngx_http_llmroute_last(1) != 'l'
-        && ngx_http_llmroute_last(1) != 's'
-        && ngx_http_llmroute_last(1) != 'z')
+    c1 = (u_char) t;
+    c2 = (u_char) (t >> 8);
+
+    if (doubled && n > 3 && c1 == c2 && c1 != 'l' && c1 != 's' && c1 != 'z')
     {
         n--;
+        c1 = c2;
     }
 
-    if (n > 3 && ngx_http_llmroute_last(1) == 'e') {
+    if (n > 3 && c1 == 'e') {
         n--;
     }
 
-#undef ngx_http_llmroute_last
-
     return w->h[n & 7];
-}
-
-
-/* letters n - len .. n - 1 of the word are the suffix (all in the ring) */
-
-static ngx_uint_t
-ngx_http_llmroute_classify_ends(u_char *c, size_t n, const char *suffix,
-    size_t len)
-{
-    size_t  i;
-
-    for (i = 0; i < len; i++) {
-        if (c[(n - len + i) & 7] != (u_char) suffix[i]) {
-            return 0;
-        }
-    }
-
-    return 1;
 }
 
 

@@ -9,6 +9,11 @@
 
 
 #include <ngx_http_llmroute_module.h>
+#include <ngx_http_llmroute_usage.h>
+
+
+/* an SSE line longer than this is skipped by the usage scanner */
+#define NGX_HTTP_LLMROUTE_CARRY  65536
 
 
 static ngx_int_t ngx_http_llmroute_header_filter(ngx_http_request_t *r);
@@ -18,6 +23,15 @@ static ngx_int_t ngx_http_llmroute_add_header(ngx_http_request_t *r,
     const char *key, ngx_str_t *value);
 static ngx_int_t ngx_http_llmroute_json_error_page(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
+static ngx_int_t ngx_http_llmroute_scan_init(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx);
+static ngx_int_t ngx_http_llmroute_scan(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx, ngx_chain_t *in);
+static ngx_int_t ngx_http_llmroute_strip(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx, ngx_chain_t *in);
+static u_char *ngx_http_llmroute_emit(ngx_http_llmroute_ctx_t *ctx,
+    u_char *dst, off_t from, off_t to, u_char *cur, off_t cur_start);
+static void *ngx_http_llmroute_filter_alloc(void *data, size_t size);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -74,7 +88,15 @@ ngx_http_llmroute_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    if (ctx == NULL || !ctx->decided || !lcf->headers) {
+    if (ctx == NULL || !ctx->decided) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    if (ngx_http_llmroute_scan_init(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (!lcf->headers) {
         return ngx_http_next_header_filter(r);
     }
 
@@ -119,7 +141,16 @@ ngx_http_llmroute_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_llmroute_module);
 
-    if (ctx == NULL || !ctx->replace_body) {
+    if (ctx == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    if (ctx->usage) {
+        return ctx->strip ? ngx_http_llmroute_strip(r, ctx, in)
+                          : ngx_http_llmroute_scan(r, ctx, in);
+    }
+
+    if (!ctx->replace_body) {
         return ngx_http_next_body_filter(r, in);
     }
 
@@ -254,4 +285,277 @@ ngx_http_llmroute_add_header(ngx_http_request_t *r, const char *key,
     h->value = *value;
 
     return NGX_OK;
+}
+
+
+/*
+ * A provider's successful JSON or SSE answer is watched for its usage;
+ * the body passes unchanged, except the usage-only chunk of a stream whose
+ * client did not ask for usage (the module asked for it).
+ */
+
+static ngx_int_t
+ngx_http_llmroute_scan_init(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
+{
+    u_char                     *carry;
+    ngx_uint_t                  sse;
+    ngx_http_llmroute_usage_t  *u;
+
+    if (r->upstream == NULL || r->header_only
+        || r->upstream->headers_in.status_n < 200
+        || r->upstream->headers_in.status_n >= 300
+        || r->headers_out.content_encoding != NULL)
+    {
+        return NGX_OK;
+    }
+
+    if (r->headers_out.content_type.len >= 17
+        && ngx_strncasecmp(r->headers_out.content_type.data,
+                           (u_char *) "text/event-stream", 17) == 0)
+    {
+        sse = 1;
+
+    } else if (r->headers_out.content_type.len >= 16
+               && ngx_strncasecmp(r->headers_out.content_type.data,
+                                  (u_char *) "application/json", 16) == 0)
+    {
+        sse = 0;
+
+    } else {
+        return NGX_OK;
+    }
+
+    u = ngx_pcalloc(r->pool, sizeof(ngx_http_llmroute_usage_t));
+    if (u == NULL) {
+        return NGX_ERROR;
+    }
+
+    carry = NULL;
+
+    if (sse) {
+        carry = ngx_pnalloc(r->pool, NGX_HTTP_LLMROUTE_CARRY);
+        if (carry == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_http_llmroute_usage_init(u,
+            sse ? NGX_HTTP_LLMROUTE_USAGE_SSE
+                : NGX_HTTP_LLMROUTE_USAGE_JSON|NGX_HTTP_LLMROUTE_USAGE_JSON_CHECK,
+            carry, sse ? NGX_HTTP_LLMROUTE_CARRY : 0,
+            ngx_http_llmroute_filter_alloc, NULL, r->pool)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->usage = u;
+
+    /* the copy filter turns file buffers into memory ones for us */
+    r->filter_need_in_memory = 1;
+
+    if (sse && ctx->strip_usage) {
+        ctx->strip = 1;
+        ngx_http_clear_content_length(r);
+
+        ctx->stash = ngx_pnalloc(r->pool, 2 * NGX_HTTP_LLMROUTE_CARRY + 2);
+        if (ctx->stash == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_llmroute_scan(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
+    ngx_chain_t *in)
+{
+    ngx_chain_t  *cl;
+
+    for (cl = in; cl; cl = cl->next) {
+        if (ngx_buf_in_memory(cl->buf) && cl->buf->last > cl->buf->pos) {
+            (void) ngx_http_llmroute_usage_feed(ctx->usage, cl->buf->pos,
+                                                cl->buf->last - cl->buf->pos);
+        }
+
+        if (cl->buf->last_buf) {
+            ngx_http_llmroute_usage_finish(ctx->usage, NULL);
+        }
+    }
+
+    return ngx_http_next_body_filter(r, in);
+}
+
+
+/*
+ * Strip mode: the stream is re-emitted into buffers of our own, minus the
+ * usage-only events the scanner reports.  Bytes the scanner has not
+ * decided yet (at most one event) wait in ctx->stash, which always holds
+ * the stream bytes [ctx->out, offset of the current buffer).
+ */
+
+static ngx_int_t
+ngx_http_llmroute_strip(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
+    ngx_chain_t *in)
+{
+    u_char                          *p, *d, *start;
+    off_t                            cur_start, keep;
+    size_t                           n, size;
+    ngx_int_t                        rc;
+    ngx_uint_t                       last, flush;
+    ngx_buf_t                       *b, *ob;
+    ngx_chain_t                     *cl, *out, **ll;
+    ngx_http_llmroute_usage_t       *u;
+    ngx_http_llmroute_usage_span_t   span;
+
+    u = ctx->usage;
+    out = NULL;
+    ll = &out;
+    last = 0;
+    flush = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->flush) {
+            flush = 1;
+        }
+
+        size = ngx_buf_in_memory(b) ? (size_t) (b->last - b->pos) : 0;
+
+        /* room for the stash and this buffer, at most */
+
+        ob = ngx_calloc_buf(r->pool);
+        if (ob == NULL) {
+            return NGX_ERROR;
+        }
+
+        start = ngx_pnalloc(r->pool, (u->offset - ctx->out) + size + 1);
+        if (start == NULL) {
+            return NGX_ERROR;
+        }
+
+        d = start;
+        cur_start = u->offset;
+
+        for (p = b->pos; p < b->pos + size; p += n) {
+            n = ngx_http_llmroute_usage_feed_sse(u, p, b->pos + size - p,
+                                                 &span);
+
+            if (span.end) {
+                d = ngx_http_llmroute_emit(ctx, d, ctx->out, span.start,
+                                           b->pos, cur_start);
+                ctx->out = span.end;
+            }
+        }
+
+        if (b->last_buf) {
+            ngx_http_llmroute_usage_finish(u, &span);
+
+            if (span.end) {
+                d = ngx_http_llmroute_emit(ctx, d, ctx->out, span.start,
+                                           b->pos, cur_start);
+                ctx->out = span.end;
+            }
+
+            last = 1;
+        }
+
+        if (u->hold > ctx->out) {
+            d = ngx_http_llmroute_emit(ctx, d, ctx->out, u->hold, b->pos,
+                                       cur_start);
+            ctx->out = u->hold;
+        }
+
+        /* keep what is undecided: [out, offset) */
+
+        keep = u->offset - ctx->out;
+
+        if (keep > 2 * NGX_HTTP_LLMROUTE_CARRY + 2) {
+            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                          "llmroute: usage scanner held %O bytes", keep);
+            return NGX_ERROR;
+        }
+
+        if (keep) {
+            if (ctx->out < cur_start) {
+                ngx_memmove(ctx->stash,
+                            ctx->stash + (ctx->out - ctx->stash_start),
+                            cur_start - ctx->out);
+                ngx_memcpy(ctx->stash + (cur_start - ctx->out), b->pos,
+                           u->offset - cur_start);
+
+            } else {
+                ngx_memcpy(ctx->stash, b->pos + (ctx->out - cur_start),
+                           keep);
+            }
+        }
+
+        ctx->stash_start = ctx->out;
+
+        b->pos = b->last;
+
+        if (d == start && !b->last_buf && !b->flush) {
+            continue;
+        }
+
+        if (d > start) {
+            ob->pos = start;
+            ob->last = d;
+            ob->memory = 1;
+        }
+
+        ob->last_buf = b->last_buf;
+        ob->last_in_chain = b->last_in_chain;
+        ob->flush = b->flush || !b->last_buf;
+
+        *ll = ngx_alloc_chain_link(r->pool);
+        if (*ll == NULL) {
+            return NGX_ERROR;
+        }
+
+        (*ll)->buf = ob;
+        ll = &(*ll)->next;
+    }
+
+    *ll = NULL;
+
+    if (out == NULL) {
+        return (flush || last) ? ngx_http_next_body_filter(r, NULL) : NGX_OK;
+    }
+
+    rc = ngx_http_next_body_filter(r, out);
+
+    return rc;
+}
+
+
+/* stream bytes [from, to): first from the stash, then the current buffer */
+
+static u_char *
+ngx_http_llmroute_emit(ngx_http_llmroute_ctx_t *ctx, u_char *dst, off_t from,
+    off_t to, u_char *cur, off_t cur_start)
+{
+    off_t  n;
+
+    if (from < cur_start) {
+        n = ngx_min(to, cur_start) - from;
+        dst = ngx_cpymem(dst, ctx->stash + (from - ctx->stash_start), n);
+        from += n;
+    }
+
+    if (from < to) {
+        dst = ngx_cpymem(dst, cur + (from - cur_start), to - from);
+    }
+
+    return dst;
+}
+
+
+static void *
+ngx_http_llmroute_filter_alloc(void *data, size_t size)
+{
+    return ngx_palloc(data, size);
 }

@@ -116,6 +116,9 @@ ngx_http_llmroute_handler(ngx_http_request_t *r)
 
         ctx->uri_changes = r->uri_changes;
 
+        /* one buffer when it fits client_body_buffer_size: no gathering */
+        r->request_body_in_single_buf = 1;
+
         rc = ngx_http_read_client_request_body(r,
                                                ngx_http_llmroute_body_handler);
 

@@ -130,6 +130,11 @@ typedef struct {
     size_t                          reason_len;
 
     ngx_str_t                       error;      /* our JSON error body */
+
+    void                           *usage;      /* response scanner */
+    u_char                         *stash;      /* strip mode */
+    off_t                           stash_start;
+    off_t                           out;
     ngx_uint_t                      reject;     /* REJECT_* of that error */
 
     /* accounting, from the provider's usage or estimated */
@@ -148,6 +153,7 @@ typedef struct {
     unsigned                        replace_body:1;
     unsigned                        have_usage:1;
     unsigned                        strip_usage:1;
+    unsigned                        strip:1;
     unsigned                        logged:1;
 } ngx_http_llmroute_ctx_t;
 

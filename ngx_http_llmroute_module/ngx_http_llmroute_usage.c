@@ -144,6 +144,12 @@ static ngx_uint_t ngx_http_llmroute_usage_hex(u_char *p);
 
 static ngx_int_t ngx_http_llmroute_usage_json(ngx_http_llmroute_usage_t *u,
     u_char *p, size_t len);
+static u_char *ngx_http_llmroute_usage_strings(ngx_http_llmroute_usage_t *u,
+    u_char *p, u_char *last);
+static ngx_int_t ngx_http_llmroute_usage_jbuf(ngx_http_llmroute_usage_t *u,
+    u_char *p, size_t n);
+static ngx_int_t ngx_http_llmroute_usage_yajl(ngx_http_llmroute_usage_t *u,
+    u_char *p, size_t n);
 static ngx_uint_t ngx_http_llmroute_usage_is_json(
     ngx_http_llmroute_usage_t *u, u_char *p, size_t len);
 static ngx_uint_t ngx_http_llmroute_usage_y_role(
@@ -389,7 +395,12 @@ ngx_http_llmroute_usage_finish(ngx_http_llmroute_usage_t *u,
 
     if (!u->sse) {
         if (u->yajl != NULL) {
+
+            /* a string still open: yajl tells the body was cut */
+
             if (!u->malformed
+                && ngx_http_llmroute_usage_yajl(u, u->jbuf, u->jbuf_len)
+                   == NGX_OK
                 && yajl_complete_parse(u->yajl) != yajl_status_ok)
             {
                 u->malformed = 1;
@@ -398,6 +409,13 @@ ngx_http_llmroute_usage_finish(ngx_http_llmroute_usage_t *u,
             yajl_free(u->yajl);
             u->yajl = NULL;
         }
+
+        if (u->jbuf != NULL && u->free != NULL) {
+            u->free(u->data, u->jbuf);
+        }
+
+        u->jbuf = NULL;
+        u->jbuf_len = 0;
 
         u->empty_content = u->done && !u->malformed && u->choice
                            && !u->text && !u->tool_calls;
@@ -1528,7 +1546,11 @@ static ngx_int_t
 ngx_http_llmroute_usage_json(ngx_http_llmroute_usage_t *u, u_char *p,
     size_t len)
 {
-    /* nothing is ever held back in a JSON body */
+    u_char      *last, *open, *cut;
+    size_t       n;
+    ngx_uint_t   held;
+
+    /* nothing is ever held back from the client in a JSON body */
 
     u->offset += len;
     u->hold = u->offset;
@@ -1537,12 +1559,171 @@ ngx_http_llmroute_usage_json(ngx_http_llmroute_usage_t *u, u_char *p,
         return NGX_DECLINED;
     }
 
-    if (yajl_parse(u->yajl, p, len) != yajl_status_ok) {
-        u->malformed = 1;
+    last = p + len;
+    held = (u->jbuf_len != 0);
+    open = ngx_http_llmroute_usage_strings(u, p, last);
+
+    if (held) {
+        if (u->jstr && open == NULL) {
+            /* the held string goes on through all of this buffer */
+
+            if (ngx_http_llmroute_usage_jbuf(u, p, len) != NGX_OK) {
+                return NGX_DECLINED;
+            }
+
+            return NGX_OK;
+        }
+
+        /* it ended here: yajl gets it whole, with what follows it */
+
+        cut = (open != NULL) ? open : last;
+
+        if (ngx_http_llmroute_usage_jbuf(u, p, cut - p) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+        /* yajl copies what it keeps: jbuf can be reused at once */
+
+        n = u->jbuf_len;
+        u->jbuf_len = 0;
+
+        if (ngx_http_llmroute_usage_yajl(u, u->jbuf, n) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+    } else {
+        cut = (open != NULL) ? open : last;
+
+        if (ngx_http_llmroute_usage_yajl(u, p, cut - p) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (open != NULL
+        && ngx_http_llmroute_usage_jbuf(u, open, last - open) != NGX_OK)
+    {
         return NGX_DECLINED;
     }
 
     return u->done ? NGX_DECLINED : NGX_OK;
+}
+
+
+/*
+ * Follows the strings of [p, last), the state carried between buffers;
+ * returns the opening quote of a string left open at last if it opened in
+ * [p, last).  Outside strings only a quote matters to find them.
+ */
+
+static u_char *
+ngx_http_llmroute_usage_strings(ngx_http_llmroute_usage_t *u, u_char *p,
+    u_char *last)
+{
+    u_char  *q, *b, *open;
+
+    open = NULL;
+
+    while (p < last) {
+
+        if (!u->jstr) {
+            q = memchr(p, '"', last - p);
+            if (q == NULL) {
+                break;
+            }
+
+            u->jstr = 1;
+            open = q;
+            p = q + 1;
+            continue;
+        }
+
+        if (u->jesc) {
+            /* the previous buffer ended with an escaping backslash */
+            u->jesc = 0;
+            p++;
+            continue;
+        }
+
+        q = memchr(p, '"', last - p);
+
+        if (q == NULL) {
+            for (b = last; b > p && b[-1] == '\\'; b--) {
+                /* void */
+            }
+
+            u->jesc = (last - b) & 1;
+            break;
+        }
+
+        for (b = q; b > p && b[-1] == '\\'; b--) {
+            /* void */
+        }
+
+        if (((q - b) & 1) == 0) {
+            u->jstr = 0;
+            open = NULL;
+        }
+
+        p = q + 1;
+    }
+
+    return open;
+}
+
+
+/* holds back the bytes of an open string */
+
+static ngx_int_t
+ngx_http_llmroute_usage_jbuf(ngx_http_llmroute_usage_t *u, u_char *p,
+    size_t n)
+{
+    u_char  *b;
+    size_t   size;
+
+    if (n > u->jbuf_size - u->jbuf_len) {
+        size = ngx_max(2 * u->jbuf_size, u->jbuf_len + n);
+        size = ngx_max(size, 4096);
+
+        if (u->jbuf_len + n > NGX_HTTP_LLMROUTE_USAGE_STRING_MAX) {
+            u->malformed = 1;
+            return NGX_ERROR;
+        }
+
+        b = u->alloc(u->data, size);
+        if (b == NULL) {
+            u->malformed = 1;
+            return NGX_ERROR;
+        }
+
+        if (u->jbuf_len) {
+            ngx_memcpy(b, u->jbuf, u->jbuf_len);
+        }
+
+        if (u->jbuf != NULL && u->free != NULL) {
+            u->free(u->data, u->jbuf);
+        }
+
+        u->jbuf = b;
+        u->jbuf_size = size;
+    }
+
+    ngx_memcpy(u->jbuf + u->jbuf_len, p, n);
+    u->jbuf_len += n;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_llmroute_usage_yajl(ngx_http_llmroute_usage_t *u, u_char *p,
+    size_t n)
+{
+    if (n && yajl_parse(u->yajl, p, n) != yajl_status_ok) {
+        u->malformed = 1;
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

@@ -31,7 +31,11 @@
  *         does not check every allocation, so alloc must not fail short of
  *         the worker running out of memory.  A body that is not valid JSON
  *         sets malformed; a usage object completed before that still
- *         counts (the provider billed it).
+ *         counts (the provider billed it).  yajl lexes a token cut by a
+ *         buffer end again from its start at every call, so a string still
+ *         open at the end of a buffer is held back (copied, up to
+ *         NGX_HTTP_LLMROUTE_USAGE_STRING_MAX) and given to yajl whole: MBs
+ *         of content in 8 KB buffers stay linear.
  *
  * content_bytes counts the decoded UTF-8 bytes of every choice's content,
  * reasoning_content/reasoning and tool-call arguments: what was generated.
@@ -109,6 +113,9 @@
 /* content_is_json is only computed for an answer shorter than this */
 #define NGX_HTTP_LLMROUTE_USAGE_JSON_MAX      (1024 * 1024)
 
+/* a longer JSON string ends the scan (as malformed) */
+#define NGX_HTTP_LLMROUTE_USAGE_STRING_MAX    (64 * 1024 * 1024)
+
 /* container nesting the JSON path tells apart; deeper is not looked at */
 #define NGX_HTTP_LLMROUTE_USAGE_DEPTH         8
 
@@ -154,6 +161,8 @@ typedef struct {
     unsigned                     emit:1;
     unsigned                     event:2;
     unsigned                     chunk:3;
+    unsigned                     jstr:1;            /* in a JSON string */
+    unsigned                     jesc:1;            /* ... after "\\" */
 
     u_char                      *carry;
     size_t                       carry_size;
@@ -165,6 +174,9 @@ typedef struct {
     ngx_http_llmroute_usage_span_t  span;
 
     void                        *yajl;
+    u_char                      *jbuf;              /* open JSON string */
+    size_t                       jbuf_len;
+    size_t                       jbuf_size;
     ngx_http_llmroute_alloc_pt   alloc;
     ngx_http_llmroute_free_pt    free;
     void                        *data;

@@ -50,6 +50,7 @@ fi
     echo "    access_log $run/logs/access.log;"
     echo "    resolver 127.0.0.53 ipv6=off;"
     for f in "${providers[@]}"; do echo "    include $f;"; done
+    echo "    include $repo/conf.d/log-json.conf;"
     echo "    include $repo/conf.d/gateway.conf;"
     echo "}"
 } > "$run/nginx.conf"
