@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(nginx nginx-dev libjsmn-dev libyajl-dev libhiredis-dev
       libcurl4-openssl-dev redis-server redis-tools wrk python3 python3-pytest
-      clang libclang-rt-14-dev gcc make curl)
+      clang libclang-rt-14-dev gcc make curl prometheus)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \
