@@ -20,9 +20,11 @@ static void ngx_http_llmroute_account_latency(ngx_http_request_t *r,
 static void ngx_http_llmroute_observe(ngx_atomic_t *hist, ngx_msec_t ms);
 
 
-static const char  *ngx_http_llmroute_reject_codes[] = {
+/* by NGX_HTTP_LLMROUTE_REJECT_*: error codes and metric labels */
+const char  *ngx_http_llmroute_reject_codes[] = {
     "invalid_json", "invalid_request", "model_not_found",
     "method_not_allowed", "request_too_large", "no_provider_available",
+    "other", "rate_limit_exceeded", "budget_exceeded", "invalid_api_key",
     NULL
 };
 
@@ -94,6 +96,12 @@ ngx_http_llmroute_log_handler(ngx_http_request_t *r)
     }
 
     ngx_http_llmroute_account_usage(r, lmcf, ctx);
+
+    if (ctx->failure_noted != ctx->attempts) {
+        ngx_http_llmroute_provider_result(lmcf, ctx->provider->index, 1);
+    }
+
+    ngx_http_llmroute_release(r, ctx, 1);
 
     ms = ngx_http_llmroute_model_stats(lmcf, ctx->choice.model);
     ps = ngx_http_llmroute_provider_stats(lmcf, ctx->provider->index);

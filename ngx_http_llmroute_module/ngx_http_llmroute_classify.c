@@ -8,11 +8,14 @@
  * thresholds cut the score into simple / moderate / complex.
  *
  * The text is scanned as the raw, still JSON-escaped body bytes: "\n" is a
- * backslash and an "n", so escapes are word breaks, never letters.  Words
- * are hashed (lower case, an apostrophe inside a word dropped, a plural "s"
- * dropped) and looked up, alone and paired with the word before, in a small
- * open-addressing table built once from the keyword list below: one pass,
- * no backtracking, no allocation.  docs/classifier.md has the rationale.
+ * backslash and an "n", so escapes are word breaks, never letters.  Fenced,
+ * `inline` and pasted code (lines dense with punctuation, indented, ending
+ * in ";" or "{") is measured, not read.  Prose words are hashed (lower
+ * case, an apostrophe dropped, a light suffix stemmer) and looked up, alone
+ * and paired with the word before, in an open-addressing table built once
+ * from the keyword list below; two bitmaps reject most words before the
+ * stemmer and the probe.  One pass, no backtracking, no allocation, stack
+ * only.  docs/classifier.md documents the features and their evaluation.
  */
 
 
@@ -97,8 +100,7 @@ typedef struct {
     ngx_uint_t                  words;      /* prose words of the ask */
     ngx_uint_t                  items;      /* list items, "(2)" markers */
     ngx_uint_t                  questions;
-    size_t                      code;       /* bytes inside ``` fences */
-    ngx_uint_t                  blocks;
+    size_t                      code;       /* code bytes of the ask */
 
     /* the current line, committed at its end unless it is code */
     u_char                     *line;
@@ -1207,7 +1209,6 @@ ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
         case '`':
             if (last - p >= 3 && p[1] == '`' && p[2] == '`') {
                 ngx_http_llmroute_classify_eol(sc, p);
-                sc->blocks++;
                 code = 1;
                 pair = 0;
                 p += 3;
@@ -1410,7 +1411,6 @@ ngx_http_llmroute_classify_fences(ngx_http_llmroute_scan_t *sc, u_char *p,
 
         if (last - q >= 3 && q[1] == '`' && q[2] == '`') {
             sc->in_code = !sc->in_code;
-            sc->blocks += sc->in_code;
             p = q + 3;
             continue;
         }

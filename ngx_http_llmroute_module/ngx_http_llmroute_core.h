@@ -95,6 +95,7 @@ typedef struct {
     ngx_uint_t                  role;
     size_t                      start;      /* content value, raw */
     size_t                      end;
+    size_t                      text;       /* bytes of text in it */
     ngx_uint_t                  images;     /* image parts in content */
     ngx_uint_t                  tool_calls;
 } ngx_http_llmroute_msg_t;

@@ -12,6 +12,36 @@
 
 
 static const char *ngx_http_llmroute_error_type(ngx_uint_t status);
+static ngx_int_t ngx_http_llmroute_error_header(ngx_http_request_t *r,
+    const char *key, ngx_uint_t value);
+
+
+static ngx_int_t
+ngx_http_llmroute_error_header(ngx_http_request_t *r, const char *key,
+    ngx_uint_t value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->value.data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (h->value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    h->key.data = (u_char *) key;
+    h->key.len = ngx_strlen(key);
+    h->value.len = ngx_sprintf(h->value.data, "%ui", value) - h->value.data;
+
+    return NGX_OK;
+}
 
 
 static const char *
@@ -119,17 +149,24 @@ ngx_http_llmroute_send_error(ngx_http_request_t *r, ngx_uint_t status,
     if (status == NGX_HTTP_SERVICE_UNAVAILABLE
         || status == NGX_HTTP_TOO_MANY_REQUESTS)
     {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
+        if (ngx_http_llmroute_error_header(r, "Retry-After",
+                                           ngx_max(ctx->retry_after, 1))
+            != NGX_OK)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+    }
 
-        h->hash = 1;
-#if (nginx_version >= 1023000)
-        h->next = NULL;
-#endif
-        ngx_str_set(&h->key, "Retry-After");
-        ngx_str_set(&h->value, "1");
+    if (status == NGX_HTTP_TOO_MANY_REQUESTS && ctx->rl_limit) {
+        if (ngx_http_llmroute_error_header(r, "x-ratelimit-limit-requests",
+                                           ctx->rl_limit)
+            != NGX_OK
+            || ngx_http_llmroute_error_header(r,
+                   "x-ratelimit-remaining-requests", ctx->rl_remaining)
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     if (status == NGX_HTTP_NOT_ALLOWED) {

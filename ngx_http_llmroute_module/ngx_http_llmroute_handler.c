@@ -28,6 +28,8 @@ static ngx_int_t ngx_http_llmroute_set_credentials(ngx_http_request_t *r,
     ngx_http_llmroute_provider_t *provider);
 static ngx_int_t ngx_http_llmroute_retry(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
+static ngx_int_t ngx_http_llmroute_refuse(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx, ngx_int_t rc);
 static void *ngx_http_llmroute_palloc(void *data, size_t size);
 
 
@@ -67,6 +69,7 @@ ngx_http_llmroute_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
     ngx_memzero(ctx, sizeof(ngx_http_llmroute_ctx_t));
 
     cln->handler = ngx_http_llmroute_ctx_cleanup;
+    ctx->admitted = -1;
 
     ngx_http_set_ctx(r, ctx, ngx_http_llmroute_module);
 
@@ -182,15 +185,15 @@ ngx_http_llmroute_retry(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 
     ngx_http_llmroute_note_failure(r, ctx);
 
+    ngx_http_llmroute_release(r, ctx, 0);
+
     ctx->uri_changes = r->uri_changes;
-    ctx->want.exclude = ctx->tried
-                        | ngx_http_llmroute_unavailable(lmcf);
+    ctx->want.exclude = ctx->tried;
+    ctx->choice.model = -1;
 
-    if (ctx->attempts <= lcf->retries) {
-        ngx_http_llmroute_select(&lmcf->cat, &ctx->req, &ctx->want,
-                                 &ctx->choice);
-
-    } else {
+    if (ctx->attempts <= lcf->retries
+        && ngx_http_llmroute_admit(r, ctx) != NGX_OK)
+    {
         ctx->choice.model = -1;
     }
 
@@ -297,6 +300,8 @@ ngx_http_llmroute_note_failure(ngx_http_request_t *r,
 
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
     ps = ngx_http_llmroute_provider_stats(lmcf, ctx->provider->index);
+
+    ngx_http_llmroute_provider_result(lmcf, ctx->provider->index, 0);
 
     if (ps) {
         (void) ngx_atomic_fetch_add(&ps->failures[reason], 1);
@@ -538,19 +543,10 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    want->exclude = ngx_http_llmroute_unavailable(lmcf);
+    rc = ngx_http_llmroute_admit(r, ctx);
 
-    ngx_http_llmroute_select(&lmcf->cat, req, want, &ctx->choice);
-
-    if (ctx->choice.model < 0) {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "llmroute: no provider available: %s",
-                      ctx->choice.why_none);
-
-        return ngx_http_llmroute_send_error(r,
-                                            NGX_HTTP_SERVICE_UNAVAILABLE,
-                                            "no_provider_available",
-                                            ctx->choice.why_none, NULL);
+    if (rc != NGX_OK) {
+        return ngx_http_llmroute_refuse(r, ctx, rc);
     }
 
     ctx->model = &lmcf->cat.models[ctx->choice.model];
@@ -571,6 +567,45 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
                    ctx->choice.est_cost, ctx->reason);
 
     return NGX_DECLINED;
+}
+
+
+/* admission said no: the OpenAI-style error for it */
+
+static ngx_int_t
+ngx_http_llmroute_refuse(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
+    ngx_int_t rc)
+{
+    switch (rc) {
+
+    case NGX_HTTP_UNAUTHORIZED:
+        return ngx_http_llmroute_send_error(r, NGX_HTTP_UNAUTHORIZED,
+                   "invalid_api_key",
+                   "missing or unknown API key for this gateway", NULL);
+
+    case NGX_HTTP_TOO_MANY_REQUESTS:
+        return ngx_http_llmroute_send_error(r, NGX_HTTP_TOO_MANY_REQUESTS,
+                   "rate_limit_exceeded",
+                   "rate limit reached for this API key, retry after the "
+                   "time in Retry-After", NULL);
+
+    case 402:
+        return ngx_http_llmroute_send_error(r, 402, "budget_exceeded",
+                   "the budget of this API key for the current period is "
+                   "spent", NULL);
+
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "llmroute: no provider available: %s",
+                      ctx->choice.why_none);
+
+        return ngx_http_llmroute_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            "no_provider_available",
+                                            ctx->choice.why_none, NULL);
+
+    default:
+        return rc;
+    }
 }
 
 

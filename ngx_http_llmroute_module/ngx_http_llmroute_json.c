@@ -460,8 +460,7 @@ ngx_http_llmroute_json_messages(ngx_http_llmroute_json_t *js, int i)
             return req->error ? NGX_DECLINED : NGX_ERROR;
         }
 
-        req->text_bytes += req->msgs[req->nmsgs].end
-                           - req->msgs[req->nmsgs].start;
+        req->text_bytes += req->msgs[req->nmsgs].text;
         req->images += req->msgs[req->nmsgs].images;
         req->nmsgs++;
 
@@ -537,6 +536,7 @@ ngx_http_llmroute_json_message(ngx_http_llmroute_json_t *js, int i,
             if (msg->end == msg->start) {
                 msg->start = js->tok[v].start;
                 msg->end = js->tok[v].end;
+                msg->text = msg->end - msg->start;
             }
         }
 
@@ -565,6 +565,7 @@ ngx_http_llmroute_json_content(ngx_http_llmroute_json_t *js, int i,
     case JSMN_STRING:
         msg->start = js->tok[i].start;
         msg->end = js->tok[i].end;
+        msg->text = msg->end - msg->start;
         return NGX_OK;
 
     case JSMN_ARRAY:
@@ -580,6 +581,15 @@ ngx_http_llmroute_json_content(ngx_http_llmroute_json_t *js, int i,
                 p = j + 1;
 
                 for (f = 0; f < js->tok[j].size && p + 1 < js->ntok; f++) {
+
+                    /* only text counts as prompt text, not base64 images */
+
+                    if (ngx_http_llmroute_json_key(js, p, "text", 4) == NGX_OK
+                        && js->tok[p + 1].type == JSMN_STRING)
+                    {
+                        msg->text += js->tok[p + 1].end - js->tok[p + 1].start;
+                    }
+
                     if (ngx_http_llmroute_json_key(js, p, "type", 4) == NGX_OK
                         && (ngx_http_llmroute_json_key(js, p + 1,
                                                        "image_url", 9)

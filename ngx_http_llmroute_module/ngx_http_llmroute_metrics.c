@@ -30,11 +30,6 @@ static const char  *ngx_http_llmroute_fail_names[] = {
     "connect", "timeout", "429", "5xx", "reset"
 };
 
-static const char  *ngx_http_llmroute_reject_names[] = {
-    "invalid_json", "invalid_request", "model_not_found",
-    "method_not_allowed", "request_too_large", "no_provider_available",
-    "other"
-};
 
 
 char *
@@ -303,7 +298,7 @@ ngx_http_llmroute_metrics_prometheus(u_char *p,
 
     for (k = 0; k < NGX_HTTP_LLMROUTE_NREJECTS; k++) {
         p = ngx_sprintf(p, "llmroute_rejected_total{reason=\"%s\"} %uA\n",
-                        ngx_http_llmroute_reject_names[k],
+                        ngx_http_llmroute_reject_codes[k],
                         lmcf->sh->rejected[k]);
     }
 
@@ -442,7 +437,7 @@ ngx_http_llmroute_metrics_json(u_char *p, ngx_http_llmroute_main_conf_t *lmcf,
 
     for (k = 0; k < NGX_HTTP_LLMROUTE_NREJECTS; k++) {
         p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
-                        ngx_http_llmroute_reject_names[k],
+                        ngx_http_llmroute_reject_codes[k],
                         lmcf->sh->rejected[k]);
     }
 

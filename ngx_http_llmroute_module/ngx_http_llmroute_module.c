@@ -123,6 +123,13 @@ static ngx_command_t  ngx_http_llmroute_commands[] = {
       offsetof(ngx_http_llmroute_loc_conf_t, region),
       NULL },
 
+    { ngx_string("llmroute_client"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_llmroute_client,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("llmroute_models"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_llmroute_models,
@@ -536,6 +543,10 @@ ngx_http_llmroute_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->region == NULL) {
         conf->region = prev->region;
+    }
+
+    if (conf->client == NULL) {
+        conf->client = prev->client;
     }
 
     if (conf->enable) {

@@ -34,7 +34,10 @@
 #define NGX_HTTP_LLMROUTE_REJECT_TOO_LARGE    4
 #define NGX_HTTP_LLMROUTE_REJECT_NO_PROVIDER  5
 #define NGX_HTTP_LLMROUTE_REJECT_OTHER        6
-#define NGX_HTTP_LLMROUTE_NREJECTS            7
+#define NGX_HTTP_LLMROUTE_REJECT_RATE         7
+#define NGX_HTTP_LLMROUTE_REJECT_BUDGET       8
+#define NGX_HTTP_LLMROUTE_REJECT_KEY          9
+#define NGX_HTTP_LLMROUTE_NREJECTS            10
 
 /* latency histogram: upper bounds in ms, then +Inf */
 #define NGX_HTTP_LLMROUTE_NBUCKETS        12
@@ -54,6 +57,19 @@ typedef struct {
 } ngx_http_llmroute_model_stats_t;
 
 
+/*
+ * A rolling minute of requests and tokens in one-second buckets: the
+ * window is the current second and the 59 before it.
+ */
+#define NGX_HTTP_LLMROUTE_WINDOW          60
+
+typedef struct {
+    time_t                          sec;        /* second of bucket [0] */
+    uint32_t                        req[NGX_HTTP_LLMROUTE_WINDOW];
+    int64_t                         tok[NGX_HTTP_LLMROUTE_WINDOW];
+} ngx_http_llmroute_window_t;
+
+
 typedef struct {
     ngx_atomic_t                    failures[NGX_HTTP_LLMROUTE_NFAILS];
     ngx_atomic_t                    ttfb[NGX_HTTP_LLMROUTE_NBUCKETS];
@@ -63,7 +79,36 @@ typedef struct {
     ngx_atomic_t                    count;
     ngx_atomic_t                    cooldown_until; /* ms since epoch */
     ngx_atomic_t                    tokens;         /* prompt+completion */
+
+    /* under the zone mutex */
+    ngx_http_llmroute_window_t      window;
+    ngx_uint_t                      inflight;
+    ngx_uint_t                      fails;          /* consecutive */
+    ngx_uint_t                      probing;        /* half-open probe */
 } ngx_http_llmroute_provider_stats_t;
+
+
+/* a client of llmroute_client, in the zone's rbtree */
+typedef struct {
+    u_char                          color;
+    u_char                          dummy;
+    u_short                         len;
+    ngx_queue_t                     queue;          /* LRU */
+    ngx_http_llmroute_window_t      window;
+    ngx_uint_t                      period;         /* budget period */
+    int64_t                         spend;          /* nano-USD, reserved */
+    u_char                          data[1];
+} ngx_http_llmroute_client_node_t;
+
+
+typedef struct {
+    ngx_http_complex_value_t        key;
+    ngx_uint_t                      rpm;
+    ngx_uint_t                      tpm;
+    uint64_t                        budget;         /* nano-USD */
+    ngx_uint_t                      period;         /* 0 hour, 1 day, 2 month */
+    ngx_flag_t                      degrade;
+} ngx_http_llmroute_client_conf_t;
 
 
 typedef struct {
@@ -79,6 +124,9 @@ typedef struct {
 
 /* lives in the zone; survives reloads */
 typedef struct {
+    ngx_rbtree_t                    clients;
+    ngx_rbtree_node_t               sentinel;
+    ngx_queue_t                     lru;
     ngx_queue_t                     series;
     ngx_atomic_t                    rejected[NGX_HTTP_LLMROUTE_NREJECTS];
     ngx_atomic_t                    savings;        /* nano-USD */
@@ -109,6 +157,7 @@ typedef struct {
     ngx_flag_t                      headers;
     ngx_uint_t                      retries;
     ngx_http_complex_value_t       *region;
+    ngx_http_llmroute_client_conf_t *client;
 } ngx_http_llmroute_loc_conf_t;
 
 
@@ -123,6 +172,13 @@ typedef struct {
     ngx_uint_t                      attempts;
     ngx_uint_t                      failure_noted;  /* attempt number */
     ngx_uint_t                      uri_changes;    /* at the decision */
+    int64_t                         est_tokens;     /* admitted estimate */
+    int64_t                         reserved;       /* budget, nano-USD */
+    ngx_http_llmroute_client_node_t *client;
+    ngx_int_t                       admitted;       /* provider, or -1 */
+    time_t                          retry_after;
+    ngx_uint_t                      rl_limit;
+    ngx_uint_t                      rl_remaining;
     uint64_t                        tried;          /* provider bits */
     ngx_str_t                       failures;       /* for the 502 */
 
@@ -154,6 +210,7 @@ typedef struct {
     unsigned                        have_usage:1;
     unsigned                        strip_usage:1;
     unsigned                        strip:1;
+    unsigned                        degraded:1;
     unsigned                        logged:1;
 } ngx_http_llmroute_ctx_t;
 
@@ -166,6 +223,17 @@ void ngx_http_llmroute_note_failure(ngx_http_request_t *r,
 uint64_t ngx_http_llmroute_unavailable(ngx_http_llmroute_main_conf_t *lmcf);
 ngx_table_elt_t *ngx_http_llmroute_find_header(ngx_list_t *headers,
     const char *name);
+
+ngx_int_t ngx_http_llmroute_admit(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx);
+void ngx_http_llmroute_release(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx, ngx_uint_t settle);
+void ngx_http_llmroute_provider_result(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_uint_t provider, ngx_uint_t ok);
+char *ngx_http_llmroute_client(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_http_llmroute_rbtree_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 
 ngx_int_t ngx_http_llmroute_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message,
@@ -181,6 +249,7 @@ char *ngx_http_llmroute_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_llmroute_log_handler(ngx_http_request_t *r);
 ngx_uint_t ngx_http_llmroute_reject_index(const char *code);
+extern const char  *ngx_http_llmroute_reject_codes[];
 
 char *ngx_http_llmroute_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

@@ -5,8 +5,8 @@
  * Usage scanner (see ngx_http_llmroute_usage.h for the contract).
  *
  * Both parsers report what they see through the same three hooks, so SSE
- * chunks (jsmn, whole chunk at once) and JSON bodies (yajl, events as bytes
- * arrive) are read by one set of rules:
+ * chunks (jsmn, a member value at once) and JSON bodies (yajl, events as
+ * bytes arrive) are read by one set of rules:
  *
  *   ngx_http_llmroute_usage_open()    a container starts: what is it?
  *   ngx_http_llmroute_usage_scalar()  a string, number, literal
@@ -15,6 +15,7 @@
  * A container is known by its "kind" (root, usage, choices, ...), a value
  * by its "role", found from the container kind and its key in a small
  * table.  Everything else is a container of kind "other", skipped whole.
+ * Nothing here calls nginx or allocates but through the caller's alloc.
  */
 
 

@@ -1,0 +1,715 @@
+
+/*
+ * Copyright (C) ngx_http_llmroute_module authors
+ *
+ * Admission: provider and client rate limits, client budgets, cooldowns
+ * and the circuit breaker, decided in one pass under the zone mutex so
+ * that no two workers admit the same last slot.
+ *
+ * Rolling minute: one-second buckets, the window being the current second
+ * and the 59 before it.  So at most N requests (or tokens) are admitted in
+ * any 59 s; a 60 s span that starts in the middle of a second may also see
+ * what was admitted in that second's beginning, at most one second's worth
+ * more.  Tokens count the estimate (prompt + output budget) at admission
+ * and are corrected by the provider's usage when the request ends; budgets
+ * reserve the estimated cost and settle the actual one the same way.
+ */
+
+
+#include <ngx_http_llmroute_module.h>
+
+
+/* consecutive failures that open a provider's circuit, and for how long */
+#define NGX_HTTP_LLMROUTE_CIRCUIT_FAILS  5
+#define NGX_HTTP_LLMROUTE_CIRCUIT_MS     30000
+
+
+static void ngx_http_llmroute_window_roll(ngx_http_llmroute_window_t *w,
+    time_t now);
+static void ngx_http_llmroute_window_sum(ngx_http_llmroute_window_t *w,
+    time_t now, int64_t *req, int64_t *tok);
+static time_t ngx_http_llmroute_window_wait(ngx_http_llmroute_window_t *w,
+    time_t now, int64_t limit, int64_t need, ngx_uint_t tokens);
+static uint64_t ngx_http_llmroute_unavailable_locked(
+    ngx_http_llmroute_main_conf_t *lmcf, int64_t tokens, ngx_msec_t now);
+static ngx_http_llmroute_client_node_t *ngx_http_llmroute_client_lookup(
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_str_t *key);
+static ngx_uint_t ngx_http_llmroute_period(ngx_uint_t kind, time_t now);
+static ngx_int_t ngx_http_llmroute_parse_usd(u_char *p, size_t len,
+    uint64_t *nano);
+
+
+static ngx_uint_t  ngx_http_llmroute_shm_nomem;
+
+
+/*
+ * Chooses and admits the provider for this attempt (ctx->want is set).
+ * Returns NGX_OK, or the HTTP status to refuse with (ctx->retry_after and
+ * the ctx->rl_* values say more).
+ */
+
+ngx_int_t
+ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
+{
+    time_t                               now;
+    int64_t                              req, tok, est;
+    uint64_t                             cost;
+    ngx_msec_t                           now_ms;
+    ngx_str_t                            key;
+    ngx_uint_t                           period;
+    ngx_http_llmroute_model_t           *m;
+    ngx_http_llmroute_loc_conf_t        *lcf;
+    ngx_http_llmroute_main_conf_t       *lmcf;
+    ngx_http_llmroute_client_conf_t     *cc;
+    ngx_http_llmroute_client_node_t     *cn;
+    ngx_http_llmroute_provider_stats_t  *ps;
+
+    lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_llmroute_module);
+
+    cc = lcf->client;
+    now = ngx_time();
+    now_ms = (ngx_msec_t) now * 1000;
+    cn = NULL;
+
+    if (cc && ctx->client == NULL) {
+        if (ngx_http_complex_value(r, &cc->key, &key) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (key.len == 0) {
+            return NGX_HTTP_UNAUTHORIZED;
+        }
+    }
+
+    /* make sure every provider has its series before taking the lock */
+
+    (void) ngx_http_llmroute_unavailable(lmcf);
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    if (cc && ctx->client == NULL) {
+        cn = ngx_http_llmroute_client_lookup(lmcf, &key);
+
+        if (cn) {
+            ngx_http_llmroute_window_sum(&cn->window, now, &req, &tok);
+
+            ctx->rl_limit = cc->rpm;
+
+            if (cc->rpm && req + 1 > (int64_t) cc->rpm) {
+                ctx->rl_remaining = 0;
+                ctx->retry_after = ngx_http_llmroute_window_wait(&cn->window,
+                                       now, cc->rpm, 1, 0);
+                goto too_many;
+            }
+
+            ctx->rl_remaining = cc->rpm ? cc->rpm - req - 1 : 0;
+
+            est = ctx->req.prompt_tokens + ctx->choice.output_budget;
+
+            if (cc->tpm && tok > 0 && tok + est > (int64_t) cc->tpm) {
+                ctx->retry_after = ngx_http_llmroute_window_wait(&cn->window,
+                                       now, cc->tpm, est, 1);
+                goto too_many;
+            }
+        }
+    }
+
+    for ( ;; ) {
+        ngx_http_llmroute_select(&lmcf->cat, &ctx->req, &ctx->want,
+                                 &ctx->choice);
+
+        if (ctx->choice.model < 0) {
+            break;
+        }
+
+        est = ctx->req.prompt_tokens + ctx->choice.output_budget;
+
+        ctx->want.exclude |= ngx_http_llmroute_unavailable_locked(lmcf, est,
+                                                                  now_ms);
+
+        m = &lmcf->cat.models[ctx->choice.model];
+
+        if (ctx->want.exclude & ((uint64_t) 1 << m->provider)) {
+            continue;           /* at a limit: the next cheapest */
+        }
+
+        if (cn == NULL || cc->budget == 0) {
+            break;
+        }
+
+        period = ngx_http_llmroute_period(cc->period, now);
+
+        if (cn->period != period) {
+            cn->period = period;
+            cn->spend = 0;
+        }
+
+        if (cn->spend + (int64_t) ctx->choice.est_cost <= (int64_t) cc->budget)
+        {
+            break;
+        }
+
+        /* near the budget: a cheaper tier, or refuse */
+
+        if (!cc->degrade || ctx->want.pin != NGX_HTTP_LLMROUTE_PIN_NONE
+            || ctx->want.tier == NGX_HTTP_LLMROUTE_TIER_SIMPLE)
+        {
+            ngx_shmtx_unlock(&lmcf->shpool->mutex);
+            return 402;
+        }
+
+        ctx->want.tier--;
+        ctx->tier = ctx->want.tier;
+        ctx->degraded = 1;
+    }
+
+    if (ctx->choice.model < 0) {
+        ngx_shmtx_unlock(&lmcf->shpool->mutex);
+        ctx->retry_after = 1;
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    /* admitted: count the attempt on the provider (and the client) */
+
+    m = &lmcf->cat.models[ctx->choice.model];
+    ps = ngx_http_llmroute_provider_stats(lmcf, m->provider);
+    est = ctx->req.prompt_tokens + ctx->choice.output_budget;
+    cost = ctx->choice.est_cost;
+
+    if (ps) {
+        ngx_http_llmroute_window_roll(&ps->window, now);
+        ps->window.req[0]++;
+        ps->window.tok[0] += est;
+        ps->inflight++;
+
+        if (ps->fails >= NGX_HTTP_LLMROUTE_CIRCUIT_FAILS) {
+            ps->probing = 1;
+        }
+
+        ctx->admitted = m->provider;
+        ctx->est_tokens = est;
+    }
+
+    if (cn) {
+        ngx_http_llmroute_window_roll(&cn->window, now);
+        cn->window.req[0]++;
+        cn->window.tok[0] += est;
+        cn->spend += cost;
+        ctx->reserved = cost;
+        ctx->client = cn;
+    }
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+    return NGX_OK;
+
+too_many:
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+    return NGX_HTTP_TOO_MANY_REQUESTS;
+}
+
+
+/*
+ * The attempt is over: free its concurrency slot; settle == 1 (the request
+ * ends) corrects tokens and spend by the actual usage, settle == 0 (a
+ * failover) takes the failed attempt's token estimate back.
+ */
+
+void
+ngx_http_llmroute_release(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
+    ngx_uint_t settle)
+{
+    time_t                               now;
+    int64_t                              actual;
+    ngx_http_llmroute_main_conf_t       *lmcf;
+    ngx_http_llmroute_provider_stats_t  *ps;
+
+    if (ctx->admitted < 0 && ctx->client == NULL) {
+        return;
+    }
+
+    lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
+    now = ngx_time();
+    actual = settle ? ctx->prompt_tokens + ctx->completion_tokens : 0;
+
+    ps = ctx->admitted >= 0
+         ? ngx_http_llmroute_provider_stats(lmcf, ctx->admitted) : NULL;
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    if (ps) {
+        ngx_http_llmroute_window_roll(&ps->window, now);
+        ps->window.tok[0] += actual - ctx->est_tokens;
+
+        if (ps->inflight) {
+            ps->inflight--;
+        }
+    }
+
+    if (ctx->client && settle) {
+        ngx_http_llmroute_window_roll(&ctx->client->window, now);
+        ctx->client->window.tok[0] += actual - ctx->est_tokens;
+        ctx->client->spend += (int64_t) ctx->cost - ctx->reserved;
+        ctx->reserved = ctx->cost;
+    }
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+    ctx->admitted = -1;
+    ctx->est_tokens = 0;
+}
+
+
+/* circuit breaker: consecutive failures open it, a success closes it */
+
+void
+ngx_http_llmroute_provider_result(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_uint_t provider, ngx_uint_t ok)
+{
+    ngx_msec_t                           until;
+    ngx_http_llmroute_provider_stats_t  *ps;
+
+    ps = ngx_http_llmroute_provider_stats(lmcf, provider);
+    if (ps == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    ps->probing = 0;
+
+    if (ok) {
+        ps->fails = 0;
+
+    } else if (++ps->fails >= NGX_HTTP_LLMROUTE_CIRCUIT_FAILS) {
+        until = (ngx_msec_t) ngx_time() * 1000 + NGX_HTTP_LLMROUTE_CIRCUIT_MS;
+
+        if (until > ps->cooldown_until) {
+            ps->cooldown_until = until;
+        }
+    }
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+}
+
+
+static uint64_t
+ngx_http_llmroute_unavailable_locked(ngx_http_llmroute_main_conf_t *lmcf,
+    int64_t tokens, ngx_msec_t now)
+{
+    time_t                               sec;
+    int64_t                              req, tok;
+    uint64_t                             mask;
+    ngx_uint_t                           i;
+    ngx_http_llmroute_provider_t        *p;
+    ngx_http_llmroute_provider_stats_t  *ps;
+
+    mask = 0;
+    sec = now / 1000;
+
+    for (i = 0; i < lmcf->cat.nproviders; i++) {
+        p = &lmcf->cat.providers[i];
+        ps = lmcf->provider_series[i] ? &lmcf->provider_series[i]->s.provider
+                                      : NULL;
+        if (ps == NULL) {
+            continue;
+        }
+
+        /* cooling down; after an open circuit, one probe at a time */
+
+        if (ps->cooldown_until > now
+            || (ps->fails >= NGX_HTTP_LLMROUTE_CIRCUIT_FAILS && ps->probing))
+        {
+            mask |= (uint64_t) 1 << i;
+            continue;
+        }
+
+        if (p->concurrency && ps->inflight >= p->concurrency) {
+            mask |= (uint64_t) 1 << i;
+            continue;
+        }
+
+        if (p->rpm || p->tpm) {
+            ngx_http_llmroute_window_sum(&ps->window, sec, &req, &tok);
+
+            if ((p->rpm && req + 1 > (int64_t) p->rpm)
+                || (p->tpm && tok > 0 && tok + tokens > (int64_t) p->tpm))
+            {
+                mask |= (uint64_t) 1 << i;
+            }
+        }
+    }
+
+    return mask;
+}
+
+
+static void
+ngx_http_llmroute_window_roll(ngx_http_llmroute_window_t *w, time_t now)
+{
+    time_t  shift;
+
+    shift = now - w->sec;
+
+    if (shift <= 0) {
+        return;
+    }
+
+    if (shift >= NGX_HTTP_LLMROUTE_WINDOW) {
+        ngx_memzero(w->req, sizeof(w->req));
+        ngx_memzero(w->tok, sizeof(w->tok));
+
+    } else {
+        ngx_memmove(&w->req[shift], &w->req[0],
+                    (NGX_HTTP_LLMROUTE_WINDOW - shift) * sizeof(w->req[0]));
+        ngx_memmove(&w->tok[shift], &w->tok[0],
+                    (NGX_HTTP_LLMROUTE_WINDOW - shift) * sizeof(w->tok[0]));
+        ngx_memzero(&w->req[0], shift * sizeof(w->req[0]));
+        ngx_memzero(&w->tok[0], shift * sizeof(w->tok[0]));
+    }
+
+    w->sec = now;
+}
+
+
+static void
+ngx_http_llmroute_window_sum(ngx_http_llmroute_window_t *w, time_t now,
+    int64_t *req, int64_t *tok)
+{
+    ngx_uint_t  i;
+
+    ngx_http_llmroute_window_roll(w, now);
+
+    *req = 0;
+    *tok = 0;
+
+    for (i = 0; i < NGX_HTTP_LLMROUTE_WINDOW; i++) {
+        *req += w->req[i];
+        *tok += w->tok[i];
+    }
+}
+
+
+/* seconds until enough of the window has rolled out to admit `need` */
+
+static time_t
+ngx_http_llmroute_window_wait(ngx_http_llmroute_window_t *w, time_t now,
+    int64_t limit, int64_t need, ngx_uint_t tokens)
+{
+    int64_t     sum;
+    ngx_uint_t  i, k;
+
+    sum = 0;
+
+    for (i = 0; i < NGX_HTTP_LLMROUTE_WINDOW; i++) {
+        sum += tokens ? w->tok[i] : w->req[i];
+    }
+
+    /* the oldest bucket leaves first */
+
+    for (k = NGX_HTTP_LLMROUTE_WINDOW; k > 0; k--) {
+        if (sum + need <= limit) {
+            break;
+        }
+
+        sum -= tokens ? w->tok[k - 1] : w->req[k - 1];
+    }
+
+    return NGX_HTTP_LLMROUTE_WINDOW - k + 1;
+}
+
+
+/* the client's node, created when new; the oldest are evicted when full */
+
+static ngx_http_llmroute_client_node_t *
+ngx_http_llmroute_client_lookup(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_str_t *key)
+{
+    size_t                            size;
+    uint32_t                          hash;
+    ngx_int_t                         rc;
+    ngx_uint_t                        i;
+    ngx_queue_t                      *q;
+    ngx_rbtree_node_t                *node, *sentinel;
+    ngx_http_llmroute_client_node_t  *cn;
+
+    hash = ngx_crc32_short(key->data, key->len);
+
+    node = lmcf->sh->clients.root;
+    sentinel = lmcf->sh->clients.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        cn = (ngx_http_llmroute_client_node_t *) &node->color;
+
+        rc = ngx_memn2cmp(key->data, cn->data, key->len, (size_t) cn->len);
+
+        if (rc == 0) {
+            ngx_queue_remove(&cn->queue);
+            ngx_queue_insert_head(&lmcf->sh->lru, &cn->queue);
+            return cn;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    size = offsetof(ngx_rbtree_node_t, color)
+           + offsetof(ngx_http_llmroute_client_node_t, data)
+           + ngx_min(key->len, 65535);
+
+    node = ngx_slab_calloc_locked(lmcf->shpool, size);
+
+    for (i = 0; node == NULL && i < 4; i++) {
+        if (ngx_queue_empty(&lmcf->sh->lru)) {
+            break;
+        }
+
+        /* the least recently used client goes */
+
+        q = ngx_queue_last(&lmcf->sh->lru);
+        cn = ngx_queue_data(q, ngx_http_llmroute_client_node_t, queue);
+        ngx_queue_remove(q);
+
+        node = (ngx_rbtree_node_t *)
+                   ((u_char *) cn - offsetof(ngx_rbtree_node_t, color));
+        ngx_rbtree_delete(&lmcf->sh->clients, node);
+        ngx_slab_free_locked(lmcf->shpool, node);
+
+        node = ngx_slab_calloc_locked(lmcf->shpool, size);
+    }
+
+    if (node == NULL) {
+        if (ngx_http_llmroute_shm_nomem++ % 1000 == 0) {
+            ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                          "llmroute: zone is full, client limits are not "
+                          "applied (raise llmroute_zone size)");
+        }
+
+        return NULL;
+    }
+
+    node->key = hash;
+    cn = (ngx_http_llmroute_client_node_t *) &node->color;
+    cn->len = (u_short) ngx_min(key->len, 65535);
+    ngx_memcpy(cn->data, key->data, cn->len);
+
+    ngx_rbtree_insert(&lmcf->sh->clients, node);
+    ngx_queue_insert_head(&lmcf->sh->lru, &cn->queue);
+
+    return cn;
+}
+
+
+void
+ngx_http_llmroute_rbtree_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t                **p;
+    ngx_http_llmroute_client_node_t   *cn, *cnt;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            cn = (ngx_http_llmroute_client_node_t *) &node->color;
+            cnt = (ngx_http_llmroute_client_node_t *) &temp->color;
+
+            p = (ngx_memn2cmp(cn->data, cnt->data, cn->len, cnt->len) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+/* budget periods in UTC: hours, days or calendar months since the epoch */
+
+static ngx_uint_t
+ngx_http_llmroute_period(ngx_uint_t kind, time_t now)
+{
+    ngx_tm_t  tm;
+
+    switch (kind) {
+    case 0:
+        return now / 3600;
+    case 1:
+        return now / 86400;
+    default:
+        ngx_gmtime(now, &tm);
+        return tm.ngx_tm_year * 12 + tm.ngx_tm_mon;
+    }
+}
+
+
+/* llmroute_client KEY [rpm=N] [tpm=N] [budget=USD/hour|day|month] [degrade] */
+
+char *
+ngx_http_llmroute_client(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_llmroute_loc_conf_t *lcf = conf;
+
+    u_char                            *slash;
+    ngx_int_t                          n;
+    ngx_str_t                         *value, s;
+    ngx_uint_t                         i;
+    ngx_http_llmroute_client_conf_t   *cc;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (lcf->client) {
+        return "is duplicate";
+    }
+
+    cc = ngx_pcalloc(cf->pool, sizeof(ngx_http_llmroute_client_conf_t));
+    if (cc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = &cc->key;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+        s = value[i];
+
+        if (ngx_strncmp(s.data, "rpm=", 4) == 0) {
+            n = ngx_atoi(s.data + 4, s.len - 4);
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+
+            cc->rpm = n;
+            continue;
+        }
+
+        if (ngx_strncmp(s.data, "tpm=", 4) == 0) {
+            n = ngx_atoi(s.data + 4, s.len - 4);
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+
+            cc->tpm = n;
+            continue;
+        }
+
+        if (ngx_strncmp(s.data, "budget=", 7) == 0) {
+            slash = ngx_strlchr(s.data + 7, s.data + s.len, '/');
+            if (slash == NULL
+                || ngx_http_llmroute_parse_usd(s.data + 7, slash - s.data - 7,
+                                               &cc->budget)
+                   != NGX_OK
+                || cc->budget == 0)
+            {
+                goto invalid;
+            }
+
+            slash++;
+            n = s.data + s.len - slash;
+
+            if (n == 4 && ngx_strncmp(slash, "hour", 4) == 0) {
+                cc->period = 0;
+
+            } else if (n == 3 && ngx_strncmp(slash, "day", 3) == 0) {
+                cc->period = 1;
+
+            } else if (n == 5 && ngx_strncmp(slash, "month", 5) == 0) {
+                cc->period = 2;
+
+            } else {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (s.len == 7 && ngx_strncmp(s.data, "degrade", 7) == 0) {
+            cc->degrade = 1;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    lcf->client = cc;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" (expected rpm=N, tpm=N, "
+                       "budget=USD/hour|day|month or degrade)", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* "25" or "0.5" USD to nano-USD */
+
+static ngx_int_t
+ngx_http_llmroute_parse_usd(u_char *p, size_t len, uint64_t *nano)
+{
+    u_char      *last;
+    uint64_t     v;
+    ngx_uint_t   dot, decimals;
+
+    last = p + len;
+    v = 0;
+    dot = 0;
+    decimals = 0;
+
+    if (p == last) {
+        return NGX_ERROR;
+    }
+
+    for ( /* void */ ; p < last; p++) {
+        if (*p == '.' && !dot) {
+            dot = 1;
+            continue;
+        }
+
+        if (*p < '0' || *p > '9' || decimals == 9 || v > 1000000000000ULL) {
+            return NGX_ERROR;
+        }
+
+        v = v * 10 + (*p - '0');
+        decimals += dot;
+    }
+
+    while (decimals++ < 9) {
+        v *= 10;
+    }
+
+    *nano = v;
+
+    return NGX_OK;
+}

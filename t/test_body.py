@@ -1,0 +1,212 @@
+"""Request bodies: whatever way a body arrives (one write, many writes,
+chunked, in a temp file, megabytes), the provider receives exactly the
+client's bytes with only the top-level "model" value replaced, and a
+Content-Length matching them."""
+
+import http.client
+import json
+import random
+
+import pytest
+
+from llmroute_harness import (
+    CHAT, assert_error, assert_routed, build_request, chat_body,
+    post_chunked, post_json, raw_request, request_head, with_model)
+
+# One model that can take anything, so only the body handling is tested.
+BULK = """
+    llmroute_zone llmroute:1m;
+    llmroute_provider cheap %%CHEAP_URL%% key_env=TEST_KEY_A;
+    llmroute_model cheap bulk-1 tier=complex input=0.10 output=0.40 context=10000k tools json vision;
+"""
+
+
+def assert_forwarded(r, resp, body):
+    assert_routed(resp, "cheap", "bulk-1")
+    got = r.cheap.last
+    expected = with_model(body, "bulk-1")
+    assert len(got.body) == len(expected)
+    assert got.body == expected, first_difference(got.body, expected)
+    assert got.header_all("Content-Length") == [str(len(expected))]
+    assert got.header("Transfer-Encoding") is None
+    assert resp.body == r.cheap.responses[-1]
+
+
+def first_difference(a, b):
+    i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y),
+             min(len(a), len(b)))
+    return "differ at byte %d: got %r, expected %r" % (
+        i, a[max(0, i - 40):i + 40], b[max(0, i - 40):i + 40])
+
+
+def prose(n_bytes, seed=1):
+    """Deterministic text with multi-byte UTF-8 and JSON escapes, about
+    n_bytes long once encoded."""
+    rnd = random.Random(seed)
+    vocab = ["model", "auto", "données", "наука", "東京", "😀", "tab\t",
+             'quote"d', "back\\slash", "line\nbreak", "the", "and", "of",
+             "request", "{", "}", "[", "]", ":", ","]
+    out, size = [], 0
+    while size < n_bytes:
+        w = rnd.choice(vocab)
+        out.append(w)
+        size += len(json.dumps(w, ensure_ascii=False)) - 1
+    return " ".join(out)
+
+
+def big_body(n_bytes, model_first=True):
+    msgs = [{"role": "system", "content": "be brief"},
+            {"role": "user", "content": prose(n_bytes)}]
+    if model_first:
+        obj = {"model": "auto", "messages": msgs, "temperature": 0}
+    else:
+        obj = {"messages": msgs, "temperature": 0, "model": "auto"}
+    return json.dumps(obj, ensure_ascii=False).encode()
+
+
+# ------------------------------------------------------------ small bodies
+
+def test_one_byte_body(routed):
+    r = routed(catalog=BULK)
+    assert_error(post_json(r.port, CHAT, b"{"), 400, "invalid_json")
+    assert r.cheap.requests == []
+
+
+def test_small_body(routed):
+    r = routed(catalog=BULK)
+    body = b'{"model":"auto","messages":[{"role":"user","content":"hi"}]}'
+    assert_forwarded(r, post_json(r.port, CHAT, body), body)
+
+
+PRETTY = json.dumps({"model": "auto", "messages": [
+    {"role": "user", "content": "hi"}], "n": 1}, indent=2).encode()
+
+ODD_BODIES = {
+    "pretty": PRETTY,
+    "crlf_tabs": PRETTY.replace(b"\n", b"\r\n").replace(b"  ", b"\t"),
+    "spaces": b'{ "model" : "auto" , "messages" : [ { "role" : "user" ,'
+              b' "content" : "hi" } ] }',
+    "model_last": b'{"messages":[{"role":"user","content":"hi"}],'
+                  b'"temperature":0.7,"model":"auto"}',
+    "model_middle": b'{"messages":[{"role":"user","content":"hi"}],'
+                    b'"model":"auto","stop":["\\n"]}',
+    "nested_model_keys":
+        b'{"metadata":{"model":"auto"},"messages":[{"role":"user",'
+        b'"content":"reply with {\\"model\\": \\"auto\\"}","name":"model"}],'
+        b'"model":"auto","user":"model"}',
+    "utf8": json.dumps({"model": "auto", "messages": [
+        {"role": "user", "content": "héllo wörld — 日本語 😀"}]},
+        ensure_ascii=False).encode(),
+    "escaped_unicode": b'{"model":"auto","messages":[{"role":"user",'
+                       b'"content":"caf\\u00e9 \\ud83d\\ude00 \\/ \\\\ \\""}]}',
+    "pinned_model": b'{"model":"bulk-1","messages":[{"role":"user",'
+                    b'"content":"hi"}]}',
+    "explicit_stream_false": b'{"model":"auto","stream":false,"messages":'
+                             b'[{"role":"user","content":"hi"}]}',
+    "numbers_and_literals": b'{"model":"auto","messages":[{"role":"user",'
+                            b'"content":"hi"}],"temperature":1.5e-1,'
+                            b'"top_p":1,"logprobs":false,"seed":null,'
+                            b'"logit_bias":{"50256":-100}}',
+}
+
+
+@pytest.mark.parametrize("name", sorted(ODD_BODIES))
+def test_only_top_level_model_value_changes(routed, name):
+    r = routed(catalog=BULK)
+    body = ODD_BODIES[name]
+    assert_forwarded(r, post_json(r.port, CHAT, body), body)
+
+
+def test_absent_model_inserted_in_big_body(routed):
+    r = routed(catalog=BULK, server_extra="client_body_buffer_size 1k;")
+    obj = {"messages": [{"role": "user", "content": prose(100000)}]}
+    body = json.dumps(obj, ensure_ascii=False).encode()
+    resp = post_json(r.port, CHAT, body)
+    assert_routed(resp, "cheap", "bulk-1")
+    got = r.cheap.last
+    assert got.json() == dict(obj, model="bulk-1")
+    assert body[1:-1] in got.body
+    assert got.header("Content-Length") == str(len(got.body))
+
+
+# ------------------------------------------------------------ how it arrives
+
+def test_body_in_many_tcp_writes(routed):
+    r = routed(catalog=BULK)
+    body = big_body(6000)
+    req = build_request(CHAT, body)
+    resp = raw_request(r.port, req, pieces=80, delay=0.005)
+    assert_forwarded(r, resp, body)
+
+
+def test_model_split_across_tcp_writes(routed):
+    r = routed(catalog=BULK)
+    body = big_body(3000)
+    head = request_head(CHAT, length=len(body))
+    # one byte at a time through `{"model": "auto", ` then the rest
+    parts = [head] + [body[i:i + 1] for i in range(20)] + [body[20:]]
+    assert_forwarded(r, raw_request(r.port, parts, delay=0.005), body)
+
+
+def test_chunked_body(routed):
+    r = routed(catalog=BULK)
+    body = big_body(20000)
+    chunks = [body[i:i + 3000] for i in range(0, len(body), 3000)]
+    assert len(chunks) >= 6
+    assert_forwarded(r, post_chunked(r.port, CHAT, chunks), body)
+
+
+def test_chunked_body_split_inside_model(routed):
+    r = routed(catalog=BULK)
+    body = b'{"model": "auto", "messages": [{"role": "user", "content": "hi"}]}'
+    chunks = [body[:4], body[4:12], body[12:14], body[14:]]
+    assert_forwarded(r, post_chunked(r.port, CHAT, chunks), body)
+
+
+@pytest.mark.parametrize("model_first", [True, False],
+                         ids=["model_first", "model_last"])
+def test_body_in_temp_file(routed, model_first):
+    r = routed(catalog=BULK, server_extra="client_body_buffer_size 1k;")
+    body = big_body(100 * 1024, model_first)
+    assert_forwarded(r, post_json(r.port, CHAT, body), body)
+    assert "client request body is buffered to a temporary file" \
+        in r.ngx.error_log()
+
+
+def test_keepalive_requests_do_not_mix_bodies(routed):
+    r = routed(catalog=BULK)
+    bodies = [chat_body("first " * 300), chat_body("second"),
+              big_body(30000)]
+    c = http.client.HTTPConnection("127.0.0.1", r.port, timeout=30)
+    try:
+        for body in bodies:
+            c.request("POST", CHAT, body,
+                      {"Content-Type": "application/json"})
+            resp = c.getresponse()
+            data = resp.read()
+            assert resp.status == 200, data
+            assert r.cheap.last.body == with_model(body, "bulk-1")
+    finally:
+        c.close()
+    assert len(r.cheap.requests) == 3
+
+
+# ------------------------------------------------------------ big bodies
+
+@pytest.mark.parametrize("size,buffer,chunked", [
+    (1 << 20, "8k", False),
+    (1 << 20, "2m", False),        # whole body in memory
+    (8 << 20, "8k", False),
+    (8 << 20, "8k", True),
+], ids=["1m_file", "1m_memory", "8m_file", "8m_chunked"])
+def test_big_body(routed, size, buffer, chunked):
+    r = routed(catalog=BULK, server_extra="client_max_body_size 16m; "
+               "client_body_buffer_size %s;" % buffer)
+    body = big_body(size)
+    assert len(body) >= size
+    if chunked:
+        chunks = [body[i:i + 65536] for i in range(0, len(body), 65536)]
+        resp = post_chunked(r.port, CHAT, chunks, delay=0)
+    else:
+        resp = post_json(r.port, CHAT, body, timeout=60)
+    assert_forwarded(r, resp, body)

@@ -1,0 +1,1040 @@
+
+/*
+ * Copyright (C) ngx_http_llmroute_module authors
+ *
+ * classify_report: runs labelled requests (JSON lines {"id", "tier",
+ * "body"}) through the module's own parse -> classify -> select code with a
+ * catalog read from an nginx include file, and prints accuracy, the
+ * confusion matrix, complex recall, the misrouted requests and the
+ * estimated cost against sending everything to the cheapest complex-tier
+ * model, next to the cost of routing every request at its label (the
+ * catalog's floor).  Exits 1 when a target is missed, so CI can run it as a
+ * check; 2 on bad input.
+ *
+ *   classify_report [-c catalog.conf] [-b simple,moderate,complex]
+ *                   [-w name=value]... [-f] [-t] tiers.jsonl
+ *
+ *   -c  catalog (default conf.d/catalog-example.conf): llmroute_provider,
+ *       llmroute_model, llmroute_output_budget and llmroute_classifier are
+ *       read, everything else is ignored
+ *   -b  output budgets per tier when max_tokens is absent (the module's
+ *       default is 512,1024,4096)
+ *   -w  override a classifier weight or threshold, as the directive does
+ *   -f  print the feature vector of every request (tab-separated)
+ *   -t  time parse + classify + select per request
+ */
+
+
+#include <ngx_http_llmroute_core.h>
+
+#include <stdlib.h>
+#include <errno.h>
+#include <time.h>
+
+#define JSMN_STATIC
+#define JSMN_PARENT_LINKS
+#include <jsmn.h>
+
+
+#define CLASSIFY_MIN_ACCURACY   0.85
+#define CLASSIFY_MIN_RECALL     0.95
+#define CLASSIFY_MAX_COST       0.40
+
+#define CLASSIFY_MAX_MODELS     64
+#define CLASSIFY_MAX_ARGS       32
+#define CLASSIFY_MAX_ALLOCS     64
+
+
+typedef struct {
+    void                          *ptr[CLASSIFY_MAX_ALLOCS];
+    ngx_uint_t                     n;
+} classify_pool_t;
+
+
+typedef struct {
+    ngx_str_t                      id;
+    ngx_int_t                      tier;
+    u_char                        *body;
+    size_t                         len;
+} classify_item_t;
+
+
+ngx_uint_t ngx_http_llmroute_classify_features(ngx_http_llmroute_req_t *req,
+    double *f, ngx_uint_t n);
+extern ngx_str_t  ngx_http_llmroute_classifier_names[];
+
+static u_char *classify_read_file(const char *name, size_t *len);
+static ngx_int_t classify_catalog(ngx_http_llmroute_catalog_t *cat,
+    const char *name);
+static ngx_int_t classify_model(ngx_http_llmroute_catalog_t *cat,
+    ngx_str_t *arg, ngx_uint_t nargs);
+static ngx_int_t classify_price(ngx_str_t *v, uint64_t *nano);
+static ngx_int_t classify_size(ngx_str_t *v, size_t *n);
+static ngx_int_t classify_budget(ngx_http_llmroute_catalog_t *cat,
+    ngx_str_t *arg);
+static ngx_int_t classify_setting(ngx_http_llmroute_classifier_t *cl,
+    u_char *p, size_t len);
+static ngx_int_t classify_item(u_char *line, size_t len,
+    classify_item_t *item);
+static void *classify_alloc(void *data, size_t size);
+static void classify_pool_free(classify_pool_t *pool);
+static ngx_int_t classify_run(ngx_http_llmroute_catalog_t *cat,
+    classify_item_t *item, ngx_uint_t pin, ngx_uint_t *tier,
+    uint64_t *cost, ngx_int_t *model, u_char *reason, size_t *reason_len);
+static double classify_now(void);
+
+
+int
+main(int argc, char **argv)
+{
+    int                           i, opt_f, opt_t;
+    char                         *catalog, *budgets, *tiers, *e;
+    u_char                       *data, *p, *last, *nl;
+    u_char                        reason[NGX_HTTP_LLMROUTE_REASON_LEN];
+    size_t                        len, rlen;
+    double                        f[NGX_HTTP_LLMROUTE_MAX_FEATURES];
+    double                        accuracy, recall, ratio, t0, t1;
+    uint64_t                      cost, base, total_cost, total_base;
+    uint64_t                      oracle, total_oracle;
+    ngx_int_t                     model, base_model;
+    ngx_uint_t                    n, k, got, base_tier, correct, nf, ok, line;
+    ngx_uint_t                    confusion[NGX_HTTP_LLMROUTE_NTIERS]
+                                           [NGX_HTTP_LLMROUTE_NTIERS];
+    ngx_uint_t                    under, over, nreq;
+    classify_item_t               item;
+    classify_pool_t               pool;
+    ngx_http_llmroute_req_t       req;
+    ngx_http_llmroute_catalog_t   cat;
+
+    catalog = "conf.d/catalog-example.conf";
+    budgets = NULL;
+    tiers = NULL;
+    opt_f = 0;
+    opt_t = 0;
+
+    ngx_memzero(&cat, sizeof(ngx_http_llmroute_catalog_t));
+    ngx_http_llmroute_classifier_init(&cat.classifier);
+
+    /* the module's defaults, then llmroute_output_budget, then -b */
+    cat.output_budget[NGX_HTTP_LLMROUTE_TIER_SIMPLE] = 512;
+    cat.output_budget[NGX_HTTP_LLMROUTE_TIER_MODERATE] = 1024;
+    cat.output_budget[NGX_HTTP_LLMROUTE_TIER_COMPLEX] = 4096;
+
+    /* -w options apply after the catalog's llmroute_classifier lines */
+
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+            catalog = argv[++i];
+
+        } else if (strcmp(argv[i], "-b") == 0 && i + 1 < argc) {
+            budgets = argv[++i];
+
+        } else if (strcmp(argv[i], "-w") == 0 && i + 1 < argc) {
+            i++;
+
+        } else if (strcmp(argv[i], "-f") == 0) {
+            opt_f = 1;
+
+        } else if (strcmp(argv[i], "-t") == 0) {
+            opt_t = 1;
+
+        } else if (argv[i][0] != '-' && tiers == NULL) {
+            tiers = argv[i];
+
+        } else {
+            tiers = NULL;
+            break;
+        }
+    }
+
+    if (tiers == NULL) {
+        fprintf(stderr, "usage: classify_report [-c catalog.conf] "
+                "[-b simple,moderate,complex] [-w name=value]... [-f] [-t] "
+                "tiers.jsonl\n");
+        return 2;
+    }
+
+    if (classify_catalog(&cat, catalog) != NGX_OK) {
+        return 2;
+    }
+
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-w") == 0 && i + 1 < argc) {
+            i++;
+            if (classify_setting(&cat.classifier, (u_char *) argv[i],
+                                 strlen(argv[i]))
+                != NGX_OK)
+            {
+                fprintf(stderr, "classify_report: invalid -w \"%s\"\n",
+                        argv[i]);
+                return 2;
+            }
+
+        } else if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "-b") == 0) {
+            i++;
+        }
+    }
+
+    for (k = 0, e = budgets; e && k < NGX_HTTP_LLMROUTE_NTIERS; k++) {
+        errno = 0;
+        cat.output_budget[k] = strtoul(e, &e, 10);
+
+        if (errno || cat.output_budget[k] == 0
+            || (*e != (k + 1 < NGX_HTTP_LLMROUTE_NTIERS ? ',' : '\0')))
+        {
+            fprintf(stderr, "classify_report: invalid -b \"%s\"\n", budgets);
+            return 2;
+        }
+
+        e++;
+    }
+
+    data = classify_read_file(tiers, &len);
+    if (data == NULL) {
+        return 2;
+    }
+
+    ngx_memzero(confusion, sizeof(confusion));
+    total_cost = 0;
+    total_base = 0;
+    total_oracle = 0;
+    correct = 0;
+    under = 0;
+    over = 0;
+    nreq = 0;
+    line = 0;
+    nf = 0;
+
+    if (opt_f) {
+        printf("id\ttier");
+
+        for (k = 0; ngx_http_llmroute_classifier_names[k].len; k++) {
+            printf("\t%s", ngx_http_llmroute_classifier_names[k].data);
+        }
+
+        printf("\n");
+    }
+
+    if (!opt_f) {
+        printf("misrouted (expected -> got: reason):\n");
+    }
+
+    for (p = data, last = data + len; p < last; p = nl + 1) {
+        nl = memchr(p, '\n', last - p);
+        if (nl == NULL) {
+            nl = last;
+        }
+
+        line++;
+
+        if (nl - p == 0 || (nl - p == 1 && *p == '\r')) {
+            continue;
+        }
+
+        if (classify_item(p, nl - p, &item) != NGX_OK) {
+            fprintf(stderr, "classify_report: %s:%lu: expected "
+                    "{\"id\", \"tier\": simple|moderate|complex, "
+                    "\"body\": {...}}\n", tiers, (unsigned long) line);
+            return 2;
+        }
+
+        if (classify_run(&cat, &item, 0, &got, &cost, &model, reason, &rlen)
+            != NGX_OK
+            || classify_run(&cat, &item, NGX_HTTP_LLMROUTE_TIER_COMPLEX + 1,
+                            &base_tier, &base, &base_model, NULL, NULL)
+               != NGX_OK)
+        {
+            fprintf(stderr, "classify_report: %s:%lu: %.*s: the body was "
+                    "refused or no catalog model is eligible\n", tiers,
+                    (unsigned long) line, (int) item.id.len, item.id.data);
+            return 2;
+        }
+
+        /* the same request routed at its label: the catalog's own floor */
+
+        if (classify_run(&cat, &item, item.tier + 1, &base_tier, &oracle,
+                         &base_model, NULL, NULL)
+            != NGX_OK)
+        {
+            return 2;
+        }
+
+        nreq++;
+        total_oracle += oracle;
+        confusion[item.tier][got]++;
+        total_cost += cost;
+        total_base += base;
+
+        if (got == (ngx_uint_t) item.tier) {
+            correct++;
+
+        } else if (got < (ngx_uint_t) item.tier) {
+            under++;
+
+        } else {
+            over++;
+        }
+
+        if (opt_f) {
+            pool.n = 0;
+
+            if (ngx_http_llmroute_parse(&req, item.body, item.len,
+                                        classify_alloc, &pool)
+                != NGX_OK)
+            {
+                return 2;
+            }
+
+            nf = ngx_http_llmroute_classify_features(&req, f,
+                                     NGX_HTTP_LLMROUTE_MAX_FEATURES);
+            printf("%.*s\t%s", (int) item.id.len, item.id.data,
+                   ngx_http_llmroute_tier_names[item.tier].data);
+
+            for (k = 0; k < nf; k++) {
+                printf("\t%.4f", f[k]);
+            }
+
+            printf("\n");
+            classify_pool_free(&pool);
+            continue;
+        }
+
+        if (got != (ngx_uint_t) item.tier) {
+            printf("  %-40.*s %-8s -> %-8s %.*s\n",
+                   (int) item.id.len, item.id.data,
+                   ngx_http_llmroute_tier_names[item.tier].data,
+                   ngx_http_llmroute_tier_names[got].data,
+                   (int) rlen, reason);
+        }
+    }
+
+    if (opt_f) {
+        return 0;
+    }
+
+    if (nreq == 0) {
+        fprintf(stderr, "classify_report: %s: no requests\n", tiers);
+        return 2;
+    }
+
+    accuracy = (double) correct / nreq;
+    n = confusion[NGX_HTTP_LLMROUTE_TIER_COMPLEX][0]
+        + confusion[NGX_HTTP_LLMROUTE_TIER_COMPLEX][1]
+        + confusion[NGX_HTTP_LLMROUTE_TIER_COMPLEX][2];
+    recall = n ? (double) confusion[NGX_HTTP_LLMROUTE_TIER_COMPLEX]
+                                   [NGX_HTTP_LLMROUTE_TIER_COMPLEX] / n
+               : 1;
+    ratio = total_base ? (double) total_cost / total_base : 0;
+
+    printf("\nconfusion (rows: expected, columns: classified):\n");
+    printf("  %-10s %9s %9s %9s\n", "", "simple", "moderate", "complex");
+
+    for (k = 0; k < NGX_HTTP_LLMROUTE_NTIERS; k++) {
+        printf("  %-10s %9lu %9lu %9lu\n",
+               ngx_http_llmroute_tier_names[k].data,
+               (unsigned long) confusion[k][0],
+               (unsigned long) confusion[k][1],
+               (unsigned long) confusion[k][2]);
+    }
+
+    printf("\nrequests:        %lu (%lu under-routed, %lu over-routed)\n",
+           (unsigned long) nreq, (unsigned long) under, (unsigned long) over);
+    printf("exact accuracy:  %.3f (%lu/%lu, target >= %.2f)\n", accuracy,
+           (unsigned long) correct, (unsigned long) nreq,
+           CLASSIFY_MIN_ACCURACY);
+    printf("complex recall:  %.3f (%lu/%lu, target >= %.2f)\n", recall,
+           (unsigned long) confusion[NGX_HTTP_LLMROUTE_TIER_COMPLEX]
+                                    [NGX_HTTP_LLMROUTE_TIER_COMPLEX],
+           (unsigned long) n, CLASSIFY_MIN_RECALL);
+    printf("estimated cost:  routed $%.6f, all complex tier $%.6f, "
+           "routed by label $%.6f\n",
+           total_cost / 1e9, total_base / 1e9, total_oracle / 1e9);
+    printf("cost ratio:      %.3f (target <= %.2f; by label %.3f; output "
+           "budgets %lu/%lu/%lu without max_tokens)\n", ratio,
+           CLASSIFY_MAX_COST,
+           total_base ? (double) total_oracle / total_base : 0,
+           (unsigned long) cat.output_budget[0],
+           (unsigned long) cat.output_budget[1],
+           (unsigned long) cat.output_budget[2]);
+
+    if (opt_t) {
+        n = 0;
+        t0 = classify_now();
+
+        for (k = 0; k < 200; k++) {
+            for (p = data; p < last; p = nl + 1) {
+                nl = memchr(p, '\n', last - p);
+                if (nl == NULL) {
+                    nl = last;
+                }
+
+                if (nl - p > 1 && classify_item(p, nl - p, &item) == NGX_OK
+                    && classify_run(&cat, &item, 0, &got, &cost, &model,
+                                    reason, &rlen)
+                       == NGX_OK)
+                {
+                    n++;
+                }
+            }
+        }
+
+        t1 = classify_now();
+
+        printf("time:            %.2f us per request (parse + classify + "
+               "select, including this tool's line parse)\n",
+               (t1 - t0) * 1e6 / (n ? n : 1));
+    }
+
+    ok = accuracy >= CLASSIFY_MIN_ACCURACY && recall >= CLASSIFY_MIN_RECALL
+         && ratio <= CLASSIFY_MAX_COST;
+
+    printf("result:          %s\n", ok ? "PASS" : "FAIL");
+
+    return ok ? 0 : 1;
+}
+
+
+/*
+ * one request through the module's code, as the handler would run it;
+ * pin: 0 classifies, tier + 1 sets the tier as X-LLMRoute-Tier would
+ */
+
+static ngx_int_t
+classify_run(ngx_http_llmroute_catalog_t *cat, classify_item_t *item,
+    ngx_uint_t pin, ngx_uint_t *tier, uint64_t *cost,
+    ngx_int_t *model, u_char *reason, size_t *reason_len)
+{
+    ngx_int_t                    rc;
+    classify_pool_t              pool;
+    ngx_http_llmroute_req_t      req;
+    ngx_http_llmroute_want_t     want;
+    ngx_http_llmroute_choice_t   choice;
+
+    pool.n = 0;
+    rc = NGX_ERROR;
+
+    if (ngx_http_llmroute_parse(&req, item->body, item->len, classify_alloc,
+                                &pool)
+        != NGX_OK
+        || req.error)
+    {
+        goto failed;
+    }
+
+    ngx_memzero(&want, sizeof(ngx_http_llmroute_want_t));
+    want.tier = NGX_HTTP_LLMROUTE_TIER_SIMPLE;
+    want.region = NGX_HTTP_LLMROUTE_REGION_ANY;
+
+    if (ngx_http_llmroute_resolve_model(cat, &req.model, &want) != NGX_OK
+        || want.pin != NGX_HTTP_LLMROUTE_PIN_NONE)
+    {
+        goto failed;
+    }
+
+    if (pin) {
+        want.tier = pin - 1;
+        *tier = want.tier;
+
+    } else {
+        *tier = ngx_http_llmroute_classify(&cat->classifier, &req, reason,
+                                           NGX_HTTP_LLMROUTE_REASON_LEN,
+                                           reason_len);
+        want.tier = ngx_max(want.tier, *tier);
+    }
+
+    ngx_http_llmroute_select(cat, &req, &want, &choice);
+
+    if (choice.model < 0) {
+        goto failed;
+    }
+
+    *model = choice.model;
+    *cost = choice.est_cost;
+    rc = NGX_OK;
+
+failed:
+
+    classify_pool_free(&pool);
+
+    return rc;
+}
+
+
+/* {"id": "...", "tier": "...", "body": {...}}: the raw body object span */
+
+static ngx_int_t
+classify_item(u_char *line, size_t len, classify_item_t *item)
+{
+    int          n, i, v;
+    size_t       klen;
+    u_char      *key;
+    jsmn_parser  parser;
+    jsmntok_t   *tok;
+
+    jsmn_init(&parser);
+    n = jsmn_parse(&parser, (char *) line, len, NULL, 0);
+    if (n < 1) {
+        return NGX_ERROR;
+    }
+
+    tok = malloc(n * sizeof(jsmntok_t));
+    if (tok == NULL) {
+        return NGX_ERROR;
+    }
+
+    jsmn_init(&parser);
+    n = jsmn_parse(&parser, (char *) line, len, tok, n);
+
+    ngx_memzero(item, sizeof(classify_item_t));
+    item->tier = NGX_ERROR;
+
+    if (n < 1 || tok[0].type != JSMN_OBJECT) {
+        free(tok);
+        return NGX_ERROR;
+    }
+
+    for (i = 1; i + 1 < n; i++) {
+        if (tok[i].parent != 0 || tok[i].type != JSMN_STRING) {
+            continue;
+        }
+
+        key = line + tok[i].start;
+        klen = tok[i].end - tok[i].start;
+        v = i + 1;
+
+        if (klen == 2 && ngx_memcmp(key, "id", 2) == 0
+            && tok[v].type == JSMN_STRING)
+        {
+            item->id.data = line + tok[v].start;
+            item->id.len = tok[v].end - tok[v].start;
+
+        } else if (klen == 4 && ngx_memcmp(key, "tier", 4) == 0
+                   && tok[v].type == JSMN_STRING)
+        {
+            item->tier = ngx_http_llmroute_tier_by_name(line + tok[v].start,
+                                                 tok[v].end - tok[v].start);
+
+        } else if (klen == 4 && ngx_memcmp(key, "body", 4) == 0
+                   && tok[v].type == JSMN_OBJECT)
+        {
+            item->body = line + tok[v].start;
+            item->len = tok[v].end - tok[v].start;
+        }
+    }
+
+    free(tok);
+
+    if (item->tier == NGX_ERROR || item->body == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (item->id.len == 0) {
+        item->id.data = (u_char *) "-";
+        item->id.len = 1;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * the catalog: nginx directives split on whitespace, ";" ends one, "#"
+ * starts a comment; quoting is not needed by any value we read
+ */
+
+static ngx_int_t
+classify_catalog(ngx_http_llmroute_catalog_t *cat, const char *name)
+{
+    u_char     *data, *p, *last, *s;
+    size_t      len;
+    ngx_str_t   arg[CLASSIFY_MAX_ARGS];
+    ngx_uint_t  nargs, i, line, end;
+
+    data = classify_read_file(name, &len);
+    if (data == NULL) {
+        return NGX_ERROR;
+    }
+
+    cat->providers = calloc(NGX_HTTP_LLMROUTE_MAX_PROVIDERS,
+                            sizeof(ngx_http_llmroute_provider_t));
+    cat->models = calloc(CLASSIFY_MAX_MODELS,
+                         sizeof(ngx_http_llmroute_model_t));
+    if (cat->providers == NULL || cat->models == NULL) {
+        return NGX_ERROR;
+    }
+
+    nargs = 0;
+    line = 1;
+    p = data;
+    last = data + len;
+
+    while (p < last) {
+
+        if (*p == '\n') {
+            line++;
+        }
+
+        if (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') {
+            p++;
+            continue;
+        }
+
+        if (*p == '#') {
+            while (p < last && *p != '\n') {
+                p++;
+            }
+
+            continue;
+        }
+
+        s = p;
+
+        while (p < last && *p != ' ' && *p != '\t' && *p != '\r'
+               && *p != '\n' && *p != ';' && *p != '#')
+        {
+            p++;
+        }
+
+        end = (p < last && *p == ';');
+
+        if (p > s) {
+            if (nargs == CLASSIFY_MAX_ARGS) {
+                fprintf(stderr, "classify_report: %s:%lu: too many "
+                        "arguments\n", name, (unsigned long) line);
+                return NGX_ERROR;
+            }
+
+            arg[nargs].data = s;
+            arg[nargs].len = p - s;
+            nargs++;
+        }
+
+        if (!end) {
+            continue;
+        }
+
+        p++;
+
+        if (nargs == 0) {
+            continue;
+        }
+
+        if (arg[0].len == 17
+            && ngx_memcmp(arg[0].data, "llmroute_provider", 17) == 0)
+        {
+            if (nargs < 3
+                || cat->nproviders == NGX_HTTP_LLMROUTE_MAX_PROVIDERS)
+            {
+                goto invalid;
+            }
+
+            cat->providers[cat->nproviders].name = arg[1];
+            cat->providers[cat->nproviders].url = arg[2];
+            cat->providers[cat->nproviders].index = cat->nproviders;
+            cat->nproviders++;
+
+        } else if (arg[0].len == 14
+                   && ngx_memcmp(arg[0].data, "llmroute_model", 14) == 0)
+        {
+            if (classify_model(cat, arg, nargs) != NGX_OK) {
+                goto invalid;
+            }
+
+        } else if (arg[0].len == 22
+                   && ngx_memcmp(arg[0].data, "llmroute_output_budget", 22)
+                      == 0)
+        {
+            for (i = 1; i < nargs; i++) {
+                if (classify_budget(cat, &arg[i]) != NGX_OK) {
+                    goto invalid;
+                }
+            }
+
+        } else if (arg[0].len == 19
+                   && ngx_memcmp(arg[0].data, "llmroute_classifier", 19) == 0)
+        {
+            for (i = 1; i < nargs; i++) {
+                if (classify_setting(&cat->classifier, arg[i].data,
+                                     arg[i].len)
+                    != NGX_OK)
+                {
+                    goto invalid;
+                }
+            }
+        }
+
+        nargs = 0;
+    }
+
+    if (nargs) {
+        fprintf(stderr, "classify_report: %s: unexpected end of file, "
+                "expecting \";\"\n", name);
+        return NGX_ERROR;
+    }
+
+    if (cat->nmodels == 0) {
+        fprintf(stderr, "classify_report: %s: no llmroute_model\n", name);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+
+invalid:
+
+    fprintf(stderr, "classify_report: %s:%lu: invalid \"%.*s\" directive\n",
+            name, (unsigned long) line, (int) arg[0].len, arg[0].data);
+
+    return NGX_ERROR;
+}
+
+
+/* llmroute_model PROVIDER ID tier=T input=P output=P [...] [tools] ... */
+
+static ngx_int_t
+classify_model(ngx_http_llmroute_catalog_t *cat, ngx_str_t *arg,
+    ngx_uint_t nargs)
+{
+    u_char                     *full;
+    ngx_int_t                   tier;
+    ngx_uint_t                  i, have_tier;
+    ngx_str_t                   v;
+    ngx_http_llmroute_model_t  *m;
+
+    if (nargs < 3 || cat->nmodels == CLASSIFY_MAX_MODELS) {
+        return NGX_ERROR;
+    }
+
+    m = &cat->models[cat->nmodels];
+    m->id = arg[2];
+
+    for (i = 0; i < cat->nproviders; i++) {
+        if (cat->providers[i].name.len == arg[1].len
+            && ngx_memcmp(cat->providers[i].name.data, arg[1].data,
+                          arg[1].len)
+               == 0)
+        {
+            break;
+        }
+    }
+
+    if (i == cat->nproviders) {
+        return NGX_ERROR;
+    }
+
+    m->provider = i;
+
+    full = malloc(arg[1].len + 1 + arg[2].len);
+    if (full == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(full, arg[1].data, arg[1].len);
+    full[arg[1].len] = '/';
+    ngx_memcpy(full + arg[1].len + 1, arg[2].data, arg[2].len);
+    m->full.data = full;
+    m->full.len = arg[1].len + 1 + arg[2].len;
+
+    have_tier = 0;
+
+    for (i = 3; i < nargs; i++) {
+        v = arg[i];
+
+        if (v.len > 5 && ngx_memcmp(v.data, "tier=", 5) == 0) {
+            tier = ngx_http_llmroute_tier_by_name(v.data + 5, v.len - 5);
+            if (tier == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+
+            m->tier = tier;
+            have_tier = 1;
+
+        } else if (v.len > 6 && ngx_memcmp(v.data, "input=", 6) == 0) {
+            v.data += 6;
+            v.len -= 6;
+            if (classify_price(&v, &m->input) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+        } else if (v.len > 7 && ngx_memcmp(v.data, "output=", 7) == 0) {
+            v.data += 7;
+            v.len -= 7;
+            if (classify_price(&v, &m->output) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+        } else if (v.len > 13 && ngx_memcmp(v.data, "cached_input=", 13) == 0)
+        {
+            v.data += 13;
+            v.len -= 13;
+            if (classify_price(&v, &m->cached_input) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+        } else if (v.len > 8 && ngx_memcmp(v.data, "context=", 8) == 0) {
+            v.data += 8;
+            v.len -= 8;
+            if (classify_size(&v, &m->context) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+        } else if (v.len == 5 && ngx_memcmp(v.data, "tools", 5) == 0) {
+            m->tools = 1;
+
+        } else if (v.len == 4 && ngx_memcmp(v.data, "json", 4) == 0) {
+            m->json = 1;
+
+        } else if (v.len == 6 && ngx_memcmp(v.data, "vision", 6) == 0) {
+            m->vision = 1;
+        }
+
+        /* other parameters do not affect the choice made here */
+    }
+
+    if (!have_tier) {
+        return NGX_ERROR;
+    }
+
+    cat->nmodels++;
+
+    return NGX_OK;
+}
+
+
+/* USD per 1M tokens, up to 3 decimals, to nano-USD per token (x 1000) */
+
+static ngx_int_t
+classify_price(ngx_str_t *v, uint64_t *nano)
+{
+    u_char      *p, *last;
+    uint64_t     n;
+    ngx_uint_t   frac, dot;
+
+    n = 0;
+    frac = 0;
+    dot = 0;
+
+    for (p = v->data, last = v->data + v->len; p < last; p++) {
+        if (*p == '.' && !dot) {
+            dot = 1;
+            continue;
+        }
+
+        if (*p < '0' || *p > '9' || frac == 3 || n > 1000000000) {
+            return NGX_ERROR;
+        }
+
+        n = n * 10 + (*p - '0');
+        frac += dot;
+    }
+
+    if (v->len == 0 || (dot && frac == 0)) {
+        return NGX_ERROR;
+    }
+
+    for ( /* void */ ; frac < 3; frac++) {
+        n *= 10;
+    }
+
+    *nano = n;
+
+    return NGX_OK;
+}
+
+
+/* 128000, 128k, 1m */
+
+static ngx_int_t
+classify_size(ngx_str_t *v, size_t *n)
+{
+    u_char  *p, *last;
+    size_t   s, mul;
+
+    if (v->len == 0) {
+        return NGX_ERROR;
+    }
+
+    last = v->data + v->len;
+    mul = 1;
+
+    if (last[-1] == 'k' || last[-1] == 'K') {
+        mul = 1000;
+        last--;
+
+    } else if (last[-1] == 'm' || last[-1] == 'M') {
+        mul = 1000000;
+        last--;
+    }
+
+    s = 0;
+
+    for (p = v->data; p < last; p++) {
+        if (*p < '0' || *p > '9' || s > 100000000) {
+            return NGX_ERROR;
+        }
+
+        s = s * 10 + (*p - '0');
+    }
+
+    if (p == v->data) {
+        return NGX_ERROR;
+    }
+
+    *n = s * mul;
+
+    return NGX_OK;
+}
+
+
+/* "tier=N", as an llmroute_output_budget argument */
+
+static ngx_int_t
+classify_budget(ngx_http_llmroute_catalog_t *cat, ngx_str_t *arg)
+{
+    u_char     *eq;
+    size_t      n;
+    ngx_int_t   tier;
+    ngx_str_t   v;
+
+    eq = memchr(arg->data, '=', arg->len);
+    if (eq == NULL) {
+        return NGX_ERROR;
+    }
+
+    tier = ngx_http_llmroute_tier_by_name(arg->data, eq - arg->data);
+
+    v.data = eq + 1;
+    v.len = arg->data + arg->len - v.data;
+
+    if (tier == NGX_ERROR || classify_size(&v, &n) != NGX_OK || n == 0) {
+        return NGX_ERROR;
+    }
+
+    cat->output_budget[tier] = n;
+
+    return NGX_OK;
+}
+
+
+/* "name=value", as an llmroute_classifier argument */
+
+static ngx_int_t
+classify_setting(ngx_http_llmroute_classifier_t *cl, u_char *p, size_t len)
+{
+    char       buf[32], *end;
+    u_char    *eq;
+    double     value;
+    ngx_str_t  name;
+
+    eq = memchr(p, '=', len);
+    if (eq == NULL || eq == p || (size_t) (p + len - eq - 1) >= sizeof(buf)
+        || p + len - eq - 1 == 0)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(buf, eq + 1, p + len - eq - 1);
+    buf[p + len - eq - 1] = '\0';
+
+    errno = 0;
+    value = strtod(buf, &end);
+    if (errno || *end != '\0') {
+        return NGX_ERROR;
+    }
+
+    name.data = p;
+    name.len = eq - p;
+
+    return ngx_http_llmroute_classifier_set(cl, &name, value) == NGX_OK
+           ? NGX_OK : NGX_ERROR;
+}
+
+
+static u_char *
+classify_read_file(const char *name, size_t *len)
+{
+    long     size;
+    FILE    *f;
+    u_char  *data;
+
+    f = fopen(name, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "classify_report: %s: %s\n", name, strerror(errno));
+        return NULL;
+    }
+
+    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0
+        || fseek(f, 0, SEEK_SET) != 0)
+    {
+        fprintf(stderr, "classify_report: %s: cannot seek\n", name);
+        fclose(f);
+        return NULL;
+    }
+
+    data = malloc(size + 1);
+    if (data == NULL) {
+        fclose(f);
+        return NULL;
+    }
+
+    if (fread(data, 1, size, f) != (size_t) size) {
+        fprintf(stderr, "classify_report: %s: read error\n", name);
+        fclose(f);
+        free(data);
+        return NULL;
+    }
+
+    fclose(f);
+    data[size] = '\0';
+    *len = size;
+
+    return data;
+}
+
+
+/* the parser's allocations live until the request is done, like r->pool */
+
+static void *
+classify_alloc(void *data, size_t size)
+{
+    void             *p;
+    classify_pool_t  *pool;
+
+    pool = data;
+
+    if (pool->n == CLASSIFY_MAX_ALLOCS) {
+        return NULL;
+    }
+
+    p = malloc(size ? size : 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    pool->ptr[pool->n++] = p;
+
+    return p;
+}
+
+
+static void
+classify_pool_free(classify_pool_t *pool)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < pool->n; i++) {
+        free(pool->ptr[i]);
+    }
+
+    pool->n = 0;
+}
+
+
+static double
+classify_now(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
