@@ -32,6 +32,9 @@ static ngx_int_t ngx_http_llmroute_strip(ngx_http_request_t *r,
 static u_char *ngx_http_llmroute_emit(ngx_http_llmroute_ctx_t *ctx,
     u_char *dst, off_t from, off_t to, u_char *cur, off_t cur_start);
 static void *ngx_http_llmroute_filter_alloc(void *data, size_t size);
+static void ngx_http_llmroute_steer(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx);
+static ngx_msec_t ngx_http_llmroute_duration(ngx_str_t *s);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -94,6 +97,10 @@ ngx_http_llmroute_header_filter(ngx_http_request_t *r)
 
     if (ngx_http_llmroute_scan_init(r, ctx) != NGX_OK) {
         return NGX_ERROR;
+    }
+
+    if (r->upstream) {
+        ngx_http_llmroute_steer(r, ctx);
     }
 
     if (!lcf->headers) {
@@ -558,4 +565,130 @@ static void *
 ngx_http_llmroute_filter_alloc(void *data, size_t size)
 {
     return ngx_palloc(data, size);
+}
+
+
+/*
+ * A provider that says it has no requests (or tokens) left this window
+ * ("x-ratelimit-remaining-requests: 0", as OpenAI, Groq, Together send) is
+ * cooled down until its "x-ratelimit-reset-*" time: the next requests go
+ * elsewhere instead of collecting a 429.
+ */
+
+static void
+ngx_http_llmroute_steer(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
+{
+    ngx_uint_t                           i;
+    ngx_msec_t                           wait, until;
+    ngx_table_elt_t                     *h;
+    ngx_http_llmroute_main_conf_t       *lmcf;
+    ngx_http_llmroute_provider_stats_t  *ps;
+
+    static const char  *remaining[] = {
+        "x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens"
+    };
+    static const char  *reset[] = {
+        "x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"
+    };
+
+    for (i = 0; i < 2; i++) {
+        h = ngx_http_llmroute_find_header(&r->upstream->headers_in.headers,
+                                          remaining[i]);
+
+        if (h == NULL || h->value.len != 1 || h->value.data[0] != '0') {
+            continue;
+        }
+
+        h = ngx_http_llmroute_find_header(&r->upstream->headers_in.headers,
+                                          reset[i]);
+
+        wait = h ? ngx_http_llmroute_duration(&h->value) : 1000;
+        wait = ngx_max(wait, 100);
+        wait = ngx_min(wait, 3600000);
+
+        lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
+        ps = ngx_http_llmroute_provider_stats(lmcf, ctx->provider->index);
+
+        if (ps == NULL) {
+            return;
+        }
+
+        until = (ngx_msec_t) ngx_time() * 1000 + wait;
+
+        if (until > ps->cooldown_until) {
+            ps->cooldown_until = until;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "llmroute: provider \"%V\" reports no %s left, "
+                      "cooling down %M ms", &ctx->provider->name,
+                      i ? "tokens" : "requests", wait);
+    }
+}
+
+
+/* "20", "1s", "6m0s", "12ms", "1.5s" (OpenAI's reset format) to ms */
+
+static ngx_msec_t
+ngx_http_llmroute_duration(ngx_str_t *s)
+{
+    u_char      *p, *last;
+    ngx_msec_t   total, n, frac, scale;
+
+    p = s->data;
+    last = p + s->len;
+    total = 0;
+
+    while (p < last) {
+        n = 0;
+        frac = 0;
+        scale = 1;
+
+        if (*p < '0' || *p > '9') {
+            return 1000;
+        }
+
+        while (p < last && *p >= '0' && *p <= '9') {
+            n = n * 10 + (*p++ - '0');
+        }
+
+        if (p < last && *p == '.') {
+            p++;
+
+            while (p < last && *p >= '0' && *p <= '9') {
+                if (scale < 1000) {
+                    frac = frac * 10 + (*p - '0');
+                    scale *= 10;
+                }
+
+                p++;
+            }
+        }
+
+        if (p == last) {
+            return total + n * 1000 + frac * 1000 / scale;  /* seconds */
+        }
+
+        if (last - p >= 2 && p[0] == 'm' && p[1] == 's') {
+            total += n;
+            p += 2;
+
+        } else if (*p == 'h') {
+            total += n * 3600000 + frac * 3600000 / scale;
+            p++;
+
+        } else if (*p == 'm') {
+            total += n * 60000 + frac * 60000 / scale;
+            p++;
+
+        } else if (*p == 's') {
+            total += n * 1000 + frac * 1000 / scale;
+            p++;
+
+        } else {
+            return 1000;
+        }
+    }
+
+    return total;
 }
