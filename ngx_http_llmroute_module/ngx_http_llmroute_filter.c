@@ -32,6 +32,7 @@ static ngx_int_t ngx_http_llmroute_strip(ngx_http_request_t *r,
 static u_char *ngx_http_llmroute_emit(ngx_http_llmroute_ctx_t *ctx,
     u_char *dst, off_t from, off_t to, u_char *cur, off_t cur_start);
 static void *ngx_http_llmroute_filter_alloc(void *data, size_t size);
+static void ngx_http_llmroute_filter_free(void *data, void *p);
 static void ngx_http_llmroute_steer(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 static ngx_msec_t ngx_http_llmroute_duration(ngx_str_t *s);
@@ -350,7 +351,8 @@ ngx_http_llmroute_scan_init(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
             sse ? NGX_HTTP_LLMROUTE_USAGE_SSE
                 : NGX_HTTP_LLMROUTE_USAGE_JSON|NGX_HTTP_LLMROUTE_USAGE_JSON_CHECK,
             carry, sse ? NGX_HTTP_LLMROUTE_CARRY : 0,
-            ngx_http_llmroute_filter_alloc, NULL, r->pool)
+            ngx_http_llmroute_filter_alloc, ngx_http_llmroute_filter_free,
+            r->pool)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -565,6 +567,15 @@ static void *
 ngx_http_llmroute_filter_alloc(void *data, size_t size)
 {
     return ngx_palloc(data, size);
+}
+
+
+/* large blocks (yajl's buffers on a big answer) go back at once */
+
+static void
+ngx_http_llmroute_filter_free(void *data, void *p)
+{
+    (void) ngx_pfree(data, p);
 }
 
 

@@ -134,11 +134,12 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
     }
 
     /*
-     * chat bodies are mostly long strings: guess few tokens (a few KB of
-     * memory), and count exactly only when the guess was short
+     * chat bodies are mostly long strings: guess few tokens (small enough
+     * for the request pool's own blocks), and count exactly only when the
+     * guess was short
      */
 
-    hint = len / 512 + 256;
+    hint = len / 2048 + 64;
     ntok = ngx_min(hint, (size_t) NGX_HTTP_LLMROUTE_MAX_TOKENS);
 
     for ( ;; ) {

@@ -19,12 +19,6 @@ from llmroute_harness import (  # noqa: E402
 from mock_provider import MockProvider  # noqa: E402
 
 
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "allow_alerts: do not fail on [alert]/[crit]/[emerg] "
-        "lines in nginx's error.log")
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
     """After the test body: stop its nginx instances and fail the test on
