@@ -32,6 +32,7 @@ test-nginx:
 	$(PYTEST) -q -p no:cacheprovider t
 
 -include tools/classify.mk
+-include tools/catalog.mk
 
 bench: build
 	./bench/run.sh

@@ -47,7 +47,7 @@ ngx_http_llmroute_reject_index(const char *code)
 ngx_int_t
 ngx_http_llmroute_log_handler(ngx_http_request_t *r)
 {
-    ngx_uint_t                           status, code;
+    ngx_uint_t                           status, code, upstream_status;
     ngx_http_llmroute_ctx_t             *ctx;
     ngx_http_llmroute_model_stats_t     *ms;
     ngx_http_llmroute_main_conf_t       *lmcf;
@@ -73,6 +73,12 @@ ngx_http_llmroute_log_handler(ngx_http_request_t *r)
         status = NGX_HTTP_CLIENT_CLOSED_REQUEST;
     }
 
+    if (r->upstream && r->upstream->state
+        && r->upstream->state->status == NGX_HTTP_CLIENT_CLOSED_REQUEST)
+    {
+        status = NGX_HTTP_CLIENT_CLOSED_REQUEST;
+    }
+
     code = ngx_http_llmroute_code_index(status);
 
     if (!ctx->decided) {
@@ -87,17 +93,25 @@ ngx_http_llmroute_log_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
+    /*
+     * the last attempt's outcome for the circuit breaker; a client that
+     * hung up before any answer (499) says nothing about the provider
+     */
+
+    upstream_status = r->upstream ? r->upstream->headers_in.status_n : 0;
+
     if (r->upstream
-        && (r->upstream->headers_in.status_n == 0
-            || r->upstream->headers_in.status_n == NGX_HTTP_TOO_MANY_REQUESTS
-            || r->upstream->headers_in.status_n >= 500))
+        && (upstream_status == NGX_HTTP_TOO_MANY_REQUESTS
+            || upstream_status >= 500
+            || (upstream_status == 0
+                && status != NGX_HTTP_CLIENT_CLOSED_REQUEST)))
     {
         ngx_http_llmroute_note_failure(r, ctx);
     }
 
     ngx_http_llmroute_account_usage(r, lmcf, ctx);
 
-    if (ctx->failure_noted != ctx->attempts) {
+    if (ctx->failure_noted != ctx->attempts && upstream_status != 0) {
         ngx_http_llmroute_provider_result(lmcf, ctx->provider->index, 1);
     }
 

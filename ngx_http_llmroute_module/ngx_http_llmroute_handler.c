@@ -30,6 +30,7 @@ static ngx_int_t ngx_http_llmroute_retry(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 static ngx_int_t ngx_http_llmroute_refuse(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx, ngx_int_t rc);
+static size_t ngx_http_llmroute_utf8_prefix(ngx_str_t *s, size_t max);
 static void *ngx_http_llmroute_palloc(void *data, size_t size);
 
 
@@ -483,7 +484,8 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         msg.len = ngx_snprintf(buf, sizeof(buf),
                                "The model `%*s` does not exist or is not "
                                "served by this gateway",
-                               ngx_min(req->model.len, 128),
+                               ngx_http_llmroute_utf8_prefix(&req->model,
+                                                             128),
                                req->model.data)
                   - buf;
 
@@ -918,6 +920,39 @@ ngx_http_llmroute_set_credentials(ngx_http_request_t *r,
     r->headers_in.authorization = NULL;
 
     return NGX_OK;
+}
+
+
+/*
+ * The longest prefix of s, at most max bytes, that is valid UTF-8: a
+ * client's model name echoed in an error must not break the JSON's UTF-8.
+ */
+
+static size_t
+ngx_http_llmroute_utf8_prefix(ngx_str_t *s, size_t max)
+{
+    u_char    *p, *last, *start;
+    uint32_t   cp;
+
+    p = s->data;
+    last = s->data + ngx_min(s->len, max);
+
+    while (p < last) {
+        start = p;
+
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+
+        cp = ngx_utf8_decode(&p, last - p);
+
+        if (cp > 0x10ffff) {
+            return start - s->data;
+        }
+    }
+
+    return p - s->data;
 }
 
 

@@ -1029,7 +1029,8 @@ ngx_http_llmroute_json_unescape(u_char *src, size_t len, u_char *dst,
 
         p++;
 
-        if (dlast - d < 4) {
+        if (dlast - d < (cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4))
+        {
             return -1;
         }
 

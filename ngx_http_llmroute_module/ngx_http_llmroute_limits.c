@@ -53,6 +53,9 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 {
     time_t                               now;
     int64_t                              req, tok, est;
+
+    req = 0;
+    tok = 0;
     uint64_t                             cost;
     ngx_msec_t                           now_ms;
     ngx_str_t                            key;
@@ -104,14 +107,6 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
             }
 
             ctx->rl_remaining = cc->rpm ? cc->rpm - req - 1 : 0;
-
-            est = ctx->req.prompt_tokens + ctx->choice.output_budget;
-
-            if (cc->tpm && tok > 0 && tok + est > (int64_t) cc->tpm) {
-                ctx->retry_after = ngx_http_llmroute_window_wait(&cn->window,
-                                       now, cc->tpm, est, 1);
-                goto too_many;
-            }
         }
     }
 
@@ -170,6 +165,16 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
+    /* the client's token limit, now that the output budget is known */
+
+    est = ctx->req.prompt_tokens + ctx->choice.output_budget;
+
+    if (cn && cc->tpm && tok > 0 && tok + est > (int64_t) cc->tpm) {
+        ctx->retry_after = ngx_http_llmroute_window_wait(&cn->window, now,
+                                                         cc->tpm, est, 1);
+        goto too_many;
+    }
+
     /* admitted: count the attempt on the provider (and the client) */
 
     m = &lmcf->cat.models[ctx->choice.model];
@@ -197,6 +202,7 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         cn->window.tok[0] += est;
         cn->spend += cost;
         ctx->reserved = cost;
+        ctx->client_est = est;
         ctx->client = cn;
     }
 
@@ -227,7 +233,7 @@ ngx_http_llmroute_release(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
     ngx_http_llmroute_main_conf_t       *lmcf;
     ngx_http_llmroute_provider_stats_t  *ps;
 
-    if (ctx->admitted < 0 && ctx->client == NULL) {
+    if (ctx->admitted < 0 && (ctx->client == NULL || !settle)) {
         return;
     }
 
@@ -251,8 +257,9 @@ ngx_http_llmroute_release(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
 
     if (ctx->client && settle) {
         ngx_http_llmroute_window_roll(&ctx->client->window, now);
-        ctx->client->window.tok[0] += actual - ctx->est_tokens;
+        ctx->client->window.tok[0] += actual - ctx->client_est;
         ctx->client->spend += (int64_t) ctx->cost - ctx->reserved;
+        ctx->client_est = actual;
         ctx->reserved = ctx->cost;
     }
 

@@ -174,6 +174,7 @@ typedef struct {
     ngx_uint_t                      uri_changes;    /* at the decision */
     int64_t                         est_tokens;     /* admitted estimate */
     int64_t                         reserved;       /* budget, nano-USD */
+    int64_t                         client_est;     /* client's tokens */
     ngx_http_llmroute_client_node_t *client;
     ngx_int_t                       admitted;       /* provider, or -1 */
     time_t                          retry_after;
