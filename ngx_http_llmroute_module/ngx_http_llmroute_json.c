@@ -68,6 +68,12 @@ ngx_str_t  ngx_http_llmroute_tier_names[] = {
 };
 
 
+/* the per-process token scratch (see ngx_http_llmroute_parse()) */
+#define NGX_HTTP_LLMROUTE_SCRATCH  8192
+
+static jsmntok_t  *ngx_http_llmroute_scratch;
+
+
 /* top-level members we read; a duplicate of any of them is refused */
 static const char  *ngx_http_llmroute_members[] = {
     "model", "messages", "stream", "stream_options", "max_tokens",
@@ -81,7 +87,7 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
 {
     int                        n, i, k, size, v;
     u_char                     *p, *end;
-    size_t                     ntok, hint;
+    size_t                     ntok;
     uint32_t                   seen;
     ngx_uint_t                 m;
     jsmn_parser                parser;
@@ -134,33 +140,29 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
     }
 
     /*
-     * chat bodies are mostly long strings: guess few tokens (small enough
-     * for the request pool's own blocks), and count exactly only when the
-     * guess was short
+     * Tokens live in this process's scratch array, reused by every request
+     * (nginx runs one request at a time per worker): one jsmn pass, no
+     * allocation.  Only a body with more values than the scratch holds is
+     * counted first, then parsed into request memory.
      */
 
-    hint = len / 2048 + 64;
-    ntok = ngx_min(hint, (size_t) NGX_HTTP_LLMROUTE_MAX_TOKENS);
+    if (ngx_http_llmroute_scratch == NULL) {
+        ngx_http_llmroute_scratch = malloc(NGX_HTTP_LLMROUTE_SCRATCH
+                                           * sizeof(jsmntok_t));
+    }
 
-    for ( ;; ) {
-        js.tok = alloc(data, ntok * sizeof(jsmntok_t));
-        if (js.tok == NULL) {
-            return NGX_ERROR;
-        }
+    js.tok = ngx_http_llmroute_scratch;
+    ntok = js.tok ? NGX_HTTP_LLMROUTE_SCRATCH : 0;
+    n = JSMN_ERROR_NOMEM;
 
+    if (ntok) {
         jsmn_init(&parser);
         n = jsmn_parse(&parser, (char *) body, len, js.tok, ntok);
+    }
 
-        if (n != JSMN_ERROR_NOMEM) {
-            break;
-        }
-
+    if (n == JSMN_ERROR_NOMEM) {
         jsmn_init(&parser);
         n = jsmn_parse(&parser, (char *) body, len, NULL, 0);
-
-        if (n < 0) {
-            break;
-        }
 
         if (n > NGX_HTTP_LLMROUTE_MAX_TOKENS) {
             return ngx_http_llmroute_json_fail(req,
@@ -168,7 +170,17 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
                        "request JSON has too many values", NULL);
         }
 
-        ntok = n;
+        if (n > 0) {
+            ntok = n;
+
+            js.tok = alloc(data, ntok * sizeof(jsmntok_t));
+            if (js.tok == NULL) {
+                return NGX_ERROR;
+            }
+
+            jsmn_init(&parser);
+            n = jsmn_parse(&parser, (char *) body, len, js.tok, ntok);
+        }
     }
 
     if (n == JSMN_ERROR_PART) {
