@@ -18,6 +18,9 @@ static void ngx_http_llmroute_account_usage(ngx_http_request_t *r,
 static void ngx_http_llmroute_account_latency(ngx_http_request_t *r,
     ngx_http_llmroute_provider_stats_t *ps);
 static void ngx_http_llmroute_observe(ngx_atomic_t *hist, ngx_msec_t ms);
+static void ngx_http_llmroute_account_stats(ngx_http_request_t *r,
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_http_llmroute_ctx_t *ctx,
+    ngx_uint_t code);
 
 
 /* by NGX_HTTP_LLMROUTE_REJECT_*: error codes and metric labels */
@@ -47,11 +50,10 @@ ngx_http_llmroute_reject_index(const char *code)
 ngx_int_t
 ngx_http_llmroute_log_handler(ngx_http_request_t *r)
 {
-    ngx_uint_t                           status, code, upstream_status;
-    ngx_http_llmroute_ctx_t             *ctx;
-    ngx_http_llmroute_model_stats_t     *ms;
-    ngx_http_llmroute_main_conf_t       *lmcf;
-    ngx_http_llmroute_provider_stats_t  *ps;
+    ngx_uint_t                        status, code, upstream_status;
+    ngx_http_llmroute_ctx_t          *ctx;
+    ngx_http_llmroute_model_stats_t  *ms;
+    ngx_http_llmroute_main_conf_t    *lmcf;
 
     if (r != r->main) {
         return NGX_DECLINED;
@@ -117,11 +119,57 @@ ngx_http_llmroute_log_handler(ngx_http_request_t *r)
 
     ngx_http_llmroute_release(r, ctx, 1);
 
+    ngx_http_llmroute_account_stats(r, lmcf, ctx, code);
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * An answer withheld for escalation was billed by its provider: settle it
+ * now, and start the next attempt's accounting from zero.
+ */
+
+void
+ngx_http_llmroute_account_attempt(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx)
+{
+    ngx_http_llmroute_main_conf_t  *lmcf;
+
+    lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
+
+    ngx_http_llmroute_account_usage(r, lmcf, ctx);
+    ngx_http_llmroute_provider_result(lmcf, ctx->provider->index, 1);
+    ngx_http_llmroute_release(r, ctx, 1);
+    ngx_http_llmroute_account_stats(r, lmcf, ctx,
+        ngx_http_llmroute_code_index(r->upstream->headers_in.status_n));
+
+    ctx->prior_cost += ctx->cost;
+    ctx->reserved = 0;
+    ctx->client_est = 0;
+    ctx->usage = NULL;
+    ctx->have_usage = 0;
+    ctx->prompt_tokens = 0;
+    ctx->completion_tokens = 0;
+    ctx->cached_tokens = 0;
+    ctx->content_bytes = 0;
+    ctx->cost = 0;
+}
+
+
+static void
+ngx_http_llmroute_account_stats(ngx_http_request_t *r,
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_http_llmroute_ctx_t *ctx,
+    ngx_uint_t code)
+{
+    ngx_http_llmroute_model_stats_t     *ms;
+    ngx_http_llmroute_provider_stats_t  *ps;
+
     ms = ngx_http_llmroute_model_stats(lmcf, ctx->choice.model);
     ps = ngx_http_llmroute_provider_stats(lmcf, ctx->provider->index);
 
     if (ms == NULL || ps == NULL) {
-        return NGX_DECLINED;
+        return;
     }
 
     (void) ngx_atomic_fetch_add(&ms->requests[ctx->tier][code], 1);
@@ -139,8 +187,6 @@ ngx_http_llmroute_log_handler(ngx_http_request_t *r)
     }
 
     ngx_http_llmroute_account_latency(r, ps);
-
-    return NGX_DECLINED;
 }
 
 

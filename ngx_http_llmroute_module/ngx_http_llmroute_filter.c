@@ -35,6 +35,10 @@ static void *ngx_http_llmroute_filter_alloc(void *data, size_t size);
 static void ngx_http_llmroute_filter_free(void *data, void *p);
 static void ngx_http_llmroute_steer(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
+static ngx_int_t ngx_http_llmroute_hold(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx, ngx_chain_t *in);
+static ngx_int_t ngx_http_llmroute_release_held(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx);
 static ngx_msec_t ngx_http_llmroute_duration(ngx_str_t *s);
 
 
@@ -62,6 +66,8 @@ ngx_http_llmroute_header_filter(ngx_http_request_t *r)
     ngx_str_t                      v;
     ngx_http_llmroute_ctx_t       *ctx;
     ngx_http_llmroute_loc_conf_t  *lcf;
+
+    static ngx_str_t  one = ngx_string("1");
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_llmroute_module);
 
@@ -104,31 +110,47 @@ ngx_http_llmroute_header_filter(ngx_http_request_t *r)
         ngx_http_llmroute_steer(r, ctx);
     }
 
-    if (!lcf->headers) {
-        return ngx_http_next_header_filter(r);
+    if (lcf->headers) {
+        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        v.data = p;
+        v.len = ngx_sprintf(p, "%ui", ctx->attempts) - p;
+
+        if (ngx_http_llmroute_add_header(r, "X-LLMRoute-Provider",
+                                         &ctx->provider->name) != NGX_OK
+            || ngx_http_llmroute_add_header(r, "X-LLMRoute-Model",
+                                            &ctx->model->id) != NGX_OK
+            || ngx_http_llmroute_add_header(r, "X-LLMRoute-Tier",
+                                   &ngx_http_llmroute_tier_names[ctx->tier])
+               != NGX_OK
+            || ngx_http_llmroute_add_header(r, "X-LLMRoute-Attempts", &v)
+               != NGX_OK
+            || (ctx->escalated
+                && ngx_http_llmroute_add_header(r, "X-LLMRoute-Escalated",
+                                                &one)
+                   != NGX_OK))
+        {
+            return NGX_ERROR;
+        }
     }
 
-    if (ngx_http_llmroute_add_header(r, "X-LLMRoute-Provider",
-                                     &ctx->provider->name) != NGX_OK
-        || ngx_http_llmroute_add_header(r, "X-LLMRoute-Model",
-                                        &ctx->model->id) != NGX_OK
-        || ngx_http_llmroute_add_header(r, "X-LLMRoute-Tier",
-                                        &ngx_http_llmroute_tier_names[ctx->tier])
-           != NGX_OK)
+    /*
+     * llmroute_escalate: a non-streamed answer of a tier that has one
+     * above it is withheld until its quality is known
+     */
+
+    if (lcf->escalate && ctx->usage && !ctx->req.stream && !ctx->escalated
+        && ctx->want.pin == NGX_HTTP_LLMROUTE_PIN_NONE
+        && ctx->model->tier < NGX_HTTP_LLMROUTE_TIER_COMPLEX)
     {
-        return NGX_ERROR;
-    }
-
-    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    v.data = p;
-    v.len = ngx_sprintf(p, "%ui", ctx->attempts) - p;
-
-    if (ngx_http_llmroute_add_header(r, "X-LLMRoute-Attempts", &v) != NGX_OK) {
-        return NGX_ERROR;
+        ctx->hold = 1;
+        ctx->held = NULL;
+        ctx->held_last = &ctx->held;
+        ctx->held_size = 0;
+        return NGX_OK;
     }
 
     return ngx_http_next_header_filter(r);
@@ -151,6 +173,10 @@ ngx_http_llmroute_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     if (ctx == NULL) {
         return ngx_http_next_body_filter(r, in);
+    }
+
+    if (ctx->hold) {
+        return ngx_http_llmroute_hold(r, ctx, in);
     }
 
     if (ctx->usage) {
@@ -702,4 +728,149 @@ ngx_http_llmroute_duration(ngx_str_t *s)
     }
 
     return total;
+}
+
+
+/* at most this much of an answer is withheld for the quality checks */
+#define NGX_HTTP_LLMROUTE_HOLD_MAX  (8 * 1024 * 1024)
+
+
+/*
+ * Escalation: the answer is copied aside (the upstream buffer is reused)
+ * and scanned; at its end either it goes to the client, headers first, or
+ * it is billed and dropped, and the request is redirected through the
+ * location's error_page to be sent to the next tier up.
+ */
+
+static ngx_int_t
+ngx_http_llmroute_hold(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
+    ngx_chain_t *in)
+{
+    size_t                      size;
+    ngx_buf_t                  *b;
+    ngx_uint_t                  last, bad;
+    ngx_chain_t                *cl, *nl;
+    ngx_http_llmroute_usage_t  *u;
+
+    u = ctx->usage;
+    last = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+        size = ngx_buf_in_memory(cl->buf) ? cl->buf->last - cl->buf->pos : 0;
+
+        if (size) {
+            (void) ngx_http_llmroute_usage_feed(u, cl->buf->pos, size);
+
+            b = ngx_create_temp_buf(r->pool, size);
+            if (b == NULL) {
+                return NGX_ERROR;
+            }
+
+            b->last = ngx_cpymem(b->pos, cl->buf->pos, size);
+
+            nl = ngx_alloc_chain_link(r->pool);
+            if (nl == NULL) {
+                return NGX_ERROR;
+            }
+
+            nl->buf = b;
+            nl->next = NULL;
+            *ctx->held_last = nl;
+            ctx->held_last = &nl->next;
+            ctx->held_size += size;
+
+            cl->buf->pos = cl->buf->last;
+        }
+
+        if (cl->buf->last_buf) {
+            last = 1;
+        }
+    }
+
+    if (!last) {
+        if (ctx->held_size > NGX_HTTP_LLMROUTE_HOLD_MAX) {
+            return ngx_http_llmroute_release_held(r, ctx);
+        }
+
+        return NGX_OK;
+    }
+
+    ngx_http_llmroute_usage_finish(u, NULL);
+
+    bad = u->finish_reason == NGX_HTTP_LLMROUTE_FINISH_LENGTH
+          || u->empty_content
+          || (ctx->req.json_mode && !u->content_is_json);
+
+    if (!bad || u->malformed || r->connection->error) {
+        return ngx_http_llmroute_release_held(r, ctx);
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "llmroute: answer of %V/%V fails the quality checks "
+                  "(finish_reason %V%s%s), escalating",
+                  &ctx->provider->name, &ctx->model->id,
+                  &ngx_http_llmroute_finish_reasons[u->finish_reason],
+                  u->empty_content ? ", empty" : "",
+                  ctx->req.json_mode && !u->content_is_json
+                  ? ", not JSON" : "");
+
+    ngx_http_llmroute_account_attempt(r, ctx);
+
+    ctx->hold = 0;
+    ctx->held = NULL;
+    ctx->escalating = 1;
+
+    /* the location's error_page 502 brings the request back to us */
+    return NGX_HTTP_BAD_GATEWAY;
+}
+
+
+static ngx_int_t
+ngx_http_llmroute_release_held(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx)
+{
+    ngx_int_t                   rc;
+    ngx_buf_t                  *b;
+    ngx_chain_t                *out, *cl;
+    ngx_http_llmroute_usage_t  *u;
+
+    u = ctx->usage;
+    out = ctx->held;
+
+    ctx->hold = 0;
+    ctx->held = NULL;
+
+    rc = ngx_http_next_header_filter(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    if (u->finished) {
+
+        /* the whole answer: its end goes with it */
+
+        b = ngx_calloc_buf(r->pool);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+        b->last_buf = 1;
+        b->last_in_chain = 1;
+
+        cl = ngx_alloc_chain_link(r->pool);
+        if (cl == NULL) {
+            return NGX_ERROR;
+        }
+
+        cl->buf = b;
+        cl->next = NULL;
+        *ctx->held_last = cl;
+
+        if (out == NULL) {
+            out = cl;
+        }
+    }
+
+    return ngx_http_next_body_filter(r, out);
 }

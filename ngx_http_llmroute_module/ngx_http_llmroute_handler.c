@@ -30,6 +30,8 @@ static ngx_int_t ngx_http_llmroute_retry(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 static ngx_int_t ngx_http_llmroute_refuse(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx, ngx_int_t rc);
+static ngx_int_t ngx_http_llmroute_escalate(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx);
 static size_t ngx_http_llmroute_utf8_prefix(ngx_str_t *s, size_t max);
 static void *ngx_http_llmroute_palloc(void *data, size_t size);
 
@@ -161,7 +163,66 @@ ngx_http_llmroute_handler(ngx_http_request_t *r)
                                             "the request", NULL);
     }
 
+    if (ctx->escalating) {
+        return ngx_http_llmroute_escalate(r, ctx);
+    }
+
     return ngx_http_llmroute_retry(r, ctx);
+}
+
+
+/*
+ * The answer failed the quality checks (finish_reason "length", empty,
+ * not JSON in JSON mode): it was withheld, billed, and the same request
+ * goes once to the next tier up.
+ */
+
+static ngx_int_t
+ngx_http_llmroute_escalate(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
+{
+    ngx_int_t                       rc;
+    ngx_http_llmroute_main_conf_t  *lmcf;
+
+    static ngx_str_t  post = ngx_string("POST");
+
+    lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
+
+    ctx->escalating = 0;
+    ctx->escalated = 1;
+    ctx->uri_changes = r->uri_changes;
+
+    /* the withheld answer's headers go with it */
+    ngx_http_clean_header(r);
+
+    ctx->want.pin = NGX_HTTP_LLMROUTE_PIN_NONE;
+    ctx->want.tier = ctx->model->tier + 1;
+    ctx->want.exclude = 0;
+    ctx->tier = ctx->want.tier;
+
+    rc = ngx_http_llmroute_admit(r, ctx);
+
+    if (rc != NGX_OK) {
+        return ngx_http_llmroute_refuse(r, ctx, rc);
+    }
+
+    ctx->model = &lmcf->cat.models[ctx->choice.model];
+    ctx->provider = &lmcf->cat.providers[ctx->model->provider];
+    ctx->attempts++;
+
+    r->method = NGX_HTTP_POST;
+    r->method_name = post;
+
+    if (ngx_http_llmroute_set_body(r, ctx) != NGX_OK
+        || ngx_http_llmroute_set_credentials(r, ctx->provider) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "llmroute: escalated to %V/%V",
+                  &ctx->provider->name, &ctx->model->id);
+
+    return NGX_DECLINED;
 }
 
 

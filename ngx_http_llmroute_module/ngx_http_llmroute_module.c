@@ -109,6 +109,13 @@ static ngx_command_t  ngx_http_llmroute_commands[] = {
       offsetof(ngx_http_llmroute_loc_conf_t, headers),
       NULL },
 
+    { ngx_string("llmroute_escalate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_llmroute_loc_conf_t, escalate),
+      NULL },
+
     { ngx_string("llmroute_retries"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_llmroute_retries,
@@ -371,8 +378,13 @@ ngx_http_llmroute_variable(ngx_http_request_t *r,
             break;
 
         case NGX_HTTP_LLMROUTE_VAR_COST:
-            p = ngx_sprintf(p, "%uL.%09uL", ctx->cost / 1000000000,
-                            ctx->cost % 1000000000);
+            {
+            uint64_t  c;
+
+            /* an escalated request pays for both answers */
+            c = ctx->cost + ctx->prior_cost;
+            p = ngx_sprintf(p, "%uL.%09uL", c / 1000000000, c % 1000000000);
+            }
             break;
 
         default: /* NGX_HTTP_LLMROUTE_VAR_SAVINGS */
@@ -523,6 +535,7 @@ ngx_http_llmroute_create_loc_conf(ngx_conf_t *cf)
 
     conf->enable = NGX_CONF_UNSET;
     conf->headers = NGX_CONF_UNSET;
+    conf->escalate = NGX_CONF_UNSET;
     conf->retries = NGX_CONF_UNSET_UINT;
 
     return conf;
@@ -539,6 +552,7 @@ ngx_http_llmroute_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_value(conf->headers, prev->headers, 1);
+    ngx_conf_merge_value(conf->escalate, prev->escalate, 0);
     ngx_conf_merge_uint_value(conf->retries, prev->retries, 0);
 
     if (conf->region == NULL) {
@@ -559,7 +573,9 @@ ngx_http_llmroute_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
             return NGX_CONF_ERROR;
         }
 
-        if (conf->retries && ngx_http_llmroute_failover(cf) != NGX_OK) {
+        if ((conf->retries || conf->escalate)
+            && ngx_http_llmroute_failover(cf) != NGX_OK)
+        {
             return NGX_CONF_ERROR;
         }
     }

@@ -155,6 +155,7 @@ typedef struct {
 typedef struct {
     ngx_flag_t                      enable;
     ngx_flag_t                      headers;
+    ngx_flag_t                      escalate;
     ngx_uint_t                      retries;
     ngx_http_complex_value_t       *region;
     ngx_http_llmroute_client_conf_t *client;
@@ -188,6 +189,11 @@ typedef struct {
 
     ngx_str_t                       error;      /* our JSON error body */
 
+    ngx_chain_t                    *held;       /* escalation: the answer */
+    ngx_chain_t                   **held_last;
+    size_t                          held_size;
+    uint64_t                        prior_cost; /* escalated attempt */
+
     void                           *usage;      /* response scanner */
     u_char                         *stash;      /* strip mode */
     off_t                           stash_start;
@@ -212,6 +218,9 @@ typedef struct {
     unsigned                        strip_usage:1;
     unsigned                        strip:1;
     unsigned                        degraded:1;
+    unsigned                        hold:1;         /* answer withheld */
+    unsigned                        escalating:1;
+    unsigned                        escalated:1;
     unsigned                        logged:1;
 } ngx_http_llmroute_ctx_t;
 
@@ -249,6 +258,8 @@ char *ngx_http_llmroute_models(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_http_llmroute_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_llmroute_log_handler(ngx_http_request_t *r);
+void ngx_http_llmroute_account_attempt(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx);
 ngx_uint_t ngx_http_llmroute_reject_index(const char *code);
 extern const char  *ngx_http_llmroute_reject_codes[];
 
