@@ -81,10 +81,30 @@ ngx_http_llmroute_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
+    /*
+     * A provider answer that is not HTTP/1.x: nginx would relay it raw as
+     * HTTP/0.9.  It is a failed attempt (failover through error_page).
+     */
+
+    if (ctx != NULL && ctx->decided && r->upstream
+        && r->http_version == NGX_HTTP_VERSION_9
+        && ctx->http_version != NGX_HTTP_VERSION_9)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "llmroute: provider \"%V\" sent no valid HTTP "
+                      "response", &ctx->provider->name);
+
+        r->http_version = ctx->http_version;
+        r->upstream->headers_in.status_n = 0;
+
+        return NGX_HTTP_BAD_GATEWAY;
+    }
+
     /* nginx's own error pages: no provider response behind them */
 
     if (r->headers_out.status >= NGX_HTTP_BAD_REQUEST
-        && (r->upstream == NULL || r->upstream->headers_in.status_n == 0))
+        && (r->upstream == NULL || r->err_status != 0
+            || r->upstream->headers_in.status_n == 0))
     {
         ctx = ngx_http_llmroute_get_ctx(r, 1);
         if (ctx == NULL) {

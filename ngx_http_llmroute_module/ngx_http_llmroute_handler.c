@@ -121,6 +121,7 @@ ngx_http_llmroute_handler(ngx_http_request_t *r)
         }
 
         ctx->uri_changes = r->uri_changes;
+        ctx->http_version = r->http_version;
 
         /* one buffer when it fits client_body_buffer_size: no gathering */
         r->request_body_in_single_buf = 1;

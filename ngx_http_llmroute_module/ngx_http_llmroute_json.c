@@ -57,6 +57,7 @@ static ngx_int_t ngx_http_llmroute_json_validate(
 static ngx_int_t ngx_http_llmroute_json_gap(u_char *p, u_char *last,
     u_char sep, ngx_uint_t closers);
 static ngx_int_t ngx_http_llmroute_json_literal(u_char *p, u_char *last);
+static ngx_uint_t ngx_http_llmroute_json_prescan(u_char *p, u_char *last);
 static ssize_t ngx_http_llmroute_json_unescape(u_char *src, size_t len,
     u_char *dst, size_t size);
 
@@ -137,6 +138,19 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
     if (len > 0x7fffffff) {
         return ngx_http_llmroute_json_fail(req, NGX_HTTP_LLMROUTE_TOO_COMPLEX,
                                            "request body is too large", NULL);
+    }
+
+    switch (ngx_http_llmroute_json_prescan(p, end)) {
+
+    case NGX_HTTP_LLMROUTE_INVALID_JSON:
+        return ngx_http_llmroute_json_fail(req, NGX_HTTP_LLMROUTE_INVALID_JSON,
+                   "request body is not valid JSON: control character in a "
+                   "string", NULL);
+
+    case NGX_HTTP_LLMROUTE_TOO_COMPLEX:
+        return ngx_http_llmroute_json_fail(req,
+                   NGX_HTTP_LLMROUTE_INVALID_REQUEST,
+                   "request JSON is nested too deeply", NULL);
     }
 
     /*
@@ -321,10 +335,13 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
             break;
 
         case 3: /* stream_options */
+
+            /* present in any form: the module adds none of its own */
+            req->stream_options = 1;
+
             if (js.tok[v].type == JSMN_OBJECT) {
                 int  j, e;
 
-                req->stream_options = 1;
                 j = v + 1;
 
                 for (e = 0; e < js.tok[v].size && j + 1 < n; e++) {
@@ -681,6 +698,23 @@ ngx_http_llmroute_json_validate(ngx_http_llmroute_json_t *js)
             return NGX_ERROR;   /* a key without a value */
         }
 
+        /* a value's parent string must be a key of an object */
+
+        if (parent->type == JSMN_STRING
+            && (parent->parent < 0
+                || js->tok[parent->parent].type != JSMN_OBJECT))
+        {
+            return NGX_ERROR;
+        }
+
+        if ((t->type == JSMN_OBJECT || t->type == JSMN_ARRAY) && t->size == 0
+            && ngx_http_llmroute_json_gap(b + t->start + 1, b + t->end - 1,
+                                          0, 0)
+               != NGX_OK)
+        {
+            return NGX_ERROR;   /* "{,}", "[:]" */
+        }
+
         if (t->parent == i - 1) {
 
             /* the first child of a container, or the value of a key */
@@ -835,6 +869,54 @@ ngx_http_llmroute_json_literal(u_char *p, u_char *last)
     }
 
     return p == last ? NGX_OK : NGX_ERROR;
+}
+
+
+/*
+ * Before jsmn: nesting depth (jsmn closes a bracket by walking up the
+ * already closed ones, quadratic in depth) and raw control characters in
+ * strings (JSON forbids them, jsmn lets them through).  One linear pass.
+ */
+
+#define NGX_HTTP_LLMROUTE_MAX_DEPTH  64
+
+static ngx_uint_t
+ngx_http_llmroute_json_prescan(u_char *p, u_char *last)
+{
+    ngx_uint_t  depth;
+
+    depth = 0;
+
+    while (p < last) {
+
+        switch (*p++) {
+
+        case '"':
+            while (p < last && *p != '"') {
+                if (*p < 0x20) {
+                    return NGX_HTTP_LLMROUTE_INVALID_JSON;
+                }
+
+                p += (*p == '\\') ? 2 : 1;
+            }
+
+            p++;
+            break;
+
+        case '{': case '[':
+            if (++depth > NGX_HTTP_LLMROUTE_MAX_DEPTH) {
+                return NGX_HTTP_LLMROUTE_TOO_COMPLEX;
+            }
+
+            break;
+
+        case '}': case ']':
+            depth -= depth ? 1 : 0;
+            break;
+        }
+    }
+
+    return NGX_HTTP_LLMROUTE_OK;
 }
 
 

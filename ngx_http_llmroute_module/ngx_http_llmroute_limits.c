@@ -97,6 +97,11 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         if (cn) {
             ngx_http_llmroute_window_sum(&cn->window, now, &req, &tok);
 
+            /* the other nodes' share, as of the last Redis sync */
+            req += cn->remote.req;
+            tok += cn->remote.tok;
+            cn->remote.last = now;
+
             ctx->rl_limit = cc->rpm;
 
             if (cc->rpm && req + 1 > (int64_t) cc->rpm) {
@@ -140,7 +145,8 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
             cn->spend = 0;
         }
 
-        if (cn->spend + (int64_t) ctx->choice.est_cost <= (int64_t) cc->budget)
+        if (cn->spend + (cn->remote.period == period ? cn->remote.spend : 0)
+            + (int64_t) ctx->choice.est_cost <= (int64_t) cc->budget)
         {
             break;
         }
@@ -186,6 +192,8 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         ngx_http_llmroute_window_roll(&ps->window, now);
         ps->window.req[0]++;
         ps->window.tok[0] += est;
+        ps->remote.ud_req++;
+        ps->remote.ud_tok += est;
         ps->inflight++;
 
         if (ps->fails >= NGX_HTTP_LLMROUTE_CIRCUIT_FAILS) {
@@ -201,6 +209,10 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         cn->window.req[0]++;
         cn->window.tok[0] += est;
         cn->spend += cost;
+        cn->remote.ud_req++;
+        cn->remote.ud_tok += est;
+        cn->remote.ud_spend += cost;
+        cn->remote.period = cn->period;
         ctx->reserved = cost;
         ctx->client_est = est;
         ctx->client = cn;
@@ -249,6 +261,7 @@ ngx_http_llmroute_release(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
     if (ps) {
         ngx_http_llmroute_window_roll(&ps->window, now);
         ps->window.tok[0] += actual - ctx->est_tokens;
+        ps->remote.ud_tok += actual - ctx->est_tokens;
 
         if (ps->inflight) {
             ps->inflight--;
@@ -259,6 +272,8 @@ ngx_http_llmroute_release(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
         ngx_http_llmroute_window_roll(&ctx->client->window, now);
         ctx->client->window.tok[0] += actual - ctx->client_est;
         ctx->client->spend += (int64_t) ctx->cost - ctx->reserved;
+        ctx->client->remote.ud_tok += actual - ctx->client_est;
+        ctx->client->remote.ud_spend += (int64_t) ctx->cost - ctx->reserved;
         ctx->client_est = actual;
         ctx->reserved = ctx->cost;
     }
@@ -341,6 +356,9 @@ ngx_http_llmroute_unavailable_locked(ngx_http_llmroute_main_conf_t *lmcf,
 
         if (p->rpm || p->tpm) {
             ngx_http_llmroute_window_sum(&ps->window, sec, &req, &tok);
+
+            req += ps->remote.req;
+            tok += ps->remote.tok;
 
             if ((p->rpm && req + 1 > (int64_t) p->rpm)
                 || (p->tpm && tok > 0 && tok + tokens > (int64_t) p->tpm))
@@ -436,36 +454,17 @@ ngx_http_llmroute_client_lookup(ngx_http_llmroute_main_conf_t *lmcf,
     ngx_str_t *key)
 {
     size_t                            size;
-    uint32_t                          hash;
-    ngx_int_t                         rc;
     ngx_uint_t                        i;
     ngx_queue_t                      *q;
-    ngx_rbtree_node_t                *node, *sentinel;
+    ngx_rbtree_node_t                *node;
     ngx_http_llmroute_client_node_t  *cn;
 
-    hash = ngx_crc32_short(key->data, key->len);
+    cn = ngx_http_llmroute_client_find(lmcf, key);
 
-    node = lmcf->sh->clients.root;
-    sentinel = lmcf->sh->clients.sentinel;
-
-    while (node != sentinel) {
-
-        if (hash != node->key) {
-            node = (hash < node->key) ? node->left : node->right;
-            continue;
-        }
-
-        cn = (ngx_http_llmroute_client_node_t *) &node->color;
-
-        rc = ngx_memn2cmp(key->data, cn->data, key->len, (size_t) cn->len);
-
-        if (rc == 0) {
-            ngx_queue_remove(&cn->queue);
-            ngx_queue_insert_head(&lmcf->sh->lru, &cn->queue);
-            return cn;
-        }
-
-        node = (rc < 0) ? node->left : node->right;
+    if (cn) {
+        ngx_queue_remove(&cn->queue);
+        ngx_queue_insert_head(&lmcf->sh->lru, &cn->queue);
+        return cn;
     }
 
     size = offsetof(ngx_rbtree_node_t, color)
@@ -503,7 +502,7 @@ ngx_http_llmroute_client_lookup(ngx_http_llmroute_main_conf_t *lmcf,
         return NULL;
     }
 
-    node->key = hash;
+    node->key = ngx_crc32_short(key->data, key->len);
     cn = (ngx_http_llmroute_client_node_t *) &node->color;
     cn->len = (u_short) ngx_min(key->len, 65535);
     ngx_memcpy(cn->data, key->data, cn->len);
@@ -512,6 +511,44 @@ ngx_http_llmroute_client_lookup(ngx_http_llmroute_main_conf_t *lmcf,
     ngx_queue_insert_head(&lmcf->sh->lru, &cn->queue);
 
     return cn;
+}
+
+
+/* the client's node if it exists (zone mutex held) */
+
+ngx_http_llmroute_client_node_t *
+ngx_http_llmroute_client_find(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_str_t *key)
+{
+    uint32_t                          hash;
+    ngx_int_t                         rc;
+    ngx_rbtree_node_t                *node, *sentinel;
+    ngx_http_llmroute_client_node_t  *cn;
+
+    hash = ngx_crc32_short(key->data, key->len);
+
+    node = lmcf->sh->clients.root;
+    sentinel = lmcf->sh->clients.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        cn = (ngx_http_llmroute_client_node_t *) &node->color;
+
+        rc = ngx_memn2cmp(key->data, cn->data, key->len, (size_t) cn->len);
+
+        if (rc == 0) {
+            return cn;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
 }
 
 

@@ -303,10 +303,9 @@ ngx_http_llmroute_metrics_prometheus(u_char *p,
     }
 
     p = ngx_http_llmroute_metric_header(p, "llmroute_redis_up", "gauge",
-            "1 when this worker's Redis connection is up (0 without "
+            "1 when this node's Redis sync connection is up (0 without "
             "llmroute_redis).");
-    p = ngx_cpymem(p, "llmroute_redis_up 0\n",
-                   sizeof("llmroute_redis_up 0\n") - 1);
+    p = ngx_sprintf(p, "llmroute_redis_up %uA\n", lmcf->sh->redis_up);
 
     for (k = 0; k < 2; k++) {
 

@@ -81,6 +81,13 @@ static ngx_command_t  ngx_http_llmroute_commands[] = {
       0,
       NULL },
 
+    { ngx_string("llmroute_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_llmroute_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("llmroute_classifier"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_http_llmroute_classifier,
@@ -184,10 +191,10 @@ ngx_module_t  ngx_http_llmroute_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_llmroute_redis_init_process,  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_llmroute_redis_exit_process,  /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };

@@ -70,6 +70,19 @@ typedef struct {
 } ngx_http_llmroute_window_t;
 
 
+/* what the other nodes counted (from Redis), and what is not pushed yet */
+typedef struct {
+    int64_t                         ud_req;
+    int64_t                         ud_tok;
+    int64_t                         ud_spend;
+    int64_t                         req;        /* others, last minute */
+    int64_t                         tok;
+    int64_t                         spend;      /* others, this period */
+    ngx_uint_t                      period;
+    time_t                          last;       /* last use on this node */
+} ngx_http_llmroute_remote_t;
+
+
 typedef struct {
     ngx_atomic_t                    failures[NGX_HTTP_LLMROUTE_NFAILS];
     ngx_atomic_t                    ttfb[NGX_HTTP_LLMROUTE_NBUCKETS];
@@ -85,6 +98,7 @@ typedef struct {
     ngx_uint_t                      inflight;
     ngx_uint_t                      fails;          /* consecutive */
     ngx_uint_t                      probing;        /* half-open probe */
+    ngx_http_llmroute_remote_t      remote;
 } ngx_http_llmroute_provider_stats_t;
 
 
@@ -97,6 +111,7 @@ typedef struct {
     ngx_http_llmroute_window_t      window;
     ngx_uint_t                      period;         /* budget period */
     int64_t                         spend;          /* nano-USD, reserved */
+    ngx_http_llmroute_remote_t      remote;
     u_char                          data[1];
 } ngx_http_llmroute_client_node_t;
 
@@ -130,6 +145,7 @@ typedef struct {
     ngx_queue_t                     series;
     ngx_atomic_t                    rejected[NGX_HTTP_LLMROUTE_NREJECTS];
     ngx_atomic_t                    savings;        /* nano-USD */
+    ngx_atomic_t                    redis_up;
 } ngx_http_llmroute_shctx_t;
 
 
@@ -142,6 +158,7 @@ typedef struct {
     ngx_str_t                       baseline;   /* llmroute_baseline_model */
     ngx_int_t                       baseline_model;
     ngx_http_llmroute_shctx_t      *sh;
+    void                           *redis;      /* llmroute_redis conf */
     ngx_slab_pool_t                *shpool;
     /* this worker's pointers to the zone's series, found on first use */
     ngx_http_llmroute_series_t    **model_series;
@@ -171,6 +188,7 @@ typedef struct {
     ngx_http_llmroute_model_t      *model;
     ngx_http_llmroute_provider_t   *provider;
     ngx_uint_t                      attempts;
+    ngx_uint_t                      http_version;   /* the client's */
     ngx_uint_t                      failure_noted;  /* attempt number */
     ngx_uint_t                      uri_changes;    /* at the decision */
     int64_t                         est_tokens;     /* admitted estimate */
@@ -233,6 +251,13 @@ void ngx_http_llmroute_note_failure(ngx_http_request_t *r,
 uint64_t ngx_http_llmroute_unavailable(ngx_http_llmroute_main_conf_t *lmcf);
 ngx_table_elt_t *ngx_http_llmroute_find_header(ngx_list_t *headers,
     const char *name);
+
+char *ngx_http_llmroute_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_llmroute_redis_init_process(ngx_cycle_t *cycle);
+void ngx_http_llmroute_redis_exit_process(ngx_cycle_t *cycle);
+ngx_http_llmroute_client_node_t *ngx_http_llmroute_client_find(
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_str_t *key);
 
 ngx_int_t ngx_http_llmroute_admit(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);

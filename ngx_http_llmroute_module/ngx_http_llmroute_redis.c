@@ -1,0 +1,1118 @@
+
+/*
+ * Copyright (C) ngx_http_llmroute_module authors
+ *
+ * Cluster state through Redis, never on a request's path.  Every node
+ * decides from its own zone; one worker per node (worker 0) syncs the zone
+ * with Redis every "sync" interval, over hiredis's async API driven by
+ * nginx's event loop (an adapter of our own below):
+ *
+ *   push  the node's deltas since the last sync (client and provider
+ *         requests/tokens, client spend, provider cooldowns), in one Lua
+ *         script carrying a sequence number: a batch re-sent after a
+ *         timeout is applied once, so nothing is lost or counted twice;
+ *   pull  in the same script's reply, what the OTHER nodes counted (last
+ *         minute, current budget period) and the cluster's cooldowns,
+ *         which admission adds to the local counts.
+ *
+ * Redis down or hung: requests go on with local counts; the batch waits
+ * and is re-sent after reconnecting (capped backoff).
+ */
+
+
+#include <ngx_http_llmroute_module.h>
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+
+#define NGX_HTTP_LLMROUTE_REDIS_MAX_BACKOFF  5000
+
+
+typedef struct {
+    ngx_addr_t                       addr;
+    ngx_str_t                        host;      /* numeric, NUL-ended */
+    ngx_int_t                        port;      /* 0: unix socket */
+    ngx_str_t                        password;
+    ngx_uint_t                       db;
+    ngx_str_t                        prefix;    /* "{llmroute}:" */
+    ngx_msec_t                       timeout;
+    ngx_msec_t                       sync;
+} ngx_http_llmroute_redis_conf_t;
+
+
+/* one pushed entity, kept until Redis confirms the batch */
+typedef struct {
+    ngx_str_t                        name;
+    ngx_uint_t                       client;    /* else a provider */
+    ngx_uint_t                       provider;
+    ngx_uint_t                       period;
+} ngx_http_llmroute_redis_item_t;
+
+
+typedef struct {
+    ngx_http_llmroute_main_conf_t   *lmcf;
+    ngx_http_llmroute_redis_conf_t  *conf;
+    redisAsyncContext               *ac;
+    ngx_connection_t                *conn;
+    ngx_event_t                      sync_ev;
+    ngx_event_t                      timeout_ev;
+    ngx_msec_t                       backoff;
+    ngx_str_t                        node;
+    uint64_t                         seq;
+
+    /* the batch in flight (or waiting to be re-sent) */
+    ngx_pool_t                      *pool;
+    int                              argc;
+    const char                     **argv;
+    size_t                          *argvlen;
+    ngx_http_llmroute_redis_item_t  *items;
+    ngx_uint_t                       nitems;
+
+    unsigned                         up:1;
+    unsigned                         connecting:1;
+    unsigned                         busy:1;
+    unsigned                         down_logged:1;
+    unsigned                         exiting:1;
+} ngx_http_llmroute_redis_t;
+
+
+static void ngx_http_llmroute_redis_connect(ngx_http_llmroute_redis_t *rd);
+static void ngx_http_llmroute_redis_connected(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_llmroute_redis_disconnected(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_llmroute_redis_down(ngx_http_llmroute_redis_t *rd,
+    const char *why);
+static void ngx_http_llmroute_redis_sync_handler(ngx_event_t *ev);
+static void ngx_http_llmroute_redis_timeout_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_llmroute_redis_batch(ngx_http_llmroute_redis_t *rd);
+static void ngx_http_llmroute_redis_send(ngx_http_llmroute_redis_t *rd);
+static void ngx_http_llmroute_redis_reply(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_llmroute_redis_ignore(redisAsyncContext *ac, void *r,
+    void *privdata);
+static int64_t ngx_http_llmroute_redis_int(redisReply *r);
+
+static ngx_int_t ngx_http_llmroute_redis_attach(
+    ngx_http_llmroute_redis_t *rd);
+static void ngx_http_llmroute_redis_add_read(void *privdata);
+static void ngx_http_llmroute_redis_del_read(void *privdata);
+static void ngx_http_llmroute_redis_add_write(void *privdata);
+static void ngx_http_llmroute_redis_del_write(void *privdata);
+static void ngx_http_llmroute_redis_cleanup(void *privdata);
+static void ngx_http_llmroute_redis_read_handler(ngx_event_t *ev);
+static void ngx_http_llmroute_redis_write_handler(ngx_event_t *ev);
+
+
+/* this worker's connection: a per-process singleton, set up per cycle */
+static ngx_http_llmroute_redis_t  *ngx_http_llmroute_redis_worker;
+
+
+/*
+ * KEYS[1] the batch's sequence key, then per item a window key, a spend
+ * key and this node's spend key.  ARGV: seq, now (s), now (ms), node, then
+ * per item: kind ("c" or "p"), requests, tokens, spend, cooldown end (ms).
+ * Returns per item: others' requests and tokens in the last minute,
+ * others' spend this period, the cluster's cooldown end.
+ */
+
+static const char  ngx_http_llmroute_redis_script[] =
+    "local applied = redis.call('GET', KEYS[1]) == ARGV[1]\n"
+    "local now, nowms, node = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]\n"
+    "local out = {}\n"
+    "local n = (#KEYS - 1) / 4\n"
+    "for i = 0, n - 1 do\n"
+    "  local w, s, so, cool = KEYS[2+i*4], KEYS[3+i*4], KEYS[4+i*4],"
+    " KEYS[5+i*4]\n"
+    "  local a = 5 + i * 5\n"
+    "  local dr, dt = tonumber(ARGV[a+1]), tonumber(ARGV[a+2])\n"
+    "  local ds, cu = tonumber(ARGV[a+3]), tonumber(ARGV[a+4])\n"
+    "  if not applied then\n"
+    "    if dr ~= 0 then\n"
+    "      redis.call('HINCRBY', w, 'r' .. now, dr)\n"
+    "      redis.call('HINCRBY', w, node .. ':r' .. now, dr)\n"
+    "    end\n"
+    "    if dt ~= 0 then\n"
+    "      redis.call('HINCRBY', w, 't' .. now, dt)\n"
+    "      redis.call('HINCRBY', w, node .. ':t' .. now, dt)\n"
+    "    end\n"
+    "    if dr ~= 0 or dt ~= 0 then redis.call('EXPIRE', w, 120) end\n"
+    "    if ds ~= 0 then\n"
+    "      redis.call('INCRBY', s, ds)\n"
+    "      redis.call('EXPIRE', s, 3000000)\n"
+    "      redis.call('INCRBY', so, ds)\n"
+    "      redis.call('EXPIRE', so, 3000000)\n"
+    "    end\n"
+    "    if cu > nowms then\n"
+    "      local old = tonumber(redis.call('GET', cool) or '0')\n"
+    "      if cu > old then\n"
+    "        redis.call('SET', cool, cu, 'PX', cu - nowms)\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "  local h = redis.call('HGETALL', w)\n"
+    "  local rr, rt = 0, 0\n"
+    "  local mine = node .. ':'\n"
+    "  for j = 1, #h, 2 do\n"
+    "    local k, v = h[j], tonumber(h[j+1])\n"
+    "    local own = string.sub(k, 1, #mine) == mine\n"
+    "    local f = own and string.sub(k, #mine + 1) or k\n"
+    "    local sec = tonumber(string.sub(f, 2))\n"
+    "    if sec and sec <= now - 60 then\n"
+    "      redis.call('HDEL', w, k)\n"
+    "    elseif sec and string.sub(f, 1, 1) == 'r' then\n"
+    "      rr = rr + (own and -v or v)\n"
+    "    elseif sec and string.sub(f, 1, 1) == 't' then\n"
+    "      rt = rt + (own and -v or v)\n"
+    "    end\n"
+    "  end\n"
+    "  local sp = tonumber(redis.call('GET', s) or '0')\n"
+    "    - tonumber(redis.call('GET', so) or '0')\n"
+    "  out[#out+1] = rr\n"
+    "  out[#out+1] = rt\n"
+    "  out[#out+1] = sp\n"
+    "  out[#out+1] = tonumber(redis.call('GET', cool) or '0')\n"
+    "end\n"
+    "redis.call('SET', KEYS[1], ARGV[1], 'EX', 3600)\n"
+    "return out\n";
+
+
+/*
+ * llmroute_redis ADDR [password=P] [db=N] [prefix=P] [timeout=T] [sync=T];
+ * ADDR is a numeric IP:PORT or unix:/path: resolving a name would block.
+ */
+
+char *
+ngx_http_llmroute_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_llmroute_main_conf_t *lmcf = conf;
+
+    u_char                          *p, *last;
+    ngx_int_t                        n;
+    ngx_str_t                       *value, s, name;
+    ngx_uint_t                       i;
+    ngx_http_llmroute_redis_conf_t  *rc;
+
+    if (lmcf->redis) {
+        return "is duplicate";
+    }
+
+    rc = ngx_pcalloc(cf->pool, sizeof(ngx_http_llmroute_redis_conf_t));
+    if (rc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    rc->timeout = 200;
+    rc->sync = 100;
+    ngx_str_set(&name, "llmroute");
+
+    if (value[1].len > 5 && ngx_strncmp(value[1].data, "unix:", 5) == 0) {
+        rc->host.data = value[1].data + 5;
+        rc->host.len = value[1].len - 5;
+
+    } else {
+        last = value[1].data + value[1].len;
+        p = ngx_strlchr(value[1].data, last, ':');
+
+        n = p ? ngx_atoi(p + 1, last - p - 1) : NGX_ERROR;
+
+        if (p == NULL || n < 1 || n > 65535
+            || ngx_inet_addr(value[1].data, p - value[1].data) == INADDR_NONE)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid redis address \"%V\", expected a "
+                               "numeric IPv4 address and port, or unix:/path",
+                               &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        rc->port = n;
+        rc->host.len = p - value[1].data;
+        rc->host.data = ngx_pnalloc(cf->pool, rc->host.len + 1);
+        if (rc->host.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *ngx_cpymem(rc->host.data, value[1].data, rc->host.len) = '\0';
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+        s = value[i];
+
+        if (ngx_strncmp(s.data, "password=", 9) == 0 && s.len > 9) {
+            rc->password.data = s.data + 9;
+            rc->password.len = s.len - 9;
+            continue;
+        }
+
+        if (ngx_strncmp(s.data, "db=", 3) == 0) {
+            n = ngx_atoi(s.data + 3, s.len - 3);
+            if (n == NGX_ERROR) {
+                goto invalid;
+            }
+
+            rc->db = n;
+            continue;
+        }
+
+        if (ngx_strncmp(s.data, "prefix=", 7) == 0 && s.len > 7) {
+            name.data = s.data + 7;
+            name.len = s.len - 7;
+
+            if (name.data[name.len - 1] == ':') {
+                name.len--;
+            }
+
+            if (name.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(s.data, "timeout=", 8) == 0) {
+            s.data += 8;
+            s.len -= 8;
+            rc->timeout = ngx_parse_time(&s, 0);
+            if (rc->timeout == (ngx_msec_t) NGX_ERROR || rc->timeout == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(s.data, "sync=", 5) == 0) {
+            s.data += 5;
+            s.len -= 5;
+            rc->sync = ngx_parse_time(&s, 0);
+            if (rc->sync == (ngx_msec_t) NGX_ERROR || rc->sync == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    /* a hash tag: every key in one Redis Cluster slot, as Lua needs */
+
+    rc->prefix.len = name.len + sizeof("{}:") - 1;
+    rc->prefix.data = ngx_pnalloc(cf->pool, rc->prefix.len);
+    if (rc->prefix.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_sprintf(rc->prefix.data, "{%V}:", &name);
+
+    lmcf->redis = rc;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+ngx_int_t
+ngx_http_llmroute_redis_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_llmroute_redis_t       *rd;
+    ngx_http_conf_ctx_t             *hctx;
+    ngx_http_llmroute_main_conf_t   *lmcf;
+
+    ngx_http_llmroute_redis_worker = NULL;
+
+    hctx = (ngx_http_conf_ctx_t *) cycle->conf_ctx[ngx_http_module.index];
+    if (hctx == NULL) {
+        return NGX_OK;
+    }
+
+    lmcf = hctx->main_conf[ngx_http_llmroute_module.ctx_index];
+
+    /* one syncing worker per node */
+
+    if (lmcf == NULL || lmcf->redis == NULL || lmcf->sh == NULL
+        || ngx_worker != 0 || ngx_process != NGX_PROCESS_WORKER)
+    {
+        return NGX_OK;
+    }
+
+    rd = ngx_pcalloc(cycle->pool, sizeof(ngx_http_llmroute_redis_t));
+    if (rd == NULL) {
+        return NGX_ERROR;
+    }
+
+    rd->lmcf = lmcf;
+    rd->conf = lmcf->redis;
+    rd->backoff = 100;
+
+    /* this node: stable across reloads (the master stays) */
+
+    rd->node.data = ngx_pnalloc(cycle->pool, cycle->hostname.len
+                                             + NGX_INT64_LEN + 1);
+    if (rd->node.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    rd->node.len = ngx_sprintf(rd->node.data, "%V/%P", &cycle->hostname,
+                               getppid())
+                   - rd->node.data;
+
+    rd->seq = (uint64_t) ngx_time() * 1000 + ngx_pid % 1000;
+
+    rd->sync_ev.handler = ngx_http_llmroute_redis_sync_handler;
+    rd->sync_ev.data = rd;
+    rd->sync_ev.log = cycle->log;
+    rd->sync_ev.cancelable = 1;
+
+    rd->timeout_ev.handler = ngx_http_llmroute_redis_timeout_handler;
+    rd->timeout_ev.data = rd;
+    rd->timeout_ev.log = cycle->log;
+    rd->timeout_ev.cancelable = 1;
+
+    ngx_http_llmroute_redis_worker = rd;
+
+    ngx_http_llmroute_redis_connect(rd);
+
+    ngx_add_timer(&rd->sync_ev, rd->conf->sync);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_llmroute_redis_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_llmroute_redis_t  *rd;
+
+    rd = ngx_http_llmroute_redis_worker;
+
+    if (rd == NULL) {
+        return;
+    }
+
+    rd->exiting = 1;
+
+    if (rd->ac) {
+        redisAsyncFree(rd->ac);
+        rd->ac = NULL;
+    }
+
+    ngx_http_llmroute_redis_worker = NULL;
+}
+
+
+static void
+ngx_http_llmroute_redis_connect(ngx_http_llmroute_redis_t *rd)
+{
+    redisAsyncContext  *ac;
+
+    if (rd->exiting || rd->ac) {
+        return;
+    }
+
+    ac = rd->conf->port
+         ? redisAsyncConnect((char *) rd->conf->host.data, rd->conf->port)
+         : redisAsyncConnectUnix((char *) rd->conf->host.data);
+
+    if (ac == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "llmroute: could not allocate a redis context");
+        return;
+    }
+
+    if (ac->err) {
+        ngx_http_llmroute_redis_down(rd, ac->errstr);
+        redisAsyncFree(ac);
+        return;
+    }
+
+    ac->data = rd;
+    rd->ac = ac;
+    rd->connecting = 1;
+
+    if (ngx_http_llmroute_redis_attach(rd) != NGX_OK) {
+        rd->ac = NULL;
+        redisAsyncFree(ac);
+        return;
+    }
+
+    redisAsyncSetConnectCallback(ac, ngx_http_llmroute_redis_connected);
+    redisAsyncSetDisconnectCallback(ac, ngx_http_llmroute_redis_disconnected);
+
+    /* queued until the connection is up; replies are checked by PING */
+
+    if (rd->conf->password.len) {
+        redisAsyncCommand(ac, ngx_http_llmroute_redis_ignore, NULL,
+                          "AUTH %b", rd->conf->password.data,
+                          rd->conf->password.len);
+    }
+
+    if (rd->conf->db) {
+        redisAsyncCommand(ac, ngx_http_llmroute_redis_ignore, NULL,
+                          "SELECT %d", (int) rd->conf->db);
+    }
+
+    /* a connect that hangs counts as down too */
+    ngx_add_timer(&rd->timeout_ev, rd->conf->timeout);
+}
+
+
+static void
+ngx_http_llmroute_redis_connected(const redisAsyncContext *ac, int status)
+{
+    ngx_http_llmroute_redis_t  *rd;
+
+    rd = ac->data;
+
+    if (rd == NULL) {
+        return;
+    }
+
+    rd->connecting = 0;
+
+    if (rd->timeout_ev.timer_set && !rd->busy) {
+        ngx_del_timer(&rd->timeout_ev);
+    }
+
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback */
+        rd->ac = NULL;
+        rd->up = 0;
+        ngx_http_llmroute_redis_down(rd, ac->errstr);
+        return;
+    }
+
+    rd->up = 1;
+    rd->backoff = 100;
+    rd->lmcf->sh->redis_up = 1;
+
+    if (rd->down_logged) {
+        rd->down_logged = 0;
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "llmroute: redis %V is up again", &rd->conf->host);
+    }
+}
+
+
+static void
+ngx_http_llmroute_redis_disconnected(const redisAsyncContext *ac, int status)
+{
+    ngx_http_llmroute_redis_t  *rd;
+
+    rd = ac->data;
+
+    if (rd == NULL || rd->exiting) {
+        return;
+    }
+
+    rd->ac = NULL;
+    rd->up = 0;
+    rd->busy = 0;
+    ngx_http_llmroute_redis_down(rd, ac->errstr ? ac->errstr
+                                                 : "connection closed");
+}
+
+
+/* logged once per outage; the next sync tick reconnects after backoff */
+
+static void
+ngx_http_llmroute_redis_down(ngx_http_llmroute_redis_t *rd, const char *why)
+{
+    if (!rd->down_logged) {
+        rd->down_logged = 1;
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "llmroute: redis %V is down (%s), counting locally",
+                      &rd->conf->host, why ? why : "unknown error");
+    }
+
+    rd->up = 0;
+    rd->lmcf->sh->redis_up = 0;
+    rd->backoff = ngx_min(rd->backoff * 2, NGX_HTTP_LLMROUTE_REDIS_MAX_BACKOFF);
+
+    if (rd->timeout_ev.timer_set) {
+        ngx_del_timer(&rd->timeout_ev);
+    }
+
+    if (!rd->exiting) {
+        if (rd->sync_ev.timer_set) {
+            ngx_del_timer(&rd->sync_ev);
+        }
+
+        ngx_add_timer(&rd->sync_ev, rd->backoff);
+    }
+}
+
+
+static void
+ngx_http_llmroute_redis_sync_handler(ngx_event_t *ev)
+{
+    ngx_http_llmroute_redis_t  *rd;
+
+    rd = ev->data;
+
+    if (rd->exiting || ngx_exiting || ngx_quit) {
+        return;
+    }
+
+    ngx_add_timer(&rd->sync_ev, rd->conf->sync);
+
+    if (rd->ac == NULL) {
+        ngx_http_llmroute_redis_connect(rd);
+        return;
+    }
+
+    if (!rd->up || rd->busy) {
+        return;
+    }
+
+    /* a batch not confirmed yet is re-sent as is: same sequence number */
+
+    if (rd->pool == NULL && ngx_http_llmroute_redis_batch(rd) != NGX_OK) {
+        return;
+    }
+
+    ngx_http_llmroute_redis_send(rd);
+}
+
+
+/* Redis did not answer in time: drop the connection, keep the batch */
+
+static void
+ngx_http_llmroute_redis_timeout_handler(ngx_event_t *ev)
+{
+    redisAsyncContext          *ac;
+    ngx_http_llmroute_redis_t  *rd;
+
+    rd = ev->data;
+    ac = rd->ac;
+
+    rd->ac = NULL;
+    rd->busy = 0;
+    rd->up = 0;
+
+    if (ac) {
+        ac->data = NULL;
+        redisAsyncFree(ac);
+    }
+
+    ngx_http_llmroute_redis_down(rd, "timed out");
+}
+
+
+/* takes the zone's unpushed deltas into a batch (worker memory) */
+
+#define NGX_HTTP_LLMROUTE_REDIS_ARGS_PER_ITEM  5
+#define NGX_HTTP_LLMROUTE_REDIS_KEYS_PER_ITEM  4
+
+static ngx_int_t
+ngx_http_llmroute_redis_batch(ngx_http_llmroute_redis_t *rd)
+{
+    u_char                           *p;
+    time_t                            now;
+    ngx_uint_t                        i, n, max, k, a;
+    ngx_pool_t                       *pool;
+    ngx_queue_t                      *q;
+    const char                      **keys, **args;
+    size_t                           *klen, *alen;
+    ngx_http_llmroute_remote_t       *rm;
+    ngx_http_llmroute_redis_item_t   *it;
+    ngx_http_llmroute_main_conf_t    *lmcf;
+    ngx_http_llmroute_client_node_t  *cn;
+    ngx_http_llmroute_provider_stats_t  *ps;
+
+    lmcf = rd->lmcf;
+    now = ngx_time();
+
+    pool = ngx_create_pool(4096, ngx_cycle->log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* providers, and clients used here in the last two minutes */
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    max = lmcf->cat.nproviders;
+
+    for (q = ngx_queue_head(&lmcf->sh->lru);
+         q != ngx_queue_sentinel(&lmcf->sh->lru);
+         q = ngx_queue_next(q))
+    {
+        cn = ngx_queue_data(q, ngx_http_llmroute_client_node_t, queue);
+
+        if (now - cn->remote.last > 120 || max >= 4096) {
+            break;
+        }
+
+        max++;
+    }
+
+    it = ngx_pcalloc(pool, max * sizeof(ngx_http_llmroute_redis_item_t));
+    keys = ngx_palloc(pool, (1 + max * NGX_HTTP_LLMROUTE_REDIS_KEYS_PER_ITEM)
+                            * sizeof(char *));
+    klen = ngx_palloc(pool, (1 + max * NGX_HTTP_LLMROUTE_REDIS_KEYS_PER_ITEM)
+                            * sizeof(size_t));
+    args = ngx_palloc(pool, (4 + max * NGX_HTTP_LLMROUTE_REDIS_ARGS_PER_ITEM)
+                            * sizeof(char *));
+    alen = ngx_palloc(pool, (4 + max * NGX_HTTP_LLMROUTE_REDIS_ARGS_PER_ITEM)
+                            * sizeof(size_t));
+
+    if (it == NULL || keys == NULL || klen == NULL || args == NULL
+        || alen == NULL)
+    {
+        ngx_shmtx_unlock(&lmcf->shpool->mutex);
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    n = 0;
+    q = ngx_queue_head(&lmcf->sh->lru);
+
+    for (i = 0; i < max; i++) {
+
+        if (i < lmcf->cat.nproviders) {
+            ps = lmcf->provider_series[i] ? &lmcf->provider_series[i]
+                                                 ->s.provider
+                                          : NULL;
+            if (ps == NULL) {
+                continue;
+            }
+
+            rm = &ps->remote;
+            it[n].name = lmcf->cat.providers[i].name;
+            it[n].provider = i;
+
+            it[n].period = 0;
+
+        } else {
+            if (q == ngx_queue_sentinel(&lmcf->sh->lru)) {
+                break;
+            }
+
+            cn = ngx_queue_data(q, ngx_http_llmroute_client_node_t, queue);
+            q = ngx_queue_next(q);
+
+            rm = &cn->remote;
+            ps = NULL;
+
+            it[n].name.len = cn->len;
+            it[n].name.data = ngx_pnalloc(pool, cn->len);
+            if (it[n].name.data == NULL) {
+                break;
+            }
+
+            ngx_memcpy(it[n].name.data, cn->data, cn->len);
+            it[n].client = 1;
+            it[n].period = cn->period;
+        }
+
+        /* keys: window, spend, this node's spend, cooldown */
+
+        k = 1 + n * NGX_HTTP_LLMROUTE_REDIS_KEYS_PER_ITEM;
+        a = 4 + n * NGX_HTTP_LLMROUTE_REDIS_ARGS_PER_ITEM;
+
+        p = ngx_pnalloc(pool, 4 * (rd->conf->prefix.len + it[n].name.len
+                                   + rd->node.len + 2 * NGX_INT64_LEN + 16)
+                              + 5 * NGX_INT64_LEN);
+        if (p == NULL) {
+            break;
+        }
+
+        keys[k] = (char *) p;
+        p = ngx_sprintf(p, "%V%s:%V", &rd->conf->prefix,
+                        it[n].client ? "c" : "p", &it[n].name);
+        klen[k] = p - (u_char *) keys[k];
+
+        keys[k + 1] = (char *) p;
+        p = ngx_sprintf(p, "%Vs:%V:%ui", &rd->conf->prefix, &it[n].name,
+                        it[n].period);
+        klen[k + 1] = p - (u_char *) keys[k + 1];
+
+        keys[k + 2] = (char *) p;
+        p = ngx_sprintf(p, "%Vs:%V:%ui:%V", &rd->conf->prefix, &it[n].name,
+                        it[n].period, &rd->node);
+        klen[k + 2] = p - (u_char *) keys[k + 2];
+
+        keys[k + 3] = (char *) p;
+        p = ngx_sprintf(p, "%Vcool:%s%V", &rd->conf->prefix,
+                        it[n].client ? "client:" : "", &it[n].name);
+        klen[k + 3] = p - (u_char *) keys[k + 3];
+
+        args[a] = (char *) p;
+        p = ngx_sprintf(p, "%s", it[n].client ? "c" : "p");
+        alen[a] = 1;
+
+        args[a + 1] = (char *) p;
+        p = ngx_sprintf(p, "%L", rm->ud_req);
+        alen[a + 1] = p - (u_char *) args[a + 1];
+
+        args[a + 2] = (char *) p;
+        p = ngx_sprintf(p, "%L", rm->ud_tok);
+        alen[a + 2] = p - (u_char *) args[a + 2];
+
+        args[a + 3] = (char *) p;
+        p = ngx_sprintf(p, "%L", it[n].client ? rm->ud_spend : 0);
+        alen[a + 3] = p - (u_char *) args[a + 3];
+
+        args[a + 4] = (char *) p;
+        p = ngx_sprintf(p, "%uA", ps ? ps->cooldown_until : 0);
+        alen[a + 4] = p - (u_char *) args[a + 4];
+
+        rm->ud_req = 0;
+        rm->ud_tok = 0;
+        rm->ud_spend = 0;
+
+        n++;
+    }
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+    rd->seq++;
+
+    p = ngx_pnalloc(pool, rd->conf->prefix.len + rd->node.len
+                          + 4 * NGX_INT64_LEN + 16);
+    if (p == NULL) {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    keys[0] = (char *) p;
+    p = ngx_sprintf(p, "%Vseq:%V:%P", &rd->conf->prefix, &rd->node, ngx_pid);
+    klen[0] = p - (u_char *) keys[0];
+
+    args[0] = (char *) p;
+    p = ngx_sprintf(p, "%uL", rd->seq);
+    alen[0] = p - (u_char *) args[0];
+
+    args[1] = (char *) p;
+    p = ngx_sprintf(p, "%T", now);
+    alen[1] = p - (u_char *) args[1];
+
+    args[2] = (char *) p;
+    p = ngx_sprintf(p, "%uL", (uint64_t) now * 1000);
+    alen[2] = p - (u_char *) args[2];
+
+    args[3] = (char *) rd->node.data;
+    alen[3] = rd->node.len;
+
+    /* EVAL script numkeys keys... args... */
+
+    rd->argc = 3 + (1 + n * NGX_HTTP_LLMROUTE_REDIS_KEYS_PER_ITEM)
+               + 4 + n * NGX_HTTP_LLMROUTE_REDIS_ARGS_PER_ITEM;
+
+    rd->argv = ngx_palloc(pool, rd->argc * sizeof(char *));
+    rd->argvlen = ngx_palloc(pool, rd->argc * sizeof(size_t));
+    p = ngx_pnalloc(pool, NGX_INT_T_LEN);
+
+    if (rd->argv == NULL || rd->argvlen == NULL || p == NULL) {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    rd->argv[0] = "EVAL";
+    rd->argvlen[0] = 4;
+    rd->argv[1] = ngx_http_llmroute_redis_script;
+    rd->argvlen[1] = sizeof(ngx_http_llmroute_redis_script) - 1;
+    rd->argv[2] = (char *) p;
+    rd->argvlen[2] = ngx_sprintf(p, "%ui",
+                                 1 + n * NGX_HTTP_LLMROUTE_REDIS_KEYS_PER_ITEM)
+                     - p;
+
+    a = 3;
+
+    for (i = 0; i < 1 + n * NGX_HTTP_LLMROUTE_REDIS_KEYS_PER_ITEM; i++) {
+        rd->argv[a] = keys[i];
+        rd->argvlen[a++] = klen[i];
+    }
+
+    for (i = 0; i < 4 + n * NGX_HTTP_LLMROUTE_REDIS_ARGS_PER_ITEM; i++) {
+        rd->argv[a] = args[i];
+        rd->argvlen[a++] = alen[i];
+    }
+
+    rd->pool = pool;
+    rd->items = it;
+    rd->nitems = n;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_llmroute_redis_send(ngx_http_llmroute_redis_t *rd)
+{
+    if (redisAsyncCommandArgv(rd->ac, ngx_http_llmroute_redis_reply, rd,
+                              rd->argc, rd->argv, rd->argvlen)
+        != REDIS_OK)
+    {
+        return;
+    }
+
+    rd->busy = 1;
+
+    if (rd->timeout_ev.timer_set) {
+        ngx_del_timer(&rd->timeout_ev);
+    }
+
+    ngx_add_timer(&rd->timeout_ev, rd->conf->timeout);
+}
+
+
+/* the batch is applied: take the other nodes' counts into the zone */
+
+static void
+ngx_http_llmroute_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply                          *reply = r;
+
+    time_t                               now;
+    ngx_uint_t                           i;
+    ngx_msec_t                           cool;
+    ngx_http_llmroute_redis_t           *rd;
+    ngx_http_llmroute_remote_t          *rm;
+    ngx_http_llmroute_main_conf_t       *lmcf;
+    ngx_http_llmroute_client_node_t     *cn;
+    ngx_http_llmroute_provider_stats_t  *ps;
+
+    rd = privdata;
+
+    if (rd == NULL || ac->data == NULL) {
+        return;
+    }
+
+    rd->busy = 0;
+
+    if (rd->timeout_ev.timer_set) {
+        ngx_del_timer(&rd->timeout_ev);
+    }
+
+    if (reply == NULL) {
+        return;                 /* disconnected: the batch is re-sent */
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != rd->nitems * 4)
+    {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "llmroute: redis sync failed: %*s",
+                      reply->type == REDIS_REPLY_ERROR ? (size_t) reply->len
+                                                       : 14,
+                      reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                       : "unexpected reply");
+        return;                 /* kept, re-sent next time */
+    }
+
+    lmcf = rd->lmcf;
+    now = ngx_time();
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    for (i = 0; i < rd->nitems; i++) {
+
+        if (rd->items[i].client) {
+            cn = ngx_http_llmroute_client_find(lmcf, &rd->items[i].name);
+            if (cn == NULL) {
+                continue;
+            }
+
+            rm = &cn->remote;
+            ps = NULL;
+
+        } else {
+            ps = &lmcf->provider_series[rd->items[i].provider]->s.provider;
+            rm = &ps->remote;
+        }
+
+        rm->req = ngx_http_llmroute_redis_int(reply->element[i * 4]);
+        rm->tok = ngx_http_llmroute_redis_int(reply->element[i * 4 + 1]);
+        rm->spend = ngx_http_llmroute_redis_int(reply->element[i * 4 + 2]);
+        rm->period = rd->items[i].period;
+
+        cool = (ngx_msec_t) ngx_http_llmroute_redis_int(
+                                reply->element[i * 4 + 3]);
+
+        if (ps && cool > ps->cooldown_until
+            && cool > (ngx_msec_t) now * 1000)
+        {
+            ps->cooldown_until = cool;
+        }
+    }
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+    ngx_destroy_pool(rd->pool);
+    rd->pool = NULL;
+}
+
+
+static void
+ngx_http_llmroute_redis_ignore(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply  *reply = r;
+
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "llmroute: redis: %*s", (size_t) reply->len, reply->str);
+    }
+}
+
+
+static int64_t
+ngx_http_llmroute_redis_int(redisReply *r)
+{
+    return r->type == REDIS_REPLY_INTEGER ? (int64_t) r->integer : 0;
+}
+
+
+/*
+ * The adapter: hiredis's socket on an nginx connection, level-triggered
+ * events (hiredis reads a bounded amount per call), no fd closed by us.
+ */
+
+static ngx_int_t
+ngx_http_llmroute_redis_attach(ngx_http_llmroute_redis_t *rd)
+{
+    ngx_connection_t  *c;
+
+    c = ngx_get_connection(rd->ac->c.fd, ngx_cycle->log);
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    c->data = rd;
+    c->read->handler = ngx_http_llmroute_redis_read_handler;
+    c->write->handler = ngx_http_llmroute_redis_write_handler;
+    c->read->log = ngx_cycle->log;
+    c->write->log = ngx_cycle->log;
+
+    rd->conn = c;
+
+    rd->ac->ev.data = rd;
+    rd->ac->ev.addRead = ngx_http_llmroute_redis_add_read;
+    rd->ac->ev.delRead = ngx_http_llmroute_redis_del_read;
+    rd->ac->ev.addWrite = ngx_http_llmroute_redis_add_write;
+    rd->ac->ev.delWrite = ngx_http_llmroute_redis_del_write;
+    rd->ac->ev.cleanup = ngx_http_llmroute_redis_cleanup;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_llmroute_redis_add_read(void *privdata)
+{
+    ngx_http_llmroute_redis_t  *rd = privdata;
+
+    if (rd->conn && !rd->conn->read->active) {
+        (void) ngx_add_event(rd->conn->read, NGX_READ_EVENT, NGX_LEVEL_EVENT);
+    }
+}
+
+
+static void
+ngx_http_llmroute_redis_del_read(void *privdata)
+{
+    ngx_http_llmroute_redis_t  *rd = privdata;
+
+    if (rd->conn && rd->conn->read->active) {
+        (void) ngx_del_event(rd->conn->read, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_http_llmroute_redis_add_write(void *privdata)
+{
+    ngx_http_llmroute_redis_t  *rd = privdata;
+
+    if (rd->conn && !rd->conn->write->active) {
+        (void) ngx_add_event(rd->conn->write, NGX_WRITE_EVENT,
+                             NGX_LEVEL_EVENT);
+    }
+}
+
+
+static void
+ngx_http_llmroute_redis_del_write(void *privdata)
+{
+    ngx_http_llmroute_redis_t  *rd = privdata;
+
+    if (rd->conn && rd->conn->write->active) {
+        (void) ngx_del_event(rd->conn->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+/* hiredis frees the context and closes the fd: we only let go of ours */
+
+static void
+ngx_http_llmroute_redis_cleanup(void *privdata)
+{
+    ngx_connection_t           *c;
+    ngx_http_llmroute_redis_t  *rd = privdata;
+
+    c = rd->conn;
+
+    if (c == NULL) {
+        return;
+    }
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    c->fd = (ngx_socket_t) -1;
+    ngx_free_connection(c);
+
+    rd->conn = NULL;
+}
+
+
+static void
+ngx_http_llmroute_redis_read_handler(ngx_event_t *ev)
+{
+    ngx_connection_t           *c;
+    ngx_http_llmroute_redis_t  *rd;
+
+    c = ev->data;
+    rd = c->data;
+
+    if (rd->ac) {
+        redisAsyncHandleRead(rd->ac);
+    }
+}
+
+
+static void
+ngx_http_llmroute_redis_write_handler(ngx_event_t *ev)
+{
+    ngx_connection_t           *c;
+    ngx_http_llmroute_redis_t  *rd;
+
+    c = ev->data;
+    rd = c->data;
+
+    if (rd->ac) {
+        redisAsyncHandleWrite(rd->ac);
+    }
+}
