@@ -92,6 +92,8 @@ static void ngx_http_llmroute_redis_reply(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_http_llmroute_redis_ignore(redisAsyncContext *ac, void *r,
     void *privdata);
+static void ngx_http_llmroute_redis_pong(redisAsyncContext *ac, void *r,
+    void *privdata);
 static int64_t ngx_http_llmroute_redis_int(redisReply *r);
 
 static ngx_int_t ngx_http_llmroute_redis_attach(
@@ -478,16 +480,40 @@ ngx_http_llmroute_redis_connected(const redisAsyncContext *ac, int status)
 
     rd->connecting = 0;
 
-    if (rd->timeout_ev.timer_set && !rd->busy) {
-        ngx_del_timer(&rd->timeout_ev);
-    }
-
     if (status != REDIS_OK) {
         /* hiredis frees the context after this callback */
         rd->ac = NULL;
         rd->up = 0;
         ngx_http_llmroute_redis_down(rd, ac->errstr);
         return;
+    }
+
+    /*
+     * a hung server accepts connections too: up is when it answers (the
+     * connect timer still runs until then)
+     */
+
+    redisAsyncCommand((redisAsyncContext *) ac, ngx_http_llmroute_redis_pong,
+                      rd, "PING");
+}
+
+
+static void
+ngx_http_llmroute_redis_pong(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply                 *reply = r;
+    ngx_http_llmroute_redis_t  *rd;
+
+    rd = privdata;
+
+    if (rd == NULL || ac->data == NULL || reply == NULL
+        || reply->type == REDIS_REPLY_ERROR)
+    {
+        return;
+    }
+
+    if (rd->timeout_ev.timer_set) {
+        ngx_del_timer(&rd->timeout_ev);
     }
 
     rd->up = 1;
