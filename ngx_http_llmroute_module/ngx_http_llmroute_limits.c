@@ -342,7 +342,7 @@ ngx_http_llmroute_unavailable_locked(ngx_http_llmroute_main_conf_t *lmcf,
 
         /* cooling down; after an open circuit, one probe at a time */
 
-        if (ps->cooldown_until > now
+        if (ps->cooldown_until > now || ps->disabled
             || (ps->fails >= NGX_HTTP_LLMROUTE_CIRCUIT_FAILS && ps->probing))
         {
             mask |= (uint64_t) 1 << i;

@@ -98,6 +98,7 @@ typedef struct {
     ngx_uint_t                      inflight;
     ngx_uint_t                      fails;          /* consecutive */
     ngx_uint_t                      probing;        /* half-open probe */
+    ngx_uint_t                      disabled;       /* by Redis */
     ngx_http_llmroute_remote_t      remote;
 } ngx_http_llmroute_provider_stats_t;
 

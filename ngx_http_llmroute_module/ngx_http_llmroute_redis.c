@@ -123,10 +123,10 @@ static const char  ngx_http_llmroute_redis_script[] =
     "local applied = redis.call('GET', KEYS[1]) == ARGV[1]\n"
     "local now, nowms, node = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]\n"
     "local out = {}\n"
-    "local n = (#KEYS - 1) / 4\n"
+    "local n = (#KEYS - 1) / 5\n"
     "for i = 0, n - 1 do\n"
-    "  local w, s, so, cool = KEYS[2+i*4], KEYS[3+i*4], KEYS[4+i*4],"
-    " KEYS[5+i*4]\n"
+    "  local w, s, so, cool = KEYS[2+i*5], KEYS[3+i*5], KEYS[4+i*5],"
+    " KEYS[5+i*5]\n"
     "  local a = 5 + i * 5\n"
     "  local dr, dt = tonumber(ARGV[a+1]), tonumber(ARGV[a+2])\n"
     "  local ds, cu = tonumber(ARGV[a+3]), tonumber(ARGV[a+4])\n"
@@ -175,6 +175,7 @@ static const char  ngx_http_llmroute_redis_script[] =
     "  out[#out+1] = rt\n"
     "  out[#out+1] = sp\n"
     "  out[#out+1] = tonumber(redis.call('GET', cool) or '0')\n"
+    "  out[#out+1] = redis.call('EXISTS', KEYS[6+i*5])\n"
     "end\n"
     "redis.call('SET', KEYS[1], ARGV[1], 'EX', 3600)\n"
     "return out\n";
@@ -636,7 +637,8 @@ ngx_http_llmroute_redis_timeout_handler(ngx_event_t *ev)
 /* takes the zone's unpushed deltas into a batch (worker memory) */
 
 #define NGX_HTTP_LLMROUTE_REDIS_ARGS_PER_ITEM  5
-#define NGX_HTTP_LLMROUTE_REDIS_KEYS_PER_ITEM  4
+#define NGX_HTTP_LLMROUTE_REDIS_KEYS_PER_ITEM  5
+#define NGX_HTTP_LLMROUTE_REDIS_REPLY_PER_ITEM 5
 
 static ngx_int_t
 ngx_http_llmroute_redis_batch(ngx_http_llmroute_redis_t *rd)
@@ -661,6 +663,9 @@ ngx_http_llmroute_redis_batch(ngx_http_llmroute_redis_t *rd)
     if (pool == NULL) {
         return NGX_ERROR;
     }
+
+    /* every provider's series, found (or made) before taking the lock */
+    (void) ngx_http_llmroute_unavailable(lmcf);
 
     /* providers, and clients used here in the last two minutes */
 
@@ -745,7 +750,7 @@ ngx_http_llmroute_redis_batch(ngx_http_llmroute_redis_t *rd)
         k = 1 + n * NGX_HTTP_LLMROUTE_REDIS_KEYS_PER_ITEM;
         a = 4 + n * NGX_HTTP_LLMROUTE_REDIS_ARGS_PER_ITEM;
 
-        p = ngx_pnalloc(pool, 4 * (rd->conf->prefix.len + it[n].name.len
+        p = ngx_pnalloc(pool, 5 * (rd->conf->prefix.len + it[n].name.len
                                    + rd->node.len + 2 * NGX_INT64_LEN + 16)
                               + 5 * NGX_INT64_LEN);
         if (p == NULL) {
@@ -771,6 +776,11 @@ ngx_http_llmroute_redis_batch(ngx_http_llmroute_redis_t *rd)
         p = ngx_sprintf(p, "%Vcool:%s%V", &rd->conf->prefix,
                         it[n].client ? "client:" : "", &it[n].name);
         klen[k + 3] = p - (u_char *) keys[k + 3];
+
+        keys[k + 4] = (char *) p;
+        p = ngx_sprintf(p, "%Vdisabled:%s%V", &rd->conf->prefix,
+                        it[n].client ? "client:" : "", &it[n].name);
+        klen[k + 4] = p - (u_char *) keys[k + 4];
 
         args[a] = (char *) p;
         p = ngx_sprintf(p, "%s", it[n].client ? "c" : "p");
@@ -902,6 +912,7 @@ ngx_http_llmroute_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
     time_t                               now;
     ngx_uint_t                           i;
     ngx_msec_t                           cool;
+    redisReply                         **e;
     ngx_http_llmroute_redis_t           *rd;
     ngx_http_llmroute_remote_t          *rm;
     ngx_http_llmroute_main_conf_t       *lmcf;
@@ -925,7 +936,7 @@ ngx_http_llmroute_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != rd->nitems * 4)
+        || reply->elements != rd->nitems * NGX_HTTP_LLMROUTE_REDIS_REPLY_PER_ITEM)
     {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "llmroute: redis sync failed: %*s",
@@ -957,13 +968,19 @@ ngx_http_llmroute_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
             rm = &ps->remote;
         }
 
-        rm->req = ngx_http_llmroute_redis_int(reply->element[i * 4]);
-        rm->tok = ngx_http_llmroute_redis_int(reply->element[i * 4 + 1]);
-        rm->spend = ngx_http_llmroute_redis_int(reply->element[i * 4 + 2]);
+        e = &reply->element[i * NGX_HTTP_LLMROUTE_REDIS_REPLY_PER_ITEM];
+
+        rm->req = ngx_http_llmroute_redis_int(e[0]);
+        rm->tok = ngx_http_llmroute_redis_int(e[1]);
+        rm->spend = ngx_http_llmroute_redis_int(e[2]);
         rm->period = rd->items[i].period;
 
-        cool = (ngx_msec_t) ngx_http_llmroute_redis_int(
-                                reply->element[i * 4 + 3]);
+        cool = (ngx_msec_t) ngx_http_llmroute_redis_int(e[3]);
+
+        if (ps) {
+            /* an operator's "disabled" key takes the provider out */
+            ps->disabled = ngx_http_llmroute_redis_int(e[4]) ? 1 : 0;
+        }
 
         if (ps && cool > ps->cooldown_until
             && cool > (ngx_msec_t) now * 1000)
