@@ -607,6 +607,12 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* live prices published in Redis reach this worker's catalog */
+
+    if (lmcf->sh && lmcf->sh->prices != lmcf->prices) {
+        ngx_http_llmroute_prices_refresh(lmcf);
+    }
+
     rc = ngx_http_llmroute_admit(r, ctx);
 
     if (rc != NGX_OK) {

@@ -46,7 +46,6 @@ static char *ngx_http_llmroute_retries(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_llmroute_output_budget(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
-static ngx_int_t ngx_http_llmroute_parse_price(ngx_str_t *s, uint64_t *price);
 static ngx_int_t ngx_http_llmroute_parse_count(u_char *p, size_t len,
     size_t *n);
 static ngx_int_t ngx_http_llmroute_region_index(ngx_conf_t *cf,
@@ -1282,7 +1281,7 @@ invalid:
 
 /* "0.14" USD per 1M tokens is 140 nano-USD per token */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_llmroute_parse_price(ngx_str_t *s, uint64_t *price)
 {
     u_char     *p, *last;

@@ -54,6 +54,10 @@ typedef struct {
     ngx_atomic_t                    completion_tokens;
     ngx_atomic_t                    cached_tokens;
     ngx_atomic_t                    cost;           /* nano-USD */
+
+    /* a live price from Redis (nano-USD per token), under the mutex */
+    uint64_t                        price[3];       /* in, out, cached */
+    ngx_uint_t                      priced;
 } ngx_http_llmroute_model_stats_t;
 
 
@@ -147,6 +151,7 @@ typedef struct {
     ngx_atomic_t                    rejected[NGX_HTTP_LLMROUTE_NREJECTS];
     ngx_atomic_t                    savings;        /* nano-USD */
     ngx_atomic_t                    redis_up;
+    ngx_atomic_t                    prices;         /* version applied */
 } ngx_http_llmroute_shctx_t;
 
 
@@ -165,6 +170,7 @@ typedef struct {
     ngx_http_llmroute_series_t    **model_series;
     ngx_http_llmroute_series_t    **provider_series;
     ngx_http_llmroute_series_t     *none_series;
+    ngx_atomic_uint_t               prices;     /* this worker's copy */
     u_char                         *provider_file;  /* for "no zone" */
     ngx_uint_t                      provider_line;
 } ngx_http_llmroute_main_conf_t;
@@ -255,6 +261,8 @@ ngx_table_elt_t *ngx_http_llmroute_find_header(ngx_list_t *headers,
 
 char *ngx_http_llmroute_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_int_t ngx_http_llmroute_parse_price(ngx_str_t *s, uint64_t *price);
+void ngx_http_llmroute_prices_refresh(ngx_http_llmroute_main_conf_t *lmcf);
 ngx_int_t ngx_http_llmroute_redis_init_process(ngx_cycle_t *cycle);
 void ngx_http_llmroute_redis_exit_process(ngx_cycle_t *cycle);
 ngx_http_llmroute_client_node_t *ngx_http_llmroute_client_find(

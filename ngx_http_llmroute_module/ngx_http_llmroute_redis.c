@@ -60,6 +60,8 @@ typedef struct {
     ngx_msec_t                       backoff;
     ngx_str_t                        node;
     uint64_t                         seq;
+    int64_t                          prices;    /* version seen */
+    ngx_uint_t                       pricing;   /* replies awaited */
 
     /* the batch in flight (or waiting to be re-sent) */
     ngx_pool_t                      *pool;
@@ -95,6 +97,11 @@ static void ngx_http_llmroute_redis_ignore(redisAsyncContext *ac, void *r,
 static void ngx_http_llmroute_redis_pong(redisAsyncContext *ac, void *r,
     void *privdata);
 static int64_t ngx_http_llmroute_redis_int(redisReply *r);
+static void ngx_http_llmroute_redis_prices(ngx_http_llmroute_redis_t *rd);
+static void ngx_http_llmroute_redis_version(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_llmroute_redis_price(redisAsyncContext *ac, void *r,
+    void *privdata);
 
 static ngx_int_t ngx_http_llmroute_redis_attach(
     ngx_http_llmroute_redis_t *rd);
@@ -599,6 +606,8 @@ ngx_http_llmroute_redis_sync_handler(ngx_event_t *ev)
     if (!rd->up || rd->busy) {
         return;
     }
+
+    ngx_http_llmroute_redis_prices(rd);
 
     /* a batch not confirmed yet is re-sent as is: same sequence number */
 
@@ -1157,5 +1166,182 @@ ngx_http_llmroute_redis_write_handler(ngx_event_t *ev)
 
     if (rd->ac) {
         redisAsyncHandleWrite(rd->ac);
+    }
+}
+
+
+/*
+ * Live prices: "llmroute-catalog publish" bumps {llmroute}:prices:version;
+ * when it moves, the configured models' price hashes are read into the
+ * zone, and every worker copies them into its catalog before its next
+ * decision.  A price for a model nginx does not know is never read.
+ */
+
+static void
+ngx_http_llmroute_redis_prices(ngx_http_llmroute_redis_t *rd)
+{
+    u_char  key[256];
+    size_t  len;
+
+    if (rd->pricing) {
+        return;
+    }
+
+    len = ngx_snprintf(key, sizeof(key), "%Vprices:version",
+                       &rd->conf->prefix) - key;
+
+    if (redisAsyncCommand(rd->ac, ngx_http_llmroute_redis_version, rd,
+                          "GET %b", key, len)
+        == REDIS_OK)
+    {
+        rd->pricing = 1;
+    }
+}
+
+
+static void
+ngx_http_llmroute_redis_version(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                     *reply = r;
+
+    u_char                          key[512];
+    size_t                          len;
+    int64_t                         v;
+    ngx_str_t                       s;
+    ngx_uint_t                      i;
+    ngx_http_llmroute_model_t      *m;
+    ngx_http_llmroute_redis_t      *rd;
+    ngx_http_llmroute_main_conf_t  *lmcf;
+
+    rd = privdata;
+
+    if (rd == NULL || ac->data == NULL) {
+        return;
+    }
+
+    rd->pricing = 0;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_STRING) {
+        return;
+    }
+
+    s.data = (u_char *) reply->str;
+    s.len = reply->len;
+    v = ngx_atoi(s.data, s.len);
+
+    if (v == NGX_ERROR || v == rd->prices) {
+        return;
+    }
+
+    rd->prices = v;
+    lmcf = rd->lmcf;
+    m = lmcf->cat.models;
+
+    for (i = 0; i < lmcf->cat.nmodels; i++) {
+        len = ngx_snprintf(key, sizeof(key), "%Vprice:%V", &rd->conf->prefix,
+                           &m[i].full) - key;
+
+        if (redisAsyncCommand(ac, ngx_http_llmroute_redis_price,
+                              (void *) (uintptr_t) (i + 1),
+                              "HMGET %b input output cached_input", key, len)
+            == REDIS_OK)
+        {
+            rd->pricing++;
+        }
+    }
+}
+
+
+static void
+ngx_http_llmroute_redis_price(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply                       *reply = r;
+
+    uint64_t                          price[3];
+    ngx_str_t                         s;
+    ngx_uint_t                        i, k;
+    ngx_http_llmroute_redis_t        *rd;
+    ngx_http_llmroute_model_stats_t  *ms;
+    ngx_http_llmroute_main_conf_t    *lmcf;
+
+    rd = ac->data;
+
+    if (rd == NULL) {
+        return;
+    }
+
+    i = (uintptr_t) privdata - 1;
+    lmcf = rd->lmcf;
+
+    if (rd->pricing) {
+        rd->pricing--;
+    }
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 3)
+    {
+        return;
+    }
+
+    for (k = 0; k < 3; k++) {
+        if (reply->element[k]->type != REDIS_REPLY_STRING) {
+            return;             /* no (complete) price: keep the config's */
+        }
+
+        s.data = (u_char *) reply->element[k]->str;
+        s.len = reply->element[k]->len;
+
+        if (ngx_http_llmroute_parse_price(&s, &price[k]) != NGX_OK) {
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "llmroute: invalid price \"%V\" in redis for "
+                          "\"%V\"", &s, &lmcf->cat.models[i].full);
+            return;
+        }
+    }
+
+    ms = ngx_http_llmroute_model_stats(lmcf, i);
+    if (ms == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    ngx_memcpy(ms->price, price, sizeof(price));
+    ms->priced = 1;
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+    (void) ngx_atomic_fetch_add(&lmcf->sh->prices, 1);
+}
+
+
+/* this worker's catalog takes the zone's live prices */
+
+void
+ngx_http_llmroute_prices_refresh(ngx_http_llmroute_main_conf_t *lmcf)
+{
+    ngx_uint_t                        i;
+    ngx_http_llmroute_model_t        *m;
+    ngx_http_llmroute_model_stats_t  *ms;
+
+    lmcf->prices = lmcf->sh->prices;
+
+    for (i = 0; i < lmcf->cat.nmodels; i++) {
+        ms = ngx_http_llmroute_model_stats(lmcf, i);
+
+        if (ms == NULL || !ms->priced) {
+            continue;
+        }
+
+        m = &lmcf->cat.models[i];
+
+        ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+        m->input = ms->price[0];
+        m->output = ms->price[1];
+        m->cached_input = ms->price[2];
+
+        ngx_shmtx_unlock(&lmcf->shpool->mutex);
     }
 }
