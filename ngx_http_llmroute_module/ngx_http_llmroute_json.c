@@ -58,6 +58,7 @@ static ngx_int_t ngx_http_llmroute_json_gap(u_char *p, u_char *last,
     u_char sep, ngx_uint_t closers);
 static ngx_int_t ngx_http_llmroute_json_literal(u_char *p, u_char *last);
 static ngx_uint_t ngx_http_llmroute_json_prescan(u_char *p, u_char *last);
+static ngx_int_t ngx_http_llmroute_json_has_ctl(u_char *p, u_char *last);
 static ssize_t ngx_http_llmroute_json_unescape(u_char *src, size_t len,
     u_char *dst, size_t size);
 
@@ -140,14 +141,7 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
                                            "request body is too large", NULL);
     }
 
-    switch (ngx_http_llmroute_json_prescan(p, end)) {
-
-    case NGX_HTTP_LLMROUTE_INVALID_JSON:
-        return ngx_http_llmroute_json_fail(req, NGX_HTTP_LLMROUTE_INVALID_JSON,
-                   "request body is not valid JSON: control character in a "
-                   "string", NULL);
-
-    case NGX_HTTP_LLMROUTE_TOO_COMPLEX:
+    if (ngx_http_llmroute_json_prescan(p, end) != NGX_HTTP_LLMROUTE_OK) {
         return ngx_http_llmroute_json_fail(req,
                    NGX_HTTP_LLMROUTE_INVALID_REQUEST,
                    "request JSON is nested too deeply", NULL);
@@ -231,8 +225,8 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
 
     if (ngx_http_llmroute_json_validate(&js) != NGX_OK) {
         return ngx_http_llmroute_json_fail(req, NGX_HTTP_LLMROUTE_INVALID_JSON,
-                   "request body is not valid JSON: misplaced separator or "
-                   "invalid literal", NULL);
+                   "request body is not valid JSON: misplaced separator, "
+                   "invalid literal or control character", NULL);
     }
 
     req->obj_open = js.tok[0].start + 1;
@@ -692,6 +686,12 @@ ngx_http_llmroute_json_validate(ngx_http_llmroute_json_t *js)
             return NGX_ERROR;
         }
 
+        if (t->type == JSMN_STRING
+            && ngx_http_llmroute_json_has_ctl(b + t->start, b + t->end))
+        {
+            return NGX_ERROR;
+        }
+
         if (parent->type == JSMN_OBJECT
             && (t->type != JSMN_STRING || t->size != 1))
         {
@@ -873,9 +873,9 @@ ngx_http_llmroute_json_literal(u_char *p, u_char *last)
 
 
 /*
- * Before jsmn: nesting depth (jsmn closes a bracket by walking up the
- * already closed ones, quadratic in depth) and raw control characters in
- * strings (JSON forbids them, jsmn lets them through).  One linear pass.
+ * Before jsmn: the nesting depth (jsmn closes a bracket by walking up the
+ * already closed ones, quadratic in depth).  Strings are skipped with
+ * memchr(), so the pass costs little more than reading the structure.
  */
 
 #define NGX_HTTP_LLMROUTE_MAX_DEPTH  64
@@ -883,7 +883,8 @@ ngx_http_llmroute_json_literal(u_char *p, u_char *last)
 static ngx_uint_t
 ngx_http_llmroute_json_prescan(u_char *p, u_char *last)
 {
-    ngx_uint_t  depth;
+    u_char      *q;
+    ngx_uint_t   depth, n;
 
     depth = 0;
 
@@ -892,15 +893,26 @@ ngx_http_llmroute_json_prescan(u_char *p, u_char *last)
         switch (*p++) {
 
         case '"':
-            while (p < last && *p != '"') {
-                if (*p < 0x20) {
-                    return NGX_HTTP_LLMROUTE_INVALID_JSON;
+            for ( ;; ) {
+                q = memchr(p, '"', last - p);
+
+                if (q == NULL) {
+                    return NGX_HTTP_LLMROUTE_OK;    /* jsmn says "part" */
                 }
 
-                p += (*p == '\\') ? 2 : 1;
+                /* an odd run of backslashes escapes the quote */
+
+                for (n = 0; q - n > p && q[-1 - (ssize_t) n] == '\\'; n++) {
+                    /* void */
+                }
+
+                p = q + 1;
+
+                if (n % 2 == 0) {
+                    break;
+                }
             }
 
-            p++;
             break;
 
         case '{': case '[':
@@ -917,6 +929,33 @@ ngx_http_llmroute_json_prescan(u_char *p, u_char *last)
     }
 
     return NGX_HTTP_LLMROUTE_OK;
+}
+
+
+/* a raw control character in a string (JSON forbids, jsmn lets through) */
+
+static ngx_int_t
+ngx_http_llmroute_json_has_ctl(u_char *p, u_char *last)
+{
+    uint64_t  w;
+
+    /* eight bytes at a time: the classic "has a byte below n" test */
+
+    for ( /* void */ ; last - p >= 8; p += 8) {
+        ngx_memcpy(&w, p, 8);
+
+        if ((w - 0x2020202020202020ULL) & ~w & 0x8080808080808080ULL) {
+            break;
+        }
+    }
+
+    for ( /* void */ ; p < last; p++) {
+        if (*p < 0x20) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

@@ -3,6 +3,7 @@
 withheld, and the request goes once to the next tier up."""
 
 import json
+import time
 
 import pytest
 
@@ -19,9 +20,16 @@ LOG = r"""
 LOCATION = "llmroute_escalate on; access_log logs/esc.log esc;"
 
 
-def log_lines(r):
+def log_lines(r, n=1, timeout=5.0):
+    """The access log's lines, once there are n (nginx writes them just
+    after the response)."""
     path = r.ngx.prefix / "logs" / "esc.log"
-    return [json.loads(x) for x in path.read_text().splitlines()]
+    deadline = time.time() + timeout
+    while True:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= n or time.time() > deadline:
+            return [json.loads(x) for x in lines]
+        time.sleep(0.05)
 
 
 @pytest.fixture
