@@ -165,7 +165,8 @@ http {
     }
 
     llmroute_zone llmroute:1m;
-    llmroute_provider p1 http://mockup/v1/chat/completions key_env=LLMROUTE_BENCH_KEY;
+    ${HTTP_EXTRA:-}
+    llmroute_provider p1 http://mockup/v1/chat/completions key_env=LLMROUTE_BENCH_KEY ${PROVIDER_EXTRA:-};
     llmroute_model p1 small-1 tier=simple input=0.10 output=0.40 context=128k json tools;
     llmroute_model p1 big-1 tier=complex input=3.00 output=15.00 context=1000k json tools vision;
 
@@ -175,6 +176,7 @@ http {
 
         location /v1/chat/completions {
             llmroute on;
+            ${LOCATION_EXTRA:-}
             proxy_pass \$llmroute_url;
             proxy_set_header Host \$llmroute_host;
             proxy_set_header Authorization \$llmroute_authorization;
