@@ -161,6 +161,7 @@ ngx_http_llmroute_metrics_prometheus(u_char *p,
     ngx_uint_t n)
 {
     uint64_t                             v, cum, until;
+    ngx_time_t                          *tp;
     ngx_uint_t                           i, t, c, k;
     ngx_atomic_t                        *hist;
     ngx_http_llmroute_series_t          *s;
@@ -286,7 +287,8 @@ ngx_http_llmroute_metrics_prometheus(u_char *p,
         }
 
         until = s->s.provider.cooldown_until;
-        v = (uint64_t) ngx_time() * 1000;
+        tp = ngx_timeofday();
+        v = (uint64_t) tp->sec * 1000 + tp->msec;
         v = until > v ? (until - v + 999) / 1000 : 0;
 
         p = ngx_sprintf(p, "llmroute_provider_cooldown_seconds{provider="

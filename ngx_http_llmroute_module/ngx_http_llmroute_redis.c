@@ -531,7 +531,8 @@ ngx_http_llmroute_redis_pong(redisAsyncContext *ac, void *r, void *privdata)
     if (rd->down_logged) {
         rd->down_logged = 0;
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                      "llmroute: redis %V is up again", &rd->conf->host);
+                      "llmroute: redis %V:%i is up again", &rd->conf->host,
+                      rd->conf->port);
     }
 }
 
@@ -563,8 +564,9 @@ ngx_http_llmroute_redis_down(ngx_http_llmroute_redis_t *rd, const char *why)
     if (!rd->down_logged) {
         rd->down_logged = 1;
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                      "llmroute: redis %V is down (%s), counting locally",
-                      &rd->conf->host, why ? why : "unknown error");
+                      "llmroute: redis %V:%i is down (%s), counting locally",
+                      &rd->conf->host, rd->conf->port,
+                      why ? why : "unknown error");
     }
 
     rd->up = 0;
