@@ -32,6 +32,8 @@ static ngx_int_t ngx_http_llmroute_refuse(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx, ngx_int_t rc);
 static ngx_int_t ngx_http_llmroute_escalate(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
+static ngx_int_t ngx_http_llmroute_use_choice(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx);
 static size_t ngx_http_llmroute_utf8_prefix(ngx_str_t *s, size_t max);
 static void *ngx_http_llmroute_palloc(void *data, size_t size);
 
@@ -181,12 +183,7 @@ ngx_http_llmroute_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_llmroute_escalate(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 {
-    ngx_int_t                       rc;
-    ngx_http_llmroute_main_conf_t  *lmcf;
-
-    static ngx_str_t  post = ngx_string("POST");
-
-    lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
+    ngx_int_t  rc;
 
     ctx->escalating = 0;
     ctx->escalated = 1;
@@ -206,16 +203,7 @@ ngx_http_llmroute_escalate(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         return ngx_http_llmroute_refuse(r, ctx, rc);
     }
 
-    ctx->model = &lmcf->cat.models[ctx->choice.model];
-    ctx->provider = &lmcf->cat.providers[ctx->model->provider];
-    ctx->attempts++;
-
-    r->method = NGX_HTTP_POST;
-    r->method_name = post;
-
-    if (ngx_http_llmroute_set_body(r, ctx) != NGX_OK
-        || ngx_http_llmroute_set_credentials(r, ctx->provider) != NGX_OK)
-    {
+    if (ngx_http_llmroute_use_choice(r, ctx) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -236,14 +224,10 @@ ngx_http_llmroute_escalate(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 static ngx_int_t
 ngx_http_llmroute_retry(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 {
-    u_char                         *p;
-    ngx_str_t                       msg;
-    ngx_http_llmroute_loc_conf_t   *lcf;
-    ngx_http_llmroute_main_conf_t  *lmcf;
+    u_char                        *p;
+    ngx_str_t                      msg;
+    ngx_http_llmroute_loc_conf_t  *lcf;
 
-    static ngx_str_t  post = ngx_string("POST");
-
-    lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_llmroute_module);
 
     ngx_http_llmroute_note_failure(r, ctx);
@@ -287,17 +271,7 @@ ngx_http_llmroute_retry(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
                                             NULL);
     }
 
-    ctx->model = &lmcf->cat.models[ctx->choice.model];
-    ctx->provider = &lmcf->cat.providers[ctx->model->provider];
-    ctx->attempts++;
-
-    /* error_page turned the request into a GET */
-    r->method = NGX_HTTP_POST;
-    r->method_name = post;
-
-    if (ngx_http_llmroute_set_body(r, ctx) != NGX_OK
-        || ngx_http_llmroute_set_credentials(r, ctx->provider) != NGX_OK)
-    {
+    if (ngx_http_llmroute_use_choice(r, ctx) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -619,13 +593,7 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         return ngx_http_llmroute_refuse(r, ctx, rc);
     }
 
-    ctx->model = &lmcf->cat.models[ctx->choice.model];
-    ctx->provider = &lmcf->cat.providers[ctx->model->provider];
-    ctx->attempts++;
-
-    if (ngx_http_llmroute_set_body(r, ctx) != NGX_OK
-        || ngx_http_llmroute_set_credentials(r, ctx->provider) != NGX_OK)
-    {
+    if (ngx_http_llmroute_use_choice(r, ctx) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -637,6 +605,39 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
                    ctx->choice.est_cost, ctx->reason);
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * The admitted choice becomes this attempt: its model in the body, its
+ * URL, Host and key in the variables.  A failover or an escalation comes
+ * back through error_page, which turned the request into a GET.
+ */
+
+static ngx_int_t
+ngx_http_llmroute_use_choice(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx)
+{
+    ngx_http_llmroute_main_conf_t  *lmcf;
+
+    static ngx_str_t  post = ngx_string("POST");
+
+    lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
+
+    ctx->model = &lmcf->cat.models[ctx->choice.model];
+    ctx->provider = &lmcf->cat.providers[ctx->model->provider];
+    ctx->attempts++;
+
+    r->method = NGX_HTTP_POST;
+    r->method_name = post;
+
+    if (ngx_http_llmroute_set_body(r, ctx) != NGX_OK
+        || ngx_http_llmroute_set_credentials(r, ctx->provider) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

@@ -35,8 +35,6 @@ static uint64_t ngx_http_llmroute_unavailable_locked(
 static ngx_http_llmroute_client_node_t *ngx_http_llmroute_client_lookup(
     ngx_http_llmroute_main_conf_t *lmcf, ngx_str_t *key);
 static ngx_uint_t ngx_http_llmroute_period(ngx_uint_t kind, time_t now);
-static ngx_int_t ngx_http_llmroute_parse_usd(u_char *p, size_t len,
-    uint64_t *nano);
 
 
 static ngx_uint_t  ngx_http_llmroute_shm_nomem;
@@ -669,8 +667,9 @@ ngx_http_llmroute_client(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (ngx_strncmp(s.data, "budget=", 7) == 0) {
             slash = ngx_strlchr(s.data + 7, s.data + s.len, '/');
             if (slash == NULL
-                || ngx_http_llmroute_parse_usd(s.data + 7, slash - s.data - 7,
-                                               &cc->budget)
+                || ngx_http_llmroute_parse_decimal(s.data + 7,
+                                                   slash - s.data - 7, 9,
+                                                   &cc->budget)
                    != NGX_OK
                 || cc->budget == 0)
             {
@@ -714,46 +713,4 @@ invalid:
                        "invalid parameter \"%V\" (expected rpm=N, tpm=N, "
                        "budget=USD/hour|day|month or degrade)", &value[i]);
     return NGX_CONF_ERROR;
-}
-
-
-/* "25" or "0.5" USD to nano-USD */
-
-static ngx_int_t
-ngx_http_llmroute_parse_usd(u_char *p, size_t len, uint64_t *nano)
-{
-    u_char      *last;
-    uint64_t     v;
-    ngx_uint_t   dot, decimals;
-
-    last = p + len;
-    v = 0;
-    dot = 0;
-    decimals = 0;
-
-    if (p == last) {
-        return NGX_ERROR;
-    }
-
-    for ( /* void */ ; p < last; p++) {
-        if (*p == '.' && !dot) {
-            dot = 1;
-            continue;
-        }
-
-        if (*p < '0' || *p > '9' || decimals == 9 || v > 1000000000000ULL) {
-            return NGX_ERROR;
-        }
-
-        v = v * 10 + (*p - '0');
-        decimals += dot;
-    }
-
-    while (decimals++ < 9) {
-        v *= 10;
-    }
-
-    *nano = v;
-
-    return NGX_OK;
 }

@@ -1284,12 +1284,24 @@ invalid:
 ngx_int_t
 ngx_http_llmroute_parse_price(ngx_str_t *s, uint64_t *price)
 {
-    u_char     *p, *last;
-    uint64_t    v;
-    ngx_uint_t  decimals, dot;
+    return ngx_http_llmroute_parse_decimal(s->data, s->len, 3, price);
+}
 
-    p = s->data;
-    last = p + s->len;
+
+/*
+ * A non-negative decimal with at most "scale" decimals, as an integer in
+ * units of 10^-scale: exact, no floating point (money is counted in it).
+ */
+
+ngx_int_t
+ngx_http_llmroute_parse_decimal(u_char *p, size_t len, ngx_uint_t scale,
+    uint64_t *out)
+{
+    u_char      *last;
+    uint64_t     v;
+    ngx_uint_t   decimals, dot;
+
+    last = p + len;
     v = 0;
     dot = 0;
     decimals = 0;
@@ -1304,26 +1316,25 @@ ngx_http_llmroute_parse_price(ngx_str_t *s, uint64_t *price)
             continue;
         }
 
-        if (*p < '0' || *p > '9' || decimals == 3 || v > 1000000000) {
+        if (*p < '0' || *p > '9' || decimals == scale
+            || v > 1000000000000ULL)
+        {
             return NGX_ERROR;
         }
 
         v = v * 10 + (*p - '0');
-
-        if (dot) {
-            decimals++;
-        }
+        decimals += dot;
     }
 
     if (dot && decimals == 0) {
         return NGX_ERROR;
     }
 
-    while (decimals++ < 3) {
+    while (decimals++ < scale) {
         v *= 10;
     }
 
-    *price = v;
+    *out = v;
 
     return NGX_OK;
 }

@@ -262,6 +262,8 @@ ngx_table_elt_t *ngx_http_llmroute_find_header(ngx_list_t *headers,
 char *ngx_http_llmroute_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_llmroute_parse_price(ngx_str_t *s, uint64_t *price);
+ngx_int_t ngx_http_llmroute_parse_decimal(u_char *p, size_t len,
+    ngx_uint_t scale, uint64_t *out);
 void ngx_http_llmroute_prices_refresh(ngx_http_llmroute_main_conf_t *lmcf);
 ngx_int_t ngx_http_llmroute_redis_init_process(ngx_cycle_t *cycle);
 void ngx_http_llmroute_redis_exit_process(ngx_cycle_t *cycle);
