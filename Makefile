@@ -1,7 +1,10 @@
 # ngx_http_llmroute_module — developer entry points.
 #   make run     build and run the gateway on 127.0.0.1:8080 (demo providers
 #                when no API keys are set)
-#   make test    build and run every test (C unit tests + nginx tests)
+#   make test    build and run every test (C unit tests, classifier report,
+#                fuzz regressions, nginx tests)
+#   make -C fuzz fuzz FUZZ_SECONDS=60   fuzz the request and usage parsers
+#   scripts/test-asan.sh                the nginx tests against an ASan build
 
 PYTHON ?= /usr/bin/python3
 PYTEST ?= $(PYTHON) -m pytest
@@ -23,6 +26,7 @@ run: build
 test: build
 	$(MAKE) test-unit
 	$(MAKE) classify-report
+	$(MAKE) -C fuzz regress
 	$(MAKE) test-nginx
 
 test-unit:
