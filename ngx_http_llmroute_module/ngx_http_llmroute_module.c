@@ -840,6 +840,15 @@ ngx_http_llmroute_provider(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             /* conf strings are NUL-terminated */
             key = (u_char *) getenv((char *) pr->key_env.data);
 
+            /* "nginx -s reload" parses the configuration too, from a
+             * shell that need not hold the keys: it sends no request */
+
+            if (ngx_process == NGX_PROCESS_SIGNALLER
+                && (key == NULL || *key == '\0'))
+            {
+                continue;
+            }
+
             if (pr->key_env.len == 0 || key == NULL || *key == '\0') {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "environment variable \"%V\" in \"%V\" is "

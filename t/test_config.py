@@ -2,10 +2,13 @@
 nginx -t with a message that names the file, line and the bad value") and
 reloads."""
 
+import os
+import subprocess
+
 import pytest
 
 from llmroute_harness import (
-    CATALOG, CHAT, SERVER, assert_routed, chat_body, post_json)
+    CATALOG, CHAT, KEYS, SERVER, assert_routed, chat_body, post_json)
 
 SIMPLE = {"X-LLMRoute-Tier": "simple"}
 URLS = {"CHEAP_URL": "http://127.0.0.1:9/v1/chat/completions",
@@ -163,3 +166,21 @@ def test_bad_reload_keeps_old_config(routed):
     assert "bogus" in r.ngx.error_log()
     assert_routed(post_json(r.port, CHAT, chat_body(), SIMPLE),
                   "cheap", "small-1")
+
+
+def test_reload_signal_needs_no_provider_keys(routed):
+    # "nginx -s reload" parses the configuration in the operator's shell,
+    # which need not hold the provider keys: the signal still goes out
+    r = routed()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("TEST_KEY")}
+    old = r.ngx.worker_pids()
+    p = subprocess.run(r.ngx._cmd("-s", "reload"), env=env,
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    r.ngx.wait_workers(old)
+    # and the reloaded workers still have the keys (the master's env)
+    resp = post_json(r.port, CHAT, chat_body("hi"), SIMPLE)
+    assert resp.status == 200
+    assert r.cheap.last.header("Authorization") == \
+        "Bearer " + KEYS["TEST_KEY_A"]
