@@ -38,6 +38,9 @@ INCLUDES = ["providers.conf", "models.conf", "regions.conf", "clients.conf"]
 
 def localize(text, prefix, upstream_port):
     """The documented substitutions (module docstring)."""
+    # the example's own /tmp paths first: the repository itself (and so
+    # the module's path) may live under /tmp
+    text = text.replace(" /tmp/", " %s/tmp/" % prefix)
     text = text.replace("load_module modules/ngx_http_llmroute_module.so;",
                         "load_module %s;" % MODULE_PATH)
 
@@ -49,7 +52,7 @@ def localize(text, prefix, upstream_port):
     text = re.sub(r"(?m)^(\s*listen\s+)\d+\s*;",
                   lambda m: "%s127.0.0.1:%d;" % (m.group(1), free_port()),
                   text)
-    return text.replace(" /tmp/", " %s/tmp/" % prefix)
+    return text
 
 
 def install(tmp_path, main_conf):
