@@ -20,27 +20,16 @@ static ngx_int_t
 ngx_http_llmroute_error_header(ngx_http_request_t *r, const char *key,
     ngx_uint_t value)
 {
-    ngx_table_elt_t  *h;
+    ngx_str_t  v;
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    v.data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (v.data == NULL) {
         return NGX_ERROR;
     }
 
-    h->value.data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-    if (h->value.data == NULL) {
-        return NGX_ERROR;
-    }
+    v.len = ngx_sprintf(v.data, "%ui", value) - v.data;
 
-    h->hash = 1;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-    h->key.data = (u_char *) key;
-    h->key.len = ngx_strlen(key);
-    h->value.len = ngx_sprintf(h->value.data, "%ui", value) - h->value.data;
-
-    return NGX_OK;
+    return ngx_http_llmroute_add_header(r, key, &v);
 }
 
 
@@ -116,8 +105,9 @@ ngx_http_llmroute_send_error(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t                 msg;
     ngx_buf_t                *b;
     ngx_chain_t               out;
-    ngx_table_elt_t          *h;
     ngx_http_llmroute_ctx_t  *ctx;
+
+    static ngx_str_t  post = ngx_string("POST");
 
     ctx = ngx_http_llmroute_get_ctx(r, 1);
     if (ctx == NULL) {
@@ -169,18 +159,10 @@ ngx_http_llmroute_send_error(ngx_http_request_t *r, ngx_uint_t status,
         }
     }
 
-    if (status == NGX_HTTP_NOT_ALLOWED) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        h->hash = 1;
-#if (nginx_version >= 1023000)
-        h->next = NULL;
-#endif
-        ngx_str_set(&h->key, "Allow");
-        ngx_str_set(&h->value, "POST");
+    if (status == NGX_HTTP_NOT_ALLOWED
+        && ngx_http_llmroute_add_header(r, "Allow", &post) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     rc = ngx_http_send_header(r);

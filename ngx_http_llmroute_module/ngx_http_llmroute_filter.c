@@ -19,8 +19,6 @@
 static ngx_int_t ngx_http_llmroute_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_llmroute_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
-static ngx_int_t ngx_http_llmroute_add_header(ngx_http_request_t *r,
-    const char *key, ngx_str_t *value);
 static ngx_int_t ngx_http_llmroute_json_error_page(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 static ngx_int_t ngx_http_llmroute_scan_init(ngx_http_request_t *r,
@@ -319,7 +317,7 @@ ngx_http_llmroute_json_error_page(ngx_http_request_t *r,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_llmroute_add_header(ngx_http_request_t *r, const char *key,
     ngx_str_t *value)
 {

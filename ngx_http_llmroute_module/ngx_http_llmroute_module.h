@@ -288,6 +288,8 @@ ngx_int_t ngx_http_llmroute_error_json(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, ngx_str_t *message,
     const char *param, ngx_str_t *out);
 ngx_int_t ngx_http_llmroute_filter_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_llmroute_add_header(ngx_http_request_t *r,
+    const char *key, ngx_str_t *value);
 
 char *ngx_http_llmroute_models(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
