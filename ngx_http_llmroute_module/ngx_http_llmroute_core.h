@@ -216,6 +216,7 @@ typedef struct {
 
 ngx_int_t ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
     size_t len, ngx_http_llmroute_alloc_pt alloc, void *data);
+void ngx_http_llmroute_parse_cleanup(void);
 ngx_int_t ngx_http_llmroute_tier_by_name(u_char *name, size_t len);
 extern ngx_str_t  ngx_http_llmroute_tier_names[];
 

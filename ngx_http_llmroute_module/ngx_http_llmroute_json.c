@@ -439,6 +439,16 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
 }
 
 
+/* the process is exiting: its token scratch goes back */
+
+void
+ngx_http_llmroute_parse_cleanup(void)
+{
+    free(ngx_http_llmroute_scratch);
+    ngx_http_llmroute_scratch = NULL;
+}
+
+
 static ngx_int_t
 ngx_http_llmroute_json_messages(ngx_http_llmroute_json_t *js, int i)
 {

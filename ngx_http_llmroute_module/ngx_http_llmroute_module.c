@@ -52,6 +52,7 @@ static ngx_int_t ngx_http_llmroute_region_index(ngx_conf_t *cf,
     ngx_http_llmroute_main_conf_t *lmcf, ngx_str_t *name);
 static ngx_int_t ngx_http_llmroute_valid_name(ngx_str_t *s);
 static ngx_int_t ngx_http_llmroute_failover(ngx_conf_t *cf);
+static void ngx_http_llmroute_exit_process(ngx_cycle_t *cycle);
 
 
 extern ngx_module_t  ngx_http_proxy_module;
@@ -193,7 +194,7 @@ ngx_module_t  ngx_http_llmroute_module = {
     ngx_http_llmroute_redis_init_process,  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    ngx_http_llmroute_redis_exit_process,  /* exit process */
+    ngx_http_llmroute_exit_process,        /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -264,6 +265,14 @@ static ngx_str_t  ngx_http_llmroute_usage_sources[] = {
     ngx_string("provider"),
     ngx_string("estimate")
 };
+
+
+static void
+ngx_http_llmroute_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_llmroute_redis_exit_process(cycle);
+    ngx_http_llmroute_parse_cleanup();
+}
 
 
 static ngx_int_t
