@@ -30,6 +30,7 @@ import pytest
 from llmroute_harness import (
     CATALOG, CHAT, KEY_A, assert_error, assert_routed, build_request,
     chat_body, get, post_json, request)
+from mock_provider import close_all
 
 # one line per request of the chat location: pid|status|provider|model|
 # estimated cost|attempts ("-" where the module did not route)
@@ -66,7 +67,7 @@ def lim(routed):
         return r
 
     yield make
-    close_mocks([m for r in made for m in (r.cheap, r.premium)])
+    close_all([m for r in made for m in (r.cheap, r.premium)])
 
 
 def reconfigure(r, client):
@@ -74,26 +75,6 @@ def reconfigure(r, client):
     r.write_config(http_extra=LOG, server_extra=METRICS, location_extra=(
         "access_log logs/lim.log lim; llmroute_client $http_x_team %s;"
         % client))
-
-
-def close_mocks(mocks):
-    """Close mock providers at once.  A mock's serve_forever() looks for
-    shutdown every 0.5 s, so closing them one by one costs about a second a
-    test; here they close in parallel, woken by a connection, and the mocks
-    fixture's own close() then returns at once."""
-    threads = [threading.Thread(target=m.close) for m in mocks]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 5
-    while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
-        for m in mocks:
-            try:
-                socket.create_connection(("127.0.0.1", m.port), 0.2).close()
-            except OSError:
-                pass
-        time.sleep(0.02)
-    for t in threads:
-        t.join()
 
 
 # ------------------------------------------------------------ helpers

@@ -42,7 +42,6 @@ import json
 import math
 import re
 import shutil
-import socket
 import threading
 import time
 
@@ -51,6 +50,7 @@ import pytest
 from llmroute_harness import (
     CATALOG, CHAT, KEYS, MODULE_PATH, SERVER, Nginx, assert_error,
     assert_routed, chat_body, free_port, get, post_json, stream_post)
+from mock_provider import close_all
 from redis_server import RedisServer
 
 SYNC = 0.1                  # sync=100ms in every cluster below
@@ -109,24 +109,6 @@ def _needs_redis_directive(redis_directive):
 
 # ------------------------------------------------------------ fixtures
 
-def close_mocks(mocks):
-    """Close mock providers at once (see test_limits.close_mocks): a
-    mock's serve_forever() looks for shutdown every 0.5 s."""
-    threads = [threading.Thread(target=m.close) for m in mocks]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 5
-    while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
-        for m in mocks:
-            try:
-                socket.create_connection(("127.0.0.1", m.port), 0.2).close()
-            except OSError:
-                pass
-        time.sleep(0.02)
-    for t in threads:
-        t.join()
-
-
 @pytest.fixture
 def redis_server(tmp_path):
     """Factory: redis_server(**kw) -> a started RedisServer (killed after
@@ -184,7 +166,7 @@ def cluster(nginx, mocks, redis_server):
         return c
 
     yield make
-    close_mocks([m for c in made for m in (c.cheap, c.premium)])
+    close_all([m for c in made for m in (c.cheap, c.premium)])
 
 
 # ------------------------------------------------------------ helpers
