@@ -382,31 +382,6 @@ ngx_http_llmroute_note_failure(ngx_http_request_t *r,
 }
 
 
-/* providers cooling down after a Retry-After, for every worker */
-
-uint64_t
-ngx_http_llmroute_unavailable(ngx_http_llmroute_main_conf_t *lmcf)
-{
-    uint64_t                             mask;
-    ngx_uint_t                           i;
-    ngx_msec_t                           now;
-    ngx_http_llmroute_provider_stats_t  *ps;
-
-    mask = 0;
-    now = (ngx_msec_t) ngx_time() * 1000;
-
-    for (i = 0; i < lmcf->cat.nproviders; i++) {
-        ps = ngx_http_llmroute_provider_stats(lmcf, i);
-
-        if (ps && ps->cooldown_until > now) {
-            mask |= (uint64_t) 1 << i;
-        }
-    }
-
-    return mask;
-}
-
-
 ngx_table_elt_t *
 ngx_http_llmroute_find_header(ngx_list_t *headers, const char *name)
 {

@@ -83,9 +83,7 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         }
     }
 
-    /* make sure every provider has its series before taking the lock */
-
-    (void) ngx_http_llmroute_unavailable(lmcf);
+    ngx_http_llmroute_provider_series(lmcf);
 
     ngx_shmtx_lock(&lmcf->shpool->mutex);
 

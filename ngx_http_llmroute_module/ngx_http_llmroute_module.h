@@ -255,7 +255,7 @@ ngx_http_llmroute_ctx_t *ngx_http_llmroute_get_ctx(ngx_http_request_t *r,
 ngx_int_t ngx_http_llmroute_handler(ngx_http_request_t *r);
 void ngx_http_llmroute_note_failure(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
-uint64_t ngx_http_llmroute_unavailable(ngx_http_llmroute_main_conf_t *lmcf);
+void ngx_http_llmroute_provider_series(ngx_http_llmroute_main_conf_t *lmcf);
 ngx_table_elt_t *ngx_http_llmroute_find_header(ngx_list_t *headers,
     const char *name);
 

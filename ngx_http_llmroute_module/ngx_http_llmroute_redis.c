@@ -675,8 +675,7 @@ ngx_http_llmroute_redis_batch(ngx_http_llmroute_redis_t *rd)
         return NGX_ERROR;
     }
 
-    /* every provider's series, found (or made) before taking the lock */
-    (void) ngx_http_llmroute_unavailable(lmcf);
+    ngx_http_llmroute_provider_series(lmcf);
 
     /* providers, and clients used here in the last two minutes */
 

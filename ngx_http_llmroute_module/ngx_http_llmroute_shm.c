@@ -206,6 +206,22 @@ ngx_http_llmroute_provider_stats(ngx_http_llmroute_main_conf_t *lmcf,
 }
 
 
+/*
+ * Every provider's series, found or made: code about to hold the zone's
+ * mutex calls this first, since finding a series takes the mutex itself.
+ */
+
+void
+ngx_http_llmroute_provider_series(ngx_http_llmroute_main_conf_t *lmcf)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < lmcf->cat.nproviders; i++) {
+        (void) ngx_http_llmroute_provider_stats(lmcf, i);
+    }
+}
+
+
 /* find or create a series; a provider series has an empty model */
 
 static ngx_http_llmroute_series_t *
