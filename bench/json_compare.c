@@ -414,7 +414,7 @@ measure(parse_pt parse, bench_t *b)
 int
 main(int argc, char **argv)
 {
-    int          c, i, n;
+    int          c, n;
     char        *bodies[16];
     size_t       sizes[16], lens[16], nsizes, s;
     double       ns;
@@ -437,22 +437,9 @@ main(int argc, char **argv)
         }
     }
 
-    nsizes = 0;
-
-    for (i = optind; i < argc && nsizes < 16; i++) {
-        s = bench_parse_size(argv[i]);
-        if (s == 0) {
-            fprintf(stderr, "json_compare: bad size \"%s\"\n", argv[i]);
-            return 2;
-        }
-        sizes[nsizes++] = s;
-    }
-
+    nsizes = bench_parse_sizes("json_compare", argc, argv, optind, sizes, 16);
     if (nsizes == 0) {
-        sizes[0] = 2 * 1024;
-        sizes[1] = 64 * 1024;
-        sizes[2] = 1024 * 1024;
-        nsizes = 3;
+        return 2;
     }
 
     bench_clock_init();

@@ -450,7 +450,7 @@ done:
 int
 main(int argc, char **argv)
 {
-    int     c, i, quiet;
+    int     c, quiet;
     size_t  sizes[16], nsizes, s;
 
     quiet = 0;
@@ -478,22 +478,9 @@ main(int argc, char **argv)
         }
     }
 
-    nsizes = 0;
-
-    for (i = optind; i < argc && nsizes < 16; i++) {
-        s = bench_parse_size(argv[i]);
-        if (s == 0) {
-            fprintf(stderr, "micro: bad size \"%s\"\n", argv[i]);
-            return 2;
-        }
-        sizes[nsizes++] = s;
-    }
-
+    nsizes = bench_parse_sizes("micro", argc, argv, optind, sizes, 16);
     if (nsizes == 0) {
-        sizes[0] = 2 * 1024;
-        sizes[1] = 64 * 1024;
-        sizes[2] = 1024 * 1024;
-        nsizes = 3;
+        return 2;
     }
 
     cat.providers = providers;

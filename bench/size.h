@@ -12,6 +12,7 @@
 
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -30,6 +31,40 @@ bench_parse_size(const char *s)
     }
 
     return *end == '\0' ? n : 0;
+}
+
+
+/*
+ * the body sizes named on the command line (2k 64k 1m by default);
+ * returns how many, 0 after printing an error about a bad one
+ */
+static inline int
+bench_parse_sizes(const char *prog, int argc, char **argv, int first,
+    size_t *sizes, int max)
+{
+    int     i, n;
+    size_t  s;
+
+    n = 0;
+
+    for (i = first; i < argc && n < max; i++) {
+        s = bench_parse_size(argv[i]);
+        if (s == 0) {
+            fprintf(stderr, "%s: bad size \"%s\"\n", prog, argv[i]);
+            return 0;
+        }
+
+        sizes[n++] = s;
+    }
+
+    if (n == 0) {
+        sizes[0] = 2 * 1024;
+        sizes[1] = 64 * 1024;
+        sizes[2] = 1024 * 1024;
+        n = 3;
+    }
+
+    return n;
 }
 
 
