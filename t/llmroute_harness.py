@@ -246,12 +246,9 @@ class Nginx:
 
 # ---------------------------------------------------------------- HTTP client
 
-class Response:
-    def __init__(self, status, reason, headers, body):
-        self.status = status
-        self.reason = reason
-        self.headers = headers          # list of (name, value), wire order
-        self.body = body
+class Headers:
+    """Lookups over self.headers (a list of (name, value)) and self.body,
+    shared by what clients receive and what mock providers record."""
 
     def header(self, name):
         """First value of header `name` (case-insensitive) or None."""
@@ -265,6 +262,14 @@ class Response:
 
     def json(self):
         return json.loads(self.body)
+
+
+class Response(Headers):
+    def __init__(self, status, reason, headers, body):
+        self.status = status
+        self.reason = reason
+        self.headers = headers          # list of (name, value), wire order
+        self.body = body
 
     def text(self):
         """Status line, headers and body as one string (for leak checks)."""

@@ -36,7 +36,7 @@ import struct
 import threading
 import time
 
-from llmroute_harness import free_port
+from llmroute_harness import Headers, free_port
 
 DEFAULTS = {
     "mode": "ok", "status": None, "delay": 0.0, "chunk_delay": 0.0,
@@ -45,7 +45,7 @@ DEFAULTS = {
 }
 
 
-class Recorded:
+class Recorded(Headers):
     """One request as the provider received it."""
 
     def __init__(self, mock, method, path, version, headers, body, chunked):
@@ -57,18 +57,6 @@ class Recorded:
         self.body = body              # raw bytes (de-chunked if chunked)
         self.chunked = chunked
         self.time = time.monotonic()
-
-    def header(self, name):
-        for k, v in self.headers:
-            if k.lower() == name.lower():
-                return v
-        return None
-
-    def header_all(self, name):
-        return [v for k, v in self.headers if k.lower() == name.lower()]
-
-    def json(self):
-        return json.loads(self.body)
 
     def __repr__(self):
         return "<Recorded %s %s %s %r>" % (self.provider, self.method,
