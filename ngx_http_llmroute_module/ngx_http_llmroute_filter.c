@@ -22,7 +22,7 @@ static ngx_int_t ngx_http_llmroute_body_filter(ngx_http_request_t *r,
 static ngx_int_t ngx_http_llmroute_json_error_page(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 static ngx_int_t ngx_http_llmroute_scan_init(ngx_http_request_t *r,
-    ngx_http_llmroute_ctx_t *ctx);
+    ngx_http_llmroute_ctx_t *ctx, ngx_uint_t check);
 static ngx_int_t ngx_http_llmroute_scan(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_llmroute_strip(ngx_http_request_t *r,
@@ -62,6 +62,7 @@ ngx_http_llmroute_header_filter(ngx_http_request_t *r)
 {
     u_char                        *p;
     ngx_str_t                      v;
+    ngx_uint_t                     check;
     ngx_http_llmroute_ctx_t       *ctx;
     ngx_http_llmroute_loc_conf_t  *lcf;
 
@@ -120,7 +121,17 @@ ngx_http_llmroute_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    if (ngx_http_llmroute_scan_init(r, ctx) != NGX_OK) {
+    /*
+     * llmroute_escalate: a non-streamed answer of a tier that has one
+     * above it is withheld until its quality is known; only such an answer
+     * needs its choices read (else usage is enough, see the usage scanner)
+     */
+
+    check = lcf->escalate && !ctx->req.stream && !ctx->escalated
+            && ctx->want.pin == NGX_HTTP_LLMROUTE_PIN_NONE
+            && ctx->model->tier < NGX_HTTP_LLMROUTE_TIER_COMPLEX;
+
+    if (ngx_http_llmroute_scan_init(r, ctx, check) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -155,15 +166,7 @@ ngx_http_llmroute_header_filter(ngx_http_request_t *r)
         }
     }
 
-    /*
-     * llmroute_escalate: a non-streamed answer of a tier that has one
-     * above it is withheld until its quality is known
-     */
-
-    if (lcf->escalate && ctx->usage && !ctx->req.stream && !ctx->escalated
-        && ctx->want.pin == NGX_HTTP_LLMROUTE_PIN_NONE
-        && ctx->model->tier < NGX_HTTP_LLMROUTE_TIER_COMPLEX)
-    {
+    if (check && ctx->usage) {
         ctx->hold = 1;
         ctx->held = NULL;
         ctx->held_last = &ctx->held;
@@ -347,7 +350,8 @@ ngx_http_llmroute_add_header(ngx_http_request_t *r, const char *key,
  */
 
 static ngx_int_t
-ngx_http_llmroute_scan_init(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
+ngx_http_llmroute_scan_init(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
+    ngx_uint_t check)
 {
     u_char                     *carry;
     ngx_uint_t                  sse;
@@ -393,7 +397,10 @@ ngx_http_llmroute_scan_init(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 
     if (ngx_http_llmroute_usage_init(u,
             sse ? NGX_HTTP_LLMROUTE_USAGE_SSE
-                : NGX_HTTP_LLMROUTE_USAGE_JSON|NGX_HTTP_LLMROUTE_USAGE_JSON_CHECK,
+                : check ? NGX_HTTP_LLMROUTE_USAGE_JSON
+                          |NGX_HTTP_LLMROUTE_USAGE_JSON_CHECK
+                        : NGX_HTTP_LLMROUTE_USAGE_JSON
+                          |NGX_HTTP_LLMROUTE_USAGE_JSON_LAZY,
             carry, sse ? NGX_HTTP_LLMROUTE_CARRY : 0,
             ngx_http_llmroute_filter_alloc, ngx_http_llmroute_filter_free,
             r->pool)
@@ -403,6 +410,7 @@ ngx_http_llmroute_scan_init(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     }
 
     ctx->usage = u;
+    u->length = r->headers_out.content_length_n;
 
     /* the copy filter turns file buffers into memory ones for us */
     r->filter_need_in_memory = 1;

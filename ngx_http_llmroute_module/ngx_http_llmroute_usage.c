@@ -115,6 +115,10 @@ static ngx_uint_t ngx_http_llmroute_usage_chunk(ngx_http_llmroute_usage_t *u,
     u_char *p, size_t len);
 static ngx_int_t ngx_http_llmroute_usage_members(
     ngx_http_llmroute_usage_t *u, u_char *p, u_char *last);
+static ngx_int_t ngx_http_llmroute_usage_members_from(
+    ngx_http_llmroute_usage_t *u, u_char *q, u_char *last);
+static ngx_int_t ngx_http_llmroute_usage_tail(ngx_http_llmroute_usage_t *u,
+    u_char *p, u_char *last);
 static ngx_int_t ngx_http_llmroute_usage_member(ngx_http_llmroute_usage_t *u,
     u_char *v, size_t len, ngx_uint_t role);
 static u_char *ngx_http_llmroute_usage_ws(u_char *p, u_char *last);
@@ -143,6 +147,10 @@ static ngx_uint_t ngx_http_llmroute_usage_blank(u_char *p, size_t len,
     ngx_uint_t raw);
 static ngx_uint_t ngx_http_llmroute_usage_hex(u_char *p);
 
+static ngx_int_t ngx_http_llmroute_usage_whole(ngx_http_llmroute_usage_t *u,
+    u_char *p, size_t len);
+static ngx_int_t ngx_http_llmroute_usage_yajl_init(
+    ngx_http_llmroute_usage_t *u);
 static ngx_int_t ngx_http_llmroute_usage_json(ngx_http_llmroute_usage_t *u,
     u_char *p, size_t len);
 static u_char *ngx_http_llmroute_usage_strings(ngx_http_llmroute_usage_t *u,
@@ -279,17 +287,16 @@ ngx_http_llmroute_usage_init(ngx_http_llmroute_usage_t *u, ngx_uint_t flags,
     u_char *carry, size_t carry_size, ngx_http_llmroute_alloc_pt alloc,
     ngx_http_llmroute_free_pt free, void *data)
 {
-    yajl_handle       h;
-    yajl_alloc_funcs  afs;
-
     ngx_memzero(u, sizeof(ngx_http_llmroute_usage_t));
 
     u->prompt_tokens = -1;
     u->completion_tokens = -1;
     u->cached_tokens = -1;
+    u->length = -1;
 
     u->sse = (flags & NGX_HTTP_LLMROUTE_USAGE_SSE) ? 1 : 0;
     u->json_check = (flags & NGX_HTTP_LLMROUTE_USAGE_JSON_CHECK) ? 1 : 0;
+    u->json_lazy = (flags & NGX_HTTP_LLMROUTE_USAGE_JSON_LAZY) ? 1 : 0;
     u->alloc = alloc;
     u->free = free;
     u->data = data;
@@ -301,23 +308,9 @@ ngx_http_llmroute_usage_init(ngx_http_llmroute_usage_t *u, ngx_uint_t flags,
         return NGX_OK;
     }
 
-    if (alloc == NULL) {
-        return NGX_ERROR;
-    }
+    /* yajl is set up on the first buffer that is not a whole answer */
 
-    ngx_http_llmroute_usage_afs(u, &afs);
-
-    h = yajl_alloc(&ngx_http_llmroute_usage_callbacks, &afs, u);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    /* we only count bytes; UTF-8 checks would cost on MBs of content */
-    yajl_config(h, yajl_dont_validate_strings, 1);
-
-    u->yajl = h;
-
-    return NGX_OK;
+    return (alloc == NULL) ? NGX_ERROR : NGX_OK;
 }
 
 
@@ -395,6 +388,10 @@ ngx_http_llmroute_usage_finish(ngx_http_llmroute_usage_t *u,
     u->finished = 1;
 
     if (!u->sse) {
+        if (u->yajl == NULL && !u->done) {
+            u->malformed = 1;      /* no body, or yajl could not be set up */
+        }
+
         if (u->yajl != NULL) {
 
             /* a string still open: yajl tells the body was cut */
@@ -789,8 +786,7 @@ static ngx_int_t
 ngx_http_llmroute_usage_members(ngx_http_llmroute_usage_t *u, u_char *p,
     u_char *last)
 {
-    u_char      *q, *key, *v;
-    ngx_uint_t   role;
+    u_char  *q;
 
     if (last - p < 2 || p[0] != '{' || last[-1] != '}') {
         return NGX_ERROR;
@@ -801,6 +797,19 @@ ngx_http_llmroute_usage_members(ngx_http_llmroute_usage_t *u, u_char *p,
     if (*q == '}') {
         return (q + 1 == last) ? NGX_OK : NGX_ERROR;
     }
+
+    return ngx_http_llmroute_usage_members_from(u, q, last);
+}
+
+
+/* the members from the key at q on, up to the "}" that must end at last */
+
+static ngx_int_t
+ngx_http_llmroute_usage_members_from(ngx_http_llmroute_usage_t *u, u_char *q,
+    u_char *last)
+{
+    u_char      *key, *v;
+    ngx_uint_t   role;
 
     for ( ;; ) {
         if (*q != '"') {
@@ -833,6 +842,7 @@ ngx_http_llmroute_usage_members(ngx_http_llmroute_usage_t *u, u_char *p,
         }
 
         if (role != NGX_HTTP_LLMROUTE_R_NONE
+            && !(u->lazy && role == NGX_HTTP_LLMROUTE_R_CHOICES)
             && ngx_http_llmroute_usage_member(u, v, q - v, role) != NGX_OK)
         {
             return NGX_ERROR;
@@ -1538,6 +1548,128 @@ ngx_http_llmroute_usage_hex(u_char *p)
 
 
 /*
+ * The usual non-streamed answer: the whole object in the first buffer.
+ * Accounting needs only its usage, so its members are walked over as an
+ * SSE chunk's are and only "usage" (and "error", "x_groq") go through
+ * jsmn; "choices", most of the bytes, is only delimited.  Used when the
+ * choices need not be read (JSON_LAZY) and a usage was found; else
+ * every result is put back as it was and yajl reads the body from its
+ * start.  A prefix of a valid body that walks as a whole object is the
+ * whole body: anything after it could only be blanks.
+ */
+
+static ngx_int_t
+ngx_http_llmroute_usage_whole(ngx_http_llmroute_usage_t *u, u_char *p,
+    size_t len)
+{
+    u_char                     *last;
+    ngx_int_t                   rc;
+    ngx_http_llmroute_usage_t   saved;
+
+    last = p + len;
+    p = ngx_http_llmroute_usage_ws(p, last);
+
+    while (last > p && (last[-1] == ' ' || last[-1] == '\t'
+                        || last[-1] == '\n' || last[-1] == '\r'))
+    {
+        last--;
+    }
+
+    if (last - p < 2 || *p != '{' || last[-1] != '}') {
+        return NGX_DECLINED;
+    }
+
+    saved = *u;
+
+    u->lazy = 1;
+
+    /* from the end only when the end is known to be the body's */
+
+    rc = (u->length == (off_t) len) ? ngx_http_llmroute_usage_tail(u, p, last)
+                                    : NGX_DECLINED;
+
+    if (rc != NGX_OK || !u->have_usage) {
+        *u = saved;
+        u->lazy = 1;
+        rc = ngx_http_llmroute_usage_members(u, p, last);
+    }
+
+    u->lazy = 0;
+
+    if (rc != NGX_OK || !u->have_usage) {
+        *u = saved;
+        return NGX_DECLINED;
+    }
+
+    u->done = 1;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Shorter still: usage comes after choices, near the end.  The last
+ * "usage" whose opening quote is not escaped is a key (in a valid body a
+ * quote followed by usage" cannot close a string); it is the top-level one
+ * if the members from it on end the body, which the walk checks, and if
+ * the body really ends there (a cut body may close a nested object).  The
+ * members before it are not read: only choices and usage matter here.
+ */
+
+static ngx_int_t
+ngx_http_llmroute_usage_tail(ngx_http_llmroute_usage_t *u, u_char *p,
+    u_char *last)
+{
+    u_char  *q, *b;
+
+    /* from the end: usage is seldom more than a few hundred bytes away */
+
+    for (q = last - 6; /* void */ ; q--) {
+        if (q - p < 2) {
+            return NGX_DECLINED;
+        }
+
+        if (*q == 'u' && q[-1] == '"' && ngx_memcmp(q, "usage\"", 6) == 0) {
+            break;
+        }
+    }
+
+    for (b = q - 1; b > p && b[-1] == '\\'; b--) {
+        /* void */
+    }
+
+    if (((q - 1 - b) & 1) != 0) {
+        return NGX_DECLINED;    /* \"usage\" inside a string */
+    }
+
+    return ngx_http_llmroute_usage_members_from(u, q - 1, last);
+}
+
+
+static ngx_int_t
+ngx_http_llmroute_usage_yajl_init(ngx_http_llmroute_usage_t *u)
+{
+    yajl_handle       h;
+    yajl_alloc_funcs  afs;
+
+    ngx_http_llmroute_usage_afs(u, &afs);
+
+    h = yajl_alloc(&ngx_http_llmroute_usage_callbacks, &afs, u);
+    if (h == NULL) {
+        u->malformed = 1;
+        return NGX_ERROR;
+    }
+
+    /* we only count bytes; UTF-8 checks would cost on MBs of content */
+    yajl_config(h, yajl_dont_validate_strings, 1);
+
+    u->yajl = h;
+
+    return NGX_OK;
+}
+
+
+/*
  * The JSON path.  yajl reports values as they complete; the kind of each
  * open container (up to NGX_HTTP_LLMROUTE_USAGE_DEPTH) and the role of
  * its current key are kept in u->kind[] and u->key[].
@@ -1556,8 +1688,31 @@ ngx_http_llmroute_usage_json(ngx_http_llmroute_usage_t *u, u_char *p,
     u->offset += len;
     u->hold = u->offset;
 
-    if (u->yajl == NULL || u->malformed || u->finished) {
+    if (u->malformed || u->finished) {
         return NGX_DECLINED;
+    }
+
+    if (u->yajl == NULL && u->done) {
+
+        /* after a whole answer: blanks only, as yajl would insist */
+
+        if (ngx_http_llmroute_usage_ws(p, p + len) != p + len) {
+            u->malformed = 1;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    if (u->yajl == NULL) {
+        if ((off_t) len == u->offset && u->json_lazy && !u->json_check
+            && ngx_http_llmroute_usage_whole(u, p, len) == NGX_OK)
+        {
+            return NGX_DECLINED;
+        }
+
+        if (ngx_http_llmroute_usage_yajl_init(u) != NGX_OK) {
+            return NGX_DECLINED;
+        }
     }
 
     last = p + len;

@@ -37,6 +37,16 @@
  *         NGX_HTTP_LLMROUTE_USAGE_STRING_MAX) and given to yajl whole: MBs
  *         of content in 8 KB buffers stay linear.
  *
+ * JSON_LAZY (accounting only, without JSON_CHECK): an answer that comes
+ *         whole in the first buffer is not given to yajl.  Its members are
+ *         walked over as an SSE chunk's are (when the caller set
+ *         length and it is the whole body: from the last top-level "usage"
+ *         key on, else from the start), and only usage (and error,
+ *         x_groq) is parsed.  When usage is found that way it is the only
+ *         result: content_bytes, finish_reason and the choice flags stay
+ *         unset.  Otherwise, and for a body in several buffers, yajl reads
+ *         it all as above.
+ *
  * content_bytes counts the decoded UTF-8 bytes of every choice's content,
  * reasoning_content/reasoning and tool-call arguments: what was generated.
  * finish_reason, tool_calls and empty_content (no text but blanks, no tool
@@ -99,6 +109,7 @@
 #define NGX_HTTP_LLMROUTE_USAGE_JSON          0
 #define NGX_HTTP_LLMROUTE_USAGE_SSE           1
 #define NGX_HTTP_LLMROUTE_USAGE_JSON_CHECK    2   /* set content_is_json */
+#define NGX_HTTP_LLMROUTE_USAGE_JSON_LAZY     4   /* usage is all we need */
 
 #define NGX_HTTP_LLMROUTE_FINISH_NONE         0
 #define NGX_HTTP_LLMROUTE_FINISH_STOP         1
@@ -139,6 +150,9 @@ typedef struct {
     ngx_uint_t                   events;            /* SSE JSON chunks */
     ngx_uint_t                   bad_events;        /* ... not understood */
     off_t                        offset;            /* bytes fed */
+    off_t                        length;            /* set by the caller:
+                                                       the body's length if
+                                                       known, else -1 */
     off_t                        hold;              /* see above */
 
     unsigned                     have_usage:1;
@@ -152,6 +166,7 @@ typedef struct {
     /* private */
     unsigned                     sse:1;
     unsigned                     json_check:1;
+    unsigned                     json_lazy:1;
     unsigned                     finished:1;
     unsigned                     skip:1;            /* overlong line */
     unsigned                     skip_pre:3;        /* "data:" matched */
@@ -163,6 +178,7 @@ typedef struct {
     unsigned                     chunk:3;
     unsigned                     jstr:1;            /* in a JSON string */
     unsigned                     jesc:1;            /* ... after "\\" */
+    unsigned                     lazy:1;            /* choices not read */
 
     u_char                      *carry;
     size_t                       carry_size;

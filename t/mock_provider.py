@@ -25,7 +25,9 @@ A behaviour is a mode name or a dict with "mode" and options:
 Options for every mode: delay (seconds before answering), content, usage
 ({prompt_tokens, completion_tokens, cached_tokens}), headers (extra response
 headers), finish_reason, chunk_delay (seconds between SSE events), pieces
-(list of content pieces for SSE), body (raw response body bytes), status.
+(list of content pieces for SSE), body (raw response body bytes), status,
+split_at (a JSON answer's body goes out in two writes, 50 ms apart, cut
+after this many bytes: nginx sees it in two buffers).
 """
 
 import http.server
@@ -42,6 +44,7 @@ DEFAULTS = {
     "mode": "ok", "status": None, "delay": 0.0, "chunk_delay": 0.0,
     "content": None, "usage": None, "headers": None, "finish_reason": "stop",
     "retry_after": None, "pieces": None, "body": None, "reset_after": 2,
+    "split_at": None,
 }
 
 
@@ -101,7 +104,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------ answers
 
-    def _send(self, status, body, ctype="application/json", headers=None):
+    def _send(self, status, body, ctype="application/json", headers=None,
+              split_at=None):
         self.server.mock._record_response(body)
         self.send_response(status)
         self.send_header("Content-Type", ctype)
@@ -109,6 +113,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
+        if split_at:
+            self.wfile.write(body[:split_at])
+            self.wfile.flush()
+            time.sleep(0.05)
+            body = body[split_at:]
         self.wfile.write(body)
 
     def _reset(self):
@@ -135,7 +144,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = b["body"]
         if body is None:
             body = json.dumps(mock.completion(req, b)).encode()
-        self._send(b["status"] or 200, body, headers=b["headers"])
+        self._send(b["status"] or 200, body, headers=b["headers"],
+                   split_at=b["split_at"])
 
     _mode_delay = _mode_ok
 

@@ -112,6 +112,34 @@ def test_deepseek_cache_hit_tokens(acct):
     assert nano(line["cost"]) == cost(300, 10, 100, 0.10, 0.40, 0.01)
 
 
+# An answer that arrives whole is read from its last top-level "usage" on
+# (the choices are skipped); one in two buffers goes through yajl.  Both
+# must bill the same, decoys in the text and members after usage included.
+ANSWER = json.dumps({
+    "id": "x", "object": "chat.completion", "model": "small-1",
+    "choices": [{"index": 0, "finish_reason": "stop", "message": {
+        "role": "assistant",
+        "content": 'try {"usage":{"prompt_tokens":9}} "usage": 7',
+        "usage": {"prompt_tokens": 999, "completion_tokens": 999}}}],
+    "usage": {"prompt_tokens": 1000, "completion_tokens": 500,
+              "prompt_tokens_details": {"cached_tokens": 200}},
+    "system_fingerprint": "fp_after_usage"}).encode()
+
+
+@pytest.mark.parametrize("split_at", [None, 20, len(ANSWER) - 3])
+def test_json_usage_whole_or_split(acct, split_at):
+    r = acct()
+    r.cheap.default = {"mode": "ok", "body": ANSWER, "split_at": split_at}
+    resp = post_json(r.port, CHAT, chat_body("hi"),
+                     {"X-LLMRoute-Tier": "simple"})
+    assert resp.status == 200 and resp.body == ANSWER
+    (line,) = acct_lines(r, 1)
+    assert line["source"] == "provider"
+    assert (line["prompt"], line["completion"], line["cached"]) == \
+        ("1000", "500", "200")
+    assert nano(line["cost"]) == 282000
+
+
 def test_stream_usage_injected_and_stripped(acct):
     r = acct()
     r.cheap.default = {"mode": "ok", "usage": {

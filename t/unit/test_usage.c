@@ -49,6 +49,7 @@ typedef struct {
 
 
 static int     passed, failed;
+static int     length_known;    /* run_json tells the scanner the length */
 static size_t  live_allocs;
 
 
@@ -162,6 +163,10 @@ run_sse(const char *text, size_t len, const size_t *cuts, int ncuts,
                                         NULL, NULL, NULL);
     sent = 0;
     limit = 2 * (off_t) carry_size + 1;
+    if (length_known) {
+        u.length = len;
+    }
+
     a = 0;
     k = 0;
 
@@ -1037,6 +1042,115 @@ json_answer(const char *name, const char *choice, const char *usage,
 }
 
 
+/*
+ * JSON_LAZY: a whole answer in one buffer is only walked for its usage
+ * (content_bytes stays 0: choices were not read); split answers, and
+ * whole ones where the walk finds no usage, go through yajl.  Usage
+ * numbers must be the same either way.
+ */
+
+static void
+lazy_case(const char *name, const char *body, int fast, int64_t prompt,
+    int64_t completion, int64_t cached, unsigned malformed)
+{
+    size_t    len, cut;
+    result_t  whole, r;
+    int       ok;
+
+    len = strlen(body);
+
+    /* the tail walk needs the length; without it the full walk runs */
+
+    length_known = 0;
+    run_json(body, len, NULL, 0, NGX_HTTP_LLMROUTE_USAGE_JSON_LAZY, 0, &r);
+    check(r.prompt == prompt && r.completion == completion
+          && r.cached == cached, name);
+    result_free(&r);
+
+    length_known = 1;
+    run_json(body, len, NULL, 0, NGX_HTTP_LLMROUTE_USAGE_JSON_LAZY, 0,
+             &whole);
+
+    check(!whole.bad && whole.prompt == prompt
+          && whole.completion == completion && whole.cached == cached
+          && whole.malformed == malformed
+          && (fast ? whole.content_bytes == 0 && whole.finish == 0
+                   : 1),
+          name);
+
+    ok = 1;
+
+    for (cut = 1; cut < len; cut++) {
+        run_json(body, len, &cut, 1, NGX_HTTP_LLMROUTE_USAGE_JSON_LAZY,
+                 cut & 1, &r);
+
+        if (r.bad || r.prompt != prompt || r.completion != completion
+            || r.cached != cached || r.have_usage != whole.have_usage)
+        {
+            printf("FAIL %s: split at %zu differs (%lld %lld %u)\n", name, cut, (long long) r.prompt, (long long) r.completion, r.have_usage);
+            ok = 0;
+        }
+
+        result_free(&r);
+    }
+
+    length_known = 0;
+    check(ok, name);
+    result_free(&whole);
+}
+
+
+static void
+test_json_lazy(void)
+{
+    lazy_case("lazy: openai, system_fingerprint after usage",
+        "{\"id\":\"c1\",\"object\":\"chat.completion\",\"choices\":[{\"index\""
+        ":0,\"message\":{\"role\":\"assistant\",\"content\":\"Hi there\"},"
+        "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":19,"
+        "\"completion_tokens\":10,\"total_tokens\":29,"
+        "\"prompt_tokens_details\":{\"cached_tokens\":5}},"
+        "\"system_fingerprint\":\"fp_1\"}\n", 1, 19, 10, 5, 0);
+
+    lazy_case("lazy: usage last, blanks around",
+        "  {\"choices\":[],\"usage\":{\"prompt_tokens\":3,"
+        "\"completion_tokens\":2}}\r\n", 1, 3, 2, -1, 0);
+
+    /* the text mentions usage; the last unescaped "usage" key is real */
+
+    lazy_case("lazy: usage in content is escaped",
+        "{\"choices\":[{\"message\":{\"content\":\"{\\\"usage\\\":{"
+        "\\\"prompt_tokens\\\":999}}\"}}],\"usage\":{\"prompt_tokens\":7,"
+        "\"completion_tokens\":1}}", 1, 7, 1, -1, 0);
+
+    /* the last usage key is nested: the tail walk fails, the full walk
+     * takes the top-level one */
+
+    lazy_case("lazy: nested usage after the top-level one",
+        "{\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":2},"
+        "\"choices\":[{\"message\":{\"content\":\"ok\",\"usage\":"
+        "{\"prompt_tokens\":999,\"completion_tokens\":999}}}]}",
+        1, 4, 2, -1, 0);
+
+    lazy_case("lazy: deepseek cache hits",
+        "{\"choices\":[{\"message\":{\"content\":\"x\"}}],\"usage\":{"
+        "\"prompt_tokens\":12,\"completion_tokens\":3,"
+        "\"prompt_cache_hit_tokens\":8,\"prompt_cache_miss_tokens\":4}}",
+        1, 12, 3, 8, 0);
+
+    /* no usage: yajl reads it all and counts the content */
+
+    lazy_case("lazy: no usage falls back to yajl",
+        "{\"choices\":[{\"message\":{\"content\":\"four\"},"
+        "\"finish_reason\":\"stop\"}]}", 0, -1, -1, -1, 0);
+
+    /* not a whole object in the first buffer: yajl, garbage noticed */
+
+    lazy_case("lazy: trailing garbage",
+        "{\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":3}} }",
+        0, 5, 3, -1, 1);
+}
+
+
 static void
 test_json(void)
 {
@@ -1418,6 +1532,7 @@ main(int argc, char **argv)
         test_skipped_members();
         test_json();
         test_json_check();
+        test_json_lazy();
         test_json_bad();
         test_json_large();
         bench();
