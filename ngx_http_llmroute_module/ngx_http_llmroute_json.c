@@ -37,6 +37,8 @@ typedef struct {
 } ngx_http_llmroute_json_t;
 
 
+static int ngx_http_llmroute_jsmn(u_char *body, size_t len, jsmntok_t *tok,
+    size_t ntok);
 static int ngx_http_llmroute_json_skip(ngx_http_llmroute_json_t *js, int i);
 static ngx_int_t ngx_http_llmroute_json_key(ngx_http_llmroute_json_t *js,
     int i, const char *name, size_t len);
@@ -92,7 +94,6 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
     size_t                     ntok;
     uint32_t                   seen;
     ngx_uint_t                 m;
-    jsmn_parser                parser;
     ngx_http_llmroute_json_t   js;
 
     ngx_memzero(req, sizeof(ngx_http_llmroute_req_t));
@@ -164,13 +165,11 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
     n = JSMN_ERROR_NOMEM;
 
     if (ntok) {
-        jsmn_init(&parser);
-        n = jsmn_parse(&parser, (char *) body, len, js.tok, ntok);
+        n = ngx_http_llmroute_jsmn(body, len, js.tok, ntok);
     }
 
     if (n == JSMN_ERROR_NOMEM) {
-        jsmn_init(&parser);
-        n = jsmn_parse(&parser, (char *) body, len, NULL, 0);
+        n = ngx_http_llmroute_jsmn(body, len, NULL, 0);
 
         if (n > NGX_HTTP_LLMROUTE_MAX_TOKENS) {
             return ngx_http_llmroute_json_fail(req,
@@ -186,8 +185,7 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
                 return NGX_ERROR;
             }
 
-            jsmn_init(&parser);
-            n = jsmn_parse(&parser, (char *) body, len, js.tok, ntok);
+            n = ngx_http_llmroute_jsmn(body, len, js.tok, ntok);
         }
     }
 
@@ -966,6 +964,28 @@ ngx_http_llmroute_json_has_ctl(u_char *p, u_char *last)
     }
 
     return 0;
+}
+
+
+/*
+ * jsmn_parse() with its parser in a local of a function that has all of
+ * jsmn inlined ("flatten"): the compiler then keeps the parser's position
+ * in a register.  Called on a parser behind a pointer, jsmn loads and
+ * stores it for every byte, since a char read may alias it; this halves
+ * jsmn's instructions per byte.
+ */
+
+#if (__GNUC__)
+__attribute__((flatten))
+#endif
+static int
+ngx_http_llmroute_jsmn(u_char *body, size_t len, jsmntok_t *tok, size_t ntok)
+{
+    jsmn_parser  parser;
+
+    jsmn_init(&parser);
+
+    return jsmn_parse(&parser, (char *) body, len, tok, ntok);
 }
 
 
