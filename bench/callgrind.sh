@@ -13,6 +13,7 @@
 #       N       requests counted (default 300)
 #   BODY=file   request body (default OUTDIR/body-2k.json)
 #   MODULE=.so  module to load (default build/ngx_http_llmroute_module.so)
+#   KEEP=file   keep the callgrind profile (for callgrind_annotate --auto=yes)
 set -euo pipefail
 
 out=$(cd "${1:?usage: bench/callgrind.sh OUTDIR [PATH] [N]}" && pwd)
@@ -74,6 +75,7 @@ callgrind_control -d "$gw_pid" >/dev/null 2>&1
 sleep 0.5
 
 f=$(ls "$work"/cg.*.1 | head -1)
+[ -n "${KEEP:-}" ] && cp "$f" "$KEEP"
 total=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
 echo "$path: $((total / n)) instructions per request ($n requests, body $(wc -c < "$body") bytes)"
 callgrind_annotate --threshold=100 "$f" 2>/dev/null | grep -v '(100.0%)' \
