@@ -15,6 +15,13 @@ static void ngx_http_llmroute_ctx_cleanup(void *data);
 static void ngx_http_llmroute_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_llmroute_decide(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
+/* how often a request waiting for a client's first sync looks again */
+#define NGX_HTTP_LLMROUTE_SYNC_POLL  10
+
+
+static ngx_int_t ngx_http_llmroute_commit(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx);
+static void ngx_http_llmroute_sync_wake(ngx_http_request_t *r);
 static ngx_int_t ngx_http_llmroute_read_body(ngx_http_request_t *r,
     u_char **body, size_t *len);
 static ngx_int_t ngx_http_llmroute_tier_header(ngx_http_request_t *r,
@@ -153,7 +160,9 @@ ngx_http_llmroute_handler(ngx_http_request_t *r)
     }
 
     if (ctx->uri_changes == r->uri_changes) {
-        return ctx->decided ? NGX_DECLINED : ngx_http_llmroute_decide(r, ctx);
+        return ctx->decided ? NGX_DECLINED
+               : ctx->sync_wait ? ngx_http_llmroute_commit(r, ctx)
+               : ngx_http_llmroute_decide(r, ctx);
     }
 
     /* back through error_page: the attempt failed before any byte left */
@@ -438,6 +447,7 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     u_char                         *body;
     size_t                          len;
     ngx_int_t                       rc;
+    ngx_msec_t                      wait;
     ngx_uint_t                      tier, classified;
     ngx_http_llmroute_req_t        *req;
     ngx_http_llmroute_want_t       *want;
@@ -562,7 +572,40 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         ngx_http_llmroute_prices_refresh(lmcf);
     }
 
+    /* a client new to this node may wait for its cluster counts */
+
+    if (lcf->client) {
+        wait = ngx_http_llmroute_redis_first_sync(lmcf);
+        ctx->sync_until = wait ? ngx_current_msec + wait : 0;
+    }
+
+    return ngx_http_llmroute_commit(r, ctx);
+}
+
+
+/*
+ * Admission, then the choice becomes the attempt.  NGX_AGAIN from the
+ * admission: the client's counts are not here yet; the request sleeps a
+ * few milliseconds (as limit_req's delay does) and comes back here.
+ */
+
+static ngx_int_t
+ngx_http_llmroute_commit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
     rc = ngx_http_llmroute_admit(r, ctx);
+
+    if (rc == NGX_AGAIN) {
+        ctx->sync_wait = 1;
+        r->read_event_handler = ngx_http_test_reading;
+        r->write_event_handler = ngx_http_llmroute_sync_wake;
+        r->connection->write->delayed = 1;
+        ngx_add_timer(r->connection->write, NGX_HTTP_LLMROUTE_SYNC_POLL);
+        return NGX_AGAIN;
+    }
+
+    ctx->sync_wait = 0;
 
     if (rc != NGX_OK) {
         return ngx_http_llmroute_refuse(r, ctx, rc);
@@ -574,12 +617,39 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 
     ctx->decided = 1;
 
-    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+    ngx_log_debug6(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "llmroute: %V/%V tier %ui est %uL (%*s)",
-                   &ctx->provider->name, &ctx->model->id, tier,
-                   ctx->choice.est_cost, ctx->reason);
+                   &ctx->provider->name, &ctx->model->id, ctx->tier,
+                   ctx->choice.est_cost, ctx->reason_len, ctx->reason);
 
     return NGX_DECLINED;
+}
+
+
+static void
+ngx_http_llmroute_sync_wake(ngx_http_request_t *r)
+{
+    ngx_event_t  *wev;
+
+    wev = r->connection->write;
+
+    if (wev->delayed) {             /* a write event, not our timer */
+        if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        }
+
+        return;
+    }
+
+    if (ngx_handle_read_event(r->connection->read, 0) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    r->read_event_handler = ngx_http_block_reading;
+    r->write_event_handler = ngx_http_core_run_phases;
+
+    ngx_http_core_run_phases(r);
 }
 
 

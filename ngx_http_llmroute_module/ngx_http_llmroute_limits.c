@@ -90,6 +90,32 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     if (cc && ctx->client == NULL) {
         cn = ngx_http_llmroute_client_lookup(lmcf, &key);
 
+        /*
+         * a client this node has not synced yet: its spend and rate in
+         * the cluster are in Redis, so the request waits for the next
+         * sync (the node is now in the batch) rather than being admitted
+         * on this node's count alone; not past sync_until, nor once
+         * Redis is known down
+         */
+
+        if (cn && !cn->remote.synced && ctx->sync_until
+            && (ngx_msec_int_t) (ngx_current_msec - ctx->sync_until) < 0
+            && lmcf->sh->redis_up)
+        {
+            /* the sync reads the spend of the node's budget period */
+
+            period = ngx_http_llmroute_period(cc->period, now);
+
+            if (cn->period != period) {
+                cn->period = period;
+                cn->spend = 0;
+            }
+
+            cn->remote.last = now;
+            ngx_shmtx_unlock(&lmcf->shpool->mutex);
+            return NGX_AGAIN;
+        }
+
         if (cn) {
             ngx_http_llmroute_window_sum(&cn->window, now, &req, &tok);
 

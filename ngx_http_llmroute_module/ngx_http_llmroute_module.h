@@ -84,6 +84,7 @@ typedef struct {
     int64_t                         spend;      /* others, this period */
     ngx_uint_t                      period;
     time_t                          last;       /* last use on this node */
+    ngx_uint_t                      synced;     /* a sync reply filled it */
 } ngx_http_llmroute_remote_t;
 
 
@@ -208,6 +209,7 @@ typedef struct {
     ngx_uint_t                      rl_remaining;
     uint64_t                        tried;          /* provider bits */
     ngx_str_t                       failures;       /* for the 502 */
+    ngx_msec_t                      sync_until;     /* first-sync wait */
 
     u_char                          reason[NGX_HTTP_LLMROUTE_REASON_LEN];
     size_t                          reason_len;
@@ -247,6 +249,7 @@ typedef struct {
     unsigned                        escalating:1;
     unsigned                        escalated:1;
     unsigned                        logged:1;
+    unsigned                        sync_wait:1;    /* admission waits */
 } ngx_http_llmroute_ctx_t;
 
 
@@ -266,6 +269,8 @@ ngx_int_t ngx_http_llmroute_parse_decimal(u_char *p, size_t len,
     ngx_uint_t scale, uint64_t *out);
 void ngx_http_llmroute_prices_refresh(ngx_http_llmroute_main_conf_t *lmcf);
 ngx_int_t ngx_http_llmroute_redis_init_process(ngx_cycle_t *cycle);
+ngx_msec_t ngx_http_llmroute_redis_first_sync(
+    ngx_http_llmroute_main_conf_t *lmcf);
 void ngx_http_llmroute_redis_exit_process(ngx_cycle_t *cycle);
 ngx_http_llmroute_client_node_t *ngx_http_llmroute_client_find(
     ngx_http_llmroute_main_conf_t *lmcf, ngx_str_t *key);

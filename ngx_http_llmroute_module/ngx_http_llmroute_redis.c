@@ -330,6 +330,27 @@ invalid:
 }
 
 
+/*
+ * How long a client's first request on this node may wait for the sync
+ * that brings the cluster's counts for it (two intervals and a round
+ * trip); 0 without Redis or while it is down: then nothing waits.
+ */
+
+ngx_msec_t
+ngx_http_llmroute_redis_first_sync(ngx_http_llmroute_main_conf_t *lmcf)
+{
+    ngx_http_llmroute_redis_conf_t  *conf;
+
+    conf = lmcf->redis;
+
+    if (conf == NULL || lmcf->sh == NULL || !lmcf->sh->redis_up) {
+        return 0;
+    }
+
+    return 2 * conf->sync + ngx_min(conf->timeout, 500);
+}
+
+
 ngx_int_t
 ngx_http_llmroute_redis_init_process(ngx_cycle_t *cycle)
 {
@@ -980,6 +1001,7 @@ ngx_http_llmroute_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
 
         e = &reply->element[i * NGX_HTTP_LLMROUTE_REDIS_REPLY_PER_ITEM];
 
+        rm->synced = 1;
         rm->req = ngx_http_llmroute_redis_int(e[0]);
         rm->tok = ngx_http_llmroute_redis_int(e[1]);
         rm->spend = ngx_http_llmroute_redis_int(e[2]);

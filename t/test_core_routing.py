@@ -53,6 +53,18 @@ def test_simple_prompt_goes_to_cheapest_model(routed):
     assert resp.json()["model"] == "small-1"
 
 
+def test_debug_log_names_the_decision(routed):
+    # Debian's nginx is built --with-debug: the decision's debug line must
+    # format (it once passed the reason without its length)
+    r = routed(http_extra="error_log logs/debug.log debug;")
+    resp = post_json(r.port, CHAT, chat_body("what is 2+2?"))
+    assert_routed(resp, "cheap", "small-1", "simple")
+    log = (r.ngx.prefix / "logs" / "debug.log").read_text(errors="replace")
+    line = [x for x in log.splitlines() if "llmroute: cheap/small-1 tier" in x]
+    assert line, "no decision line in the debug log"
+    assert "tier 0 est " in line[0] and "simple" in line[0].split("(", 1)[1]
+
+
 def test_provider_request_headers(routed):
     r = routed()
     body = chat_body("what is 2+2?")

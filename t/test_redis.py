@@ -553,15 +553,12 @@ def test_budget_is_enforced_across_nodes(cluster):
     assert len(c.cheap.requests) == 3
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "documented bound: a node pulls the cluster's counts only for clients "
-    "in its own zone, so a client's requests on a node new to it are "
-    "admitted on that node's count alone until the next sync"))
 def test_budget_is_enforced_on_a_node_new_to_the_client(cluster):
     """As above, but node B has never seen the client: its first request
     there must be refused too -- the spend is in Redis, and a node that
     admits a client's first request on its own count alone lets every
-    client overspend once per node (and after every restart)."""
+    client overspend once per node (and after every restart).  B's first
+    request for the client waits for B's next sync, which brings it."""
     c = cluster(client="budget=0.001/day")
     a, b = c.nodes
     c.cheap.script([{"mode": "ok", "usage": {"prompt_tokens": 0,
@@ -574,6 +571,32 @@ def test_budget_is_enforced_on_a_node_new_to_the_client(cluster):
     time.sleep(3 * SYNC)
     assert_error(send(b, "team-a", max_tokens=1), 402, "budget_exceeded")
     assert len(c.cheap.requests) == 1
+
+
+def test_new_client_waits_for_one_sync_at_most(cluster):
+    """A client's first request on a node waits for the sync that brings
+    its cluster counts: about one interval.  With Redis hung (SIGSTOP,
+    still "up" until its PING times out) the wait is capped at two
+    intervals plus min(timeout, 500ms), then the node admits on its own
+    count; once Redis is known down nothing waits."""
+    c = cluster(timeout="300ms")
+    a, _ = c.nodes
+    wait_redis_up(c, 1)
+    t = time.monotonic()
+    assert_routed(send(a, "new-1", max_tokens=1), "cheap", "small-1")
+    assert time.monotonic() - t < 2 * SYNC + 0.3
+    c.redis.pause()
+    try:
+        t = time.monotonic()
+        assert_routed(send(a, "new-2", max_tokens=1), "cheap", "small-1")
+        took = time.monotonic() - t
+        assert took < 2 * SYNC + 0.3 + 0.3, took
+        wait_redis_up(c, 0, timeout=5)
+        t = time.monotonic()
+        assert_routed(send(a, "new-3", max_tokens=1), "cheap", "small-1")
+        assert time.monotonic() - t < 0.2
+    finally:
+        c.redis.resume()
 
 
 # ------------------------------------------------------------ 3. rpm
