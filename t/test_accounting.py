@@ -5,12 +5,14 @@ Prometheus metrics, across workers and reloads."""
 
 import json
 import shutil
+import socket
 import subprocess
 import time
 
 import pytest
 
 from llmroute_harness import (CATALOG, chat_body, get, post_json,
+                              request_head,
                               stream_post)
 
 CHAT = "/v1/chat/completions"
@@ -192,8 +194,39 @@ def test_stream_cut_short_is_estimated(acct):
     assert res.status == 200
     (line,) = acct_lines(r, 1)
     assert line["source"] == "estimate"
-    assert int(line["completion"]) > 0
-    assert int(line["prompt"]) > 0
+    # 3 events reached nginx: the role chunk and 2 pieces of 40 bytes
+    assert line["completion"] == "20"
+    prompt = int(line["prompt"])
+    assert prompt > 0
+    assert nano(line["cost"]) == cost(prompt, 20, 0, 0.10, 0.40, 0.01)
+
+
+def test_client_disconnect_mid_stream_is_estimated(acct):
+    # the client reads a few events and leaves: what the provider generated
+    # until nginx cut it off is billed as an estimate (no usage came), the
+    # log line and the metrics agree, and the cost follows the tokens
+    r = acct()
+    pieces = ["tok "] * 3000
+    r.cheap.script([{"mode": "ok", "pieces": pieces, "chunk_delay": 0.01}])
+    body = chat_body("go on forever", stream=True)
+    s = socket.create_connection(("127.0.0.1", r.port), 10)
+    s.sendall(request_head(CHAT, {"X-LLMRoute-Tier": "simple"},
+                           length=len(body)) + body)
+    got = b""
+    while got.count(b"data: ") < 6:
+        data = s.recv(4096)
+        assert data, got
+        got += data
+    s.close()
+    (line,) = acct_lines(r, 1, timeout=10)
+    assert line["status"] == "200" and line["source"] == "estimate"
+    completion, prompt = int(line["completion"]), int(line["prompt"])
+    # at least the 5 pieces the client saw, far less than the 3000 asked
+    assert 5 <= completion < 3000, line
+    assert nano(line["cost"]) == cost(prompt, completion, 0, 0.10, 0.40, 0.01)
+    text = metrics(r)
+    assert series(text, "llmroute_tokens_total", kind="completion",
+                  provider="cheap", model="small-1") == completion
 
 
 def test_no_usage_from_provider_is_estimated(acct):
