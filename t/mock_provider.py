@@ -27,7 +27,8 @@ Options for every mode: delay (seconds before answering), content, usage
 headers), finish_reason, chunk_delay (seconds between SSE events), pieces
 (list of content pieces for SSE), body (raw response body bytes), status,
 split_at (a JSON answer's body goes out in two writes, 50 ms apart, cut
-after this many bytes: nginx sees it in two buffers).
+after this many bytes: nginx sees it in two buffers), ctype (Content-Type of
+a raw body, e.g. text/event-stream for a hand-written stream).
 """
 
 import http.server
@@ -44,7 +45,7 @@ DEFAULTS = {
     "mode": "ok", "status": None, "delay": 0.0, "chunk_delay": 0.0,
     "content": None, "usage": None, "headers": None, "finish_reason": "stop",
     "retry_after": None, "pieces": None, "body": None, "reset_after": 2,
-    "split_at": None,
+    "split_at": None, "ctype": "application/json",
 }
 
 
@@ -144,8 +145,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = b["body"]
         if body is None:
             body = json.dumps(mock.completion(req, b)).encode()
-        self._send(b["status"] or 200, body, headers=b["headers"],
-                   split_at=b["split_at"])
+        self._send(b["status"] or 200, body, ctype=b["ctype"],
+                   headers=b["headers"], split_at=b["split_at"])
 
     _mode_delay = _mode_ok
 

@@ -184,6 +184,34 @@ def test_stream_usage_kept_when_client_asked(acct):
     assert (line["prompt"], line["completion"]) == ("41", "8")
 
 
+def test_stream_cumulative_usage_takes_the_last(acct):
+    # Gemini's OpenAI endpoint repeats a growing usage in several chunks:
+    # the last one is the bill, never their sum
+    r = acct()
+
+    def event(content, completion, finish=None):
+        return "data: " + json.dumps({
+            "id": "g", "object": "chat.completion.chunk", "model": "small-1",
+            "choices": [{"index": 0, "delta": {"content": content},
+                         "finish_reason": finish}],
+            "usage": {"prompt_tokens": 50, "completion_tokens": completion,
+                      "total_tokens": 50 + completion}}) + "\n\n"
+
+    sse = (event("one ", 1) + event("two ", 2) + event("three", 3, "stop")
+           + "data: [DONE]\n\n").encode()
+    r.cheap.default = {"mode": "ok", "body": sse,
+                       "ctype": "text/event-stream"}
+    res = stream_post(r.port, CHAT, chat_body("hi", stream=True),
+                      {"X-LLMRoute-Tier": "simple"})
+    assert res.status == 200
+    (line,) = acct_lines(r, 1)
+    assert (line["prompt"], line["completion"], line["source"]) == \
+        ("50", "3", "provider")
+    assert nano(line["cost"]) == cost(50, 3, 0, 0.10, 0.40, 0.01)
+    assert series(metrics(r), "llmroute_tokens_total", kind="completion",
+                  provider="cheap", model="small-1") == 3
+
+
 def test_stream_cut_short_is_estimated(acct):
     r = acct()
     r.cheap.default = {"mode": "reset_mid_stream", "reset_after": 3,
