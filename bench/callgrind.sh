@@ -41,7 +41,7 @@ sed "s#^pid .*#pid $work/mock.pid;#" "$out/mock/nginx.conf" > "$work/mock.conf"
 sed -e "s#^pid .*#pid $work/gw.pid;#" \
     -e "s#^load_module .*#load_module $module;#" \
     "$out/gw/nginx.conf" > "$work/gw.conf"
-port=$(grep -o 'listen 127.0.0.1:[0-9]*' "$work/gw.conf" | head -1 | cut -d: -f2)
+port=$(grep -m1 -o 'listen 127.0.0.1:[0-9]*' "$work/gw.conf" | cut -d: -f2)
 
 /usr/sbin/nginx -c "$work/mock.conf" -p "$out/mock/"
 export LLMROUTE_BENCH_KEY=${LLMROUTE_BENCH_KEY:-sk-bench-provider-key}
@@ -74,11 +74,13 @@ send "$n"
 callgrind_control -d "$gw_pid" >/dev/null 2>&1
 sleep 0.5
 
-f=$(ls "$work"/cg.*.1 | head -1)
+profiles=("$work"/cg.*.1)
+f=${profiles[0]}
 [ -n "${KEEP:-}" ] && cp "$f" "$KEEP"
-total=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+total=$(callgrind_annotate "$f" 2>/dev/null \
+        | awk '/PROGRAM TOTALS/ && !done { gsub(",", "", $1); print $1; done = 1 }')
 echo "$path: $((total / n)) instructions per request ($n requests, body $(wc -c < "$body") bytes)"
 callgrind_annotate --threshold=100 "$f" 2>/dev/null | grep -v '(100.0%)' \
     | sed -n 's/^ *\([0-9,]*\) ([ 0-9.]*%)  *\([^ ]*\).*/\1 \2/p' \
-    | awk -v n="$n" '{ v = $1; gsub(",", "", v); printf "%10d  %s\n", v / n, $2 }' \
-    | head -25
+    | awk -v n="$n" 'NR <= 25 { v = $1; gsub(",", "", v); printf "%10d  %s\n", v / n, $2 }'
+# (awk reads to the end: a "head" here would SIGPIPE the pipeline under pipefail)

@@ -386,9 +386,9 @@ if [ "$PERF" = 1 ]; then
         [ -f "$f" ] || continue
         echo; echo "== gateway worker profile: $(basename "$f" .data): by object, top symbols"
         perf report -i "$f" --no-children -g none --stdio --sort dso 2>/dev/null \
-            | grep -E '^ +[0-9]' | head -5
+            | awk '/^ +[0-9]/ && ++n <= 5'      # no head: SIGPIPE under pipefail
         perf report -i "$f" --no-children -g none --stdio --sort dso,sym 2>/dev/null \
-            | grep -E '^ +[0-9]' | head -12
+            | awk '/^ +[0-9]/ && ++n <= 12'
     done | tee -a "$summary"
 fi
 
