@@ -11,14 +11,14 @@
 #include <ngx_http_llmroute_module.h>
 
 
+/* how often a request waiting for a client's first sync looks again (ms) */
+#define NGX_HTTP_LLMROUTE_SYNC_POLL  10
+
+
 static void ngx_http_llmroute_ctx_cleanup(void *data);
 static void ngx_http_llmroute_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_llmroute_decide(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
-/* how often a request waiting for a client's first sync looks again */
-#define NGX_HTTP_LLMROUTE_SYNC_POLL  10
-
-
 static ngx_int_t ngx_http_llmroute_commit(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 static void ngx_http_llmroute_sync_wake(ngx_http_request_t *r);
