@@ -208,7 +208,7 @@ typedef struct {
  * flags: USAGE_SSE or USAGE_JSON, optionally | USAGE_JSON_CHECK;
  * SSE needs carry (carry_size >= 256, 64K advised) and no allocator,
  * JSON needs alloc (free may be NULL for a pool) and no carry;
- * NGX_ERROR: yajl could not be set up
+ * NGX_ERROR: JSON without an allocator (yajl is set up on first use)
  */
 ngx_int_t ngx_http_llmroute_usage_init(ngx_http_llmroute_usage_t *u,
     ngx_uint_t flags, u_char *carry, size_t carry_size,
