@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Runs the gateway on 127.0.0.1:8080 in the foreground (Ctrl-C stops it).
+# LLMROUTE_MODULE, NGINX_BINARY and LLMROUTE_RUN_DIR override the module,
+# the nginx binary and the run directory (run/).
 # Providers whose key is in the environment (OPENAI_API_KEY,
 # DEEPSEEK_API_KEY, ANTHROPIC_API_KEY) are used; with none, the bundled demo
 # providers (tools/demo_provider.py) answer instead.
@@ -7,6 +9,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 run=${LLMROUTE_RUN_DIR:-$repo/run}
 module=${LLMROUTE_MODULE:-$repo/build/ngx_http_llmroute_module.so}
+nginx=${NGINX_BINARY:-/usr/sbin/nginx}
 mkdir -p "$run/logs" "$run/tmp"
 
 providers=()
@@ -55,9 +58,9 @@ fi
     echo "}"
 } > "$run/nginx.conf"
 
-/usr/sbin/nginx -t -q -p "$run" -c "$run/nginx.conf"
+$nginx -t -q -p "$run" -c "$run/nginx.conf"
 echo "gateway: http://127.0.0.1:8080/v1  (config: $run/nginx.conf)"
 echo "try:  curl -s localhost:8080/v1/chat/completions -d '{\"model\":\"auto\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}'"
-/usr/sbin/nginx -p "$run" -c "$run/nginx.conf" -g 'daemon off;' &
+$nginx -p "$run" -c "$run/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 wait "${pids[-1]}"

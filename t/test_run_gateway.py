@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from llmroute_harness import REPO_ROOT, chat_body, post_json, stream_post
+from llmroute_harness import (MODULE_PATH, NGINX_BINARY, REPO_ROOT,
+                              chat_body, post_json, stream_post)
 
 PORT = 8080
 KEYS = ("OPENAI_API_KEY", "DEEPSEEK_API_KEY", "ANTHROPIC_API_KEY")
@@ -31,6 +32,9 @@ def gateway(tmp_path):
         pytest.skip("port 8080, 9101 or 9102 is in use on this machine")
     env = {k: v for k, v in os.environ.items() if k not in KEYS}
     env["LLMROUTE_RUN_DIR"] = str(tmp_path / "run")
+    # the module and nginx under test (scripts/test-asan.sh: ASan builds)
+    env["LLMROUTE_MODULE"] = str(MODULE_PATH)
+    env["NGINX_BINARY"] = NGINX_BINARY
     proc = subprocess.Popen([str(REPO_ROOT / "scripts" / "run-gateway.sh")],
                             env=env, cwd=str(REPO_ROOT),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
