@@ -136,6 +136,8 @@ static void ngx_http_llmroute_classify_text(ngx_http_llmroute_scan_t *sc,
     u_char *p, u_char *last, size_t head, size_t tail);
 static void ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc,
     u_char *p, u_char *last);
+static ngx_uint_t ngx_http_llmroute_classify_tick_closes(u_char *p,
+    u_char *last);
 static void ngx_http_llmroute_classify_bol(ngx_http_llmroute_scan_t *sc,
     u_char *p);
 static u_char *ngx_http_llmroute_classify_indent(
@@ -1215,7 +1217,16 @@ ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
                 continue;
             }
 
-            tick = !tick;
+            /*
+             * inline code is short and closed on its line: a backtick with
+             * no partner soon after is a literal one, not the start of a
+             * span that would hide the rest of the line
+             */
+
+            if (tick || ngx_http_llmroute_classify_tick_closes(p + 1, last)) {
+                tick = !tick;
+            }
+
             break;
 
         case '?':
@@ -1255,6 +1266,31 @@ ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
     if (!code) {
         ngx_http_llmroute_classify_eol(sc, last);
     }
+}
+
+
+/* a closing backtick within NGX_HTTP_LLMROUTE_TICK_MAX bytes, same line */
+
+#define NGX_HTTP_LLMROUTE_TICK_MAX  160
+
+static ngx_uint_t
+ngx_http_llmroute_classify_tick_closes(u_char *p, u_char *last)
+{
+    if (last - p > NGX_HTTP_LLMROUTE_TICK_MAX) {
+        last = p + NGX_HTTP_LLMROUTE_TICK_MAX;
+    }
+
+    for ( /* void */ ; p < last; p++) {
+        if (*p == '`') {
+            return 1;
+        }
+
+        if (*p == '\\' && p + 1 < last && p[1] == 'n') {
+            return 0;
+        }
+    }
+
+    return 0;
 }
 
 

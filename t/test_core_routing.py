@@ -65,6 +65,24 @@ def test_debug_log_names_the_decision(routed):
     assert "tier 0 est " in line[0] and "simple" in line[0].split("(", 1)[1]
 
 
+HARD = ("Design a multi-region, strongly consistent rate limiter for our API "
+        "gateway. Compare token bucket and sliding window approaches, "
+        "analyze the trade-offs between latency and accuracy under network "
+        "partitions, and propose a migration plan from the current "
+        "single-node implementation with failure modes and rollback.")
+
+
+@pytest.mark.parametrize("prefix", ["", "(my ` key is broken) "])
+def test_hard_task_goes_to_complex_tier(routed, prefix):
+    # a stray backtick is a literal one: it must not hide the rest of the
+    # line from the classifier as if it were inline code
+    r = routed()
+    resp = post_json(r.port, CHAT, chat_body(prefix + HARD))
+    assert_routed(resp, "premium", "big-1", "complex")
+    assert r.premium.last.body == with_model(chat_body(prefix + HARD),
+                                             "big-1")
+
+
 def test_provider_request_headers(routed):
     r = routed()
     body = chat_body("what is 2+2?")
