@@ -377,6 +377,23 @@ def request_head(path, headers=None, method="POST", length=None):
     return (head + "".join("%s: %s\r\n" % kv for kv in h) + "\r\n").encode()
 
 
+def stream_then_leave(port, path, body, headers, events):
+    """POST a streamed request over a raw socket, read until `events` SSE
+    "data: " lines arrived, then close: a client that goes away mid-stream.
+    Returns the bytes read."""
+    s = socket.create_connection(("127.0.0.1", port), 10)
+    try:
+        s.sendall(request_head(path, headers, length=len(body)) + body)
+        got = b""
+        while got.count(b"data: ") < events:
+            data = s.recv(4096)
+            assert data, got
+            got += data
+        return got
+    finally:
+        s.close()
+
+
 def chunk(data):
     """One HTTP/1.1 chunk (b"" gives the last-chunk marker)."""
     return b"%x\r\n%s\r\n" % (len(data), data) if data else b"0\r\n\r\n"

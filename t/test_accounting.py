@@ -5,14 +5,13 @@ Prometheus metrics, across workers and reloads."""
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 
 import pytest
 
 from llmroute_harness import (CATALOG, chat_body, get, post_json,
-                              request_head,
+                              stream_then_leave,
                               stream_post)
 
 CHAT = "/v1/chat/completions"
@@ -236,16 +235,8 @@ def test_client_disconnect_mid_stream_is_estimated(acct):
     r = acct()
     pieces = ["tok "] * 3000
     r.cheap.script([{"mode": "ok", "pieces": pieces, "chunk_delay": 0.01}])
-    body = chat_body("go on forever", stream=True)
-    s = socket.create_connection(("127.0.0.1", r.port), 10)
-    s.sendall(request_head(CHAT, {"X-LLMRoute-Tier": "simple"},
-                           length=len(body)) + body)
-    got = b""
-    while got.count(b"data: ") < 6:
-        data = s.recv(4096)
-        assert data, got
-        got += data
-    s.close()
+    stream_then_leave(r.port, CHAT, chat_body("go on forever", stream=True),
+                      {"X-LLMRoute-Tier": "simple"}, 6)
     (line,) = acct_lines(r, 1, timeout=10)
     assert line["status"] == "200" and line["source"] == "estimate"
     completion, prompt = int(line["completion"]), int(line["prompt"])

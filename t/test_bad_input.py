@@ -18,7 +18,7 @@ import pytest
 from llmroute_harness import (
     CHAT, assert_error, assert_routed, build_request, chat_body, post_json,
     raw_exchange, raw_request, request, request_head, stream_post,
-    with_model)
+    stream_then_leave, with_model)
 
 SIMPLE = {"X-LLMRoute-Tier": "simple"}
 MSG = b'"messages":[{"role":"user","content":"hi"}]'
@@ -506,17 +506,9 @@ def test_never_ending_stream_client_goes_away(routed):
     r = routed()
     pieces = ["tok "] * 3000
     r.cheap.script([{"mode": "ok", "pieces": pieces, "chunk_delay": 0.01}])
-    body = chat_body("go on forever", stream=True)
-    s = socket.create_connection(("127.0.0.1", r.port), 10)
-    head = request_head(CHAT, SIMPLE, length=len(body))
-    s.sendall(head + body)
-    got = b""
-    while got.count(b"data: ") < 5:
-        data = s.recv(4096)
-        assert data, got
-        got += data
+    got = stream_then_leave(r.port, CHAT,
+                            chat_body("go on forever", stream=True), SIMPLE, 5)
     assert got.startswith(b"HTTP/1.1 200 ")
-    s.close()
     # the mock records its answer when a write fails
     deadline = time.monotonic() + 10
     while not r.cheap.responses and time.monotonic() < deadline:
