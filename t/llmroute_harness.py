@@ -239,6 +239,18 @@ class Nginx:
         except FileNotFoundError:
             return ""
 
+    def json_log(self, name, n=1, timeout=5.0):
+        """The JSON lines of logs/NAME (an access_log with escape=json),
+        once there are n of them: nginx writes a line just after the
+        response, so a test waits for it."""
+        path = self.prefix / "logs" / name
+        deadline = time.time() + timeout
+        while True:
+            lines = path.read_text().splitlines() if path.exists() else []
+            if len(lines) >= n or time.time() > deadline:
+                return [json.loads(x) for x in lines]
+            time.sleep(0.05)
+
     def alerts(self):
         """[alert]/[crit]/[emerg] lines in error.log."""
         return [m.group(0) for m in ALERT_RE.finditer(self.error_log())]

@@ -6,7 +6,6 @@ Prometheus metrics, across workers and reloads."""
 import json
 import shutil
 import subprocess
-import time
 
 import pytest
 
@@ -41,13 +40,7 @@ def cost(prompt, completion, cached, inp, out, cin):
 
 
 def acct_lines(r, n, timeout=5.0):
-    path = r.ngx.prefix / "logs" / "acct.log"
-    deadline = time.time() + timeout
-    while True:
-        lines = path.read_text().splitlines() if path.exists() else []
-        if len(lines) >= n or time.time() > deadline:
-            return [json.loads(x) for x in lines]
-        time.sleep(0.05)
+    return r.ngx.json_log("acct.log", n, timeout)
 
 
 def metrics(r):

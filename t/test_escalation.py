@@ -3,7 +3,6 @@
 withheld, and the request goes once to the next tier up."""
 
 import json
-import time
 
 import pytest
 
@@ -21,15 +20,7 @@ LOCATION = "llmroute_escalate on; access_log logs/esc.log esc;"
 
 
 def log_lines(r, n=1, timeout=5.0):
-    """The access log's lines, once there are n (nginx writes them just
-    after the response)."""
-    path = r.ngx.prefix / "logs" / "esc.log"
-    deadline = time.time() + timeout
-    while True:
-        lines = path.read_text().splitlines() if path.exists() else []
-        if len(lines) >= n or time.time() > deadline:
-            return [json.loads(x) for x in lines]
-        time.sleep(0.05)
+    return r.ngx.json_log("esc.log", n, timeout)
 
 
 @pytest.fixture
