@@ -344,6 +344,18 @@ def assert_counts(redis, key, requests, tokens=None, t0=None, db=None,
     assert 0 < ttl <= 120, "%s: TTL %r" % (key, ttl)
 
 
+def paced(nodes, n, team, gap=0.05):
+    """Send n requests, one every `gap` seconds, alternating between the
+    nodes; yields (time sent, node index, response)."""
+    start = time.monotonic()
+    for i in range(n):
+        delay = start + i * gap - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        t = time.monotonic()
+        yield t, i % len(nodes), send(nodes[i % len(nodes)], team)
+
+
 def most_per_node(sent, seconds):
     """The most requests one node got in any `seconds` of the run, from
     (start, node index, ...) tuples."""
@@ -617,15 +629,9 @@ def test_client_rpm_is_cluster_wide(cluster):
     redis = c.redis
     t0 = time.time()
     sent = []
-    start = time.monotonic()
-    for i in range(60):
-        delay = start + i * 0.05 - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        t = time.monotonic()
-        resp = send(c.nodes[i % 2], "team-a")
+    for t, node, resp in paced(c.nodes, 60, "team-a"):
         assert resp.status in (200, 429), resp
-        sent.append((t, i % 2, resp.status))
+        sent.append((t, node, resp.status))
     ok = sum(s == 200 for _, _, s in sent)
     per_node = most_per_node(sent, 0.3)
     bound = 20 + 2 * per_node
@@ -661,15 +667,9 @@ def test_provider_rpm_is_cluster_wide(cluster):
         warm(node, tier="moderate")
     assert c.cheap.requests == []
     sent = []
-    start = time.monotonic()
-    for i in range(30):
-        delay = start + i * 0.05 - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        t = time.monotonic()
-        resp = send(c.nodes[i % 2], "team-a")
+    for t, node, resp in paced(c.nodes, 30, "team-a"):
         assert resp.status == 200, resp
-        sent.append((t, i % 2, resp.header("X-LLMRoute-Provider")))
+        sent.append((t, node, resp.header("X-LLMRoute-Provider")))
     to_cheap = sum(p == "cheap" for _, _, p in sent)
     assert to_cheap == len(c.cheap.requests)
     per_node = most_per_node(sent, 0.3)
