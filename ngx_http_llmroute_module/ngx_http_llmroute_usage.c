@@ -124,6 +124,7 @@ static ngx_int_t ngx_http_llmroute_usage_member(ngx_http_llmroute_usage_t *u,
 static u_char *ngx_http_llmroute_usage_ws(u_char *p, u_char *last);
 static u_char *ngx_http_llmroute_usage_string_end(u_char *p, u_char *last);
 static u_char *ngx_http_llmroute_usage_value_end(u_char *p, u_char *last);
+static size_t ngx_http_llmroute_usage_backslashes(u_char *start, u_char *q);
 static int ngx_http_llmroute_usage_walk(ngx_http_llmroute_usage_t *u,
     u_char *s, jsmntok_t *tok, int n, int i, ngx_uint_t kind);
 static int ngx_http_llmroute_usage_value(ngx_http_llmroute_usage_t *u,
@@ -940,7 +941,7 @@ ngx_http_llmroute_usage_ws(u_char *p, u_char *last)
 static u_char *
 ngx_http_llmroute_usage_string_end(u_char *p, u_char *last)
 {
-    u_char  *q, *b;
+    u_char  *q;
 
     for (q = p + 1; q < last; q++) {
 
@@ -949,18 +950,30 @@ ngx_http_llmroute_usage_string_end(u_char *p, u_char *last)
             return NULL;
         }
 
-        /* an odd run of backslashes escapes the quote */
-
-        for (b = q; b[-1] == '\\'; b--) {
-            /* void */
-        }
-
-        if (((q - b) & 1) == 0) {
+        if ((ngx_http_llmroute_usage_backslashes(p, q) & 1) == 0) {
             return q + 1;
         }
     }
 
     return NULL;
+}
+
+
+/*
+ * The backslashes right before q, not before start: an odd run escapes
+ * the character at q
+ */
+
+static size_t
+ngx_http_llmroute_usage_backslashes(u_char *start, u_char *q)
+{
+    u_char  *b;
+
+    for (b = q; b > start && b[-1] == '\\'; b--) {
+        /* void */
+    }
+
+    return q - b;
 }
 
 
@@ -1620,7 +1633,7 @@ static ngx_int_t
 ngx_http_llmroute_usage_tail(ngx_http_llmroute_usage_t *u, u_char *p,
     u_char *last)
 {
-    u_char  *q, *b;
+    u_char  *q;
 
     /* from the end: usage is seldom more than a few hundred bytes away */
 
@@ -1634,11 +1647,7 @@ ngx_http_llmroute_usage_tail(ngx_http_llmroute_usage_t *u, u_char *p,
         }
     }
 
-    for (b = q - 1; b > p && b[-1] == '\\'; b--) {
-        /* void */
-    }
-
-    if (((q - 1 - b) & 1) != 0) {
+    if (ngx_http_llmroute_usage_backslashes(p, q - 1) & 1) {
         return NGX_DECLINED;    /* \"usage\" inside a string */
     }
 
@@ -1775,7 +1784,7 @@ static u_char *
 ngx_http_llmroute_usage_strings(ngx_http_llmroute_usage_t *u, u_char *p,
     u_char *last)
 {
-    u_char  *q, *b, *open;
+    u_char  *q, *open;
 
     open = NULL;
 
@@ -1803,19 +1812,11 @@ ngx_http_llmroute_usage_strings(ngx_http_llmroute_usage_t *u, u_char *p,
         q = memchr(p, '"', last - p);
 
         if (q == NULL) {
-            for (b = last; b > p && b[-1] == '\\'; b--) {
-                /* void */
-            }
-
-            u->jesc = (last - b) & 1;
+            u->jesc = ngx_http_llmroute_usage_backslashes(p, last) & 1;
             break;
         }
 
-        for (b = q; b > p && b[-1] == '\\'; b--) {
-            /* void */
-        }
-
-        if (((q - b) & 1) == 0) {
+        if ((ngx_http_llmroute_usage_backslashes(p, q) & 1) == 0) {
             u->jstr = 0;
             open = NULL;
         }
