@@ -10,8 +10,15 @@ for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \
         || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-echo "installing: ${missing[*]}"
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# the real client SDKs and agent CLIs the tests drive (pinned in t/node)
+if [ -f t/node/package-lock.json ] && [ ! -d t/node/node_modules/openai ]; then
+    command -v npm >/dev/null || $SUDO apt-get install -y -qq nodejs npm
+    (cd t/node && npm install --no-audit --no-fund --loglevel=error)
+fi
