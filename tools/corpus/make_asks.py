@@ -249,6 +249,23 @@ def unescape(s):
     return s.replace("\\n", "\n")
 
 
+# short follow-ups whose tier is the earlier ask's (lang, text)
+FOLLOWUPS = [("en", "do it"), ("en", "try again"), ("en", "now the tests"),
+             ("en", "same for the other file"), ("en", "ok go ahead"),
+             ("en", "continue"), ("en", "yes please"),
+             ("en", "that didn't work, same error"),
+             ("en", "can you make it shorter"), ("en", "looks good, apply it"),
+             ("en", "now add error handling"), ("en", "go on"),
+             ("en", "fix the lint errors too"), ("en", "use the other approach"),
+             ("en", "ok"), ("en", "hmm, still failing"),
+             ("en", "now update the docs"), ("en", "do the same in the tests"),
+             ("es", "hazlo"), ("de", "nochmal bitte"), ("fr", "vas-y"),
+             ("zh", "再试一次"), ("ja", "テストも書いて"), ("pt", "agora os testes"),
+             ("ru", "давай, делай"), ("it", "continua")]
+AUTO_FOLLOW = 0.30      # share of families that get a generated follow-up
+AUTO_LOOP = 0.15        # share of families without @loop that get one
+
+
 def user(text):
     return {"role": "user", "content": text}
 
@@ -319,6 +336,27 @@ def build():
                 else:
                     sys.exit("make_asks: unknown directive @%s in %s"
                              % (key, group))
+            keys = {d.partition(":")[0] for d in b["dirs"]}
+            if rng.random() < AUTO_FOLLOW:
+                lang, fu = rng.choice(FOLLOWUPS)
+                msgs = [user(text), {"role": "assistant",
+                                     "content": toolio.reply(b["stack"],
+                                                             rng)},
+                        user(fu)]
+                turn = "followup"
+                if rng.random() < 0.35:
+                    am, tms = toolio.tool_round(b["stack"], text, rng)
+                    msgs += [am] + tms
+                    turn = "toolloop"
+                add("autofu", lang, turn, msgs,
+                    why="follow-up %r inherits: %s" % (fu, b["why"]))
+            if "loop" not in keys and rng.random() < AUTO_LOOP:
+                msgs = [user(text)]
+                for r in range(rng.randint(1, 2)):
+                    am, tms = toolio.tool_round(b["stack"], text, rng)
+                    msgs += [am] + tms
+                add("autoloop", "en", "toolloop", msgs,
+                    why="tool loop inherits the ask: " + b["why"])
     return asks
 
 
