@@ -37,6 +37,7 @@ test-nginx:
 
 -include tools/classify.mk
 -include tools/catalog.mk
+-include tools/corpus.mk
 
 bench: build
 	./bench/run.sh
