@@ -300,10 +300,46 @@ def make_project(d):
         f.write("# demo\n")
 
 
-def capture_claude(out, timeout):
+def claude_setup(port, cwd, env):
+    env.update({
+        "ANTHROPIC_BASE_URL": "http://127.0.0.1:%d" % port,
+        "ANTHROPIC_API_KEY": "sk-client-test",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_TELEMETRY": "1", "DISABLE_AUTOUPDATER": "1",
+        "DISABLE_ERROR_REPORTING": "1", "CI": "1"})
+    return [os.path.join(BIN, "claude"), "-p", "hello"]
+
+
+def opencode_setup(port, cwd, env):
+    """opencode takes a custom OpenAI-compatible provider from its config
+    file (OPENCODE_CONFIG); the model is named provider/model."""
+    cfg = {
+        "$schema": "https://opencode.ai/config.json",
+        "model": "mock/mock-model", "small_model": "mock/mock-model",
+        "autoupdate": False, "share": "disabled",
+        "provider": {"mock": {
+            "npm": "@ai-sdk/openai-compatible", "name": "mock",
+            "options": {"baseURL": "http://127.0.0.1:%d/v1" % port,
+                        "apiKey": "sk-client-test"},
+            "models": {"mock-model": {"name": "mock-model",
+                                      "tool_call": True}}}}}
+    cfgpath = os.path.join(cwd, "opencode.json")
+    with open(cfgpath, "w") as f:
+        json.dump(cfg, f)
+    env.update({"OPENCODE_CONFIG": cfgpath,
+                "OPENCODE_DISABLE_AUTOUPDATE": "1",
+                "OPENCODE_DISABLE_MODELS_FETCH": "1",
+                "OPENCODE_DISABLE_SHARE": "1"})
+    return [os.path.join(BIN, "opencode"), "run", "hello"]
+
+
+CLIS = {"claude-code": claude_setup, "opencode": opencode_setup}
+
+
+def capture(name, out, timeout):
+    """Run one CLI against a fresh mock in a throwaway HOME and project."""
     srv, store = serve(out)
-    port = srv.server_address[1]
-    tmp = tempfile.mkdtemp(prefix="corpus-claude-")
+    tmp = tempfile.mkdtemp(prefix="corpus-%s-" % name.split("-")[0])
     try:
         home = os.path.join(tmp, "home")
         cwd = os.path.join(tmp, "proj")
@@ -311,51 +347,11 @@ def capture_claude(out, timeout):
         os.makedirs(cwd)
         make_project(cwd)
         env = base_env(home)
-        env.update({
-            "ANTHROPIC_BASE_URL": "http://127.0.0.1:%d" % port,
-            "ANTHROPIC_API_KEY": "sk-client-test",
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-            "DISABLE_TELEMETRY": "1", "DISABLE_AUTOUPDATER": "1",
-            "DISABLE_ERROR_REPORTING": "1", "CI": "1"})
-        rc, log = run_cli("claude", [os.path.join(BIN, "claude"), "-p",
-                                     "hello"], env, cwd, timeout)
-    finally:
-        srv.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
-    return rc, log, store
-
-
-def capture_opencode(out, timeout):
-    srv, store = serve(out)
-    port = srv.server_address[1]
-    tmp = tempfile.mkdtemp(prefix="corpus-opencode-")
-    try:
-        home = os.path.join(tmp, "home")
-        cwd = os.path.join(tmp, "proj")
-        os.makedirs(home)
-        os.makedirs(cwd)
-        make_project(cwd)
-        cfg = {
-            "$schema": "https://opencode.ai/config.json",
-            "model": "mock/mock-model",
-            "small_model": "mock/mock-model",
-            "autoupdate": False, "share": "disabled",
-            "provider": {"mock": {
-                "npm": "@ai-sdk/openai-compatible", "name": "mock",
-                "options": {"baseURL": "http://127.0.0.1:%d/v1" % port,
-                            "apiKey": "sk-client-test"},
-                "models": {"mock-model": {"name": "mock-model",
-                                          "tool_call": True}}}}}
-        cfgpath = os.path.join(cwd, "opencode.json")
-        with open(cfgpath, "w") as f:
-            json.dump(cfg, f)
-        env = base_env(home)
-        env.update({"OPENCODE_CONFIG": cfgpath,
-                    "OPENCODE_DISABLE_AUTOUPDATE": "1",
-                    "OPENCODE_DISABLE_MODELS_FETCH": "1",
-                    "OPENCODE_DISABLE_SHARE": "1"})
-        rc, log = run_cli("opencode", [os.path.join(BIN, "opencode"), "run",
-                                       "hello"], env, cwd, timeout)
+        argv = CLIS[name](srv.server_address[1], cwd, env)
+        if not os.access(argv[0], os.X_OK):
+            return None, "no executable %s (run scripts/deps.sh)" % argv[0], \
+                store
+        rc, log = run_cli(name, argv, env, cwd, timeout)
     finally:
         srv.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -381,14 +377,13 @@ def main():
     ap.add_argument("--timeout", type=int, default=180)
     ap.add_argument("--only", choices=("claude-code", "opencode"))
     a = ap.parse_args()
-    fns = {"claude-code": capture_claude, "opencode": capture_opencode}
     failed = []
-    for name, fn in fns.items():
+    for name in CLIS:
         if a.only and a.only != name:
             continue
         d = os.path.join(a.out, name)
         shutil.rmtree(d, ignore_errors=True)
-        rc, log, store = fn(d, a.timeout)
+        rc, log, store = capture(name, d, a.timeout)
         reqs = agent_requests(d)
         loop = any("tool_result" in json.dumps(r["body"]["messages"])
                    or '"role": "tool"' in json.dumps(r["body"]["messages"])

@@ -40,11 +40,7 @@ def agent_for(ask, agents):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--asks", default=os.path.join(ROOT, "corpus",
-                                                   "asks.jsonl"))
-    ap.add_argument("--scaffold", default=os.path.join(
-        ROOT, "build", "corpus", "scaffold"))
-    ap.add_argument("--out", default=os.path.join(ROOT, "build", "corpus"))
+    scaffold.add_io_args(ap, ROOT)
     a = ap.parse_args()
     agents = scaffold.load(a.scaffold)
     asks = [json.loads(l) for l in open(a.asks, encoding="utf-8")]

@@ -26,7 +26,7 @@ ARG_NAMES = {"path": ("file_path", "filePath", "path"),
              "old_string": ("old_string", "oldString"),
              "new_string": ("new_string", "newString"),
              "command": ("command",), "pattern": ("pattern",)}
-TMPDIR = re.compile(r"/tmp/corpus-(claude|opencode)-[A-Za-z0-9_]+/proj")
+TMPDIR = re.compile(r"/[^\s\"'\\]*/corpus-(claude|opencode)-[A-Za-z0-9_]+/proj")
 
 
 def _records(d):
@@ -189,47 +189,9 @@ class Agent:
 
     def anthropic_body(self, messages, project):
         """Native Anthropic Messages body for a neutral conversation."""
-        out = []
-        first_user = True
-        for m in messages:
-            r = m["role"]
-            if r == "user":
-                parts = []
-                if first_user:
-                    parts = copy.deepcopy(self.injected)
-                parts.append({"type": "text", "text": m["content"]})
-                out.append({"role": "user", "content": parts})
-                if first_user:
-                    out.extend(copy.deepcopy(self.mid_system))
-                first_user = False
-            elif r == "assistant":
-                blocks = []
-                if m.get("content"):
-                    blocks.append({"type": "text", "text": m["content"]})
-                for c in m.get("tool_calls") or []:
-                    n, a = self.map_call(
-                        c["function"]["name"],
-                        json.loads(c["function"]["arguments"]), project)
-                    blocks.append({"type": "tool_use",
-                                   "id": "toolu_" + c["id"][5:],
-                                   "name": n, "input": a})
-                out.append({"role": "assistant", "content": blocks})
-            elif r == "tool":
-                block = {"type": "tool_result",
-                         "tool_use_id": "toolu_" + m["tool_call_id"][5:],
-                         "content": m["content"]}
-                prev = out[-1] if out else None
-                if prev and prev["role"] == "user" and all(
-                        b.get("type") == "tool_result"
-                        for b in prev["content"]):
-                    prev["content"].append(block)
-                else:
-                    out.append({"role": "user", "content": [block]})
-        # the CLI marks the newest turn for prompt caching
-        for b in out[-1]["content"] if out else []:
-            b.pop("cache_control", None)
-        if out and isinstance(out[-1]["content"], list) and out[-1]["content"]:
-            out[-1]["content"][-1]["cache_control"] = {"type": "ephemeral"}
+        out = anthropic_messages(
+            messages, lambda n, a: self.map_call(n, a, project),
+            self.injected, self.mid_system)
         body = {"model": "auto", "system": copy.deepcopy(self.system_blocks),
                 "tools": copy.deepcopy(self.tools_anth), "messages": out}
         if self.anthropic:
@@ -239,6 +201,54 @@ class Agent:
             body["max_tokens"] = self.extra.get("max_tokens", 32000)
             body["stream"] = True
         return self._fix(body, project)
+
+
+def anthropic_messages(messages, map_call, injected=(), mid_system=(),
+                       agent=True):
+    """Neutral chat messages as Anthropic content blocks: the injected
+    blocks go before the first user text, the mid-conversation system
+    messages right after it; consecutive tool results share one user turn;
+    an agent marks the newest block for prompt caching, as Claude Code does;
+    a bare client sends its user text as a plain string."""
+    out = []
+    first_user = True
+    for m in messages:
+        r = m["role"]
+        if r == "user":
+            parts = copy.deepcopy(list(injected)) if first_user else []
+            parts.append({"type": "text", "text": m["content"]})
+            out.append({"role": "user",
+                        "content": parts if agent else m["content"]})
+            if first_user:
+                out.extend(copy.deepcopy(list(mid_system)))
+            first_user = False
+        elif r == "assistant":
+            blocks = []
+            if m.get("content"):
+                blocks.append({"type": "text", "text": m["content"]})
+            for c in m.get("tool_calls") or []:
+                n, a = map_call(c["function"]["name"],
+                                json.loads(c["function"]["arguments"]))
+                blocks.append({"type": "tool_use",
+                               "id": "toolu_" + c["id"][5:],
+                               "name": n, "input": a})
+            out.append({"role": "assistant", "content": blocks})
+        elif r == "tool":
+            block = {"type": "tool_result",
+                     "tool_use_id": "toolu_" + m["tool_call_id"][5:],
+                     "content": m["content"]}
+            prev = out[-1] if out else None
+            if prev and prev["role"] == "user" and all(
+                    b.get("type") == "tool_result" for b in prev["content"]):
+                prev["content"].append(block)
+            else:
+                out.append({"role": "user", "content": [block]})
+    last = out[-1]["content"] if out else None
+    if agent and isinstance(last, list) and last:
+        for b in last:
+            b.pop("cache_control", None)
+        last[-1]["cache_control"] = {"type": "ephemeral"}
+    return out
 
 
 def load(root):
@@ -289,34 +299,21 @@ def bare_chat(messages):
 
 def bare_anthropic(messages):
     """A bare conversation in Anthropic shape (no system, neutral tools)."""
-    out = []
-    for m in messages:
-        if m["role"] == "user":
-            out.append({"role": "user", "content": m["content"]})
-        elif m["role"] == "assistant":
-            blocks = []
-            if m.get("content"):
-                blocks.append({"type": "text", "text": m["content"]})
-            for c in m.get("tool_calls") or []:
-                blocks.append({"type": "tool_use",
-                               "id": "toolu_" + c["id"][5:],
-                               "name": c["function"]["name"],
-                               "input": json.loads(
-                                   c["function"]["arguments"])})
-            out.append({"role": "assistant", "content": blocks})
-        else:
-            block = {"type": "tool_result",
-                     "tool_use_id": "toolu_" + m["tool_call_id"][5:],
-                     "content": m["content"]}
-            if out and out[-1]["role"] == "user" and isinstance(
-                    out[-1]["content"], list):
-                out[-1]["content"].append(block)
-            else:
-                out.append({"role": "user", "content": [block]})
-    body = {"model": "auto", "max_tokens": 4096, "messages": out}
+    body = {"model": "auto", "max_tokens": 4096,
+            "messages": anthropic_messages(messages, lambda n, a: (n, a),
+                                           agent=False)}
     if any(m.get("tool_calls") for m in messages):
         body["tools"] = [{"name": t["function"]["name"],
                           "description": t["function"]["description"],
                           "input_schema": t["function"]["parameters"]}
                          for t in NEUTRAL_TOOLS]
     return body
+
+
+def add_io_args(ap, root):
+    """The input/output options expand.py and sessions.py share."""
+    ap.add_argument("--asks", default=os.path.join(root, "corpus",
+                                                   "asks.jsonl"))
+    ap.add_argument("--scaffold", default=os.path.join(
+        root, "build", "corpus", "scaffold"))
+    ap.add_argument("--out", default=os.path.join(root, "build", "corpus"))

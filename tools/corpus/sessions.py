@@ -110,11 +110,7 @@ def build_session(k, rng, agent, asks_by_tier):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--asks", default=os.path.join(ROOT, "corpus",
-                                                   "asks.jsonl"))
-    ap.add_argument("--scaffold", default=os.path.join(
-        ROOT, "build", "corpus", "scaffold"))
-    ap.add_argument("--out", default=os.path.join(ROOT, "build", "corpus"))
+    scaffold.add_io_args(ap, ROOT)
     ap.add_argument("-n", "--sessions", type=int, default=60)
     ap.add_argument("--seed", type=int, default=11)
     a = ap.parse_args()
