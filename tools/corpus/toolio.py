@@ -24,6 +24,52 @@ EXT = {"python": "py", "go": "go", "rust": "rs", "c": "c", "cpp": "cpp",
 # (path, content) per language family: small, plausible project files
 FILES = {
     "py": [
+        ("app/config.py", '''import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str
+    port: int = 8000
+    debug: bool = False
+    max_retries: int = 3
+
+
+def load() -> Settings:
+    return Settings(
+        database_url=os.environ["DATABASE_URL"],
+        redis_url=os.environ.get("REDIS_URL", "redis://localhost:6379/0"),
+        port=int(os.environ.get("PORT", "8000")),
+        debug=os.environ.get("DEBUG") == "1",
+    )
+'''),
+        ("app/models.py", '''from sqlalchemy import Column, DateTime, ForeignKey, Integer, Numeric, String
+from sqlalchemy.orm import declarative_base, relationship
+
+Base = declarative_base()
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    id = Column(Integer, primary_key=True)
+    customer_id = Column(Integer, ForeignKey("customers.id"), nullable=False)
+    status = Column(String(20), default="new", nullable=False)
+    payment_ref = Column(String(64))
+    created_at = Column(DateTime(timezone=True))
+    lines = relationship("OrderLine", back_populates="order")
+
+
+class OrderLine(Base):
+    __tablename__ = "order_lines"
+    id = Column(Integer, primary_key=True)
+    order_id = Column(Integer, ForeignKey("orders.id"), nullable=False)
+    sku = Column(String(32), nullable=False)
+    qty = Column(Integer, nullable=False)
+    unit_price = Column(Numeric(12, 2), nullable=False)
+    order = relationship("Order", back_populates="lines")
+'''),
         ("app/services/orders.py", '''import logging
 from decimal import Decimal
 
@@ -89,6 +135,35 @@ def test_create_item(client):
 '''),
     ],
     "go": [
+        ("internal/api/handlers.go", '''package api
+
+import (
+\t"encoding/json"
+\t"net/http"
+\t"strconv"
+)
+
+type itemStore interface {
+\tGet(id int) (Item, error)
+\tList(limit, offset int) ([]Item, error)
+}
+
+func listItems(s itemStore) http.HandlerFunc {
+\treturn func(w http.ResponseWriter, r *http.Request) {
+\t\tlimit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+\t\tif limit <= 0 || limit > 100 {
+\t\t\tlimit = 20
+\t\t}
+\t\titems, err := s.List(limit, 0)
+\t\tif err != nil {
+\t\t\thttp.Error(w, err.Error(), http.StatusInternalServerError)
+\t\t\treturn
+\t\t}
+\t\tw.Header().Set("Content-Type", "application/json")
+\t\tjson.NewEncoder(w).Encode(items)
+\t}
+}
+'''),
         ("internal/store/store.go", '''package store
 
 import (
@@ -174,6 +249,24 @@ module.exports = { memo };
 '''),
     ],
     "ts": [
+        ("src/store/cart.ts", '''export interface CartItem {
+  sku: string;
+  qty: number;
+  price: number;
+}
+
+export function addItem(items: CartItem[], item: CartItem): CartItem[] {
+  const existing = items.find(i => i.sku === item.sku);
+  if (existing) {
+    return items.map(i => (i.sku === item.sku ? { ...i, qty: i.qty + item.qty } : i));
+  }
+  return [...items, item];
+}
+
+export function total(items: CartItem[]): number {
+  return items.reduce((sum, i) => sum + i.qty * i.price, 0);
+}
+'''),
         ("src/api/client.ts", '''export interface Page<T> {
   items: T[];
   next?: string;
@@ -221,6 +314,25 @@ impl Config {
 '''),
     ],
     "c": [
+        ("src/ring.h", '''#ifndef RING_H
+#define RING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* single-producer single-consumer byte ring; size is a power of two */
+struct ring {
+    uint8_t *buf;
+    size_t size;
+    size_t head;   /* written by the producer */
+    size_t tail;   /* written by the consumer */
+};
+
+int ring_put(struct ring *r, const uint8_t *p, size_t n);
+size_t ring_get(struct ring *r, uint8_t *p, size_t n);
+
+#endif
+'''),
         ("src/ring.c", '''#include <stdint.h>
 #include <string.h>
 #include "ring.h"
@@ -238,6 +350,31 @@ int ring_put(struct ring *r, const uint8_t *p, size_t n)
 '''),
     ],
     "java": [
+        ("src/test/java/com/acme/orders/OrderServiceTest.java", '''package com.acme.orders;
+
+import static org.junit.jupiter.api.Assertions.*;
+import static org.mockito.Mockito.*;
+
+import org.junit.jupiter.api.Test;
+
+class OrderServiceTest {
+    private final OrderRepository repo = mock(OrderRepository.class);
+    private final PaymentClient payments = mock(PaymentClient.class);
+    private final OrderService svc = new OrderService(repo, payments);
+
+    @Test
+    void placeChargesTheCustomer() {
+        Cart cart = Cart.of(42L, Line.of("SKU-1", 2, "9.99"));
+        Order o = svc.place(cart);
+        verify(payments).charge(42L, o.getTotal());
+    }
+
+    @Test
+    void placeRejectsEmptyCart() {
+        assertThrows(IllegalArgumentException.class, () -> svc.place(Cart.of(42L)));
+    }
+}
+'''),
         ("src/main/java/com/acme/orders/OrderService.java", '''package com.acme.orders;
 
 import java.util.List;
@@ -311,6 +448,9 @@ FAMILY = {"py": "py", "go": "go", "js": "js", "ts": "ts", "tsx": "ts",
           "kt": "java", "cs": "java", "scala": "java", "sql": "sql",
           "yaml": "yaml", "yml": "yaml", "tf": "yaml", "sh": "sh",
           "conf": "sh", "Dockerfile": "sh"}
+
+COMMENT = {"py": "#", "sh": "#", "yaml": "#", "sql": "--", "go": "//",
+           "js": "//", "ts": "//", "rs": "//", "c": "/*", "java": "//"}
 
 TEST_LOGS = {
     "py": ['''============================= test session starts ==============================
@@ -456,9 +596,6 @@ def keyword(text, rng):
     return rng.choice(words) if words else "TODO"
 
 
-_ids = [0]
-
-
 def call_id(rng):
     return "call_%024x" % rng.getrandbits(96)
 
@@ -496,8 +633,9 @@ def tool_round(stack, text, rng, kind=None):
         path, content = project_file(stack, rng)
         lines = [l for l in content.split("\n") if l.strip()]
         old = rng.choice(lines)
+        note = COMMENT.get(family(stack), "#") + " checked: keep in sync"
         calls.append(("edit_file", {"path": path, "old_string": old,
-                                    "new_string": old + "  # reviewed"},
+                                    "new_string": old + "  " + note},
                       "The file %s has been updated." % path))
     amsg = {"role": "assistant", "content": None, "tool_calls": []}
     tmsgs = []
