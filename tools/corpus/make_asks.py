@@ -225,10 +225,12 @@ def parse(path):
     for raw in open(path, encoding="utf-8"):
         line = raw.rstrip("\n")
         if line.startswith("## "):
-            tier, why, stack = [x.strip() for x in line[3:].split("|")]
-            assert tier in TIERS, line
-            cur = {"tier": tier, "why": why, "stack": stack, "body": [],
-                   "dirs": []}
+            f = [x.strip() for x in line[3:].split("|")]
+            tier, why, stack = f[:3]
+            lang = f[3] if len(f) > 3 else "en"
+            assert tier in TIERS and lang in LANGS, line
+            cur = {"tier": tier, "why": why, "stack": stack, "lang": lang,
+                   "body": [], "dirs": []}
             blocks.append(cur)
         elif cur is None:
             continue
@@ -288,14 +290,14 @@ def build():
                          messages=messages)
                 a.update(kw)
                 asks.append(a)
-            add("en", "en", "single", [user(text)])
+            add(b["lang"], b["lang"], "single", [user(text)])
             k = 0
             for d in b["dirs"]:
                 k += 1
                 key, _, arg = d.partition(":")
                 arg = expand(unescape(arg.strip()), rng, pastes)
                 if key == "typo":
-                    add("typo", "en", "single", [user(typo(text, rng))],
+                    add("typo", b["lang"], "single", [user(typo(text, rng))],
                         why=b["why"] + " (typo'd)")
                 elif key == "terse":
                     add("terse%d" % k, "en", "single", [user(arg)],
@@ -319,7 +321,7 @@ def build():
                         am, tms = toolio.tool_round(b["stack"], text, rng)
                         msgs.append(am)
                         msgs.extend(tms)
-                    add("loop", "en", "toolloop", msgs,
+                    add("loop", b["lang"], "toolloop", msgs,
                         why="tool loop inherits the ask: " + b["why"])
                 elif key == "then":
                     t2, why2, txt2 = [x.strip() for x in arg.split("|", 2)]
@@ -355,7 +357,7 @@ def build():
                 for r in range(rng.randint(1, 2)):
                     am, tms = toolio.tool_round(b["stack"], text, rng)
                     msgs += [am] + tms
-                add("autoloop", "en", "toolloop", msgs,
+                add("autoloop", b["lang"], "toolloop", msgs,
                     why="tool loop inherits the ask: " + b["why"])
     return asks
 
