@@ -5,7 +5,8 @@ Starts a local mock of the Anthropic Messages API and of an OpenAI-compatible
 chat-completions API (stdlib http.server on 127.0.0.1, a free port), runs the
 pinned CLIs from t/node against it with a throwaway HOME and cwd, and saves
 every request (method, path, headers, body verbatim) under the output
-directory (default build/corpus/scaffold/<cli>/NNN.json).
+directory (default build/corpus/scaffold/<cli>/NNN.json, the body byte for
+byte in NNN.body).
 
 The mock answers the first agent request that carries tools with one call of
 a harmless read-only tool (Glob / list / glob), so the CLI runs the tool and
@@ -57,6 +58,9 @@ class Store:
                "body_kind": kind, "body_bytes": len(raw), "body": body}
         with open(os.path.join(self.out, "%03d.json" % n), "w") as f:
             json.dump(rec, f, ensure_ascii=False, indent=1)
+        # and the body byte for byte, as the CLI sent it
+        with open(os.path.join(self.out, "%03d.body" % n), "wb") as f:
+            f.write(raw)
         return body
 
 
@@ -361,7 +365,7 @@ def capture(name, out, timeout):
 def agent_requests(out):
     """(file, body) of captured requests that carry a system prompt."""
     res = []
-    for fn in sorted(os.listdir(out)):
+    for fn in sorted(f for f in os.listdir(out) if f.endswith(".json")):
         with open(os.path.join(out, fn)) as f:
             rec = json.load(f)
         b = rec.get("body")

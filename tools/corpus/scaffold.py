@@ -31,7 +31,7 @@ TMPDIR = re.compile(r"/[^\s\"'\\]*/corpus-(claude|opencode)-[A-Za-z0-9_]+/proj")
 
 def _records(d):
     out = []
-    for fn in sorted(os.listdir(d)):
+    for fn in sorted(f for f in os.listdir(d) if f.endswith(".json")):
         with open(os.path.join(d, fn)) as f:
             out.append(json.load(f))
     return out
