@@ -8,11 +8,15 @@ follow-up's last message a user turn after an assistant one.
 build/corpus/tiers.jsonl (when present): same ids, at least a third of the
 requests agent-shaped, every agent shape present in the Anthropic file too.
 build/corpus/sessions.jsonl (when present): >= 50 sessions of 10-60 turns.
+With --dev FILE (a held-out labeled set): no ask shares a run of 8 words with
+it, so the held-out set stays unseen.
 """
 
+import argparse
 import collections
 import json
 import os
+import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -105,8 +109,42 @@ def check_sessions(path):
     return ss
 
 
+def words8(text):
+    w = re.findall(r"\w+", text.lower())
+    return {tuple(w[i:i + 8]) for i in range(len(w) - 7)}
+
+
+def user_text(messages):
+    return " ".join(m["content"] if isinstance(m["content"], str)
+                    else json.dumps(m["content"], ensure_ascii=False)
+                    for m in messages if m["role"] == "user")
+
+
+def check_unseen(asks, dev_path):
+    dev = []
+    for l in open(dev_path, encoding="utf-8"):
+        d = json.loads(l)
+        dev.append((d["id"], words8(user_text(d["body"]["messages"]))))
+    hits = 0
+    for a in asks:
+        g = words8(user_text(a["messages"]))
+        for did, dg in dev:
+            if g & dg:
+                hits += 1
+                err("%s shares %d 8-word runs with %s" % (a["id"],
+                                                          len(g & dg), did))
+    print("unseen: %d asks against %d held-out requests, %d overlaps"
+          % (len(asks), len(dev), hits))
+
+
 def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dev", help="a held-out labeled set that must stay "
+                    "unseen (jsonl with body.messages)")
+    opts = ap.parse_args()
     asks = check_asks(os.path.join(ROOT, "corpus", "asks.jsonl"))
+    if opts.dev:
+        check_unseen(asks, opts.dev)
     ids = {a["id"] for a in asks}
     c = collections.Counter
     print("corpus: %d asks, %d families; tier %s; turn %s; lang %s" % (
