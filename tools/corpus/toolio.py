@@ -538,6 +538,25 @@ def project_file(stack, rng):
     return rng.choice(FILES[family(stack)])
 
 
+def big_file(stack, rng, lines):
+    """A long source file of the stack's language (a generated module the
+    agent reads whole): the project's files repeated with fresh names."""
+    fam = family(stack)
+    out = []
+    k = 0
+    while len(out) < lines:
+        path, content = rng.choice(FILES[fam])
+        k += 1
+        for l in content.split("\n"):
+            for w in ("order", "item", "user", "cart", "config", "store"):
+                l = l.replace(w, "%s%d" % (w, k))
+            out.append(l)
+    name = rng.choice(["legacy", "generated", "bundle", "all"])
+    path = path.rsplit("/", 1)[0] + "/%s_%d.%s" % (
+        name, rng.randrange(100), path.rsplit(".", 1)[-1])
+    return path, "\n".join(out[:lines]) + "\n"
+
+
 def test_log(stack, rng):
     fam = family(stack)
     return rng.choice(TEST_LOGS.get(fam, TEST_LOGS["py"]))
@@ -604,9 +623,12 @@ def tool_round(stack, text, rng, kind=None):
     """One assistant tool-call turn and its results, neutral vocabulary:
     returns (assistant message, [tool messages])."""
     kind = kind or rng.choice(["read", "read", "grep", "test", "ls", "git",
-                               "edit"])
+                               "edit", "bigread"])
     calls = []
-    if kind == "read":
+    if kind == "bigread":
+        path, content = big_file(stack, rng, rng.randint(250, 1200))
+        calls.append(("read_file", {"path": path}, numbered(content)))
+    elif kind == "read":
         path, content = project_file(stack, rng)
         calls.append(("read_file", {"path": path}, numbered(content)))
         if rng.random() < 0.3:
