@@ -87,6 +87,9 @@ ngx_strncasecmp(u_char *s1, u_char *s2, size_t n)
 #define NGX_HTTP_LLMROUTE_MAX_PROVIDERS   64
 #define NGX_HTTP_LLMROUTE_REASON_LEN      256
 
+/* how long a provider keeps a prompt cache unless the model says (ms) */
+#define NGX_HTTP_LLMROUTE_CACHE_TTL       300000
+
 
 typedef void *(*ngx_http_llmroute_alloc_pt)(void *data, size_t size);
 
@@ -116,6 +119,12 @@ typedef struct {
     int64_t                     max_tokens; /* -1: not given */
     ngx_uint_t                  ntools;
     size_t                      tools_bytes;
+    size_t                      tools_start;    /* "tools" value span */
+    size_t                      tools_end;
+
+    /* session hints, raw string values (still JSON-escaped) */
+    ngx_str_t                   cache_key;      /* prompt_cache_key */
+    ngx_str_t                   user_id;        /* metadata.user_id */
     ngx_uint_t                  images;
 
     ngx_http_llmroute_msg_t    *msgs;
@@ -168,6 +177,8 @@ typedef struct {
     uint64_t                    input;
     uint64_t                    output;
     uint64_t                    cached_input;
+    uint64_t                    cache_write;    /* 0: not priced */
+    uint64_t                    cache_ttl;      /* ms */
     size_t                      context;
     unsigned                    tools:1;
     unsigned                    json:1;
@@ -203,7 +214,24 @@ typedef struct {
     ngx_uint_t                  pin_provider;
     ngx_int_t                   region;     /* region index or REGION_* */
     uint64_t                    exclude;    /* provider bits to skip */
+
+    /* the session's prompt cache: model index + 1 (0: none), tokens */
+    ngx_uint_t                  sticky;
+    size_t                      sticky_cached;
+    unsigned                    session:1;  /* a new holder writes */
 } ngx_http_llmroute_want_t;
+
+
+/* how far a model got through the filters, to explain a refusal or a move */
+enum {
+    ngx_http_llmroute_stage_pin = 0,
+    ngx_http_llmroute_stage_tier,
+    ngx_http_llmroute_stage_region,
+    ngx_http_llmroute_stage_caps,
+    ngx_http_llmroute_stage_context,
+    ngx_http_llmroute_stage_available,
+    ngx_http_llmroute_stage_ok
+};
 
 
 typedef struct {
@@ -211,6 +239,7 @@ typedef struct {
     uint64_t                    est_cost;   /* nano-USD */
     size_t                      output_budget;
     const char                 *why_none;
+    ngx_uint_t                  sticky_stage;   /* how far the holder got */
 } ngx_http_llmroute_choice_t;
 
 

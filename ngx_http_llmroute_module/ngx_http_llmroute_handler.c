@@ -41,6 +41,8 @@ static ngx_int_t ngx_http_llmroute_escalate(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 static ngx_int_t ngx_http_llmroute_use_choice(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
+static void ngx_http_llmroute_reason_tier(ngx_http_llmroute_ctx_t *ctx,
+    const char *why, ngx_uint_t tier);
 static size_t ngx_http_llmroute_utf8_prefix(ngx_str_t *s, size_t max);
 static void *ngx_http_llmroute_palloc(void *data, size_t size);
 
@@ -549,14 +551,23 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     if (want->tier > tier) {
         tier = want->tier;
 
-        if (ctx->reason_len + 20 < sizeof(ctx->reason)) {
-            ctx->reason_len = ngx_snprintf(ctx->reason + ctx->reason_len,
-                                           sizeof(ctx->reason)
-                                           - ctx->reason_len,
-                                           "; floor %V",
-                                           &ngx_http_llmroute_tier_names[tier])
-                              - ctx->reason;
-        }
+        ngx_http_llmroute_reason_tier(ctx, "floor", tier);
+    }
+
+    /* the session: a tool-loop turn keeps the tier of the session's ask */
+
+    if (ngx_http_llmroute_session_begin(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc != NGX_OK            /* no header override */
+        && ctx->session_seen && tier < ctx->session_tier
+        && req->nmsgs
+        && req->msgs[req->nmsgs - 1].role != NGX_HTTP_LLMROUTE_ROLE_USER)
+    {
+        tier = ctx->session_tier;
+
+        ngx_http_llmroute_reason_tier(ctx, "session", tier);
     }
 
     want->tier = tier;
@@ -861,64 +872,90 @@ ngx_http_llmroute_region(ngx_http_request_t *r,
  * (or a "model" member added after the opening brace) and, for a stream
  * whose client did not ask for usage, "stream_options" added before the
  * closing brace so that the provider reports usage (the filter strips that
- * chunk again).  Buffers point into the original body; nothing else is
- * re-serialized.
+ * chunk again); with llmroute_cache_key on, "prompt_cache_key" (the
+ * session's hash) added after the opening brace when the client sent none.
+ * Buffers point into the original body; nothing else is re-serialized.
  */
 
 #define NGX_HTTP_LLMROUTE_USAGE_OPTION                                        \
     ",\"stream_options\":{\"include_usage\":true}"
 
+#define NGX_HTTP_LLMROUTE_CACHE_KEY  "\"prompt_cache_key\":"
+
 static ngx_int_t
 ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 {
-    u_char                   *p;
-    size_t                    total;
-    ngx_buf_t                *b;
-    ngx_str_t                *id, part[5];
-    ngx_uint_t                i, n;
-    ngx_chain_t              *cl, **ll;
-    ngx_table_elt_t          *h;
-    ngx_http_request_body_t  *rb;
-    ngx_http_llmroute_req_t  *req;
+    u_char                        *p, *q;
+    size_t                         total, at;
+    ngx_buf_t                     *b;
+    ngx_str_t                     *id, part[7];
+    ngx_uint_t                     i, n, hint;
+    ngx_chain_t                   *cl, **ll;
+    ngx_table_elt_t               *h;
+    ngx_http_request_body_t       *rb;
+    ngx_http_llmroute_req_t       *req;
+    ngx_http_llmroute_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_llmroute_module);
 
     req = &ctx->req;
     id = &ctx->model->id;
 
+    /* the session as the provider's cache routing hint, unless given */
+    hint = lcf->cache_key && ctx->has_session && req->cache_key.data == NULL;
+
     /* model ids are checked at configuration time: nothing to escape */
 
-    p = ngx_pnalloc(r->pool, id->len + sizeof("\"model\":\"\","));
+    p = ngx_pnalloc(r->pool, id->len + sizeof("\"model\":\"\",")
+                             + sizeof(NGX_HTTP_LLMROUTE_CACHE_KEY "\"\",")
+                             + 2 * NGX_HTTP_LLMROUTE_SESSION_LEN);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
+    /* members added after the opening brace */
+
+    q = p;
+
+    if (!req->has_model) {
+        q = ngx_sprintf(q, "\"model\":\"%V\",", id);
+    }
+
+    if (hint) {
+        q = ngx_cpymem(q, NGX_HTTP_LLMROUTE_CACHE_KEY "\"",
+                       sizeof(NGX_HTTP_LLMROUTE_CACHE_KEY "\"") - 1);
+        q = ngx_http_llmroute_session_hex(q, ctx);
+        q = ngx_cpymem(q, "\",", 2);
+    }
+
     part[0].data = req->body;
+    part[0].len = req->obj_open;
     part[1].data = p;
+    part[1].len = q - p;
+    n = 2;
+    at = req->obj_open;
 
     if (req->has_model) {
-        part[0].len = req->model_start;
-        part[1].len = ngx_sprintf(p, "\"%V\"", id) - p;
-        part[2].data = req->body + req->model_end;
-
-    } else {
-        part[0].len = req->obj_open;
-        part[1].len = ngx_sprintf(p, "\"model\":\"%V\",", id) - p;
-        part[2].data = req->body + req->obj_open;
+        part[n].data = req->body + at;
+        part[n++].len = req->model_start - at;
+        part[n].data = q;
+        part[n++].len = ngx_sprintf(q, "\"%V\"", id) - q;
+        at = req->model_end;
     }
 
     ctx->strip_usage = req->stream && !req->stream_options
                        && ctx->model->stream_usage;
 
     if (ctx->strip_usage) {
-        part[2].len = req->body + req->obj_close - part[2].data;
-        ngx_str_set(&part[3], NGX_HTTP_LLMROUTE_USAGE_OPTION);
-        part[4].data = req->body + req->obj_close;
-        part[4].len = req->len - req->obj_close;
-        n = 5;
-
-    } else {
-        part[2].len = req->body + req->len - part[2].data;
-        n = 3;
+        part[n].data = req->body + at;
+        part[n++].len = req->obj_close - at;
+        ngx_str_set(&part[n], NGX_HTTP_LLMROUTE_USAGE_OPTION);
+        n++;
+        at = req->obj_close;
     }
+
+    part[n].data = req->body + at;
+    part[n++].len = req->len - at;
 
     rb = r->request_body;
     ll = &rb->bufs;
@@ -952,7 +989,7 @@ ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 
     *ll = NULL;
 
-    /* part[1] is never empty: there is a last buffer */
+    /* the tail holds the closing brace: there is a last buffer */
     b->last_buf = 1;
     b->last_in_chain = 1;
     rb->buf = b;
@@ -1041,6 +1078,22 @@ ngx_http_llmroute_set_credentials(ngx_http_request_t *r,
  * The longest prefix of s, at most max bytes, that is valid UTF-8: a
  * client's model name echoed in an error must not break the JSON's UTF-8.
  */
+
+/* "; floor complex": why the tier is above what the classifier said */
+
+static void
+ngx_http_llmroute_reason_tier(ngx_http_llmroute_ctx_t *ctx, const char *why,
+    ngx_uint_t tier)
+{
+    if (ctx->reason_len + 24 < sizeof(ctx->reason)) {
+        ctx->reason_len = ngx_snprintf(ctx->reason + ctx->reason_len,
+                                       sizeof(ctx->reason) - ctx->reason_len,
+                                       "; %s %V", why,
+                                       &ngx_http_llmroute_tier_names[tier])
+                          - ctx->reason;
+    }
+}
+
 
 static size_t
 ngx_http_llmroute_utf8_prefix(ngx_str_t *s, size_t max)

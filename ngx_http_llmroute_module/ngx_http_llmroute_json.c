@@ -81,7 +81,8 @@ static jsmntok_t  *ngx_http_llmroute_scratch;
 /* top-level members we read; a duplicate of any of them is refused */
 static const char  *ngx_http_llmroute_members[] = {
     "model", "messages", "stream", "stream_options", "max_tokens",
-    "max_completion_tokens", "tools", "functions", "response_format", NULL
+    "max_completion_tokens", "tools", "functions", "response_format",
+    "prompt_cache_key", "metadata", NULL
 };
 
 
@@ -375,6 +376,11 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
                 req->ntools += js.tok[v].size;
                 req->tools_bytes += js.tok[v].end - js.tok[v].start;
 
+                if (m == 6) {
+                    req->tools_start = js.tok[v].start;
+                    req->tools_end = js.tok[v].end;
+                }
+
             } else if (!(js.tok[v].type == JSMN_PRIMITIVE
                          && body[js.tok[v].start] == 'n'))
             {
@@ -409,6 +415,36 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
                             req->json_mode = 1;
                             req->json_schema = 1;
                         }
+                    }
+
+                    j = ngx_http_llmroute_json_skip(&js, j + 1);
+                }
+            }
+
+            break;
+
+        case 9: /* prompt_cache_key: a session hint */
+            if (js.tok[v].type == JSMN_STRING) {
+                req->cache_key.data = body + js.tok[v].start;
+                req->cache_key.len = js.tok[v].end - js.tok[v].start;
+            }
+
+            break;
+
+        case 10: /* metadata: Anthropic's user_id carries the session */
+            if (js.tok[v].type == JSMN_OBJECT) {
+                int  j, e;
+
+                j = v + 1;
+
+                for (e = 0; e < js.tok[v].size && j + 1 < n; e++) {
+                    if (ngx_http_llmroute_json_key(&js, j, "user_id", 7)
+                        == NGX_OK
+                        && js.tok[j + 1].type == JSMN_STRING)
+                    {
+                        req->user_id.data = body + js.tok[j + 1].start;
+                        req->user_id.len = js.tok[j + 1].end
+                                           - js.tok[j + 1].start;
                     }
 
                     j = ngx_http_llmroute_json_skip(&js, j + 1);

@@ -31,7 +31,8 @@ static void ngx_http_llmroute_window_sum(ngx_http_llmroute_window_t *w,
 static time_t ngx_http_llmroute_window_wait(ngx_http_llmroute_window_t *w,
     time_t now, int64_t limit, int64_t need, ngx_uint_t tokens);
 static uint64_t ngx_http_llmroute_unavailable_locked(
-    ngx_http_llmroute_main_conf_t *lmcf, int64_t tokens, ngx_msec_t now);
+    ngx_http_llmroute_main_conf_t *lmcf, int64_t tokens, ngx_msec_t now,
+    uint64_t *cooling);
 static ngx_http_llmroute_client_node_t *ngx_http_llmroute_client_lookup(
     ngx_http_llmroute_main_conf_t *lmcf, ngx_str_t *key);
 static ngx_uint_t ngx_http_llmroute_period(ngx_uint_t kind, time_t now);
@@ -54,7 +55,7 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 
     req = 0;
     tok = 0;
-    uint64_t                             cost;
+    uint64_t                             cost, cooling;
     ngx_msec_t                           now_ms;
     ngx_str_t                            key;
     ngx_uint_t                           period;
@@ -72,6 +73,7 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     now = ngx_time();
     now_ms = (ngx_msec_t) now * 1000;
     cn = NULL;
+    cooling = 0;
 
     if (cc && ctx->client == NULL) {
         if (ngx_http_complex_value(r, &cc->key, &key) != NGX_OK) {
@@ -148,7 +150,8 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         est = ctx->req.prompt_tokens + ctx->choice.output_budget;
 
         ctx->want.exclude |= ngx_http_llmroute_unavailable_locked(lmcf, est,
-                                                                  now_ms);
+                                                                  now_ms,
+                                                                  &cooling);
 
         m = &lmcf->cat.models[ctx->choice.model];
 
@@ -204,6 +207,8 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     }
 
     /* admitted: count the attempt on the provider (and the client) */
+
+    ngx_http_llmroute_session_moved(lmcf, ctx, cooling);
 
     m = &lmcf->cat.models[ctx->choice.model];
     ps = ngx_http_llmroute_provider_stats(lmcf, m->provider);
@@ -342,7 +347,7 @@ ngx_http_llmroute_provider_result(ngx_http_llmroute_main_conf_t *lmcf,
 
 static uint64_t
 ngx_http_llmroute_unavailable_locked(ngx_http_llmroute_main_conf_t *lmcf,
-    int64_t tokens, ngx_msec_t now)
+    int64_t tokens, ngx_msec_t now, uint64_t *cooling)
 {
     time_t                               sec;
     int64_t                              req, tok;
@@ -368,6 +373,7 @@ ngx_http_llmroute_unavailable_locked(ngx_http_llmroute_main_conf_t *lmcf,
             || (ps->fails >= NGX_HTTP_LLMROUTE_CIRCUIT_FAILS && ps->probing))
         {
             mask |= (uint64_t) 1 << i;
+            *cooling |= (uint64_t) 1 << i;
             continue;
         }
 

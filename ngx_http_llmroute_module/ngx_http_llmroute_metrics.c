@@ -231,6 +231,38 @@ ngx_http_llmroute_metrics_prometheus(u_char *p,
                         &s->provider, &s->model, ms->cached_tokens);
     }
 
+    p = ngx_http_llmroute_metric_header(p, "llmroute_cache_read_ratio",
+            "gauge", "Share of prompt tokens the provider billed as cached "
+            "reads.");
+
+    for (i = 0; i < n; i++) {
+        s = all[i];
+
+        if (s->model.len == 0) {
+            continue;
+        }
+
+        ms = &s->s.model;
+        v = ms->prompt_tokens
+            ? ngx_min(ms->cached_tokens, ms->prompt_tokens) * 1000000
+              / ms->prompt_tokens
+            : 0;
+
+        p = ngx_sprintf(p, "llmroute_cache_read_ratio{provider=\"%V\","
+                           "model=\"%V\"} %uL.%06uL\n",
+                        &s->provider, &s->model, v / 1000000, v % 1000000);
+    }
+
+    p = ngx_http_llmroute_metric_header(p, "llmroute_session_moves_total",
+            "counter", "Sessions that left the provider and model holding "
+            "their prompt cache, by reason.");
+
+    for (k = 0; k < NGX_HTTP_LLMROUTE_NMOVES; k++) {
+        p = ngx_sprintf(p, "llmroute_session_moves_total{reason=\"%s\"} "
+                           "%uA\n",
+                        ngx_http_llmroute_move_names[k], lmcf->sh->moves[k]);
+    }
+
     p = ngx_http_llmroute_metric_header(p, "llmroute_cost_usd_total",
             "counter", "Cost in USD from the providers' usage and catalog "
             "prices.");
@@ -440,6 +472,14 @@ ngx_http_llmroute_metrics_json(u_char *p, ngx_http_llmroute_main_conf_t *lmcf,
         p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
                         ngx_http_llmroute_reject_codes[k],
                         lmcf->sh->rejected[k]);
+    }
+
+    p = ngx_cpymem(p, "},\"session_moves\":{",
+                   sizeof("},\"session_moves\":{") - 1);
+
+    for (k = 0; k < NGX_HTTP_LLMROUTE_NMOVES; k++) {
+        p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
+                        ngx_http_llmroute_move_names[k], lmcf->sh->moves[k]);
     }
 
     p = ngx_cpymem(p, "},\"savings_usd\":", sizeof("},\"savings_usd\":") - 1);

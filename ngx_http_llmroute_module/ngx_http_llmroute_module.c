@@ -25,6 +25,8 @@
 #define NGX_HTTP_LLMROUTE_VAR_COST          13
 #define NGX_HTTP_LLMROUTE_VAR_SAVINGS       14
 #define NGX_HTTP_LLMROUTE_VAR_USAGE_SOURCE  15
+#define NGX_HTTP_LLMROUTE_VAR_SESSION       16
+#define NGX_HTTP_LLMROUTE_VAR_CACHE_HIT     17
 
 
 static ngx_int_t ngx_http_llmroute_add_variables(ngx_conf_t *cf);
@@ -144,6 +146,20 @@ static ngx_command_t  ngx_http_llmroute_commands[] = {
       0,
       NULL },
 
+    { ngx_string("llmroute_session"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_llmroute_session,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("llmroute_cache_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_llmroute_loc_conf_t, cache_key),
+      NULL },
+
     { ngx_string("llmroute_models"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_llmroute_models,
@@ -256,6 +272,12 @@ static ngx_http_variable_t  ngx_http_llmroute_vars[] = {
     { ngx_string("llmroute_usage_source"), NULL, ngx_http_llmroute_variable,
       NGX_HTTP_LLMROUTE_VAR_USAGE_SOURCE, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
 
+    { ngx_string("llmroute_session"), NULL, ngx_http_llmroute_variable,
+      NGX_HTTP_LLMROUTE_VAR_SESSION, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
+
+    { ngx_string("llmroute_cache_hit"), NULL, ngx_http_llmroute_variable,
+      NGX_HTTP_LLMROUTE_VAR_CACHE_HIT, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
+
       ngx_http_null_variable
 };
 
@@ -347,6 +369,41 @@ ngx_http_llmroute_variable(ngx_http_request_t *r,
         }
 
         s = ngx_http_llmroute_usage_sources[ctx->usage_source];
+        break;
+
+    case NGX_HTTP_LLMROUTE_VAR_SESSION:
+        if (!ctx->has_session) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        s.data = ngx_pnalloc(r->pool, 2 * NGX_HTTP_LLMROUTE_SESSION_LEN);
+        if (s.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        s.len = ngx_http_llmroute_session_hex(s.data, ctx) - s.data;
+        break;
+
+    case NGX_HTTP_LLMROUTE_VAR_CACHE_HIT:
+        if (!ctx->logged || ctx->prompt_tokens <= 0) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        s.data = ngx_pnalloc(r->pool, sizeof("1.000") - 1);
+        if (s.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        {
+        int64_t  k;
+
+        k = ngx_min(ctx->cached_tokens, ctx->prompt_tokens) * 1000
+            / ctx->prompt_tokens;
+        s.len = ngx_sprintf(s.data, "%L.%03L", k / 1000, k % 1000) - s.data;
+        }
+
         break;
 
     default:
@@ -552,6 +609,9 @@ ngx_http_llmroute_create_loc_conf(ngx_conf_t *cf)
     conf->headers = NGX_CONF_UNSET;
     conf->escalate = NGX_CONF_UNSET;
     conf->retries = NGX_CONF_UNSET_UINT;
+    conf->session = NGX_CONF_UNSET_PTR;
+    conf->session_off = NGX_CONF_UNSET;
+    conf->cache_key = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -577,6 +637,10 @@ ngx_http_llmroute_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->client == NULL) {
         conf->client = prev->client;
     }
+
+    ngx_conf_merge_ptr_value(conf->session, prev->session, NULL);
+    ngx_conf_merge_value(conf->session_off, prev->session_off, 0);
+    ngx_conf_merge_value(conf->cache_key, prev->cache_key, 0);
 
     if (conf->enable) {
         lmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_llmroute_module);
@@ -961,7 +1025,8 @@ ngx_http_llmroute_provider(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 /*
  * llmroute_model PROVIDER ID tier=T input=USD output=USD [cached_input=USD]
- *                [context=N] [tools] [json] [vision] [stream_usage=on|off];
+ *                [cache_write=USD] [cache_ttl=TIME] [context=N] [tools]
+ *                [json] [vision] [stream_usage=on|off];
  */
 
 static char *
@@ -1035,6 +1100,7 @@ ngx_http_llmroute_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     m->id = value[2];
     m->tier = NGX_HTTP_LLMROUTE_TIER_UNSET;
     m->stream_usage = 1;
+    m->cache_ttl = NGX_HTTP_LLMROUTE_CACHE_TTL;
 
     m->full.len = value[1].len + 1 + value[2].len;
     m->full.data = ngx_pnalloc(cf->pool, m->full.len);
@@ -1098,6 +1164,36 @@ ngx_http_llmroute_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 goto invalid_price;
             }
 
+            continue;
+        }
+
+        if (ngx_strncmp(s.data, "cache_write=", 12) == 0) {
+            s.data += 12;
+            s.len -= 12;
+
+            if (ngx_http_llmroute_parse_price(&s, &m->cache_write) != NGX_OK)
+            {
+                goto invalid_price;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(s.data, "cache_ttl=", 10) == 0) {
+            ngx_str_t   t;
+            ngx_msec_t  ttl;
+
+            t.data = s.data + 10;
+            t.len = s.len - 10;
+            ttl = ngx_parse_time(&t, 0);
+
+            if (ttl == (ngx_msec_t) NGX_ERROR || ttl == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid cache_ttl \"%V\"", &s);
+                return NGX_CONF_ERROR;
+            }
+
+            m->cache_ttl = ttl;
             continue;
         }
 

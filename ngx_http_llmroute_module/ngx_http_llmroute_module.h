@@ -39,6 +39,18 @@
 #define NGX_HTTP_LLMROUTE_REJECT_KEY          9
 #define NGX_HTTP_LLMROUTE_NREJECTS            10
 
+/* why a session left the provider and model holding its prompt cache */
+#define NGX_HTTP_LLMROUTE_MOVE_TIER_UP        0
+#define NGX_HTTP_LLMROUTE_MOVE_INELIGIBLE     1
+#define NGX_HTTP_LLMROUTE_MOVE_COOLDOWN       2
+#define NGX_HTTP_LLMROUTE_MOVE_LIMIT          3
+#define NGX_HTTP_LLMROUTE_MOVE_CHEAPER        4
+#define NGX_HTTP_LLMROUTE_MOVE_EXPIRED        5
+#define NGX_HTTP_LLMROUTE_MOVE_EVICTED        6
+#define NGX_HTTP_LLMROUTE_NMOVES              7
+
+#define NGX_HTTP_LLMROUTE_SESSION_LEN         16  /* keyed hash, bytes */
+
 /* latency histogram: upper bounds in ms, then +Inf */
 #define NGX_HTTP_LLMROUTE_NBUCKETS        12
 
@@ -153,6 +165,13 @@ typedef struct {
     ngx_atomic_t                    savings;        /* nano-USD */
     ngx_atomic_t                    redis_up;
     ngx_atomic_t                    prices;         /* version applied */
+
+    /* sessions: owned by ngx_http_llmroute_session.c */
+    ngx_rbtree_t                    sessions;
+    ngx_rbtree_node_t               session_sentinel;
+    ngx_queue_t                     session_lru;
+    ngx_uint_t                      session_dirty;  /* not pushed yet */
+    ngx_atomic_t                    moves[NGX_HTTP_LLMROUTE_NMOVES];
 } ngx_http_llmroute_shctx_t;
 
 
@@ -184,6 +203,9 @@ typedef struct {
     ngx_uint_t                      retries;
     ngx_http_complex_value_t       *region;
     ngx_http_llmroute_client_conf_t *client;
+    ngx_http_complex_value_t       *session;    /* llmroute_session */
+    ngx_flag_t                      session_off;
+    ngx_flag_t                      cache_key;  /* llmroute_cache_key */
 } ngx_http_llmroute_loc_conf_t;
 
 
@@ -210,6 +232,12 @@ typedef struct {
     uint64_t                        tried;          /* provider bits */
     ngx_str_t                       failures;       /* for the 502 */
     ngx_msec_t                      sync_until;     /* first-sync wait */
+
+    /* the session: its keyed hash, the pinned zone entry (session.c) */
+    u_char                          session[NGX_HTTP_LLMROUTE_SESSION_LEN];
+    void                           *session_node;
+    ngx_int_t                       session_holder; /* model, -1: none */
+    ngx_uint_t                      session_tier;
 
     u_char                          reason[NGX_HTTP_LLMROUTE_REASON_LEN];
     size_t                          reason_len;
@@ -250,6 +278,9 @@ typedef struct {
     unsigned                        escalated:1;
     unsigned                        logged:1;
     unsigned                        sync_wait:1;    /* admission waits */
+    unsigned                        has_session:1;
+    unsigned                        session_seen:1; /* session_tier set */
+    unsigned                        session_expired:1;
 } ngx_http_llmroute_ctx_t;
 
 
@@ -285,6 +316,23 @@ char *ngx_http_llmroute_client(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 void ngx_http_llmroute_rbtree_insert_value(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+
+char *ngx_http_llmroute_session(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_http_llmroute_session_init_zone(ngx_http_llmroute_shctx_t *sh);
+ngx_int_t ngx_http_llmroute_session_begin(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx);
+void ngx_http_llmroute_session_moved(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_http_llmroute_ctx_t *ctx, uint64_t cooling);
+void ngx_http_llmroute_session_settle(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx, ngx_uint_t ok);
+ngx_uint_t ngx_http_llmroute_session_changed(
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_pool_t *pool, ngx_str_t *out,
+    ngx_uint_t max);
+void ngx_http_llmroute_session_learn(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_str_t *hex, ngx_str_t *value);
+u_char *ngx_http_llmroute_session_hex(u_char *p, ngx_http_llmroute_ctx_t *ctx);
+extern const char  *ngx_http_llmroute_move_names[];
 
 ngx_int_t ngx_http_llmroute_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message,

@@ -62,6 +62,8 @@ typedef struct {
     uint64_t                         seq;
     int64_t                          prices;    /* version seen */
     ngx_uint_t                       pricing;   /* replies awaited */
+    uint64_t                         sessions_since;    /* ms */
+    ngx_pool_t                      *sessions_pool;     /* in flight */
 
     /* the batch in flight (or waiting to be re-sent) */
     ngx_pool_t                      *pool;
@@ -98,6 +100,9 @@ static void ngx_http_llmroute_redis_pong(redisAsyncContext *ac, void *r,
     void *privdata);
 static int64_t ngx_http_llmroute_redis_int(redisReply *r);
 static void ngx_http_llmroute_redis_prices(ngx_http_llmroute_redis_t *rd);
+static void ngx_http_llmroute_redis_sessions(ngx_http_llmroute_redis_t *rd);
+static void ngx_http_llmroute_redis_sessions_reply(redisAsyncContext *ac,
+    void *r, void *privdata);
 static void ngx_http_llmroute_redis_version(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_http_llmroute_redis_price(redisAsyncContext *ac, void *r,
@@ -185,6 +190,36 @@ static const char  ngx_http_llmroute_redis_script[] =
     "  out[#out+1] = redis.call('EXISTS', KEYS[6+i*5])\n"
     "end\n"
     "redis.call('SET', KEYS[1], ARGV[1], 'EX', 3600)\n"
+    "return out\n";
+
+
+/*
+ * Sessions' cache holders: KEYS[1] an index (sorted set, score = the push
+ * time in ms), KEYS[2] a hash of session -> "holder tier cached last".
+ * ARGV: now (ms), since (ms), then session, value pairs this node answered.
+ * Returns session, value pairs pushed (by any node) after "since"; entries
+ * older than an hour are dropped.
+ */
+
+static const char  ngx_http_llmroute_redis_sessions_script[] =
+    "local z, h = KEYS[1], KEYS[2]\n"
+    "local now, since = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+    "for i = 3, #ARGV, 2 do\n"
+    "  redis.call('HSET', h, ARGV[i], ARGV[i+1])\n"
+    "  redis.call('ZADD', z, now, ARGV[i])\n"
+    "end\n"
+    "local old = redis.call('ZRANGEBYSCORE', z, '-inf', now - 3600000,"
+    " 'LIMIT', 0, 256)\n"
+    "for _, k in ipairs(old) do\n"
+    "  redis.call('HDEL', h, k)\n"
+    "  redis.call('ZREM', z, k)\n"
+    "end\n"
+    "local out = {}\n"
+    "for _, k in ipairs(redis.call('ZRANGEBYSCORE', z, '(' .. since, '+inf',"
+    " 'LIMIT', 0, 4096)) do\n"
+    "  out[#out+1] = k\n"
+    "  out[#out+1] = redis.call('HGET', h, k) or ''\n"
+    "end\n"
     "return out\n";
 
 
@@ -631,6 +666,7 @@ ngx_http_llmroute_redis_sync_handler(ngx_event_t *ev)
     }
 
     ngx_http_llmroute_redis_prices(rd);
+    ngx_http_llmroute_redis_sessions(rd);
 
     /* a batch not confirmed yet is re-sent as is: same sequence number */
 
@@ -1366,5 +1402,145 @@ ngx_http_llmroute_prices_refresh(ngx_http_llmroute_main_conf_t *lmcf)
         m->cached_input = ms->price[2];
 
         ngx_shmtx_unlock(&lmcf->shpool->mutex);
+    }
+}
+
+
+/*
+ * Where sessions' caches are, both ways: this node's answers since the
+ * last push go up, every node's since the last pull come back (one sync
+ * interval behind at most).  One exchange in flight at a time.
+ */
+
+#define NGX_HTTP_LLMROUTE_REDIS_SESSIONS  1024
+
+static void
+ngx_http_llmroute_redis_sessions(ngx_http_llmroute_redis_t *rd)
+{
+    u_char       *p;
+    size_t       *argvlen;
+    uint64_t      now;
+    ngx_str_t    *pairs;
+    ngx_uint_t    i, n;
+    ngx_pool_t   *pool;
+    ngx_time_t   *tp;
+    const char  **argv;
+
+    if (rd->sessions_pool || rd->lmcf->sh == NULL) {
+        return;
+    }
+
+    pool = ngx_create_pool(4096, ngx_cycle->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    pairs = ngx_palloc(pool, 2 * NGX_HTTP_LLMROUTE_REDIS_SESSIONS
+                             * sizeof(ngx_str_t));
+    argv = ngx_palloc(pool, (7 + 2 * NGX_HTTP_LLMROUTE_REDIS_SESSIONS)
+                            * sizeof(char *));
+    argvlen = ngx_palloc(pool, (7 + 2 * NGX_HTTP_LLMROUTE_REDIS_SESSIONS)
+                               * sizeof(size_t));
+    p = ngx_pnalloc(pool, 2 * rd->conf->prefix.len + 32 + 3 * NGX_INT64_LEN);
+
+    if (pairs == NULL || argv == NULL || argvlen == NULL || p == NULL) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    n = ngx_http_llmroute_session_changed(rd->lmcf, pool, pairs,
+                                          NGX_HTTP_LLMROUTE_REDIS_SESSIONS);
+
+    tp = ngx_timeofday();
+    now = (uint64_t) tp->sec * 1000 + tp->msec;
+
+    argv[0] = "EVAL";
+    argv[1] = ngx_http_llmroute_redis_sessions_script;
+    argv[2] = "2";
+
+    argv[3] = (char *) p;
+    p = ngx_sprintf(p, "%Vsessions:index", &rd->conf->prefix);
+    argvlen[3] = p - (u_char *) argv[3];
+
+    argv[4] = (char *) p;
+    p = ngx_sprintf(p, "%Vsessions", &rd->conf->prefix);
+    argvlen[4] = p - (u_char *) argv[4];
+
+    argv[5] = (char *) p;
+    p = ngx_sprintf(p, "%uL", now);
+    argvlen[5] = p - (u_char *) argv[5];
+
+    /* a little before the last pull: pushes cross in flight */
+
+    argv[6] = (char *) p;
+    p = ngx_sprintf(p, "%uL", rd->sessions_since);
+    argvlen[6] = p - (u_char *) argv[6];
+
+    argvlen[0] = 4;
+    argvlen[1] = sizeof(ngx_http_llmroute_redis_sessions_script) - 1;
+    argvlen[2] = 1;
+
+    for (i = 0; i < 2 * n; i++) {
+        argv[7 + i] = (char *) pairs[i].data;
+        argvlen[7 + i] = pairs[i].len;
+    }
+
+    if (redisAsyncCommandArgv(rd->ac, ngx_http_llmroute_redis_sessions_reply,
+                              rd, 7 + 2 * n, argv, argvlen)
+        != REDIS_OK)
+    {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    rd->sessions_pool = pool;
+    rd->sessions_since = now - 2 * rd->conf->sync - 1000;
+}
+
+
+static void
+ngx_http_llmroute_redis_sessions_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply  *reply = r;
+
+    ngx_str_t                   hex, value;
+    ngx_uint_t                  i;
+    ngx_http_llmroute_redis_t  *rd;
+
+    rd = privdata;
+
+    /*
+     * the exchange is over even on a dropped connection (hiredis calls
+     * this with no reply while freeing the context, before any new one)
+     */
+
+    if (rd && rd->sessions_pool) {
+        ngx_destroy_pool(rd->sessions_pool);
+        rd->sessions_pool = NULL;
+    }
+
+    if (rd == NULL || ac->data == NULL || reply == NULL) {
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        ngx_http_llmroute_redis_ignore(ac, r, NULL);
+        return;
+    }
+
+    for (i = 0; i + 1 < reply->elements; i += 2) {
+        if (reply->element[i]->type != REDIS_REPLY_STRING
+            || reply->element[i + 1]->type != REDIS_REPLY_STRING)
+        {
+            continue;
+        }
+
+        hex.data = (u_char *) reply->element[i]->str;
+        hex.len = reply->element[i]->len;
+        value.data = (u_char *) reply->element[i + 1]->str;
+        value.len = reply->element[i + 1]->len;
+
+        ngx_http_llmroute_session_learn(rd->lmcf, &hex, &value);
     }
 }

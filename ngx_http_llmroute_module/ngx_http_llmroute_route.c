@@ -10,16 +10,8 @@
 #include <ngx_http_llmroute_core.h>
 
 
-/* how far a model got through the filters, to explain a refusal */
-enum {
-    ngx_http_llmroute_stage_pin = 0,
-    ngx_http_llmroute_stage_tier,
-    ngx_http_llmroute_stage_region,
-    ngx_http_llmroute_stage_caps,
-    ngx_http_llmroute_stage_context,
-    ngx_http_llmroute_stage_available,
-    ngx_http_llmroute_stage_ok
-};
+static uint64_t ngx_http_llmroute_prompt_cost(ngx_http_llmroute_model_t *m,
+    ngx_uint_t i, uint64_t prompt, ngx_http_llmroute_want_t *want);
 
 
 static const char  *ngx_http_llmroute_why[] = {
@@ -105,6 +97,7 @@ ngx_http_llmroute_select(ngx_http_llmroute_catalog_t *cat,
 
     choice->model = -1;
     choice->est_cost = 0;
+    choice->sticky_stage = ngx_http_llmroute_stage_pin;
     choice->output_budget = budget;
     best_stage = ngx_http_llmroute_stage_pin;
 
@@ -163,7 +156,7 @@ ngx_http_llmroute_select(ngx_http_llmroute_catalog_t *cat,
 
         stage++;
 
-        cost = (uint64_t) req->prompt_tokens * m->input
+        cost = ngx_http_llmroute_prompt_cost(m, i, req->prompt_tokens, want)
                + (uint64_t) budget * m->output;
 
         /* ties keep the earlier (faster-ranked) model */
@@ -175,10 +168,40 @@ ngx_http_llmroute_select(ngx_http_llmroute_catalog_t *cat,
 
     next:
 
+        if (want->sticky == i + 1) {
+            choice->sticky_stage = stage;
+        }
+
         best_stage = ngx_max(best_stage, stage);
     }
 
     choice->why_none = ngx_http_llmroute_why[best_stage];
+}
+
+
+/*
+ * The prompt's price on one candidate: the session's cached prefix at
+ * cached_input on the model holding it, the whole prompt at the cache
+ * write price (input unless the model bills writes) on any other model a
+ * session would move to.
+ */
+
+static uint64_t
+ngx_http_llmroute_prompt_cost(ngx_http_llmroute_model_t *m, ngx_uint_t i,
+    uint64_t prompt, ngx_http_llmroute_want_t *want)
+{
+    uint64_t  cached;
+
+    if (want->sticky == i + 1) {
+        cached = ngx_min(want->sticky_cached, prompt);
+        return (prompt - cached) * m->input + cached * m->cached_input;
+    }
+
+    if (want->session && m->cache_write) {
+        return prompt * m->cache_write;
+    }
+
+    return prompt * m->input;
 }
 
 

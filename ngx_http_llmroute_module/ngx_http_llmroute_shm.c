@@ -130,6 +130,7 @@ ngx_http_llmroute_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_queue_init(&lmcf->sh->lru);
     ngx_rbtree_init(&lmcf->sh->clients, &lmcf->sh->sentinel,
                     ngx_http_llmroute_rbtree_insert_value);
+    ngx_http_llmroute_session_init_zone(lmcf->sh);
 
     shpool->data = lmcf->sh;
 

@@ -1,0 +1,839 @@
+
+/*
+ * Copyright (C) ngx_http_llmroute_module authors
+ *
+ * Agent sessions and their prompt cache.  A session is keyed by a keyed
+ * hash of what the client says it is (header, metadata.user_id,
+ * prompt_cache_key) or of its prefix (system + tools + first user
+ * message); its zone entry remembers the provider and model holding the
+ * session's prompt cache, how many prompt tokens it holds, and the tier.
+ * Selection then prices the cached prefix at cached_input on that model
+ * only, so a session stays where its cache is unless moving pays.
+ *
+ * This file owns the entries: it allocates them, pins them while a request
+ * uses them (count), expires idle ones and evicts the least recently used
+ * unpinned ones when the zone is full, as limit_req does.  A request keeps
+ * its pinned entry only until its log phase (or its pool's cleanup).
+ */
+
+
+#include <ngx_http_llmroute_module.h>
+#include <ngx_md5.h>
+
+
+/* an entry idle this long goes (ms); a cache is long gone by then */
+#define NGX_HTTP_LLMROUTE_SESSION_IDLE   3600000
+
+/* providers cache prompts from this many tokens up (OpenAI, Anthropic) */
+#define NGX_HTTP_LLMROUTE_CACHE_MIN      1024
+
+
+typedef struct {
+    ngx_rbtree_node_t                node;       /* key: first 4 bytes */
+    ngx_queue_t                      queue;      /* LRU */
+    u_char                           key[NGX_HTTP_LLMROUTE_SESSION_LEN];
+    ngx_uint_t                       count;      /* requests using it */
+    uint32_t                         holder;     /* crc32 provider/model */
+    ngx_uint_t                       tier;
+    uint64_t                         last;       /* ms since the epoch */
+    uint64_t                         cached;     /* prompt tokens cached */
+    ngx_uint_t                       dirty;      /* not pushed to Redis */
+} ngx_http_llmroute_session_node_t;
+
+
+static ngx_int_t ngx_http_llmroute_session_key(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx, ngx_http_llmroute_loc_conf_t *lcf);
+static void ngx_http_llmroute_session_user_id(ngx_str_t *v);
+static void ngx_http_llmroute_session_salt(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_md5_t *md5);
+static ngx_http_llmroute_session_node_t *ngx_http_llmroute_session_lookup(
+    ngx_http_llmroute_main_conf_t *lmcf, u_char *key, uint64_t now);
+static void ngx_http_llmroute_session_free(
+    ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_http_llmroute_session_node_t *sn);
+static void ngx_http_llmroute_session_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static void ngx_http_llmroute_session_cleanup(void *data);
+static ngx_int_t ngx_http_llmroute_session_model(
+    ngx_http_llmroute_main_conf_t *lmcf, uint32_t holder);
+static uint64_t ngx_http_llmroute_session_now(void);
+
+
+const char  *ngx_http_llmroute_move_names[] = {
+    "tier_up", "ineligible", "cooldown", "limit", "cheaper", "expired",
+    "evicted", NULL
+};
+
+
+/* llmroute_session VALUE | off; */
+
+char *
+ngx_http_llmroute_session(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_llmroute_loc_conf_t *lcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (lcf->session != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        lcf->session = NULL;
+        lcf->session_off = 1;
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "empty session key, expected a value or \"off\"");
+        return NGX_CONF_ERROR;
+    }
+
+    lcf->session = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (lcf->session == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = lcf->session;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    lcf->session_off = 0;
+
+    return NGX_CONF_OK;
+}
+
+
+void
+ngx_http_llmroute_session_init_zone(ngx_http_llmroute_shctx_t *sh)
+{
+    ngx_rbtree_init(&sh->sessions, &sh->session_sentinel,
+                    ngx_http_llmroute_session_insert_value);
+    ngx_queue_init(&sh->session_lru);
+}
+
+
+/*
+ * At the decision: the session's key, its entry (created when new, then
+ * pinned), and what selection needs of it: the holder while its cache
+ * lives, the tokens it holds, the tier of the session's last turn.
+ */
+
+ngx_int_t
+ngx_http_llmroute_session_begin(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx)
+{
+    uint64_t                           now;
+    ngx_int_t                          rc, model;
+    ngx_pool_cleanup_t                *cln;
+    ngx_http_llmroute_loc_conf_t      *lcf;
+    ngx_http_llmroute_main_conf_t     *lmcf;
+    ngx_http_llmroute_session_node_t  *sn;
+    ngx_http_llmroute_session_node_t   snap;
+
+    lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_llmroute_module);
+
+    ctx->session_holder = -1;
+    ctx->want.sticky = 0;
+    ctx->want.sticky_cached = 0;
+
+    if (lcf->session_off || lmcf->sh == NULL || ctx->has_session) {
+        return NGX_OK;
+    }
+
+    rc = ngx_http_llmroute_session_key(r, ctx, lcf);
+    if (rc != NGX_OK) {
+        return rc == NGX_DECLINED ? NGX_OK : NGX_ERROR;
+    }
+
+    ctx->has_session = 1;
+    ctx->want.session = 1;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    now = ngx_http_llmroute_session_now();
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    sn = ngx_http_llmroute_session_lookup(lmcf, ctx->session, now);
+
+    if (sn) {
+        sn->count++;
+        snap = *sn;
+    }
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+    cln->handler = ngx_http_llmroute_session_cleanup;
+    cln->data = ctx;
+
+    if (sn == NULL) {
+        return NGX_OK;
+    }
+
+    ctx->session_node = sn;
+
+    if (snap.holder == 0) {
+        return NGX_OK;
+    }
+
+    ctx->session_seen = 1;
+    ctx->session_tier = snap.tier;
+
+    model = ngx_http_llmroute_session_model(lmcf, snap.holder);
+
+    /* gone from the catalog, or a prompt too short for providers to cache */
+
+    if (model < 0 || snap.cached < NGX_HTTP_LLMROUTE_CACHE_MIN) {
+        return NGX_OK;
+    }
+
+    ctx->session_holder = model;
+
+    if (now - snap.last > lmcf->cat.models[model].cache_ttl) {
+        ctx->session_expired = 1;
+        return NGX_OK;
+    }
+
+    ctx->want.sticky = model + 1;
+    ctx->want.sticky_cached = snap.cached;
+
+    return NGX_OK;
+}
+
+
+/*
+ * After admission chose (zone mutex held): when the first attempt leaves
+ * the holder, count why.  The holder's filter stage tells which check it
+ * failed; one that passed them all lost on cost.
+ */
+
+void
+ngx_http_llmroute_session_moved(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_http_llmroute_ctx_t *ctx, uint64_t cooling)
+{
+    ngx_uint_t                  move;
+    ngx_http_llmroute_model_t  *h;
+
+    if (ctx->session_holder < 0 || ctx->attempts
+        || ctx->choice.model == ctx->session_holder)
+    {
+        return;
+    }
+
+    h = &lmcf->cat.models[ctx->session_holder];
+
+    if (ctx->session_expired) {
+        move = NGX_HTTP_LLMROUTE_MOVE_EXPIRED;
+
+    } else {
+        switch (ctx->choice.sticky_stage) {
+
+        case ngx_http_llmroute_stage_tier:
+            move = ctx->want.tier > h->tier ? NGX_HTTP_LLMROUTE_MOVE_TIER_UP
+                                            : NGX_HTTP_LLMROUTE_MOVE_INELIGIBLE;
+            break;
+
+        case ngx_http_llmroute_stage_available:
+            move = (cooling & ((uint64_t) 1 << h->provider))
+                   ? NGX_HTTP_LLMROUTE_MOVE_COOLDOWN
+                   : NGX_HTTP_LLMROUTE_MOVE_LIMIT;
+            break;
+
+        case ngx_http_llmroute_stage_ok:
+            move = NGX_HTTP_LLMROUTE_MOVE_CHEAPER;
+            break;
+
+        default:
+            move = NGX_HTTP_LLMROUTE_MOVE_INELIGIBLE;
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&lmcf->sh->moves[move], 1);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "llmroute: session leaves %V for %V (%s)", &h->full,
+                   &lmcf->cat.models[ctx->choice.model].full,
+                   ngx_http_llmroute_move_names[move]);
+}
+
+
+/*
+ * The request is over: a provider that answered now holds the session's
+ * prompt (this request's whole prompt is its cache); the entry is
+ * unpinned either way.
+ */
+
+void
+ngx_http_llmroute_session_settle(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx, ngx_uint_t ok)
+{
+    uint32_t                           holder;
+    ngx_http_llmroute_main_conf_t     *lmcf;
+    ngx_http_llmroute_session_node_t  *sn;
+
+    sn = ctx->session_node;
+
+    if (sn == NULL) {
+        return;
+    }
+
+    lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
+
+    holder = ok && ctx->decided && ctx->model
+             ? ngx_crc32_short(ctx->model->full.data, ctx->model->full.len)
+             : 0;
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    if (holder) {
+        sn->holder = holder;
+        sn->tier = ctx->tier;
+        sn->cached = ctx->req.prompt_tokens;
+        sn->last = ngx_http_llmroute_session_now();
+
+        if (!sn->dirty) {
+            sn->dirty = 1;
+            lmcf->sh->session_dirty++;
+        }
+    }
+
+    sn->count--;
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+    ctx->session_node = NULL;
+}
+
+
+/*
+ * For the Redis sync (one worker per node): the sessions answered here
+ * since the last push, as hex key and "holder tier cached last" pairs
+ * allocated from the batch's pool; at most max of them.
+ */
+
+ngx_uint_t
+ngx_http_llmroute_session_changed(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_pool_t *pool, ngx_str_t *out, ngx_uint_t max)
+{
+    u_char                            *p;
+    ngx_uint_t                         n;
+    ngx_queue_t                       *q;
+    ngx_http_llmroute_shctx_t         *sh;
+    ngx_http_llmroute_session_node_t  *sn;
+
+    sh = lmcf->sh;
+    n = 0;
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    /* changed entries were just used: they are near the LRU head */
+
+    for (q = ngx_queue_head(&sh->session_lru);
+         q != ngx_queue_sentinel(&sh->session_lru)
+         && sh->session_dirty && n < max;
+         q = ngx_queue_next(q))
+    {
+        sn = ngx_queue_data(q, ngx_http_llmroute_session_node_t, queue);
+
+        if (!sn->dirty) {
+            continue;
+        }
+
+        p = ngx_pnalloc(pool, 2 * NGX_HTTP_LLMROUTE_SESSION_LEN
+                              + 4 * NGX_INT64_LEN);
+        if (p == NULL) {
+            break;
+        }
+
+        out[2 * n].data = p;
+        p = ngx_hex_dump(p, sn->key, NGX_HTTP_LLMROUTE_SESSION_LEN);
+        out[2 * n].len = p - out[2 * n].data;
+
+        out[2 * n + 1].data = p;
+        p = ngx_sprintf(p, "%uD %ui %uL %uL", sn->holder, sn->tier,
+                        sn->cached, sn->last);
+        out[2 * n + 1].len = p - out[2 * n + 1].data;
+
+        sn->dirty = 0;
+        sh->session_dirty--;
+        n++;
+    }
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+    return n;
+}
+
+
+/* another node's answer for a session: kept when newer than ours */
+
+void
+ngx_http_llmroute_session_learn(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_str_t *hex, ngx_str_t *value)
+{
+    u_char                            *p, *last, *f[4];
+    uint64_t                           v[4];
+    ngx_int_t                          d;
+    ngx_uint_t                         i;
+    u_char                             key[NGX_HTTP_LLMROUTE_SESSION_LEN];
+    ngx_http_llmroute_session_node_t  *sn;
+
+    if (hex->len != 2 * NGX_HTTP_LLMROUTE_SESSION_LEN) {
+        return;
+    }
+
+    for (i = 0; i < NGX_HTTP_LLMROUTE_SESSION_LEN; i++) {
+        d = ngx_hextoi(hex->data + 2 * i, 2);
+        if (d == NGX_ERROR) {
+            return;
+        }
+
+        key[i] = (u_char) d;
+    }
+
+    p = value->data;
+    last = p + value->len;
+
+    for (i = 0; i < 4; i++) {
+        f[i] = p;
+
+        while (p < last && *p != ' ') {
+            p++;
+        }
+
+        d = ngx_atoof(f[i], p - f[i]);
+        if (d == NGX_ERROR) {
+            return;
+        }
+
+        v[i] = (uint64_t) d;
+        p++;
+    }
+
+    if (v[0] == 0 || v[1] >= NGX_HTTP_LLMROUTE_NTIERS) {
+        return;
+    }
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    sn = ngx_http_llmroute_session_lookup(lmcf, key, v[3]);
+
+    if (sn && (sn->holder == 0 || v[3] > sn->last)) {
+        sn->holder = (uint32_t) v[0];
+        sn->tier = v[1];
+        sn->cached = v[2];
+        sn->last = v[3];
+    }
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+}
+
+
+/* a request that ends without its log phase still unpins its entry */
+
+static void
+ngx_http_llmroute_session_cleanup(void *data)
+{
+    ngx_http_llmroute_ctx_t  *ctx = data;
+
+    ngx_http_llmroute_main_conf_t     *lmcf;
+    ngx_http_llmroute_session_node_t  *sn;
+
+    sn = ctx->session_node;
+
+    if (sn == NULL) {
+        return;
+    }
+
+    lmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_llmroute_module);
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+    sn->count--;
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+    ctx->session_node = NULL;
+}
+
+
+u_char *
+ngx_http_llmroute_session_hex(u_char *p, ngx_http_llmroute_ctx_t *ctx)
+{
+    return ngx_hex_dump(p, ctx->session, NGX_HTTP_LLMROUTE_SESSION_LEN);
+}
+
+
+/*
+ * The key, first found of: llmroute_session's value, X-Claude-Code-
+ * Session-Id, x-session-id, Anthropic's metadata.user_id, OpenAI's
+ * prompt_cache_key, else the prefix every turn repeats (system messages,
+ * tools, first user message).  Only the keyed hash is kept.
+ */
+
+static ngx_int_t
+ngx_http_llmroute_session_key(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx, ngx_http_llmroute_loc_conf_t *lcf)
+{
+    u_char                         digest[16];
+    ngx_str_t                      v;
+    ngx_md5_t                      md5;
+    ngx_uint_t                     i, user;
+    ngx_table_elt_t               *h;
+    ngx_http_llmroute_req_t       *req;
+    ngx_http_llmroute_msg_t       *msg;
+    ngx_http_llmroute_main_conf_t *lmcf;
+
+    lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
+    req = &ctx->req;
+
+    ngx_str_null(&v);
+
+    if (lcf->session
+        && ngx_http_complex_value(r, lcf->session, &v) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (v.len == 0) {
+        h = ngx_http_llmroute_find_header(&r->headers_in.headers,
+                                          "X-Claude-Code-Session-Id");
+        if (h == NULL) {
+            h = ngx_http_llmroute_find_header(&r->headers_in.headers,
+                                              "x-session-id");
+        }
+
+        if (h) {
+            v = h->value;
+        }
+    }
+
+    if (v.len == 0 && req->user_id.len) {
+        v = req->user_id;
+        ngx_http_llmroute_session_user_id(&v);
+    }
+
+    if (v.len == 0) {
+        v = req->cache_key;
+    }
+
+    ngx_md5_init(&md5);
+    ngx_http_llmroute_session_salt(lmcf, &md5);
+
+    if (v.len) {
+        ngx_md5_update(&md5, "k", 1);
+        ngx_md5_update(&md5, v.data, v.len);
+
+    } else {
+        /* the prefix: system, tools, the first user message */
+
+        ngx_md5_update(&md5, "p", 1);
+        user = 0;
+
+        for (i = 0; i < req->nmsgs && !user; i++) {
+            msg = &req->msgs[i];
+
+            if (msg->role != NGX_HTTP_LLMROUTE_ROLE_SYSTEM
+                && msg->role != NGX_HTTP_LLMROUTE_ROLE_USER)
+            {
+                continue;
+            }
+
+            user = (msg->role == NGX_HTTP_LLMROUTE_ROLE_USER);
+            ngx_md5_update(&md5, req->body + msg->start,
+                           msg->end - msg->start);
+        }
+
+        if (!user && req->tools_end == 0) {
+            return NGX_DECLINED;    /* nothing that recurs */
+        }
+
+        ngx_md5_update(&md5, req->body + req->tools_start,
+                       req->tools_end - req->tools_start);
+    }
+
+    ngx_md5_final(digest, &md5);
+    ngx_memcpy(ctx->session, digest, NGX_HTTP_LLMROUTE_SESSION_LEN);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Claude Code's user_id names the session: "..._session_<uuid>", or in
+ * newer versions a JSON string holding "session_id"; else the whole value.
+ */
+
+static void
+ngx_http_llmroute_session_user_id(ngx_str_t *v)
+{
+    u_char  *p, *last, *q;
+
+    last = v->data + v->len;
+
+    p = ngx_strlcasestrn(v->data, last, (u_char *) "session_id", 10 - 1);
+
+    if (p) {
+        p += 10;
+
+        while (p < last && (*p == '\\' || *p == '"' || *p == ':'
+                            || *p == ' '))
+        {
+            p++;
+        }
+
+        for (q = p; q < last && *q != '\\' && *q != '"'; q++) {
+            /* void */
+        }
+
+        if (q > p) {
+            v->data = p;
+            v->len = q - p;
+        }
+
+        return;
+    }
+
+    p = ngx_strlcasestrn(v->data, last, (u_char *) "_session_", 9 - 1);
+
+    if (p && p + 9 < last) {
+        v->data = p + 9;
+        v->len = last - v->data;
+    }
+}
+
+
+/*
+ * The hash is keyed with the providers' keys: every node of a cluster
+ * derives the same session hash (they share the catalog), while the key
+ * stored in the zone, Redis and logs reveals no client's session id.
+ */
+
+static void
+ngx_http_llmroute_session_salt(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_md5_t *md5)
+{
+    ngx_uint_t                     i;
+    ngx_http_llmroute_provider_t  *p;
+
+    static u_char      salt[16];
+    static ngx_uint_t  salted;
+
+    if (!salted) {
+        ngx_md5_t  m;
+
+        ngx_md5_init(&m);
+        ngx_md5_update(&m, "llmroute session", 16);
+
+        for (i = 0; i < lmcf->cat.nproviders; i++) {
+            p = &lmcf->cat.providers[i];
+            ngx_md5_update(&m, p->authorization.data, p->authorization.len);
+        }
+
+        ngx_md5_final(salt, &m);
+        salted = 1;
+    }
+
+    ngx_md5_update(md5, salt, sizeof(salt));
+}
+
+
+/* the entry, created when new (zone mutex held); NULL when full */
+
+static ngx_http_llmroute_session_node_t *
+ngx_http_llmroute_session_lookup(ngx_http_llmroute_main_conf_t *lmcf,
+    u_char *key, uint64_t now)
+{
+    uint32_t                           hash;
+    ngx_int_t                          rc;
+    ngx_uint_t                         i;
+    ngx_queue_t                       *q;
+    ngx_rbtree_node_t                 *node, *sentinel;
+    ngx_http_llmroute_shctx_t         *sh;
+    ngx_http_llmroute_session_node_t  *sn;
+
+    sh = lmcf->sh;
+
+    /* as limit_req: each lookup expires up to two idle entries */
+
+    for (i = 0; i < 2 && !ngx_queue_empty(&sh->session_lru); i++) {
+        q = ngx_queue_last(&sh->session_lru);
+        sn = ngx_queue_data(q, ngx_http_llmroute_session_node_t, queue);
+
+        if (sn->count || now - sn->last < NGX_HTTP_LLMROUTE_SESSION_IDLE) {
+            break;
+        }
+
+        ngx_http_llmroute_session_free(lmcf, sn);
+    }
+
+    ngx_memcpy(&hash, key, sizeof(uint32_t));
+
+    node = sh->sessions.root;
+    sentinel = sh->sessions.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        sn = (ngx_http_llmroute_session_node_t *) node;
+
+        rc = ngx_memcmp(key, sn->key, NGX_HTTP_LLMROUTE_SESSION_LEN);
+
+        if (rc == 0) {
+            ngx_queue_remove(&sn->queue);
+            ngx_queue_insert_head(&sh->session_lru, &sn->queue);
+            return sn;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    sn = ngx_slab_calloc_locked(lmcf->shpool,
+                                sizeof(ngx_http_llmroute_session_node_t));
+
+    /* full: the least recently used unpinned sessions go */
+
+    for (i = 0; sn == NULL && i < 8 && !ngx_queue_empty(&sh->session_lru);
+         i++)
+    {
+        for (q = ngx_queue_last(&sh->session_lru);
+             q != ngx_queue_sentinel(&sh->session_lru);
+             q = ngx_queue_prev(q))
+        {
+            sn = ngx_queue_data(q, ngx_http_llmroute_session_node_t, queue);
+
+            if (sn->count == 0) {
+                break;
+            }
+        }
+
+        if (q == ngx_queue_sentinel(&sh->session_lru)) {
+            sn = NULL;
+            break;
+        }
+
+        (void) ngx_atomic_fetch_add(&sh->moves[NGX_HTTP_LLMROUTE_MOVE_EVICTED],
+                                    1);
+        ngx_http_llmroute_session_free(lmcf, sn);
+
+        sn = ngx_slab_calloc_locked(lmcf->shpool,
+                                    sizeof(ngx_http_llmroute_session_node_t));
+    }
+
+    if (sn == NULL) {
+        return NULL;
+    }
+
+    sn->node.key = hash;
+    ngx_memcpy(sn->key, key, NGX_HTTP_LLMROUTE_SESSION_LEN);
+    sn->last = now;
+
+    ngx_rbtree_insert(&sh->sessions, &sn->node);
+    ngx_queue_insert_head(&sh->session_lru, &sn->queue);
+
+    return sn;
+}
+
+
+static void
+ngx_http_llmroute_session_free(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_http_llmroute_session_node_t *sn)
+{
+    if (sn->dirty) {
+        lmcf->sh->session_dirty--;
+    }
+
+    ngx_queue_remove(&sn->queue);
+    ngx_rbtree_delete(&lmcf->sh->sessions, &sn->node);
+    ngx_slab_free_locked(lmcf->shpool, sn);
+}
+
+
+static void
+ngx_http_llmroute_session_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t                 **p;
+    ngx_http_llmroute_session_node_t   *sn, *snt;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            sn = (ngx_http_llmroute_session_node_t *) node;
+            snt = (ngx_http_llmroute_session_node_t *) temp;
+
+            p = (ngx_memcmp(sn->key, snt->key, NGX_HTTP_LLMROUTE_SESSION_LEN)
+                 < 0) ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+/* the catalog model a holder hash names, -1 when none does any more */
+
+static ngx_int_t
+ngx_http_llmroute_session_model(ngx_http_llmroute_main_conf_t *lmcf,
+    uint32_t holder)
+{
+    ngx_uint_t                  i;
+    ngx_http_llmroute_model_t  *m;
+
+    for (i = 0; i < lmcf->cat.nmodels; i++) {
+        m = &lmcf->cat.models[i];
+
+        if (ngx_crc32_short(m->full.data, m->full.len) == holder) {
+            return i;
+        }
+    }
+
+    return -1;
+}
+
+
+/* wall-clock ms: comparable across workers, and across nodes via Redis */
+
+static uint64_t
+ngx_http_llmroute_session_now(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
+}

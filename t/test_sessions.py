@@ -1,0 +1,380 @@
+"""Agent sessions and their prompt cache, through nginx.
+
+- `llmroute_session VALUE|off`: the session key; unset, the default chain
+  X-Claude-Code-Session-Id, x-session-id, metadata.user_id,
+  prompt_cache_key, else a hash of system + tools + first user message.
+- A session stays on the provider and model holding its prompt cache
+  (`cached_input` there, `input`/`cache_write` elsewhere) unless the tier
+  rises, the holder is ineligible, cooling down, at a limit, or moving is
+  cheaper even after the re-read; `cache_ttl=` ends the stickiness.
+- `llmroute_session_moves_total{reason}`, `llmroute_cache_read_ratio`,
+  `$llmroute_session`, `$llmroute_cache_hit`.
+- `llmroute_cache_key on`: `"prompt_cache_key"` spliced into the body.
+"""
+
+import json
+import re
+import shutil
+import time
+
+import pytest
+
+from llmroute_harness import get, post_json, with_model
+from redis_server import RedisServer
+
+# a first provider 3 % dearer than b for the same simple model: a session
+# that started on a stays there; a new one goes to b
+CATALOG = """
+    llmroute_zone llmroute:%(zone)s;
+    llmroute_provider a %%%%A_URL%%%% key_env=TEST_KEY_A %(a_extra)s;
+    llmroute_provider b %%%%B_URL%%%% key_env=TEST_KEY_B;
+    llmroute_model a small-a tier=simple input=%(a_in)s output=2.00 cached_input=0.10 %(a_model)s;
+    llmroute_model b small-b tier=simple input=%(b_in)s output=2.00 cached_input=0.10 tools json;
+    llmroute_model b big-b tier=complex input=3.00 output=15.00 cached_input=0.30 tools json;
+    log_format sess '$llmroute_session $llmroute_provider/$llmroute_model '
+                    '$llmroute_cache_hit "$llmroute_reason"';
+"""
+
+SERVER = """
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location /v1/chat/completions {
+            llmroute on;
+            llmroute_retries 1;
+            access_log logs/sess.log sess;
+            add_header X-Session $llmroute_session always;
+            proxy_pass $llmroute_url;
+            proxy_set_header Host $llmroute_host;
+            proxy_set_header Authorization $llmroute_authorization;
+            proxy_http_version 1.1;
+            %%LOCATION%%
+        }
+        location = /metrics { llmroute_metrics; }
+    }
+"""
+
+SYSTEM = "You are a coding agent. " * 200
+TOOLS = [{"type": "function", "function": {
+    "name": "read_file", "parameters": {"type": "object", "properties": {
+        "path": {"type": "string"}}}}}]
+
+
+class Site:
+    def __init__(self, nginx, mocks, location="", zone="1m", a_in="0.90",
+                 b_in="1.00", a_model="tools json", a_extra="", http=""):
+        self.a, self.b = mocks("a"), mocks("b")
+        self.location = location
+        self.http = http
+        self.ngx = nginx("", start=False)
+        self.write(zone=zone, a_in=a_in, b_in=b_in, a_model=a_model,
+                   a_extra=a_extra)
+        self.ngx.start()
+        self.port = self.ngx.port
+
+    def write(self, zone="1m", a_in="0.90", b_in="1.00", a_model="tools json",
+              a_extra=""):
+        cat = CATALOG % {"zone": zone, "a_in": a_in, "b_in": b_in,
+                         "a_model": a_model, "a_extra": a_extra}
+        self.ngx.write_config(cat + self.http + SERVER, {
+            "A_URL": self.a.url, "B_URL": self.b.url,
+            "LOCATION": self.location})
+
+    def reprice(self, **kw):
+        self.write(**kw)
+        self.ngx.reload()
+
+    def turn(self, session, turns=1, user="fix the failing test", tools=True,
+             tier="simple", headers=None, last_role="tool", **extra):
+        """One turn of an agent session: history grows with `turns`."""
+        msgs = [{"role": "system", "content": SYSTEM},
+                {"role": "user", "content": user}]
+        for i in range(turns - 1):
+            msgs.append({"role": "assistant", "content": "step %d" % i})
+            msgs.append({"role": "user" if last_role == "user" else "tool",
+                         "content": "output %d " % i * 30,
+                         **({} if last_role == "user"
+                            else {"tool_call_id": "c%d" % i})})
+        body = {"model": "auto", "messages": msgs, **extra}
+        if tools:
+            body["tools"] = TOOLS
+        h = {}
+        if session is not None:
+            h["x-session-id"] = session
+        if tier is not None:
+            h["X-LLMRoute-Tier"] = tier
+        h.update(headers or {})
+        resp = post_json(self.port, "/v1/chat/completions", body, headers=h)
+        assert resp.status == 200, resp
+        return resp
+
+    def log(self, n, timeout=5.0):
+        """The sess.log lines once there are n (logged after the answer)."""
+        deadline = time.monotonic() + timeout
+        path = self.ngx.prefix / "logs" / "sess.log"
+        while True:
+            lines = path.read_text().splitlines() if path.exists() else []
+            if len(lines) >= n or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.02)
+
+    def where(self, resp):
+        return "%s/%s" % (resp.header("X-LLMRoute-Provider"),
+                          resp.header("X-LLMRoute-Model"))
+
+    def moves(self):
+        text = get(self.port, "/metrics").body.decode()
+        return {m.group(1): int(m.group(2)) for m in re.finditer(
+            r'^llmroute_session_moves_total\{reason="(\w+)"\} (\d+)$', text,
+            re.M)}
+
+    def moved(self, **want):
+        got = {k: v for k, v in self.moves().items() if v}
+        assert got == want, got
+
+
+@pytest.fixture
+def site(nginx, mocks):
+    def make(**kw):
+        return Site(nginx, mocks, **kw)
+    return make
+
+
+def test_session_stays_on_its_cache_and_new_sessions_go_cheapest(site):
+    s = site()
+    assert s.where(s.turn("s1")) == "a/small-a"
+
+    # b becomes 3 % cheaper than a: s1's cached prefix keeps it on a
+    s.reprice(a_in="1.03", b_in="1.00")
+    for n in range(2, 6):
+        assert s.where(s.turn("s1", turns=n)) == "a/small-a"
+
+    # a session without a cache goes to the new cheapest provider
+    assert s.where(s.turn("s2")) == "b/small-b"
+    s.moved()
+
+
+def test_move_cheaper_when_the_reread_pays(site):
+    s = site()
+    assert s.where(s.turn("s1")) == "a/small-a"
+    s.reprice(a_in="20.00", b_in="1.00")
+    assert s.where(s.turn("s1", turns=2)) == "b/small-b"
+    assert s.where(s.turn("s1", turns=3)) == "b/small-b"
+    s.moved(cheaper=1)
+
+
+def test_move_tier_up(site):
+    s = site()
+    assert s.where(s.turn("s1")) == "a/small-a"
+    assert s.where(s.turn("s1", turns=2, tier="complex")) == "b/big-b"
+    s.moved(tier_up=1)
+
+
+def test_move_ineligible(site):
+    s = site(a_model="json")         # a cannot call tools
+    assert s.where(s.turn("s1", tools=False)) == "a/small-a"
+    assert s.where(s.turn("s1", turns=2, tools=True)) == "b/small-b"
+    s.moved(ineligible=1)
+
+
+def test_move_cooldown(site):
+    s = site()
+    assert s.where(s.turn("s1")) == "a/small-a"
+    # another session finds a rate limited: a cools down for 30 s
+    s.a.script([{"mode": "status", "status": 429, "retry_after": "30"}])
+    r = s.turn("s2")
+    assert s.where(r) == "b/small-b"
+    assert s.where(s.turn("s1", turns=2)) == "b/small-b"
+    s.moved(cooldown=1)
+
+
+def test_move_limit(site):
+    s = site(a_extra="rpm=2")
+    assert s.where(s.turn("s1")) == "a/small-a"
+    assert s.where(s.turn("s2")) == "a/small-a"
+    # a has served its 2 requests this minute
+    assert s.where(s.turn("s1", turns=2)) == "b/small-b"
+    s.moved(limit=1)
+
+
+def test_cache_ttl_ends_stickiness(site):
+    s = site(a_model="tools json cache_ttl=1s")
+    assert s.where(s.turn("s1")) == "a/small-a"
+    s.reprice(a_in="1.03", b_in="1.00", a_model="tools json cache_ttl=1s")
+    assert s.where(s.turn("s1", turns=2)) == "a/small-a"    # still cached
+    time.sleep(1.6)
+    assert s.where(s.turn("s1", turns=3)) == "b/small-b"    # cache gone
+    s.moved(expired=1)
+
+
+@pytest.mark.allow_alerts       # the slab allocator logs the full zone
+def test_eviction_under_a_small_zone(site):
+    s = site(zone="32k")
+    assert s.where(s.turn("first")) == "a/small-a"
+    s.reprice(zone="32k", a_in="1.03", b_in="1.00")
+    for i in range(400):
+        s.turn("filler-%d" % i, tools=False)
+    assert s.moves()["evicted"] > 0
+    # the first session lost its entry: it is a new session, on b
+    assert s.where(s.turn("first", turns=2)) == "b/small-b"
+    assert "ngx_slab_alloc() failed" in s.ngx.error_log()
+
+
+def test_tool_loop_keeps_the_sessions_tier(site):
+    s = site()
+    # the ask is complex (auto:complex floor); tool results follow
+    r = s.turn("s1", tier=None, model="auto:complex")
+    assert s.where(r) == "b/big-b"
+    r = s.turn("s1", turns=2, tier=None)
+    assert s.where(r) == "b/big-b"
+    assert "session complex" in s.log(2)[-1]
+    # a new user ask is classified afresh: the session's tier may drop
+    r = s.turn("s1", turns=3, tier=None, last_role="user", user="hi")
+    assert r.header("X-LLMRoute-Tier") != "complex", r.headers
+    assert "session" not in s.log(3)[-1]
+
+
+def session_of(resp):
+    v = resp.header("X-Session")
+    assert v and re.fullmatch(r"[0-9a-f]{32}", v), v
+    return v
+
+
+def test_default_key_chain(site):
+    s = site()
+
+    def sid(headers=None, session=None, **extra):
+        return session_of(s.turn(session, headers=headers, **extra))
+
+    base = sid(session="abc")
+    assert "abc" not in base
+    assert sid(headers={"X-Claude-Code-Session-Id": "abc"}) == base
+    assert sid(metadata={"user_id": "user_1_account_2_session_abc"}) == base
+    assert sid(metadata={"user_id": json.dumps(
+        {"device_id": "d", "session_id": "abc"})}) == base
+    assert sid(prompt_cache_key="abc") == base
+    # the header comes first in the chain
+    assert sid(headers={"X-Claude-Code-Session-Id": "abc"},
+               prompt_cache_key="zzz") == base
+    assert sid(session="other") != base
+
+    # no key: the prefix (system, tools, first user message) is the session
+    p1 = sid(turns=1)
+    assert p1 != base
+    assert sid(turns=4) == p1
+    assert sid(turns=4, user="another task") != p1
+
+
+def test_session_directive_value_and_off(site):
+    s = site(location="llmroute_session $http_x_conversation;")
+    a = session_of(s.turn(None, headers={"X-Conversation": "abc"}))
+    assert a == session_of(s.turn("abc"))      # same key, any source
+    assert session_of(s.turn(None, headers={"X-Conversation": "x"})) != a
+
+    s2 = site(location="llmroute_session off;")
+    r = s2.turn("abc")
+    assert r.header("X-Session") in (None, "")
+
+
+def test_prompt_cache_key_splice(site):
+    s = site(location="llmroute_cache_key on;")
+    body = (b'{ "messages" : [{"role":"user","content":"hi \\u00e9"}],'
+            b'\n  "model":"auto" }')
+    r = post_json(s.port, "/v1/chat/completions", body,
+                  headers={"x-session-id": "abc", "X-LLMRoute-Tier": "simple"})
+    assert r.status == 200, r
+    key = session_of(r)
+    got = s.a.last.body
+    want = with_model(body, "small-a")
+    want = (want[:1] + b'"prompt_cache_key":"' + key.encode() + b'",'
+            + want[1:])
+    assert got == want, got
+
+    # the client's own key is kept: byte-exact but for the model
+    body2 = (b'{"model":"auto","prompt_cache_key":"mine",'
+             b'"messages":[{"role":"user","content":"hi"}]}')
+    r = post_json(s.port, "/v1/chat/completions", body2,
+                  headers={"X-LLMRoute-Tier": "simple"})
+    assert r.status == 200
+    assert s.a.last.body == with_model(body2, "small-a")
+
+    # a stream gets both additions; the rest is the client's bytes
+    body3 = (b'{"stream":true,"messages":[{"role":"user","content":"x"}]}')
+    r = post_json(s.port, "/v1/chat/completions", body3,
+                  headers={"x-session-id": "s3", "X-LLMRoute-Tier": "simple"})
+    assert r.status == 200
+    k3 = session_of(r)
+    assert s.a.last.body == (
+        b'{"model":"small-a","prompt_cache_key":"' + k3.encode() + b'",'
+        b'"stream":true,"messages":[{"role":"user","content":"x"}],'
+        b'"stream_options":{"include_usage":true}}')
+
+
+def test_cache_key_off_by_default(site):
+    s = site()
+    body = b'{"model":"auto","messages":[{"role":"user","content":"hi"}]}'
+    r = post_json(s.port, "/v1/chat/completions", body,
+                  headers={"x-session-id": "abc", "X-LLMRoute-Tier": "simple"})
+    assert r.status == 200
+    assert s.a.last.body == with_model(body, "small-a")
+
+
+def test_cache_hit_variable_and_metric(site):
+    s = site()
+    s.a.default = {"mode": "ok", "usage": {"prompt_tokens": 2000,
+                                           "completion_tokens": 10,
+                                           "cached_tokens": 1536}}
+    s.turn("s1")
+    s.turn("s1", turns=2)
+    assert s.log(2)[-1].split()[2] == "0.768"
+    text = get(s.port, "/metrics").body.decode()
+    assert ('llmroute_cache_read_ratio{provider="a",model="small-a"} '
+            '0.768000') in text, text
+    js = get(s.port, "/metrics?format=json").json()
+    assert set(js["session_moves"]) == {
+        "tier_up", "ineligible", "cooldown", "limit", "cheaper", "expired",
+        "evicted"}
+
+
+def test_bad_session_directives(nginx, mocks):
+    a = mocks("a")
+    for line, msg in [
+            ("llmroute_model a m tier=simple input=1 output=1 cache_ttl=x;",
+             'invalid cache_ttl "cache_ttl=x"'),
+            ("llmroute_model a m tier=simple input=1 output=1 cache_ttl=0;",
+             'invalid cache_ttl "cache_ttl=0"'),
+            ("llmroute_model a m tier=simple input=1 output=1 "
+             "cache_write=1.2345;", 'invalid price'),
+            ('llmroute_session "";', 'empty session key'),
+            ("llmroute_session a; llmroute_session b;", 'is duplicate'),
+            ("llmroute_cache_key maybe;", 'invalid value "maybe"')]:
+        conf = ("llmroute_zone z:1m; llmroute_provider a %s;\n    " % a.url
+                + line + "\n")
+        if "llmroute_model" not in line:
+            conf += "    llmroute_model a m tier=simple input=1 output=1;\n"
+        ngx = nginx(conf, start=False)
+        rc, err = ngx.check()
+        assert rc != 0 and msg in err and "nginx.conf:" in err, err
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None,
+                    reason="redis-server not installed")
+def test_two_nodes_share_a_session_through_redis(site, tmp_path):
+    srv = RedisServer(tmp_path / "redis")
+    srv.start()
+    try:
+        line = "    llmroute_redis %s sync=100ms;\n" % srv.addr
+        n1, n2 = site(http=line), site(http=line)
+        assert n1.where(n1.turn("s1")) == "a/small-a"
+        # b becomes 3 % cheaper on both nodes
+        n1.reprice(a_in="1.03", b_in="1.00")
+        n2.reprice(a_in="1.03", b_in="1.00")
+        time.sleep(0.5)             # a few sync intervals
+        # node 2 never saw s1: Redis says its cache is on a
+        assert n2.where(n2.turn("s1", turns=2)) == "a/small-a"
+        assert n2.where(n2.turn("s2")) == "b/small-b"
+        n2.moved()
+        # no client session id reaches Redis, only the keyed hash
+        dump = repr(srv.hgetall("{llmroute}:sessions"))
+        assert "s1" not in dump and len(srv.keys("*sessions*")) == 2, dump
+    finally:
+        srv.kill()
