@@ -218,6 +218,7 @@ typedef struct {
     /* the session's prompt cache: model index + 1 (0: none), tokens */
     ngx_uint_t                  sticky;
     size_t                      sticky_cached;
+    ngx_uint_t                  horizon;    /* turns to come, 0/1: this */
     unsigned                    session:1;  /* a new holder writes */
 } ngx_http_llmroute_want_t;
 

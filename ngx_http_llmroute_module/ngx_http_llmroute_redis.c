@@ -195,7 +195,8 @@ static const char  ngx_http_llmroute_redis_script[] =
 
 /*
  * Sessions' cache holders: KEYS[1] an index (sorted set, score = the push
- * time in ms), KEYS[2] a hash of session -> "holder tier cached last".
+ * time in ms), KEYS[2] a hash of session -> "holder tier cached last
+ * turns".
  * ARGV: now (ms), since (ms), then session, value pairs this node answered.
  * Returns session, value pairs pushed (by any node) after "since"; entries
  * older than an hour are dropped.

@@ -85,7 +85,7 @@ ngx_http_llmroute_select(ngx_http_llmroute_catalog_t *cat,
     ngx_http_llmroute_choice_t *choice)
 {
     size_t                         budget;
-    uint64_t                       cost;
+    uint64_t                       cost, rank, best;
     ngx_uint_t                     i, stage, best_stage;
     ngx_http_llmroute_model_t     *m;
     ngx_http_llmroute_provider_t  *p;
@@ -98,6 +98,7 @@ ngx_http_llmroute_select(ngx_http_llmroute_catalog_t *cat,
     choice->model = -1;
     choice->est_cost = 0;
     choice->sticky_stage = ngx_http_llmroute_stage_pin;
+    best = 0;
     choice->output_budget = budget;
     best_stage = ngx_http_llmroute_stage_pin;
 
@@ -159,11 +160,26 @@ ngx_http_llmroute_select(ngx_http_llmroute_catalog_t *cat,
         cost = ngx_http_llmroute_prompt_cost(m, i, req->prompt_tokens, want)
                + (uint64_t) budget * m->output;
 
+        /*
+         * a session's later turns read the prompt from whichever cache
+         * this choice makes: ranked over the turns to come, a move pays
+         * its re-read back only if it is cheaper for long enough
+         */
+
+        rank = cost;
+
+        if (want->horizon > 1) {
+            rank += (uint64_t) (want->horizon - 1)
+                    * ((uint64_t) req->prompt_tokens * m->cached_input
+                       + (uint64_t) budget * m->output);
+        }
+
         /* ties keep the earlier (faster-ranked) model */
 
-        if (choice->model == -1 || cost < choice->est_cost) {
+        if (choice->model == -1 || rank < best) {
             choice->model = i;
             choice->est_cost = cost;
+            best = rank;
         }
 
     next:

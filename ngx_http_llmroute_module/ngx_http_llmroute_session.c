@@ -27,6 +27,9 @@
 /* providers cache prompts from this many tokens up (OpenAI, Anthropic) */
 #define NGX_HTTP_LLMROUTE_CACHE_MIN      1024
 
+/* a choice is ranked over at most this many turns to come */
+#define NGX_HTTP_LLMROUTE_HORIZON        32
+
 
 typedef struct {
     ngx_rbtree_node_t                node;       /* key: first 4 bytes */
@@ -37,6 +40,7 @@ typedef struct {
     ngx_uint_t                       tier;
     uint64_t                         last;       /* ms since the epoch */
     uint64_t                         cached;     /* prompt tokens cached */
+    ngx_uint_t                       turns;      /* answered */
     ngx_uint_t                       dirty;      /* not pushed to Redis */
 } ngx_http_llmroute_session_node_t;
 
@@ -147,6 +151,7 @@ ngx_http_llmroute_session_begin(ngx_http_request_t *r,
     ctx->session_holder = -1;
     ctx->want.sticky = 0;
     ctx->want.sticky_cached = 0;
+    ctx->want.horizon = 0;
 
     if (lcf->session_off || lmcf->sh == NULL || ctx->has_session) {
         return NGX_OK;
@@ -193,6 +198,13 @@ ngx_http_llmroute_session_begin(ngx_http_request_t *r,
 
     ctx->session_seen = 1;
     ctx->session_tier = snap.tier;
+
+    /*
+     * as many turns to come as the session has had (a session that went
+     * on for n turns is as likely as not to go on for n more)
+     */
+
+    ctx->want.horizon = ngx_min(snap.turns, NGX_HTTP_LLMROUTE_HORIZON);
 
     model = ngx_http_llmroute_session_model(lmcf, snap.holder);
 
@@ -305,6 +317,7 @@ ngx_http_llmroute_session_settle(ngx_http_request_t *r,
         sn->tier = ctx->tier;
         sn->cached = ctx->req.prompt_tokens;
         sn->last = ngx_http_llmroute_session_now();
+        sn->turns++;
 
         if (!sn->dirty) {
             sn->dirty = 1;
@@ -322,7 +335,7 @@ ngx_http_llmroute_session_settle(ngx_http_request_t *r,
 
 /*
  * For the Redis sync (one worker per node): the sessions answered here
- * since the last push, as hex key and "holder tier cached last" pairs
+ * since the last push, as hex key and "holder tier cached last turns" pairs
  * allocated from the batch's pool; at most max of them.
  */
 
@@ -355,7 +368,7 @@ ngx_http_llmroute_session_changed(ngx_http_llmroute_main_conf_t *lmcf,
         }
 
         p = ngx_pnalloc(pool, 2 * NGX_HTTP_LLMROUTE_SESSION_LEN
-                              + 4 * NGX_INT64_LEN);
+                              + 5 * NGX_INT64_LEN);
         if (p == NULL) {
             break;
         }
@@ -365,8 +378,8 @@ ngx_http_llmroute_session_changed(ngx_http_llmroute_main_conf_t *lmcf,
         out[2 * n].len = p - out[2 * n].data;
 
         out[2 * n + 1].data = p;
-        p = ngx_sprintf(p, "%uD %ui %uL %uL", sn->holder, sn->tier,
-                        sn->cached, sn->last);
+        p = ngx_sprintf(p, "%uD %ui %uL %uL %ui", sn->holder, sn->tier,
+                        sn->cached, sn->last, sn->turns);
         out[2 * n + 1].len = p - out[2 * n + 1].data;
 
         sn->dirty = 0;
@@ -386,8 +399,8 @@ void
 ngx_http_llmroute_session_learn(ngx_http_llmroute_main_conf_t *lmcf,
     ngx_str_t *hex, ngx_str_t *value)
 {
-    u_char                            *p, *last, *f[4];
-    uint64_t                           v[4];
+    u_char                            *p, *last, *f;
+    uint64_t                           v[5];
     ngx_int_t                          d;
     ngx_uint_t                         i;
     u_char                             key[NGX_HTTP_LLMROUTE_SESSION_LEN];
@@ -409,14 +422,14 @@ ngx_http_llmroute_session_learn(ngx_http_llmroute_main_conf_t *lmcf,
     p = value->data;
     last = p + value->len;
 
-    for (i = 0; i < 4; i++) {
-        f[i] = p;
+    for (i = 0; i < 5; i++) {
+        f = p;
 
         while (p < last && *p != ' ') {
             p++;
         }
 
-        d = ngx_atoof(f[i], p - f[i]);
+        d = ngx_atoof(f, p - f);
         if (d == NGX_ERROR) {
             return;
         }
@@ -438,6 +451,7 @@ ngx_http_llmroute_session_learn(ngx_http_llmroute_main_conf_t *lmcf,
         sn->tier = v[1];
         sn->cached = v[2];
         sn->last = v[3];
+        sn->turns = v[4];
     }
 
     ngx_shmtx_unlock(&lmcf->shpool->mutex);

@@ -29,7 +29,7 @@ CATALOG = """
     llmroute_provider a %%%%A_URL%%%% key_env=TEST_KEY_A %(a_extra)s;
     llmroute_provider b %%%%B_URL%%%% key_env=TEST_KEY_B;
     llmroute_model a small-a tier=simple input=%(a_in)s output=2.00 cached_input=0.10 %(a_model)s;
-    llmroute_model b small-b tier=simple input=%(b_in)s output=2.00 cached_input=0.10 tools json;
+    llmroute_model b small-b tier=simple input=%(b_in)s output=%(b_out)s cached_input=0.10 tools json;
     llmroute_model b big-b tier=complex input=3.00 output=15.00 cached_input=0.30 tools json;
     log_format sess '$llmroute_session $llmroute_provider/$llmroute_model '
                     '$llmroute_cache_hit "$llmroute_reason"';
@@ -61,20 +61,22 @@ TOOLS = [{"type": "function", "function": {
 
 class Site:
     def __init__(self, nginx, mocks, location="", zone="1m", a_in="0.90",
-                 b_in="1.00", a_model="tools json", a_extra="", http=""):
+                 b_in="1.00", a_model="tools json", a_extra="", http="",
+                 b_out="2.00"):
         self.a, self.b = mocks("a"), mocks("b")
         self.location = location
         self.http = http
         self.ngx = nginx("", start=False)
         self.write(zone=zone, a_in=a_in, b_in=b_in, a_model=a_model,
-                   a_extra=a_extra)
+                   a_extra=a_extra, b_out=b_out)
         self.ngx.start()
         self.port = self.ngx.port
 
     def write(self, zone="1m", a_in="0.90", b_in="1.00", a_model="tools json",
-              a_extra=""):
+              a_extra="", b_out="2.00"):
         cat = CATALOG % {"zone": zone, "a_in": a_in, "b_in": b_in,
-                         "a_model": a_model, "a_extra": a_extra}
+                         "a_model": a_model, "a_extra": a_extra,
+                         "b_out": b_out}
         self.ngx.write_config(cat + self.http + SERVER, {
             "A_URL": self.a.url, "B_URL": self.b.url,
             "LOCATION": self.location})
@@ -160,6 +162,22 @@ def test_move_cheaper_when_the_reread_pays(site):
     assert s.where(s.turn("s1", turns=2)) == "b/small-b"
     assert s.where(s.turn("s1", turns=3)) == "b/small-b"
     s.moved(cheaper=1)
+
+
+def test_move_pays_back_over_the_turns_to_come(site):
+    """b's answers become half price: a re-read does not pay for one turn
+    but does over the turns a long session is likely to have left (as
+    many as it had): a young session stays, the same one moves later."""
+    s = site()
+    assert s.where(s.turn("s1")) == "a/small-a"
+    s.reprice(a_in="1.00", b_in="1.00", b_out="1.00")
+    assert s.where(s.turn("s1", turns=2)) == "a/small-a"
+    where = [s.where(s.turn("s1", turns=n)) for n in range(3, 9)]
+    assert where[0] == "a/small-a" and where[-1] == "b/small-b", where
+    assert where == sorted(where), where            # moved once, for good
+    s.moved(cheaper=1)
+    # a new session goes to b at once
+    assert s.where(s.turn("s2")) == "b/small-b"
 
 
 def test_move_tier_up(site):
