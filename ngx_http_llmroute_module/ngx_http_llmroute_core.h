@@ -215,9 +215,12 @@ typedef struct {
     ngx_int_t                   region;     /* region index or REGION_* */
     uint64_t                    exclude;    /* provider bits to skip */
 
-    /* the session's prompt cache: model index + 1 (0: none), tokens */
+    /*
+     * the session's prompt caches: the holder (model index + 1, 0: none),
+     * and per model the prompt tokens it holds (NULL: none anywhere)
+     */
     ngx_uint_t                  sticky;
-    size_t                      sticky_cached;
+    size_t                     *cached;
     ngx_uint_t                  horizon;    /* turns to come, 0/1: this */
     unsigned                    session:1;  /* a new holder writes */
 } ngx_http_llmroute_want_t;

@@ -196,10 +196,10 @@ ngx_http_llmroute_select(ngx_http_llmroute_catalog_t *cat,
 
 
 /*
- * The prompt's price on one candidate: the session's cached prefix at
- * cached_input on the model holding it, the whole prompt at the cache
- * write price (input unless the model bills writes) on any other model a
- * session would move to.
+ * The prompt's price on one candidate: what that model holds of the
+ * session's prompt (the holder's cache, or a previous holder's that is
+ * still alive) at cached_input, the rest at the cache write price (input
+ * unless the model bills writes) for a session, at input otherwise.
  */
 
 static uint64_t
@@ -208,16 +208,11 @@ ngx_http_llmroute_prompt_cost(ngx_http_llmroute_model_t *m, ngx_uint_t i,
 {
     uint64_t  cached;
 
-    if (want->sticky == i + 1) {
-        cached = ngx_min(want->sticky_cached, prompt);
-        return (prompt - cached) * m->input + cached * m->cached_input;
-    }
+    cached = want->cached ? ngx_min(want->cached[i], prompt) : 0;
 
-    if (want->session && m->cache_write) {
-        return prompt * m->cache_write;
-    }
-
-    return prompt * m->input;
+    return (prompt - cached)
+           * (want->session && m->cache_write ? m->cache_write : m->input)
+           + cached * m->cached_input;
 }
 
 

@@ -41,6 +41,11 @@ typedef struct {
     uint64_t                         last;       /* ms since the epoch */
     uint64_t                         cached;     /* prompt tokens cached */
     ngx_uint_t                       turns;      /* answered */
+
+    /* the holder before a move: its cache lives on until its TTL */
+    uint32_t                         prev;
+    uint64_t                         prev_cached;
+    uint64_t                         prev_last;
     ngx_uint_t                       dirty;      /* not pushed to Redis */
 } ngx_http_llmroute_session_node_t;
 
@@ -58,6 +63,8 @@ static void ngx_http_llmroute_session_free(
 static void ngx_http_llmroute_session_insert_value(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static void ngx_http_llmroute_session_cleanup(void *data);
+static void ngx_http_llmroute_session_holds(ngx_http_llmroute_ctx_t *ctx,
+    ngx_uint_t model, uint64_t tokens);
 static ngx_int_t ngx_http_llmroute_session_model(
     ngx_http_llmroute_main_conf_t *lmcf, uint32_t holder);
 static uint64_t ngx_http_llmroute_session_now(void);
@@ -150,7 +157,7 @@ ngx_http_llmroute_session_begin(ngx_http_request_t *r,
 
     ctx->session_holder = -1;
     ctx->want.sticky = 0;
-    ctx->want.sticky_cached = 0;
+    ctx->want.cached = NULL;
     ctx->want.horizon = 0;
 
     if (lcf->session_off || lmcf->sh == NULL || ctx->has_session) {
@@ -164,6 +171,12 @@ ngx_http_llmroute_session_begin(ngx_http_request_t *r,
 
     ctx->has_session = 1;
     ctx->want.session = 1;
+
+    ctx->want.cached = ngx_pcalloc(r->pool,
+                                   lmcf->cat.nmodels * sizeof(size_t));
+    if (ctx->want.cached == NULL) {
+        return NGX_ERROR;
+    }
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
@@ -218,11 +231,19 @@ ngx_http_llmroute_session_begin(ngx_http_request_t *r,
 
     if (now - snap.last > lmcf->cat.models[model].cache_ttl) {
         ctx->session_expired = 1;
-        return NGX_OK;
+
+    } else {
+        ctx->want.sticky = model + 1;
+        ngx_http_llmroute_session_holds(ctx, model, snap.cached);
     }
 
-    ctx->want.sticky = model + 1;
-    ctx->want.sticky_cached = snap.cached;
+    model = ngx_http_llmroute_session_model(lmcf, snap.prev);
+
+    if (model >= 0
+        && now - snap.prev_last <= lmcf->cat.models[model].cache_ttl)
+    {
+        ngx_http_llmroute_session_holds(ctx, model, snap.prev_cached);
+    }
 
     return NGX_OK;
 }
@@ -313,6 +334,12 @@ ngx_http_llmroute_session_settle(ngx_http_request_t *r,
     ngx_shmtx_lock(&lmcf->shpool->mutex);
 
     if (holder) {
+        if (sn->holder && sn->holder != holder) {
+            sn->prev = sn->holder;
+            sn->prev_cached = sn->cached;
+            sn->prev_last = sn->last;
+        }
+
         sn->holder = holder;
         sn->tier = ctx->tier;
         sn->cached = ctx->req.prompt_tokens;
@@ -455,6 +482,23 @@ ngx_http_llmroute_session_learn(ngx_http_llmroute_main_conf_t *lmcf,
     }
 
     ngx_shmtx_unlock(&lmcf->shpool->mutex);
+}
+
+
+/* a model holds this many tokens of the session's prompt */
+
+static void
+ngx_http_llmroute_session_holds(ngx_http_llmroute_ctx_t *ctx,
+    ngx_uint_t model, uint64_t tokens)
+{
+    /* providers cache nothing shorter */
+
+    if (tokens < NGX_HTTP_LLMROUTE_CACHE_MIN || ctx->want.cached == NULL) {
+        return;
+    }
+
+    ctx->want.cached[model] = ngx_max(ctx->want.cached[model],
+                                      (size_t) tokens);
 }
 
 

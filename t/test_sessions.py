@@ -205,6 +205,24 @@ def test_move_cooldown(site):
     s.moved(cooldown=1)
 
 
+def test_back_to_a_previous_holder_whose_cache_lives(site):
+    """After a move, the old holder still caches the session's prompt up
+    to the move (until its TTL): going back re-reads only what came
+    since, so a price cut there makes the session return."""
+    s = site()
+    for n in (1, 2, 3):
+        assert s.where(s.turn("s1", turns=n)) == "a/small-a"
+    s.a.script([{"mode": "status", "status": 429, "retry_after": "2"}])
+    assert s.where(s.turn("s2")) == "b/small-b"
+    assert s.where(s.turn("s1", turns=4)) == "b/small-b"
+    time.sleep(2.3)
+    # a's cache of turn 3 makes it cheaper than b's of turn 4; priced as
+    # a whole re-read, a would lose
+    s.reprice(a_in="0.30", b_in="1.00")
+    assert s.where(s.turn("s1", turns=5)) == "a/small-a"
+    s.moved(cooldown=1, cheaper=1)
+
+
 def test_move_limit(site):
     s = site(a_extra="rpm=2")
     assert s.where(s.turn("s1")) == "a/small-a"
