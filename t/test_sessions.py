@@ -414,3 +414,18 @@ def test_two_nodes_share_a_session_through_redis(site, tmp_path):
         assert "s1" not in dump and len(srv.keys("*sessions*")) == 2, dump
     finally:
         srv.kill()
+
+
+def test_duplicate_session_hints_are_refused(site):
+    s = site()
+    for body, param in [
+            (b'{"prompt_cache_key":"a","prompt_cache_key":"b",'
+             b'"messages":[{"role":"user","content":"hi"}]}',
+             "prompt_cache_key"),
+            (b'{"metadata":{},"metadata":{"user_id":"u"},'
+             b'"messages":[{"role":"user","content":"hi"}]}', "metadata")]:
+        r = post_json(s.port, "/v1/chat/completions", body)
+        assert r.status == 400, r
+        err = r.json()["error"]
+        assert err["code"] == "invalid_request" and err["param"] == param, err
+    assert s.a.requests == [] and s.b.requests == []
