@@ -229,7 +229,9 @@ ngx_http_llmroute_session_begin(ngx_http_request_t *r,
 
     ctx->session_holder = model;
 
-    if (now - snap.last > lmcf->cat.models[model].cache_ttl) {
+    /* sums, not differences: a node's clock may be ahead of ours */
+
+    if (snap.last + lmcf->cat.models[model].cache_ttl < now) {
         ctx->session_expired = 1;
 
     } else {
@@ -237,10 +239,11 @@ ngx_http_llmroute_session_begin(ngx_http_request_t *r,
         ngx_http_llmroute_session_holds(ctx, model, snap.cached);
     }
 
-    model = ngx_http_llmroute_session_model(lmcf, snap.prev);
+    model = snap.prev ? ngx_http_llmroute_session_model(lmcf, snap.prev)
+                      : -1;
 
     if (model >= 0
-        && now - snap.prev_last <= lmcf->cat.models[model].cache_ttl)
+        && snap.prev_last + lmcf->cat.models[model].cache_ttl >= now)
     {
         ngx_http_llmroute_session_holds(ctx, model, snap.prev_cached);
     }
@@ -732,7 +735,7 @@ ngx_http_llmroute_session_lookup(ngx_http_llmroute_main_conf_t *lmcf,
         q = ngx_queue_last(&sh->session_lru);
         sn = ngx_queue_data(q, ngx_http_llmroute_session_node_t, queue);
 
-        if (sn->count || now - sn->last < NGX_HTTP_LLMROUTE_SESSION_IDLE) {
+        if (sn->count || sn->last + NGX_HTTP_LLMROUTE_SESSION_IDLE > now) {
             break;
         }
 
