@@ -177,13 +177,14 @@ typedef struct {
     uint64_t                    input;
     uint64_t                    output;
     uint64_t                    cached_input;
-    uint64_t                    cache_write;    /* 0: not priced */
-    uint64_t                    cache_ttl;      /* ms */
     size_t                      context;
     unsigned                    tools:1;
     unsigned                    json:1;
     unsigned                    vision:1;
     unsigned                    stream_usage:1;
+    /* last: the tools' positional initializers end before them */
+    uint64_t                    cache_write;    /* 0: not priced */
+    uint64_t                    cache_ttl;      /* ms */
 } ngx_http_llmroute_model_t;
 
 

@@ -280,8 +280,9 @@ ngx_http_llmroute_session_moved(ngx_http_llmroute_main_conf_t *lmcf,
         switch (ctx->choice.sticky_stage) {
 
         case ngx_http_llmroute_stage_tier:
-            move = ctx->want.tier > h->tier ? NGX_HTTP_LLMROUTE_MOVE_TIER_UP
-                                            : NGX_HTTP_LLMROUTE_MOVE_INELIGIBLE;
+            move = (ctx->want.tier > h->tier)
+                   ? NGX_HTTP_LLMROUTE_MOVE_TIER_UP
+                   : NGX_HTTP_LLMROUTE_MOVE_INELIGIBLE;
             break;
 
         case ngx_http_llmroute_stage_available:
