@@ -84,7 +84,7 @@ ngx_http_llmroute_log_handler(ngx_http_request_t *r)
     code = ngx_http_llmroute_code_index(status);
 
     if (!ctx->decided) {
-        ngx_http_llmroute_session_settle(r, ctx, 0);
+        ngx_http_llmroute_session_settle(r, ctx);
 
         ms = ngx_http_llmroute_model_stats(lmcf, -1);
         if (ms == NULL) {
@@ -115,11 +115,7 @@ ngx_http_llmroute_log_handler(ngx_http_request_t *r)
 
     ngx_http_llmroute_account_usage(r, lmcf, ctx);
 
-    /* an answer: its provider and model now hold the session's prompt */
-    ngx_http_llmroute_session_settle(r, ctx,
-                                     upstream_status >= 200
-                                     && upstream_status < 300
-                                     && status < 300);
+    ngx_http_llmroute_session_settle(r, ctx);
 
     if (ctx->failure_noted != ctx->attempts && upstream_status != 0) {
         ngx_http_llmroute_provider_result(lmcf, ctx->provider->index, 1);

@@ -208,7 +208,7 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 
     /* admitted: count the attempt on the provider (and the client) */
 
-    ngx_http_llmroute_session_moved(lmcf, ctx, cooling);
+    ngx_http_llmroute_session_admitted(lmcf, ctx, cooling);
 
     m = &lmcf->cat.models[ctx->choice.model];
     ps = ngx_http_llmroute_provider_stats(lmcf, m->provider);

@@ -62,6 +62,9 @@ static void ngx_http_llmroute_session_free(
     ngx_http_llmroute_session_node_t *sn);
 static void ngx_http_llmroute_session_insert_value(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static void ngx_http_llmroute_session_moved(
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_http_llmroute_ctx_t *ctx,
+    uint64_t cooling);
 static void ngx_http_llmroute_session_cleanup(void *data);
 static void ngx_http_llmroute_session_holds(ngx_http_llmroute_ctx_t *ctx,
     ngx_uint_t model, uint64_t tokens);
@@ -253,12 +256,60 @@ ngx_http_llmroute_session_begin(ngx_http_request_t *r,
 
 
 /*
- * After admission chose (zone mutex held): when the first attempt leaves
- * the holder, count why.  The holder's filter stage tells which check it
- * failed; one that passed them all lost on cost.
+ * Admission chose (zone mutex held): the chosen provider and model hold
+ * the session's prompt from now on (a provider writes its cache as it
+ * reads the prompt, and the next turn may come before this one's log
+ * phase).
  */
 
 void
+ngx_http_llmroute_session_admitted(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_http_llmroute_ctx_t *ctx, uint64_t cooling)
+{
+    uint32_t                           holder;
+    ngx_http_llmroute_model_t         *m;
+    ngx_http_llmroute_session_node_t  *sn;
+
+    sn = ctx->session_node;
+
+    if (sn == NULL) {
+        return;
+    }
+
+    ngx_http_llmroute_session_moved(lmcf, ctx, cooling);
+
+    m = &lmcf->cat.models[ctx->choice.model];
+    holder = ngx_crc32_short(m->full.data, m->full.len);
+
+    if (sn->holder && sn->holder != holder) {
+        sn->prev = sn->holder;
+        sn->prev_cached = sn->cached;
+        sn->prev_last = sn->last;
+    }
+
+    sn->holder = holder;
+    sn->tier = ctx->tier;
+    sn->cached = ctx->req.prompt_tokens;
+    sn->last = ngx_http_llmroute_session_now();
+
+    if (ctx->attempts == 0) {
+        sn->turns++;
+    }
+
+    if (!sn->dirty) {
+        sn->dirty = 1;
+        lmcf->sh->session_dirty++;
+    }
+}
+
+
+/*
+ * When the first attempt leaves the holder, count why.  The holder's
+ * filter stage tells which check it failed; one that passed them all lost
+ * on cost.
+ */
+
+static void
 ngx_http_llmroute_session_moved(ngx_http_llmroute_main_conf_t *lmcf,
     ngx_http_llmroute_ctx_t *ctx, uint64_t cooling)
 {
@@ -309,17 +360,12 @@ ngx_http_llmroute_session_moved(ngx_http_llmroute_main_conf_t *lmcf,
 }
 
 
-/*
- * The request is over: a provider that answered now holds the session's
- * prompt (this request's whole prompt is its cache); the entry is
- * unpinned either way.
- */
+/* the request is over: its entry is unpinned */
 
 void
 ngx_http_llmroute_session_settle(ngx_http_request_t *r,
-    ngx_http_llmroute_ctx_t *ctx, ngx_uint_t ok)
+    ngx_http_llmroute_ctx_t *ctx)
 {
-    uint32_t                           holder;
     ngx_http_llmroute_main_conf_t     *lmcf;
     ngx_http_llmroute_session_node_t  *sn;
 
@@ -331,33 +377,8 @@ ngx_http_llmroute_session_settle(ngx_http_request_t *r,
 
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
 
-    holder = ok && ctx->decided && ctx->model
-             ? ngx_crc32_short(ctx->model->full.data, ctx->model->full.len)
-             : 0;
-
     ngx_shmtx_lock(&lmcf->shpool->mutex);
-
-    if (holder) {
-        if (sn->holder && sn->holder != holder) {
-            sn->prev = sn->holder;
-            sn->prev_cached = sn->cached;
-            sn->prev_last = sn->last;
-        }
-
-        sn->holder = holder;
-        sn->tier = ctx->tier;
-        sn->cached = ctx->req.prompt_tokens;
-        sn->last = ngx_http_llmroute_session_now();
-        sn->turns++;
-
-        if (!sn->dirty) {
-            sn->dirty = 1;
-            lmcf->sh->session_dirty++;
-        }
-    }
-
     sn->count--;
-
     ngx_shmtx_unlock(&lmcf->shpool->mutex);
 
     ctx->session_node = NULL;
