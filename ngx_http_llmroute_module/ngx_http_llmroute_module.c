@@ -278,9 +278,24 @@ ngx_http_llmroute_exit_process(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_llmroute_add_variables(ngx_conf_t *cf)
 {
+    if (ngx_http_llmroute_register_variables(cf, ngx_http_llmroute_vars)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_llmroute_register_variables(cf,
+                                                ngx_http_llmroute_facts_vars);
+}
+
+
+ngx_int_t
+ngx_http_llmroute_register_variables(ngx_conf_t *cf,
+    ngx_http_variable_t *vars)
+{
     ngx_http_variable_t  *var, *v;
 
-    for (v = ngx_http_llmroute_vars; v->name.len; v++) {
+    for (v = vars; v->name.len; v++) {
         var = ngx_http_add_variable(cf, &v->name, v->flags);
         if (var == NULL) {
             return NGX_ERROR;

@@ -272,6 +272,9 @@ ngx_int_t ngx_http_llmroute_redis_init_process(ngx_cycle_t *cycle);
 ngx_msec_t ngx_http_llmroute_redis_first_sync(
     ngx_http_llmroute_main_conf_t *lmcf);
 void ngx_http_llmroute_redis_exit_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_llmroute_register_variables(ngx_conf_t *cf,
+    ngx_http_variable_t *vars);
+extern ngx_http_variable_t  ngx_http_llmroute_facts_vars[];
 ngx_http_llmroute_client_node_t *ngx_http_llmroute_client_find(
     ngx_http_llmroute_main_conf_t *lmcf, ngx_str_t *key);
 
