@@ -187,6 +187,9 @@ ngx_http_llmroute_account_stats(ngx_http_request_t *r,
     }
 
     ngx_http_llmroute_account_latency(r, ps);
+
+    /* the status page's last hour, from the values settled above */
+    ngx_http_llmroute_minutes_add(r, lmcf, ctx);
 }
 
 

@@ -5,8 +5,9 @@
  * Log variables for replaying a routing decision offline
  * (llmroute-catalog reprice): $llmroute_route_facts is the final
  * selection input (what ngx_http_llmroute_select() saw for the attempt
- * that answered), $llmroute_client the llmroute_client key.  Read only at
- * log time, from the request's own context: nothing on the request path.
+ * that answered), $llmroute_client the label of the llmroute_client key
+ * (also the status page's).  Read only at log time, from the request's own
+ * context: nothing on the request path.
  */
 
 
@@ -60,11 +61,13 @@ ngx_http_llmroute_facts_variable(ngx_http_request_t *r,
     if (data == NGX_HTTP_LLMROUTE_FACTS_CLIENT) {
         lcf = ngx_http_get_module_loc_conf(r, ngx_http_llmroute_module);
 
-        /* the configured key (a map to team names, say), as admitted */
+        s.data = ngx_pnalloc(r->pool, NGX_HTTP_LLMROUTE_KEY_LEN);
+        if (s.data == NULL) {
+            return NGX_ERROR;
+        }
 
-        if (lcf->client == NULL
-            || ngx_http_complex_value(r, &lcf->client->key, &s) != NGX_OK
-            || s.len == 0)
+        if (ngx_http_llmroute_client_label(r, lcf, s.data, &s.len)
+            != NGX_OK)
         {
             v->not_found = 1;
             return NGX_OK;
@@ -197,4 +200,53 @@ ngx_http_llmroute_facts_write(u_char *p, ngx_http_llmroute_main_conf_t *lmcf,
     }
 
     return ngx_sprintf(p, " prior=%uL", ctx->prior_cost);
+}
+
+
+/*
+ * The llmroute_client key as a label: the key itself when it reads as a
+ * name (a map of $http_authorization to team names); a key that looks
+ * like a credential (long, spaces or quotes, "sk-", "Bearer") becomes
+ * "#" and 8 hex digits of its hash, so no key reaches a log or a page.
+ */
+
+ngx_int_t
+ngx_http_llmroute_client_label(ngx_http_request_t *r,
+    ngx_http_llmroute_loc_conf_t *lcf, u_char *label, size_t *len)
+{
+    u_char     *p, *last;
+    ngx_str_t   key;
+
+    if (lcf->client == NULL
+        || ngx_http_complex_value(r, &lcf->client->key, &key) != NGX_OK
+        || key.len == 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    last = key.data + key.len;
+
+    for (p = key.data; p < last; p++) {
+        if (*p <= ' ' || *p >= 0x7f || *p == '"' || *p == '\\'
+            || *p == '<' || *p == '>' || *p == '&')
+        {
+            break;
+        }
+    }
+
+    if (p < last || key.len > 32
+        || (key.len >= 3 && ngx_strncasecmp(key.data, (u_char *) "sk-", 3)
+                            == 0)
+        || (key.len >= 6
+            && ngx_strncasecmp(key.data, (u_char *) "bearer", 6) == 0))
+    {
+        *len = ngx_sprintf(label, "#%08xD",
+                           ngx_crc32_long(key.data, key.len))
+               - label;
+        return NGX_OK;
+    }
+
+    *len = ngx_cpymem(label, key.data, key.len) - label;
+
+    return NGX_OK;
 }

@@ -19,8 +19,7 @@
 #include <ngx_http_llmroute_module.h>
 
 
-/* consecutive failures that open a provider's circuit, and for how long */
-#define NGX_HTTP_LLMROUTE_CIRCUIT_FAILS  5
+/* how long an open circuit lasts (the failures: module.h) */
 #define NGX_HTTP_LLMROUTE_CIRCUIT_MS     30000
 
 
@@ -34,7 +33,6 @@ static uint64_t ngx_http_llmroute_unavailable_locked(
     ngx_http_llmroute_main_conf_t *lmcf, int64_t tokens, ngx_msec_t now);
 static ngx_http_llmroute_client_node_t *ngx_http_llmroute_client_lookup(
     ngx_http_llmroute_main_conf_t *lmcf, ngx_str_t *key);
-static ngx_uint_t ngx_http_llmroute_period(ngx_uint_t kind, time_t now);
 
 
 static ngx_uint_t  ngx_http_llmroute_shm_nomem;
@@ -614,7 +612,7 @@ ngx_http_llmroute_rbtree_insert_value(ngx_rbtree_node_t *temp,
 
 /* budget periods in UTC: hours, days or calendar months since the epoch */
 
-static ngx_uint_t
+ngx_uint_t
 ngx_http_llmroute_period(ngx_uint_t kind, time_t now)
 {
     ngx_tm_t  tm;

@@ -158,6 +158,13 @@ static ngx_command_t  ngx_http_llmroute_commands[] = {
       0,
       NULL },
 
+    { ngx_string("llmroute_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_llmroute_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("llmroute_baseline_model"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,

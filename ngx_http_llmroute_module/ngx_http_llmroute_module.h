@@ -39,6 +39,12 @@
 #define NGX_HTTP_LLMROUTE_REJECT_KEY          9
 #define NGX_HTTP_LLMROUTE_NREJECTS            10
 
+/* consecutive failures that open a provider's circuit */
+#define NGX_HTTP_LLMROUTE_CIRCUIT_FAILS   5
+
+/* a client label on the status page and in $llmroute_client */
+#define NGX_HTTP_LLMROUTE_KEY_LEN         64
+
 /* latency histogram: upper bounds in ms, then +Inf */
 #define NGX_HTTP_LLMROUTE_NBUCKETS        12
 
@@ -143,6 +149,9 @@ typedef struct {
 } ngx_http_llmroute_series_t;
 
 
+typedef struct ngx_http_llmroute_minutes_s  ngx_http_llmroute_minutes_t;
+
+
 /* lives in the zone; survives reloads */
 typedef struct {
     ngx_rbtree_t                    clients;
@@ -153,6 +162,7 @@ typedef struct {
     ngx_atomic_t                    savings;        /* nano-USD */
     ngx_atomic_t                    redis_up;
     ngx_atomic_t                    prices;         /* version applied */
+    ngx_http_llmroute_minutes_t    *minutes;        /* llmroute_status */
 } ngx_http_llmroute_shctx_t;
 
 
@@ -174,6 +184,7 @@ typedef struct {
     ngx_atomic_uint_t               prices;     /* this worker's copy */
     u_char                         *provider_file;  /* for "no zone" */
     ngx_uint_t                      provider_line;
+    ngx_flag_t                      status;     /* llmroute_status used */
 } ngx_http_llmroute_main_conf_t;
 
 
@@ -275,6 +286,15 @@ void ngx_http_llmroute_redis_exit_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_llmroute_register_variables(ngx_conf_t *cf,
     ngx_http_variable_t *vars);
 extern ngx_http_variable_t  ngx_http_llmroute_facts_vars[];
+ngx_int_t ngx_http_llmroute_client_label(ngx_http_request_t *r,
+    ngx_http_llmroute_loc_conf_t *lcf, u_char *label, size_t *len);
+void ngx_http_llmroute_minutes_add(ngx_http_request_t *r,
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_http_llmroute_ctx_t *ctx);
+char *ngx_http_llmroute_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_uint_t ngx_http_llmroute_period(ngx_uint_t kind, time_t now);
+u_char *ngx_http_llmroute_usd(u_char *p, uint64_t nano);
+ngx_int_t ngx_http_llmroute_send_buf(ngx_http_request_t *r, ngx_buf_t *b);
 ngx_http_llmroute_client_node_t *ngx_http_llmroute_client_find(
     ngx_http_llmroute_main_conf_t *lmcf, ngx_str_t *key);
 
