@@ -127,7 +127,7 @@ static u_char *
 ngx_http_llmroute_facts_write(u_char *p, ngx_http_llmroute_main_conf_t *lmcf,
     ngx_http_llmroute_ctx_t *ctx)
 {
-    u_char                     *caps;
+    u_char                     *c, caps[sizeof("tools,images,json,")];
     ngx_uint_t                  i, first;
     ngx_http_llmroute_req_t    *req;
     ngx_http_llmroute_want_t   *want;
@@ -135,30 +135,30 @@ ngx_http_llmroute_facts_write(u_char *p, ngx_http_llmroute_main_conf_t *lmcf,
     req = &ctx->req;
     want = &ctx->want;
 
-    p = ngx_sprintf(p, "tier=%V est=%uz max=%L caps=",
-                    &ngx_http_llmroute_tier_names[want->tier],
-                    req->prompt_tokens, req->max_tokens);
-
-    caps = p;
+    c = caps;
 
     if (req->ntools) {
-        p = ngx_cpymem(p, "tools,", 6);
+        c = ngx_cpymem(c, "tools,", 6);
     }
 
     if (req->images) {
-        p = ngx_cpymem(p, "images,", 7);
+        c = ngx_cpymem(c, "images,", 7);
     }
 
     if (req->json_mode) {
-        p = ngx_cpymem(p, "json,", 5);
+        c = ngx_cpymem(c, "json,", 5);
     }
 
-    if (p == caps) {
-        *p++ = '-';
+    if (c == caps) {
+        *c++ = '-';
 
     } else {
-        p--;                            /* the last comma */
+        c--;                            /* the last comma */
     }
+
+    p = ngx_sprintf(p, "tier=%V est=%uz max=%L caps=%*s",
+                    &ngx_http_llmroute_tier_names[want->tier],
+                    req->prompt_tokens, req->max_tokens, c - caps, caps);
 
     if (want->pin == NGX_HTTP_LLMROUTE_PIN_NONE) {
         p = ngx_cpymem(p, " pin=-", 6);

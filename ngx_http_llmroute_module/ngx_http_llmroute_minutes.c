@@ -24,8 +24,10 @@ static ngx_http_llmroute_minute_t *ngx_http_llmroute_minutes_slot(
 
 
 /* this worker's key index of each catalog model, and of recent clients */
-static ngx_int_t   *ngx_http_llmroute_model_keys;
-static ngx_uint_t   ngx_http_llmroute_client_keys[256];
+static ngx_int_t                      *ngx_http_llmroute_model_keys;
+static ngx_uint_t                      ngx_http_llmroute_client_keys[256];
+/* the configuration they were made for (a reload without a master) */
+static ngx_http_llmroute_main_conf_t  *ngx_http_llmroute_keys_conf;
 
 
 /* first use in this worker: the zone's structure, made by the first one */
@@ -35,6 +37,12 @@ ngx_http_llmroute_minutes_init(ngx_http_llmroute_main_conf_t *lmcf)
 {
     ngx_uint_t                     i;
     ngx_http_llmroute_minutes_t   *mn;
+
+    if (ngx_http_llmroute_keys_conf != lmcf) {
+        ngx_free(ngx_http_llmroute_model_keys);
+        ngx_http_llmroute_model_keys = NULL;
+        ngx_http_llmroute_keys_conf = lmcf;
+    }
 
     if (ngx_http_llmroute_model_keys == NULL) {
         ngx_http_llmroute_model_keys = ngx_alloc(
@@ -101,7 +109,9 @@ ngx_http_llmroute_minutes_add(ngx_http_request_t *r,
         return;
     }
 
-    if (lmcf->sh->minutes == NULL || ngx_http_llmroute_model_keys == NULL) {
+    if (lmcf->sh->minutes == NULL || ngx_http_llmroute_keys_conf != lmcf
+        || ngx_http_llmroute_model_keys == NULL)
+    {
         if (ngx_http_llmroute_minutes_init(lmcf) != NGX_OK) {
             return;
         }

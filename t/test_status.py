@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from decimal import Decimal
 from html.parser import HTMLParser
 
@@ -79,6 +80,12 @@ def traffic(gw, tmp_path):
                       headers={"Authorization": CLIENT_KEY,
                                "X-LLMRoute-Tier": "simple"})
         assert r.status == 200
+    # nginx logs (and counts) a request just after its response: wait
+    # until the log and the status page agree on the last one
+    deadline = time.time() + 10
+    while status_json(gw)["totals"]["requests"] != len(logged(gw)):
+        assert time.time() < deadline
+        time.sleep(0.05)
 
 
 def status_json(gw):
@@ -290,3 +297,30 @@ def test_status_page_header_is_generated_from_the_html():
     p = subprocess.run([str(REPO_ROOT / "scripts" / "status_page.py"),
                         "--check"], capture_output=True, text=True)
     assert p.returncode == 0, p.stdout
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None,
+                    reason="redis-server not installed")
+def test_status_shows_redis(nginx, tmp_path):
+    from redis_server import RedisServer
+    srv = RedisServer(tmp_path / "redis")
+    srv.start()
+    try:
+        mock = nginx(MOCK, module=None, worker_processes=1)
+        cat = tmp_path / "catalog.conf"
+        cat.write_text(CATALOG.format(port=mock.port))
+        gw = nginx(GATEWAY.replace(
+            "llmroute_retries 2;",
+            "llmroute_retries 2;\n    llmroute_redis %s sync=50ms;"
+            % srv.addr), vars={"LOG_JSON": LOG_JSON, "CATALOG": cat})
+        deadline = time.time() + 10
+        while status_json(gw)["redis"] != {"configured": True, "up": True}:
+            assert time.time() < deadline, status_json(gw)["redis"]
+            time.sleep(0.1)
+        srv.kill()
+        deadline = time.time() + 10
+        while status_json(gw)["redis"]["up"]:
+            assert time.time() < deadline
+            time.sleep(0.1)
+    finally:
+        srv.kill()
