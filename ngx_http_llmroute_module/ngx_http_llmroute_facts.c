@@ -204,18 +204,26 @@ ngx_http_llmroute_facts_write(u_char *p, ngx_http_llmroute_main_conf_t *lmcf,
 
 
 /*
- * The llmroute_client key as a label: the key itself when it reads as a
- * name (a map of $http_authorization to team names); a key that looks
- * like a credential (long, spaces or quotes, "sk-", "Bearer") becomes
- * "#" and 8 hex digits of its hash, so no key reaches a log or a page.
+ * The llmroute_client key as a label: the key itself when it is a name the
+ * configuration made (a map of $http_authorization to team names); a key
+ * taken straight from the request ($http_*, $cookie_*, $arg_*, ...) or
+ * that looks like a credential (long, spaces or quotes, "sk-", "Bearer")
+ * becomes "#" and 8 hex digits of its hash, so no key reaches a log or a
+ * page.
  */
 
 ngx_int_t
 ngx_http_llmroute_client_label(ngx_http_request_t *r,
     ngx_http_llmroute_loc_conf_t *lcf, u_char *label, size_t *len)
 {
-    u_char     *p, *last;
-    ngx_str_t   key;
+    u_char      *p, *last;
+    ngx_str_t    key, *src;
+    ngx_uint_t   i, hashed;
+
+    static const char  *raw[] = {
+        "$http_", "${http_", "$cookie_", "${cookie_", "$arg_", "${arg_",
+        "$args", "$query_string", "$request", "$remote_user", NULL
+    };
 
     if (lcf->client == NULL
         || ngx_http_complex_value(r, &lcf->client->key, &key) != NGX_OK
@@ -224,17 +232,23 @@ ngx_http_llmroute_client_label(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-    last = key.data + key.len;
+    src = &lcf->client->key.value;
+    hashed = 0;
 
-    for (p = key.data; p < last; p++) {
-        if (*p <= ' ' || *p >= 0x7f || *p == '"' || *p == '\\'
-            || *p == '<' || *p == '>' || *p == '&')
-        {
-            break;
-        }
+    for (i = 0; raw[i] && !hashed; i++) {
+        hashed = ngx_strlcasestrn(src->data, src->data + src->len,
+                                  (u_char *) raw[i], ngx_strlen(raw[i]) - 1)
+                 != NULL;
     }
 
-    if (p < last || key.len > 32
+    last = key.data + key.len;
+
+    for (p = key.data; p < last && !hashed; p++) {
+        hashed = (*p <= ' ' || *p >= 0x7f || *p == '"' || *p == '\\'
+                  || *p == '<' || *p == '>' || *p == '&');
+    }
+
+    if (hashed || key.len > 32
         || (key.len >= 3 && ngx_strncasecmp(key.data, (u_char *) "sk-", 3)
                             == 0)
         || (key.len >= 6

@@ -219,20 +219,23 @@ static ngx_uint_t
 ngx_http_llmroute_minutes_key(ngx_http_llmroute_main_conf_t *lmcf,
     ngx_uint_t kind, ngx_str_t *name)
 {
+    size_t                        len;
     uint32_t                      hash;
     ngx_uint_t                    i, *cached;
     ngx_http_llmroute_key_t      *key;
     ngx_http_llmroute_minutes_t  *mn;
 
+    /* a name past the key's room is known by its first bytes */
+    len = ngx_min(name->len, NGX_HTTP_LLMROUTE_KEY_LEN);
+
     mn = lmcf->sh->minutes;
-    hash = ngx_crc32_short(name->data, name->len);
+    hash = ngx_crc32_short(name->data, len);
     cached = &ngx_http_llmroute_client_keys[(hash ^ kind) % 256];
 
     key = &mn->keys[ngx_min(*cached, NGX_HTTP_LLMROUTE_KEYS - 1)];
 
-    if (key->kind == kind
-        && key->len == name->len
-        && ngx_memcmp(key->name, name->data, name->len) == 0)
+    if (key->kind == kind && key->len == len
+        && ngx_memcmp(key->name, name->data, len) == 0)
     {
         return *cached;
     }
@@ -243,15 +246,15 @@ ngx_http_llmroute_minutes_key(ngx_http_llmroute_main_conf_t *lmcf,
         key = &mn->keys[i];
 
         if (key->kind == 0) {
-            key->len = ngx_min(name->len, NGX_HTTP_LLMROUTE_KEY_LEN);
-            ngx_memcpy(key->name, name->data, key->len);
+            key->len = len;
+            ngx_memcpy(key->name, name->data, len);
             ngx_memory_barrier();
             key->kind = kind;
             break;
         }
 
-        if (key->kind == kind && key->len == name->len
-            && ngx_memcmp(key->name, name->data, name->len) == 0)
+        if (key->kind == kind && key->len == len
+            && ngx_memcmp(key->name, name->data, len) == 0)
         {
             break;
         }

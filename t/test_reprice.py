@@ -55,13 +55,16 @@ GATEWAY = r"""
     llmroute_zone llmroute:4m;
     include %%CATALOG%%;
     llmroute_retries 2;
+    # a name the configuration makes: the log shows it (a raw header
+    # value would be logged as a hash, see test_status)
+    map $http_x_team $team { default $http_x_team; }
     server {
         listen 127.0.0.1:%%PORT%%;
         keepalive_requests 100000;
         location /v1/chat/completions {
             llmroute on;
             llmroute_region $http_x_region;
-            llmroute_client $http_x_team;
+            llmroute_client $team;
             proxy_pass $llmroute_url;
             proxy_set_header Host $llmroute_host;
             proxy_set_header Authorization $llmroute_authorization;
@@ -289,6 +292,26 @@ def test_reprice_doubled_price_trips_the_gate(traffic, tmp_path):
                 "--max-increase", "10%")
     assert p.returncode == 1
     assert "FAIL: --max-increase 10.000% exceeded: total" in p.stdout
+
+
+def test_reprice_gate_per_request_mean(traffic, tmp_path):
+    """Doubling the cheap model barely moves the total, but a third of the
+    requests doubled: the per-request mean trips the gate."""
+    cat, log, text = traffic
+    doubled = tmp_path / "cheap-doubled.conf"
+    doubled.write_text(text.replace(
+        "small-1 tier=simple  input=0.10 output=0.40 cached_input=0.01",
+        "small-1 tier=simple  input=0.20 output=0.80 cached_input=0.02"))
+    rc, out, err = reprice_json("--old", cat, "--new", doubled, "--log", log,
+                                "--max-increase", "10%")
+    assert rc == 1, err
+    assert out["changed"] == 0
+    assert out["increase_pct"] < 10 < out["mean_increase_pct"]
+    assert out["gate"] == {"max_increase_pct": 10.0, "exceeded": True,
+                           "total": False, "mean": True}
+    p = reprice("--old", cat, "--new", doubled, "--log", log,
+                "--max-increase", "10%")
+    assert "exceeded: per-request mean" in p.stdout
 
 
 def test_reprice_cheaper_model_lowers_cost(traffic, tmp_path):
