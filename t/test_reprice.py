@@ -5,6 +5,7 @@ with the module's own selection code under the same catalog, a catalog
 that doubles one model's price and one that adds a cheaper model."""
 
 import json
+import os
 import subprocess
 from decimal import Decimal
 
@@ -435,3 +436,24 @@ def test_reprice_committed_sample(tool, nginx, tmp_path):
     assert out["requests"] == 300 and out["changed"] == 0
     assert out["difference_usd"] == "0.000000000"
     assert len({r["key"] for r in out["by_model"]}) >= 4
+
+
+def test_cost_gate_script(tmp_path):
+    """scripts/cost-gate.sh (the CI step): silent when conf.d/ did not
+    change, exit 1 when a catalog change makes the sample cost more."""
+    clone = tmp_path / "repo"
+    subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(clone)],
+                   check=True)
+    gate = clone / "scripts" / "cost-gate.sh"
+    p = subprocess.run([str(gate)], env=dict(os.environ, BASE="HEAD"),
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and "conf.d/ unchanged" in p.stdout, p.stderr
+    example = clone / "conf.d" / "catalog-example.conf"
+    text = example.read_text()
+    example.write_text(text.replace("input=1.25 output=10.00",
+                                    "input=2.50 output=20.00"))
+    assert example.read_text() != text
+    p = subprocess.run([str(gate)], env=dict(os.environ, BASE="HEAD"),
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "FAIL: --max-increase 10.000% exceeded" in p.stdout
