@@ -27,7 +27,7 @@
 #include "llmroute_catalog.h"
 
 
-#define LC_RP_MAX_TOKENS   64
+#define LC_RP_MAX_TOKENS   512     /* a log line: ~25 fields today */
 #define LC_RP_FIELDS       9
 
 /* the log fields read, by index */
