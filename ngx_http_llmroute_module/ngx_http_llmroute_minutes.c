@@ -318,6 +318,8 @@ ngx_http_llmroute_minutes_sum(ngx_http_llmroute_main_conf_t *lmcf,
                 dst[f] += src[f];
             }
 
+            view->cost[k][NGX_HTTP_LLMROUTE_MINUTES - 1 - i] = row->cost;
+
             /* per minute: the model rows only, so each request once */
 
             if (k == NGX_HTTP_LLMROUTE_OTHER_MODEL

@@ -68,6 +68,9 @@ typedef struct {
     int64_t                         savings;
     ngx_http_llmroute_minute_row_t  rows[NGX_HTTP_LLMROUTE_KEYS + 2];
     ngx_http_llmroute_minute_row_t  minute[NGX_HTTP_LLMROUTE_MINUTES];
+    /* spend per key per minute, oldest first */
+    uint64_t                        cost[NGX_HTTP_LLMROUTE_KEYS + 2]
+                                        [NGX_HTTP_LLMROUTE_MINUTES];
 } ngx_http_llmroute_minutes_view_t;
 
 

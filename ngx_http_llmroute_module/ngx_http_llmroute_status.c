@@ -87,7 +87,8 @@ ngx_http_llmroute_status_handler(ngx_http_request_t *r)
         ngx_http_llmroute_minutes_sum(lmcf, v);
 
         size = 4096 + (NGX_HTTP_LLMROUTE_KEYS + 2) * 512
-               + lmcf->cat.nproviders * 1024
+               + lmcf->cat.nproviders
+                 * (1024 + NGX_HTTP_LLMROUTE_MINUTES * 24)
                + NGX_HTTP_LLMROUTE_MINUTES * 160;
 
         b = ngx_create_temp_buf(r->pool, size);
@@ -145,7 +146,8 @@ ngx_http_llmroute_status_json(u_char *p, ngx_http_llmroute_main_conf_t *lmcf,
     uint64_t                             now_ms, until, left, prompt;
     uint64_t                             used;
     ngx_str_t                            name;
-    ngx_uint_t                           i, k, first;
+    uint64_t                             cost[NGX_HTTP_LLMROUTE_MINUTES];
+    ngx_uint_t                           i, k, m, first;
     ngx_http_llmroute_key_t             *key;
     ngx_http_llmroute_minute_row_t      *row, total, prov;
     ngx_http_llmroute_provider_stats_t  *ps;
@@ -225,6 +227,8 @@ ngx_http_llmroute_status_json(u_char *p, ngx_http_llmroute_main_conf_t *lmcf,
         name = lmcf->cat.providers[i].name;
         ngx_memzero(&prov, sizeof(ngx_http_llmroute_minute_row_t));
 
+        ngx_memzero(cost, sizeof(cost));
+
         for (k = 0; v->minutes && k < NGX_HTTP_LLMROUTE_KEYS; k++) {
             key = &v->minutes->keys[k];
 
@@ -236,6 +240,10 @@ ngx_http_llmroute_status_json(u_char *p, ngx_http_llmroute_main_conf_t *lmcf,
                 prov.prompt += v->rows[k].prompt;
                 prov.completion += v->rows[k].completion;
                 prov.cost += v->rows[k].cost;
+
+                for (m = 0; m < NGX_HTTP_LLMROUTE_MINUTES; m++) {
+                    cost[m] += v->cost[k][m];
+                }
             }
         }
 
@@ -266,7 +274,17 @@ ngx_http_llmroute_status_json(u_char *p, ngx_http_llmroute_main_conf_t *lmcf,
                             ps ? ps->failures[k] : 0);
         }
 
-        p = ngx_cpymem(p, "}}", 2);
+        /* spend per minute, oldest first, as in "minutes" */
+
+        p = ngx_cpymem(p, "},\"cost_per_minute_usd\":[", 25);
+
+        for (m = 0; m < NGX_HTTP_LLMROUTE_MINUTES; m++) {
+            p = ngx_sprintf(p, "%s\"", m ? "," : "");
+            p = ngx_http_llmroute_usd(p, cost[m]);
+            *p++ = '"';
+        }
+
+        p = ngx_cpymem(p, "]}", 2);
     }
 
     p = ngx_cpymem(p, "],\"clients\":[", 13);

@@ -5,6 +5,7 @@ client or provider key ever appears on it."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -167,6 +168,10 @@ def test_status_json_matches_the_access_log(nginx, tmp_path):
         assert not any(k in text for k in KEYS.values())
 
     assert sum(m["requests"] for m in d["minutes"]) == len(recs)
+    for pr in d["providers"]:
+        assert len(pr["cost_per_minute_usd"]) == 60
+        assert usd(pr["cost_per_minute_usd"]) == Decimal(pr["cost_usd"])
+    assert usd(m["cost_usd"] for m in d["minutes"]) == Decimal(t["cost_usd"])
     assert d["baseline_model"] == "premium/big-1"
     assert d["redis"] == {"configured": False, "up": False}
 
@@ -283,6 +288,10 @@ def test_status_page_in_a_real_browser(nginx, tmp_path):
             c["budget_used_usd"] for c in d["clients"]
             if c["client"] == "team-a"))
 
+    # the spend chart: one line in all, one per provider
+    lines = re.findall(r'data-line="([^"]+)"', dom)
+    assert lines == ["all"] + [pr["provider"] for pr in d["providers"]]
+
     shot = REPO_ROOT / "build" / "status.png"
     shot.parent.mkdir(exist_ok=True)
     if shot.exists():
@@ -324,3 +333,16 @@ def test_status_shows_redis(nginx, tmp_path):
             time.sleep(0.1)
     finally:
         srv.kill()
+
+
+def test_status_directive_takes_no_arguments(nginx, tmp_path):
+    cat = tmp_path / "catalog.conf"
+    cat.write_text(CATALOG.format(port=1))
+    ngx = nginx(GATEWAY.replace("llmroute_status;\n            allow",
+                                "llmroute_status json;\n            allow"),
+                vars={"LOG_JSON": LOG_JSON, "CATALOG": cat}, start=False)
+    rc, err = ngx.check()
+    assert rc != 0
+    assert 'invalid number of arguments in "llmroute_status" directive' \
+        in err
+    assert "nginx.conf:%d" % ngx.conf_line_of("llmroute_status json") in err
