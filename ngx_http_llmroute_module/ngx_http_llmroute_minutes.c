@@ -28,6 +28,7 @@ static ngx_int_t                      *ngx_http_llmroute_model_keys;
 static ngx_uint_t                      ngx_http_llmroute_client_keys[256];
 /* the configuration they were made for (a reload without a master) */
 static ngx_http_llmroute_main_conf_t  *ngx_http_llmroute_keys_conf;
+static ngx_uint_t                      ngx_http_llmroute_minutes_nomem;
 
 
 /* first use in this worker: the zone's structure, made by the first one */
@@ -67,10 +68,16 @@ ngx_http_llmroute_minutes_init(ngx_http_llmroute_main_conf_t *lmcf)
                                     sizeof(ngx_http_llmroute_minutes_t));
         if (mn == NULL) {
             ngx_shmtx_unlock(&lmcf->shpool->mutex);
-            ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-                          "llmroute: no room for llmroute_status in the "
-                          "zone (%uz bytes; raise llmroute_zone size)",
-                          sizeof(ngx_http_llmroute_minutes_t));
+
+            /* said once per worker; the page shows an empty hour */
+            if (!ngx_http_llmroute_minutes_nomem) {
+                ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                              "llmroute: no room for llmroute_status in "
+                              "the zone (%uz bytes; raise llmroute_zone "
+                              "size)", sizeof(ngx_http_llmroute_minutes_t));
+            }
+
+            ngx_http_llmroute_minutes_nomem = 1;
             return NGX_ERROR;
         }
 
@@ -112,6 +119,10 @@ ngx_http_llmroute_minutes_add(ngx_http_request_t *r,
     if (lmcf->sh->minutes == NULL || ngx_http_llmroute_keys_conf != lmcf
         || ngx_http_llmroute_model_keys == NULL)
     {
+        if (ngx_http_llmroute_minutes_nomem && lmcf->sh->minutes == NULL) {
+            return;
+        }
+
         if (ngx_http_llmroute_minutes_init(lmcf) != NGX_OK) {
             return;
         }

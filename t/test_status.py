@@ -346,3 +346,23 @@ def test_status_directive_takes_no_arguments(nginx, tmp_path):
     assert 'invalid number of arguments in "llmroute_status" directive' \
         in err
     assert "nginx.conf:%d" % ngx.conf_line_of("llmroute_status json") in err
+
+
+def test_status_zone_too_small(nginx, tmp_path):
+    """No room for the hour in a small zone: one [alert] per worker, the
+    routing goes on, the page answers with an empty hour."""
+    mock = nginx(MOCK, module=None, worker_processes=1)
+    cat = tmp_path / "catalog.conf"
+    cat.write_text(CATALOG.format(port=mock.port))
+    gw = nginx(GATEWAY.replace("llmroute:2m", "llmroute:64k"),
+               vars={"LOG_JSON": LOG_JSON, "CATALOG": cat})
+    gw.allow_alerts = True
+    for _ in range(20):
+        r = post_json(gw.port, CHAT, chat_body("hi"),
+                      headers={"X-Team": "t", "X-LLMRoute-Tier": "moderate"})
+        assert r.status == 200
+    gw.json_log("llmroute.log", 20)
+    d = status_json(gw)
+    assert d["totals"]["requests"] == 0 and d["models"] == []
+    alerts = [a for a in gw.alerts() if "no room for llmroute_status" in a]
+    assert 1 <= len(alerts) <= gw.worker_processes, alerts
