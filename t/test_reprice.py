@@ -457,3 +457,40 @@ def test_cost_gate_script(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 1, p.stdout + p.stderr
     assert "FAIL: --max-increase 10.000% exceeded" in p.stdout
+
+
+def test_reprice_escalated_request(routed, tmp_path, tool):
+    """An escalated request: the first answer (prior=) is paid as logged on
+    both sides; the answer that was kept is repriced."""
+    from llmroute_harness import CATALOG as STANDARD, expand
+    r = routed(http_extra="include %s;" % LOG_JSON,
+               location_extra="llmroute_escalate on; "
+                              "access_log logs/llmroute.log llmroute_json;")
+    r.cheap.default = {"mode": "ok", "finish_reason": "length",
+                       "content": "cut sho",
+                       "usage": {"prompt_tokens": 100,
+                                 "completion_tokens": 50}}
+    r.premium.default = {"mode": "ok", "content": "a full answer",
+                         "usage": {"prompt_tokens": 100,
+                                   "completion_tokens": 10}}
+    resp = post_json(r.port, CHAT, chat_body("hi"),
+                     {"X-LLMRoute-Tier": "simple"})
+    assert resp.status == 200 and resp.header("X-LLMRoute-Escalated") == "1"
+    (line,) = r.ngx.json_log("llmroute.log", 1)
+    assert "prior=30000" in line["route_facts"]     # small-1: 100x100+50x400
+    assert "tier=moderate" in line["route_facts"]
+    log = r.ngx.prefix / "logs" / "llmroute.log"
+    cat = tmp_path / "standard.conf"
+    cat.write_text(expand(STANDARD, {"CHEAP_URL": "http://127.0.0.1:1/c",
+                                     "PREMIUM_URL": "http://127.0.0.1:1/p"}))
+    rc, out, err = reprice_json("--old", cat, "--new", cat, "--log", log)
+    assert rc == 0, err
+    assert out["before_usd"] == out["logged_usd"] == line["cost_usd"]
+    assert out["difference_usd"] == "0.000000000"
+    doubled = tmp_path / "doubled.conf"
+    doubled.write_text(cat.read_text().replace(
+        "input=1.00 output=4.00", "input=2.00 output=8.00"))
+    rc, out, err = reprice_json("--old", cat, "--new", doubled, "--log", log)
+    assert rc == 0, err
+    # 30000 as logged + mid-1 at the new price: 100x2000 + 10x8000
+    assert out["after_usd"] == "0.000310000"
