@@ -809,6 +809,21 @@ lc_rp_print_table(lc_rp_table_t *t)
 }
 
 
+static int
+lc_rp_by_increase(const void *a, const void *b)
+{
+    int64_t                d1, d2;
+    const lc_rp_change_t  *c1, *c2;
+
+    c1 = a;
+    c2 = b;
+    d1 = (int64_t) c1->after - (int64_t) c1->before;
+    d2 = (int64_t) c2->after - (int64_t) c2->before;
+
+    return (d1 < d2) - (d1 > d2);
+}
+
+
 static void
 lc_rp_print_text(lc_rp_t *rp)
 {
@@ -840,8 +855,13 @@ lc_rp_print_text(lc_rp_t *rp)
         lc_rp_print_table(&rp->moves);
     }
 
+    /* the largest increases first (the JSON keeps the log's order) */
+    qsort(rp->changes, rp->nchanges, sizeof(lc_rp_change_t),
+          lc_rp_by_increase);
+
     if (rp->nchanges) {
-        printf("\nchanged requests (%zu of %zu; --list N for more):\n",
+        printf("\nchanged requests, largest increase first (%zu of %zu; "
+               "--list N for more):\n",
                rp->nchanges < rp->list ? rp->nchanges : rp->list,
                rp->nchanges);
     }
