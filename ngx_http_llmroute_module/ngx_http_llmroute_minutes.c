@@ -21,6 +21,8 @@ static ngx_uint_t ngx_http_llmroute_minutes_key(
     ngx_http_llmroute_main_conf_t *lmcf, ngx_uint_t kind, ngx_str_t *name);
 static ngx_http_llmroute_minute_t *ngx_http_llmroute_minutes_slot(
     ngx_http_llmroute_main_conf_t *lmcf, ngx_uint_t minute);
+static ngx_uint_t ngx_http_llmroute_minutes_idle(
+    ngx_http_llmroute_minutes_t *mn, ngx_uint_t now);
 
 
 /* this worker's key index of each catalog model, and of recent clients */
@@ -224,7 +226,10 @@ ngx_http_llmroute_minutes_slot(ngx_http_llmroute_main_conf_t *lmcf,
 }
 
 
-/* a key's index; past NGX_HTTP_LLMROUTE_KEYS keys, an "other" row */
+/*
+ * A key's index; a key unused for an hour is given to a new name; when
+ * none is free, an "other" row.
+ */
 
 static ngx_uint_t
 ngx_http_llmroute_minutes_key(ngx_http_llmroute_main_conf_t *lmcf,
@@ -232,7 +237,7 @@ ngx_http_llmroute_minutes_key(ngx_http_llmroute_main_conf_t *lmcf,
 {
     size_t                        len;
     uint32_t                      hash;
-    ngx_uint_t                    i, *cached;
+    ngx_uint_t                    i, now, *cached;
     ngx_http_llmroute_key_t      *key;
     ngx_http_llmroute_minutes_t  *mn;
 
@@ -243,12 +248,14 @@ ngx_http_llmroute_minutes_key(ngx_http_llmroute_main_conf_t *lmcf,
     hash = ngx_crc32_short(name->data, len);
     cached = &ngx_http_llmroute_client_keys[(hash ^ kind) % 256];
 
-    key = &mn->keys[ngx_min(*cached, NGX_HTTP_LLMROUTE_KEYS - 1)];
+    if (*cached < NGX_HTTP_LLMROUTE_KEYS) {
+        key = &mn->keys[*cached];
 
-    if (key->kind == kind && key->len == len
-        && ngx_memcmp(key->name, name->data, len) == 0)
-    {
-        return *cached;
+        if (key->kind == kind && key->len == len
+            && ngx_memcmp(key->name, name->data, len) == 0)
+        {
+            return *cached;
+        }
     }
 
     ngx_shmtx_lock(&lmcf->shpool->mutex);
@@ -271,6 +278,26 @@ ngx_http_llmroute_minutes_key(ngx_http_llmroute_main_conf_t *lmcf,
         }
     }
 
+    /* all taken: a key nothing used for an hour is reused, once a minute */
+
+    now = (ngx_uint_t) ngx_time() / 60;
+
+    if (i == NGX_HTTP_LLMROUTE_KEYS && mn->recycled != now) {
+        mn->recycled = now;
+        i = ngx_http_llmroute_minutes_idle(mn, mn->recycled);
+
+        if (i < NGX_HTTP_LLMROUTE_KEYS) {
+            key = &mn->keys[i];
+            key->kind = 0;
+            ngx_memory_barrier();
+            key->budget = 0;
+            key->len = len;
+            ngx_memcpy(key->name, name->data, len);
+            ngx_memory_barrier();
+            key->kind = kind;
+        }
+    }
+
     ngx_shmtx_unlock(&lmcf->shpool->mutex);
 
     *cached = i;
@@ -281,6 +308,35 @@ ngx_http_llmroute_minutes_key(ngx_http_llmroute_main_conf_t *lmcf,
     }
 
     return i;
+}
+
+
+/* a key with no request in any slot of the last hour, or KEYS */
+
+static ngx_uint_t
+ngx_http_llmroute_minutes_idle(ngx_http_llmroute_minutes_t *mn,
+    ngx_uint_t now)
+{
+    ngx_uint_t                   i, k;
+    ngx_http_llmroute_minute_t  *slot;
+
+    for (k = 0; k < NGX_HTTP_LLMROUTE_KEYS; k++) {
+        for (i = 0; i < NGX_HTTP_LLMROUTE_MINUTES; i++) {
+            slot = &mn->slots[i];
+
+            if (slot->minute + NGX_HTTP_LLMROUTE_MINUTES > now
+                && slot->rows[k].requests)
+            {
+                break;
+            }
+        }
+
+        if (i == NGX_HTTP_LLMROUTE_MINUTES) {
+            return k;
+        }
+    }
+
+    return k;
 }
 
 

@@ -55,6 +55,7 @@ typedef struct {
 
 
 struct ngx_http_llmroute_minutes_s {
+    ngx_uint_t                      recycled;       /* minute, last try */
     ngx_http_llmroute_key_t         keys[NGX_HTTP_LLMROUTE_KEYS];
     ngx_http_llmroute_minute_t      slots[NGX_HTTP_LLMROUTE_MINUTES];
 };
