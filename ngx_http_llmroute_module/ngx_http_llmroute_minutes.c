@@ -26,7 +26,7 @@ static ngx_uint_t ngx_http_llmroute_minutes_idle(
 
 
 /* this worker's key index of each catalog model, and of recent clients */
-static ngx_int_t                      *ngx_http_llmroute_model_keys;
+static ngx_uint_t                     *ngx_http_llmroute_model_keys;
 static ngx_uint_t                      ngx_http_llmroute_client_keys[256];
 /* the configuration they were made for (a reload without a master) */
 static ngx_http_llmroute_main_conf_t  *ngx_http_llmroute_keys_conf;
@@ -49,13 +49,13 @@ ngx_http_llmroute_minutes_init(ngx_http_llmroute_main_conf_t *lmcf)
 
     if (ngx_http_llmroute_model_keys == NULL) {
         ngx_http_llmroute_model_keys = ngx_alloc(
-            (lmcf->cat.nmodels + 1) * sizeof(ngx_int_t), ngx_cycle->log);
+            (lmcf->cat.nmodels + 1) * sizeof(ngx_uint_t), ngx_cycle->log);
         if (ngx_http_llmroute_model_keys == NULL) {
             return NGX_ERROR;
         }
 
         for (i = 0; i <= lmcf->cat.nmodels; i++) {
-            ngx_http_llmroute_model_keys[i] = -1;
+            ngx_http_llmroute_model_keys[i] = NGX_HTTP_LLMROUTE_KEYS;
         }
     }
 
@@ -144,8 +144,20 @@ ngx_http_llmroute_minutes_add(ngx_http_request_t *r,
 
     /* the model's row */
 
-    if (ngx_http_llmroute_model_keys[ctx->choice.model] < 0) {
-        m = &lmcf->cat.models[ctx->choice.model];
+    /*
+     * the cached index, unless its key was given to another name since
+     * (an "other" row: asked again, cheap until a key is free)
+     */
+
+    m = &lmcf->cat.models[ctx->choice.model];
+    k = ngx_http_llmroute_model_keys[ctx->choice.model];
+    key = &lmcf->sh->minutes->keys[ngx_min(k, NGX_HTTP_LLMROUTE_KEYS - 1)];
+
+    if (k >= NGX_HTTP_LLMROUTE_KEYS
+        || key->kind != NGX_HTTP_LLMROUTE_KEY_MODEL
+        || key->len != ngx_min(m->full.len, NGX_HTTP_LLMROUTE_KEY_LEN)
+        || ngx_memcmp(key->name, m->full.data, key->len) != 0)
+    {
         ngx_http_llmroute_model_keys[ctx->choice.model] =
             ngx_http_llmroute_minutes_key(lmcf, NGX_HTTP_LLMROUTE_KEY_MODEL,
                                           &m->full);
@@ -248,6 +260,8 @@ ngx_http_llmroute_minutes_key(ngx_http_llmroute_main_conf_t *lmcf,
     hash = ngx_crc32_short(name->data, len);
     cached = &ngx_http_llmroute_client_keys[(hash ^ kind) % 256];
 
+    now = (ngx_uint_t) ngx_time() / 60;
+
     if (*cached < NGX_HTTP_LLMROUTE_KEYS) {
         key = &mn->keys[*cached];
 
@@ -256,6 +270,12 @@ ngx_http_llmroute_minutes_key(ngx_http_llmroute_main_conf_t *lmcf,
         {
             return *cached;
         }
+
+    } else if (*cached == NGX_HTTP_LLMROUTE_KEYS + kind && mn->recycled == now)
+    {
+        /* all taken, and a key was looked for this minute already */
+        return (kind == NGX_HTTP_LLMROUTE_KEY_MODEL)
+               ? NGX_HTTP_LLMROUTE_OTHER_MODEL : NGX_HTTP_LLMROUTE_OTHER_CLIENT;
     }
 
     ngx_shmtx_lock(&lmcf->shpool->mutex);
@@ -264,6 +284,7 @@ ngx_http_llmroute_minutes_key(ngx_http_llmroute_main_conf_t *lmcf,
         key = &mn->keys[i];
 
         if (key->kind == 0) {
+            key->since = now;
             key->len = len;
             ngx_memcpy(key->name, name->data, len);
             ngx_memory_barrier();
@@ -280,8 +301,6 @@ ngx_http_llmroute_minutes_key(ngx_http_llmroute_main_conf_t *lmcf,
 
     /* all taken: a key nothing used for an hour is reused, once a minute */
 
-    now = (ngx_uint_t) ngx_time() / 60;
-
     if (i == NGX_HTTP_LLMROUTE_KEYS && mn->recycled != now) {
         mn->recycled = now;
         i = ngx_http_llmroute_minutes_idle(mn, mn->recycled);
@@ -291,6 +310,7 @@ ngx_http_llmroute_minutes_key(ngx_http_llmroute_main_conf_t *lmcf,
             key->kind = 0;
             ngx_memory_barrier();
             key->budget = 0;
+            key->since = now;
             key->len = len;
             ngx_memcpy(key->name, name->data, len);
             ngx_memory_barrier();
@@ -300,7 +320,7 @@ ngx_http_llmroute_minutes_key(ngx_http_llmroute_main_conf_t *lmcf,
 
     ngx_shmtx_unlock(&lmcf->shpool->mutex);
 
-    *cached = i;
+    *cached = (i == NGX_HTTP_LLMROUTE_KEYS) ? i + kind : i;
 
     if (i == NGX_HTTP_LLMROUTE_KEYS) {
         i = (kind == NGX_HTTP_LLMROUTE_KEY_MODEL)
@@ -321,6 +341,12 @@ ngx_http_llmroute_minutes_idle(ngx_http_llmroute_minutes_t *mn,
     ngx_http_llmroute_minute_t  *slot;
 
     for (k = 0; k < NGX_HTTP_LLMROUTE_KEYS; k++) {
+
+        /* a name given less than an hour ago may not have counted yet */
+        if (mn->keys[k].since + NGX_HTTP_LLMROUTE_MINUTES > now) {
+            continue;
+        }
+
         for (i = 0; i < NGX_HTTP_LLMROUTE_MINUTES; i++) {
             slot = &mn->slots[i];
 

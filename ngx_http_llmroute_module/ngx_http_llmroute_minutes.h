@@ -44,6 +44,7 @@ typedef struct {
 
 typedef struct {
     ngx_atomic_t                    kind;           /* 0: free */
+    ngx_atomic_t                    since;          /* minute given */
     /* a client's budget as its last request saw it */
     ngx_atomic_t                    budget;         /* nano-USD, 0: none */
     ngx_atomic_t                    used;

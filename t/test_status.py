@@ -372,19 +372,21 @@ def test_status_more_clients_than_keys(nginx, tmp_path):
     """Past 64 names (models and clients), clients are counted under
     "(other)": nothing is lost, the zone does not grow."""
     gw = start(nginx, tmp_path)
-    for i in range(70):
+    for i in list(range(70)) + [69] * 5 + [0] * 5:
         r = post_json(gw.port, CHAT, chat_body("hi"),
                       headers={"X-Team": "team-%02d" % i,
                                "X-LLMRoute-Tier": "simple"})
         assert r.status == 200
     deadline = time.time() + 10
-    while status_json(gw)["totals"]["requests"] != 70:
+    while status_json(gw)["totals"]["requests"] != 80:
         assert time.time() < deadline
         time.sleep(0.05)
     d = status_json(gw)
     clients = {c["client"]: c for c in d["clients"]}
     assert "(other)" in clients
     assert len(clients) == 64 - len(d["models"]) + 1
-    assert sum(c["requests"] for c in d["clients"]) == 70
+    assert sum(c["requests"] for c in d["clients"]) == 80
+    assert clients["team-00"]["requests"] == 6
+    assert clients["(other)"]["requests"] >= 6
     assert usd(c["cost_usd"] for c in d["clients"]) == Decimal(
         d["totals"]["cost_usd"])
