@@ -65,6 +65,9 @@ ngx_http_llmroute_log_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
+    /* access_log's $http_authorization is the client's, as it came */
+    ngx_http_llmroute_client_headers(r, ctx);
+
     ctx->logged = 1;
 
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);

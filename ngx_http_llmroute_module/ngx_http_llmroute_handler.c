@@ -32,7 +32,8 @@ static ngx_int_t ngx_http_llmroute_region(ngx_http_request_t *r,
 static ngx_int_t ngx_http_llmroute_set_body(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 static ngx_int_t ngx_http_llmroute_set_credentials(ngx_http_request_t *r,
-    ngx_http_llmroute_provider_t *provider);
+    ngx_http_llmroute_ctx_t *ctx);
+static ngx_uint_t ngx_http_llmroute_credential_header(ngx_str_t *name);
 static ngx_int_t ngx_http_llmroute_retry(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 static ngx_int_t ngx_http_llmroute_refuse(ngx_http_request_t *r,
@@ -166,6 +167,8 @@ ngx_http_llmroute_handler(ngx_http_request_t *r)
     }
 
     /* back through error_page: the attempt failed before any byte left */
+
+    ngx_http_llmroute_client_headers(r, ctx);
 
     if (!ctx->decided) {
         return ngx_http_llmroute_send_error(r,
@@ -677,7 +680,7 @@ ngx_http_llmroute_use_choice(ngx_http_request_t *r,
     r->method_name = post;
 
     if (ngx_http_llmroute_set_body(r, ctx) != NGX_OK
-        || ngx_http_llmroute_set_credentials(r, ctx->provider) != NGX_OK)
+        || ngx_http_llmroute_set_credentials(r, ctx) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -976,64 +979,105 @@ ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 
 
 /*
- * The client's credentials never reach a provider: its Authorization is
- * replaced by the provider's, other API-key headers are removed.
+ * The client's credentials never reach a provider, and no provider key is
+ * ever put into r->headers_in (where $http_*, mirror subrequests and an
+ * error_page fallback would see it): keys go out only through
+ * $llmroute_authorization and the like.  proxy_pass copies every element
+ * of r->headers_in.headers, so while an attempt runs that list is a copy
+ * without the client's credential headers; the client's own list, whose
+ * elements nginx's typed pointers (host, content_length ...) point to, is
+ * kept untouched in the ctx and put back for the log phase and for the
+ * next decision.  Nothing is shifted, nothing is written into a header.
  */
 
 static ngx_int_t
 ngx_http_llmroute_set_credentials(ngx_http_request_t *r,
-    ngx_http_llmroute_provider_t *provider)
+    ngx_http_llmroute_ctx_t *ctx)
 {
-    ngx_uint_t        i, replaced;
+    ngx_uint_t        i, n;
     ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    ngx_table_elt_t  *h, *copy;
 
-    replaced = 0;
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    ngx_http_llmroute_client_headers(r, ctx);
 
-    for (i = 0; /* void */ ; i++) {
+    n = 0;
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        n += part->nelts;
+    }
 
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
+    ctx->client_headers = r->headers_in.headers;
 
-        if ((h[i].key.len == 13
-             && ngx_strncasecmp(h[i].key.data, (u_char *) "Authorization",
-                                13) == 0)
-            || (h[i].key.len == 9
-                && ngx_strncasecmp(h[i].key.data, (u_char *) "x-api-key", 9)
-                   == 0)
-            || (h[i].key.len == 7
-                && ngx_strncasecmp(h[i].key.data, (u_char *) "api-key", 7)
-                   == 0))
-        {
-            if (!replaced && h[i].key.len == 13
-                && provider->authorization.len)
-            {
-                h[i].value = provider->authorization;
-                replaced = 1;
+    if (ngx_list_init(&r->headers_in.headers, r->pool, n ? n : 1,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        r->headers_in.headers = ctx->client_headers;
+        return NGX_ERROR;
+    }
+
+    ctx->headers_hidden = 1;
+
+    for (part = &ctx->client_headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+
+            if (ngx_http_llmroute_credential_header(&h[i].key)) {
                 continue;
             }
 
-            /* drop the element: shift the rest of this part down */
+            copy = ngx_list_push(&r->headers_in.headers);
+            if (copy == NULL) {
+                return NGX_ERROR;
+            }
 
-            ngx_memmove(&h[i], &h[i + 1],
-                        (part->nelts - i - 1) * sizeof(ngx_table_elt_t));
-            part->nelts--;
-            i--;
+            *copy = h[i];
         }
     }
 
-    r->headers_in.authorization = NULL;
-
     return NGX_OK;
+}
+
+
+/* puts the client's own header list back (log phase, next decision) */
+
+void
+ngx_http_llmroute_client_headers(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx)
+{
+    if (ctx->headers_hidden) {
+        r->headers_in.headers = ctx->client_headers;
+        ctx->headers_hidden = 0;
+    }
+}
+
+
+/* a header that carries a credential for whoever receives it */
+
+static ngx_uint_t
+ngx_http_llmroute_credential_header(ngx_str_t *name)
+{
+    ngx_uint_t  i;
+
+    static ngx_str_t  names[] = {
+        ngx_string("Authorization"),
+        ngx_string("Proxy-Authorization"),
+        ngx_string("x-api-key"),
+        ngx_string("api-key"),
+        ngx_string("x-goog-api-key"),
+        ngx_null_string
+    };
+
+    for (i = 0; names[i].len; i++) {
+        if (name->len == names[i].len
+            && ngx_strncasecmp(name->data, names[i].data, name->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

@@ -216,6 +216,9 @@ typedef struct {
 
     ngx_str_t                       error;      /* our JSON error body */
 
+    /* the client's header list while a copy without credentials is used */
+    ngx_list_t                      client_headers;
+
     ngx_chain_t                    *held;       /* escalation: the answer */
     ngx_chain_t                   **held_last;
     size_t                          held_size;
@@ -250,12 +253,15 @@ typedef struct {
     unsigned                        escalated:1;
     unsigned                        logged:1;
     unsigned                        sync_wait:1;    /* admission waits */
+    unsigned                        headers_hidden:1;
 } ngx_http_llmroute_ctx_t;
 
 
 ngx_http_llmroute_ctx_t *ngx_http_llmroute_get_ctx(ngx_http_request_t *r,
     ngx_uint_t create);
 ngx_int_t ngx_http_llmroute_handler(ngx_http_request_t *r);
+void ngx_http_llmroute_client_headers(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx);
 void ngx_http_llmroute_note_failure(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 void ngx_http_llmroute_provider_series(ngx_http_llmroute_main_conf_t *lmcf);
