@@ -235,7 +235,9 @@ ngx_http_llmroute_account_usage(ngx_http_request_t *r,
     } else if (upstream_status >= 200 && upstream_status < 300) {
         ctx->usage_source = NGX_HTTP_LLMROUTE_USAGE_ESTIMATE;
         ctx->prompt_tokens = ctx->req.prompt_tokens;
-        ctx->completion_tokens = (ctx->content_bytes + 3) / 4;
+        ctx->completion_tokens = ctx->encoded
+                                 ? (int64_t) ctx->choice.output_budget
+                                 : (int64_t) (ctx->content_bytes + 3) / 4;
         ctx->cached_tokens = 0;
 
     } else {

@@ -33,7 +33,7 @@ static ngx_int_t ngx_http_llmroute_set_body(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 static ngx_int_t ngx_http_llmroute_set_credentials(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
-static ngx_uint_t ngx_http_llmroute_credential_header(ngx_str_t *name);
+static ngx_uint_t ngx_http_llmroute_hidden_header(ngx_str_t *name);
 static ngx_int_t ngx_http_llmroute_retry(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 static ngx_int_t ngx_http_llmroute_refuse(ngx_http_request_t *r,
@@ -675,6 +675,7 @@ ngx_http_llmroute_use_choice(ngx_http_request_t *r,
     ctx->model = &lmcf->cat.models[ctx->choice.model];
     ctx->provider = &lmcf->cat.providers[ctx->model->provider];
     ctx->attempts++;
+    ctx->encoded = 0;
 
     r->method = NGX_HTTP_POST;
     r->method_name = post;
@@ -875,10 +876,10 @@ static ngx_int_t
 ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 {
     u_char                   *p;
-    size_t                    total;
+    size_t                    total, pos, start[2], end[2];
     ngx_buf_t                *b;
-    ngx_str_t                *id, part[5];
-    ngx_uint_t                i, n;
+    ngx_str_t                *id, part[5], fix[2];
+    ngx_uint_t                i, n, e, ne;
     ngx_chain_t              *cl, **ll;
     ngx_table_elt_t          *h;
     ngx_http_request_body_t  *rb;
@@ -894,34 +895,56 @@ ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    part[0].data = req->body;
-    part[1].data = p;
+    /* at most two edits of the client's bytes, in body order */
+
+    fix[0].data = p;
 
     if (req->has_model) {
-        part[0].len = req->model_start;
-        part[1].len = ngx_sprintf(p, "\"%V\"", id) - p;
-        part[2].data = req->body + req->model_end;
+        start[0] = req->model_start;
+        end[0] = req->model_end;
+        fix[0].len = ngx_sprintf(p, "\"%V\"", id) - p;
 
     } else {
-        part[0].len = req->obj_open;
-        part[1].len = ngx_sprintf(p, "\"model\":\"%V\",", id) - p;
-        part[2].data = req->body + req->obj_open;
+        start[0] = req->obj_open;
+        end[0] = req->obj_open;
+        fix[0].len = ngx_sprintf(p, "\"model\":\"%V\",", id) - p;
     }
 
-    ctx->strip_usage = req->stream && !req->stream_options
+    ne = 1;
+
+    ctx->strip_usage = req->stream && !req->include_usage
                        && ctx->model->stream_usage;
 
     if (ctx->strip_usage) {
-        part[2].len = req->body + req->obj_close - part[2].data;
-        ngx_str_set(&part[3], NGX_HTTP_LLMROUTE_USAGE_OPTION);
-        part[4].data = req->body + req->obj_close;
-        part[4].len = req->len - req->obj_close;
-        n = 5;
+        if (req->usage_fix) {
+            start[1] = req->usage_start;
+            end[1] = req->usage_end;
+            fix[1].data = (u_char *) req->usage_fix;
+            fix[1].len = ngx_strlen(req->usage_fix);
 
-    } else {
-        part[2].len = req->body + req->len - part[2].data;
-        n = 3;
+        } else {
+            start[1] = req->obj_close;
+            end[1] = req->obj_close;
+            ngx_str_set(&fix[1], NGX_HTTP_LLMROUTE_USAGE_OPTION);
+        }
+
+        ne = 2;
     }
+
+    n = 0;
+    pos = 0;
+
+    for (i = 0; i < ne; i++) {
+        e = (ne == 2 && start[1] < start[0]) ? 1 - i : i;
+
+        part[n].data = req->body + pos;
+        part[n++].len = start[e] - pos;
+        part[n++] = fix[e];
+        pos = end[e];
+    }
+
+    part[n].data = req->body + pos;
+    part[n++].len = req->len - pos;
 
     rb = r->request_body;
     ll = &rb->bufs;
@@ -955,7 +978,7 @@ ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 
     *ll = NULL;
 
-    /* part[1] is never empty: there is a last buffer */
+    /* a fix is never empty: there is a last buffer */
     b->last_buf = 1;
     b->last_in_chain = 1;
     rb->buf = b;
@@ -1023,7 +1046,7 @@ ngx_http_llmroute_set_credentials(ngx_http_request_t *r,
 
         for (i = 0; i < part->nelts; i++) {
 
-            if (ngx_http_llmroute_credential_header(&h[i].key)) {
+            if (ngx_http_llmroute_hidden_header(&h[i].key)) {
                 continue;
             }
 
@@ -1053,10 +1076,14 @@ ngx_http_llmroute_client_headers(ngx_http_request_t *r,
 }
 
 
-/* a header that carries a credential for whoever receives it */
+/*
+ * Headers of the client never sent to a provider: credentials, and
+ * Accept-Encoding (a compressed answer could not be read for its usage:
+ * the client would switch billing off).
+ */
 
 static ngx_uint_t
-ngx_http_llmroute_credential_header(ngx_str_t *name)
+ngx_http_llmroute_hidden_header(ngx_str_t *name)
 {
     ngx_uint_t  i;
 
@@ -1066,6 +1093,7 @@ ngx_http_llmroute_credential_header(ngx_str_t *name)
         ngx_string("x-api-key"),
         ngx_string("api-key"),
         ngx_string("x-goog-api-key"),
+        ngx_string("Accept-Encoding"),
         ngx_null_string
     };
 

@@ -56,7 +56,8 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     tok = 0;
     uint64_t                             cost;
     ngx_msec_t                           now_ms;
-    ngx_str_t                            key;
+    u_char                               id[NGX_HTTP_LLMROUTE_CLIENT_ID_LEN];
+    ngx_str_t                            key, value;
     ngx_uint_t                           period;
     ngx_http_llmroute_model_t           *m;
     ngx_http_llmroute_loc_conf_t        *lcf;
@@ -80,6 +81,15 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 
         if (key.len == 0) {
             return NGX_HTTP_UNAUTHORIZED;
+        }
+
+        /* the zone and Redis know the client only by its keyed hash */
+
+        value = key;
+        key.data = id;
+
+        if (ngx_http_llmroute_client_id(lmcf, &value, &key) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
 
@@ -728,6 +738,8 @@ ngx_http_llmroute_client(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     lcf->client = cc;
+
+    ngx_http_llmroute_client_used(cf);
 
     return NGX_CONF_OK;
 

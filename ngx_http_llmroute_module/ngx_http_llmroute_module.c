@@ -137,6 +137,13 @@ static ngx_command_t  ngx_http_llmroute_commands[] = {
       offsetof(ngx_http_llmroute_loc_conf_t, region),
       NULL },
 
+    { ngx_string("llmroute_client_hash"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_llmroute_client_hash,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("llmroute_client"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_llmroute_client,
@@ -480,6 +487,10 @@ ngx_http_llmroute_init_main_conf(ngx_conf_t *cf, void *conf)
                       "\"llmroute_provider\" needs \"llmroute_zone\" at http "
                       "level, in %s:%ui",
                       lmcf->provider_file, lmcf->provider_line);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_llmroute_client_hash_check(cf, lmcf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 

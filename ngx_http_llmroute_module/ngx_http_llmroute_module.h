@@ -153,6 +153,8 @@ typedef struct {
     ngx_atomic_t                    savings;        /* nano-USD */
     ngx_atomic_t                    redis_up;
     ngx_atomic_t                    prices;         /* version applied */
+    /* hashes client keys when llmroute_client_hash is not configured */
+    u_char                          client_secret[32];
 } ngx_http_llmroute_shctx_t;
 
 
@@ -174,6 +176,9 @@ typedef struct {
     ngx_atomic_uint_t               prices;     /* this worker's copy */
     u_char                         *provider_file;  /* for "no zone" */
     ngx_uint_t                      provider_line;
+    ngx_str_t                       client_secret;  /* llmroute_client_hash */
+    u_char                         *client_file;    /* first llmroute_client */
+    ngx_uint_t                      client_line;
 } ngx_http_llmroute_main_conf_t;
 
 
@@ -254,6 +259,7 @@ typedef struct {
     unsigned                        logged:1;
     unsigned                        sync_wait:1;    /* admission waits */
     unsigned                        headers_hidden:1;
+    unsigned                        encoded:1;      /* unreadable answer */
 } ngx_http_llmroute_ctx_t;
 
 
@@ -267,6 +273,18 @@ void ngx_http_llmroute_note_failure(ngx_http_request_t *r,
 void ngx_http_llmroute_provider_series(ngx_http_llmroute_main_conf_t *lmcf);
 ngx_table_elt_t *ngx_http_llmroute_find_header(ngx_list_t *headers,
     const char *name);
+
+/* hex of the first 16 bytes of HMAC-SHA256(secret, client key) */
+#define NGX_HTTP_LLMROUTE_CLIENT_ID_LEN  32
+
+char *ngx_http_llmroute_client_hash(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_http_llmroute_client_used(ngx_conf_t *cf);
+ngx_int_t ngx_http_llmroute_client_hash_check(ngx_conf_t *cf,
+    ngx_http_llmroute_main_conf_t *lmcf);
+ngx_int_t ngx_http_llmroute_client_zone_secret(u_char *secret, size_t len);
+ngx_int_t ngx_http_llmroute_client_id(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_str_t *value, ngx_str_t *id);
 
 char *ngx_http_llmroute_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

@@ -5,12 +5,20 @@ switch off, case-folded duplicate members refused.
 """
 
 import json
+import os
+import re
+import shutil
+import socket
+import threading
+import time
 
 import pytest
 
 from llmroute_harness import (
-    CHAT, KEY_A, KEY_B, assert_error, assert_routed, build_request,
-    chat_body, post_json, raw_request, with_model)
+    CATALOG, CHAT, CLIENT_SECRET, KEY_A, KEY_B, SERVER, assert_error,
+    assert_routed, chat_body, client_id, get, post_json, raw_request,
+    stream_post, with_model)
+from redis_server import RedisServer
 
 SIMPLE = {"X-LLMRoute-Tier": "simple"}
 RETRY = "llmroute_retries 2; proxy_connect_timeout 2s; proxy_read_timeout 2s;"
@@ -64,7 +72,6 @@ def test_mirror_never_sees_a_provider_key(routed, mocks):
     for _ in range(100):
         if mirror.requests:
             break
-        import time
         time.sleep(0.05)
     assert mirror.requests, "the mirror got nothing"
     for name, value in mirror.last.headers:
@@ -104,7 +111,7 @@ def test_retry_keeps_headers_after_removed_credentials(routed):
     resp = raw_request(r.port, head + body)
     assert_routed(resp, "premium", "mid-1", attempts="2")
     for got in (r.cheap.last, r.premium.last):
-        assert got.header_all("X-Trace") == ["abc"], (got.provider, got.headers)
+        assert got.header_all("X-Trace") == ["abc"], got.headers
         assert got.header_all("X-Other") == ["def"], got.headers
         assert got.header_all("Content-Length") == [str(len(got.body))]
         assert got.header("x-api-key") is None
@@ -134,3 +141,258 @@ def test_client_credentials_not_forwarded_without_proxy_set_header(
     assert resp.status == 200, resp
     no_credentials(cheap.last)
     assert cheap.last.header("Authorization") is None
+
+
+# ------------------------------------------------- 7: client keys hashed
+
+SECRET_A = "Bearer client-secret-7781"
+SECRET_B = "Bearer client-secret-9902"
+
+
+def shared_memory(pid):
+    """The bytes of every shared mapping of a process (the zone)."""
+    out = b""
+    with open("/proc/%d/maps" % pid) as maps, \
+            open("/proc/%d/mem" % pid, "rb", 0) as mem:
+        for line in maps:
+            addr, perms = line.split()[:2]
+            if "s" not in perms or "r" not in perms:
+                continue
+            lo, hi = (int(x, 16) for x in addr.split("-"))
+            mem.seek(lo)
+            out += mem.read(hi - lo)
+    return out
+
+
+class Monitor:
+    """Redis MONITOR on its own connection: every command the server
+    executes, as it saw it."""
+
+    def __init__(self, redis):
+        self.sock = socket.create_connection(("127.0.0.1", redis.port), 5)
+        self.sock.sendall(b"MONITOR\r\n")
+        self.data = b""
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        while True:
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            self.data += chunk
+
+    def close(self):
+        self.sock.close()
+        self.thread.join(2)
+        return self.data
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None,
+                    reason="redis-server not installed")
+def test_client_keys_are_hashed_in_zone_and_redis(routed, tmp_path):
+    redis = RedisServer(tmp_path / "redis").start()
+    try:
+        mon = Monitor(redis)
+        r = routed(http_extra="llmroute_redis %s sync=100ms;\n"
+                   "    llmroute_client_hash key_env=TEST_CLIENT_SECRET;\n"
+                   % redis.addr,
+                   server_extra="location = /metrics { llmroute_metrics; }",
+                   location_extra="llmroute_client $http_authorization "
+                   "rpm=1000 budget=10/day;")
+        for secret in (SECRET_A, SECRET_B, SECRET_A):
+            resp = post_json(r.port, CHAT, chat_body(),
+                             dict(SIMPLE, Authorization=secret))
+            assert_routed(resp, "cheap", "small-1")
+        ids = [client_id(SECRET_A), client_id(SECRET_B)]
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            keys = redis.keys("*")
+            if all(any(i in k for k in keys) for i in ids):
+                break
+            time.sleep(0.1)
+        assert "{llmroute}:c:" + ids[0] in keys, keys
+        assert "{llmroute}:c:" + ids[1] in keys, keys
+        seen = mon.close()
+        assert ids[0].encode() in seen     # MONITOR saw the sync
+        assert redis.call("SAVE") == "OK"
+        dump = (redis.dir / "dump.rdb").read_bytes()
+        assert ids[0].encode() in dump
+        for text in (" ".join(keys).encode(), seen, dump,
+                     get(r.port, "/metrics").body,
+                     get(r.port, "/metrics?format=json").body,
+                     r.ngx.error_log().encode()):
+            for s in (b"client-secret", CLIENT_SECRET.encode()):
+                assert s not in text, text[:3000]
+        # the zone holds the hash, never the key
+        for pid in r.ngx.worker_pids():
+            shm = shared_memory(pid)
+            assert ids[0].encode() in shm
+            assert b"client-secret" not in shm
+    finally:
+        redis.kill()
+
+
+def test_client_keys_are_hashed_in_the_zone_without_redis(routed):
+    """One node, no llmroute_client_hash: a random per-zone secret; the
+    budget still counts per client, and survives a reload."""
+    r = routed(location_extra="llmroute_client $http_authorization "
+               "rpm=2;")
+    for _ in range(2):
+        resp = post_json(r.port, CHAT, chat_body(),
+                         dict(SIMPLE, Authorization=SECRET_A))
+        assert_routed(resp, "cheap", "small-1")
+    assert r.ngx.reload()
+    assert_error(post_json(r.port, CHAT, chat_body(),
+                           dict(SIMPLE, Authorization=SECRET_A)),
+                 429, "rate_limit_exceeded")
+    resp = post_json(r.port, CHAT, chat_body(),
+                     dict(SIMPLE, Authorization=SECRET_B))
+    assert_routed(resp, "cheap", "small-1")
+    for pid in r.ngx.worker_pids():
+        shm = shared_memory(pid)
+        assert b"client-secret" not in shm
+        assert client_id(SECRET_A).encode() not in shm   # a random secret
+        assert re.search(rb"[0-9a-f]{32}", shm)
+
+
+@pytest.mark.parametrize("extra, env, message", [
+    ("llmroute_redis 127.0.0.1:6379;", {},
+     '"llmroute_client" with "llmroute_redis" needs "llmroute_client_hash'),
+    ("llmroute_client_hash key_env=NO_SUCH_VAR_X;", {},
+     '"NO_SUCH_VAR_X" of "key_env=NO_SUCH_VAR_X" is not set'),
+    ("llmroute_client_hash key_env=SHORT_SECRET;", {"SHORT_SECRET": "abc"},
+     '"SHORT_SECRET" of "key_env=SHORT_SECRET" is too short'),
+    ("llmroute_client_hash TEST_CLIENT_SECRET;", {},
+     'invalid parameter "TEST_CLIENT_SECRET"'),
+])
+def test_client_hash_config_checked(nginx, extra, env, message):
+    ngx = nginx(CATALOG + "    " + extra + "\n" + SERVER, start=False,
+                env_vars=env, vars={
+                    "CHEAP_URL": "http://127.0.0.1:9/v1/chat/completions",
+                    "PREMIUM_URL": "http://127.0.0.1:9/v1/chat/completions",
+                    "SERVER_EXTRA": "", "LOCATION_EXTRA":
+                    "llmroute_client $http_authorization rpm=5;"})
+    rc, err = ngx.check()
+    assert rc != 0, err
+    assert message in err, err
+    line = ngx.conf_line_of("llmroute_client $http" if "redis" in extra
+                            else extra)
+    assert "nginx.conf:%d" % line in err, err
+    assert "abc" not in err.replace("abc\"", "")
+
+
+# ------------------------------------- 8: compressed answers, unbillable
+
+USAGE_LOG = """
+    log_format usage '$llmroute_prompt_tokens $llmroute_completion_tokens '
+                     '$llmroute_cost';
+"""
+
+
+def usage_line(r, n=1):
+    path = r.ngx.prefix / "logs" / "usage.log"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= n:
+            return lines[n - 1].split()
+        time.sleep(0.05)
+    raise AssertionError("no usage line")
+
+
+def test_client_gzip_does_not_switch_billing_off(routed):
+    """The client asks for gzip, the location has no Accept-Encoding line:
+    the provider is asked for identity, and the usage is read."""
+    r = routed(http_extra=USAGE_LOG,
+               location_extra="access_log logs/usage.log usage;")
+    r.cheap.default = {"mode": "ok", "gzip": True}
+    resp = post_json(r.port, CHAT, chat_body(),
+                     dict(SIMPLE, **{"Accept-Encoding": "gzip, br"}))
+    assert_routed(resp, "cheap", "small-1")
+    assert r.cheap.last.header("Accept-Encoding") is None
+    assert resp.header("Content-Encoding") is None
+    assert usage_line(r) == ["12", "7", "0.000004000"]
+
+
+def test_forced_gzip_is_billed_by_estimate(routed):
+    """A location that forces Accept-Encoding itself: the answer cannot be
+    read, and is billed by the admission estimate, not as free."""
+    r = routed(http_extra=USAGE_LOG,
+               location_extra="access_log logs/usage.log usage;"
+               " proxy_set_header Accept-Encoding gzip;")
+    r.cheap.default = {"mode": "ok", "gzip": True}
+    resp = post_json(r.port, CHAT, chat_body(), SIMPLE)
+    assert resp.status == 200 and resp.header("Content-Encoding") == "gzip"
+    prompt, completion, cost = usage_line(r)
+    assert int(completion) == 512, (prompt, completion)   # simple's budget
+    assert float(cost) > 0
+    assert "usage unreadable, billed by estimate" in r.ngx.error_log()
+
+
+# ------------------------------- 9: stream usage a client cannot turn off
+
+@pytest.mark.parametrize("options, sent_options", [
+    ({"include_usage": False}, {"include_usage": True}),
+    ({"include_usage": None}, {"include_usage": True}),
+    (None, {"include_usage": True}),
+    ({}, {"include_usage": True}),
+    ({"include_obfuscation": False},
+     {"include_usage": True, "include_obfuscation": False}),
+    ({"include_obfuscation": False, "include_usage": False},
+     {"include_obfuscation": False, "include_usage": True}),
+], ids=["false", "usage-null", "null", "empty", "other", "other-false"])
+def test_stream_usage_asked_whatever_the_client_says(routed, options,
+                                                     sent_options):
+    r = routed(http_extra=USAGE_LOG,
+               location_extra="access_log logs/usage.log usage;")
+    r.cheap.default = {"mode": "ok", "usage": {
+        "prompt_tokens": 40, "completion_tokens": 9, "cached_tokens": 0}}
+    body = chat_body("hi", stream=True, stream_options=options)
+    res = stream_post(r.port, CHAT, body, SIMPLE)
+    assert res.status == 200
+    sent = r.cheap.last.json()
+    assert sent["stream_options"] == sent_options
+    assert sent == dict(json.loads(body), model="small-1",
+                        stream_options=sent_options)
+    events = res.data_events()
+    assert events[-1] == "[DONE]"
+    for e in events[:-1]:
+        assert json.loads(e)["choices"], "usage-only chunk reached client"
+    assert usage_line(r)[:2] == ["40", "9"]
+
+
+# ------------------------------------------- 11: case-folded duplicates
+
+@pytest.mark.parametrize("member", [
+    '"Model":"big-1"', '"MODEL":"big-1"', '"Stream":true',
+    '"Max_Tokens":100000', '"Tools":[]', '"Messages":[]',
+    '"Response_Format":{"type":"text"}', '"Stream_Options":null',
+    '"MOD\\u0045L":"big-1"', '"mOdEl":"big-1"'])
+def test_case_folded_member_refused(routed, member):
+    r = routed()
+    body = (b'{"model":"small-1","messages":[{"role":"user","content":'
+            b'"hi"}],' + member.encode() + b'}')
+    err = assert_error(post_json(r.port, CHAT, body), 400,
+                       "invalid_request")
+    assert "case" in err["message"]
+    assert r.provider_requests() == []
+
+
+@pytest.mark.parametrize("value, ok", [
+    ("1", False), ("0", False), ('"true"', False), ("[]", False),
+    ("{}", False), ("true", True), ("false", True), ("null", True)])
+def test_stream_must_be_boolean(routed, value, ok):
+    r = routed()
+    body = (b'{"model":"small-1","messages":[{"role":"user","content":'
+            b'"hi"}],"stream":' + value.encode() + b'}')
+    resp = post_json(r.port, CHAT, body)
+    if ok:
+        assert resp.status == 200, resp
+        return
+    err = assert_error(resp, 400, "invalid_request")
+    assert err["param"] == "stream"
+    assert r.provider_requests() == []
