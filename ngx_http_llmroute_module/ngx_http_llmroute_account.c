@@ -232,7 +232,9 @@ ngx_http_llmroute_account_usage(ngx_http_request_t *r,
     if (ctx->have_usage) {
         ctx->usage_source = NGX_HTTP_LLMROUTE_USAGE_PROVIDER;
 
-    } else if (upstream_status >= 200 && upstream_status < 300) {
+    } else if (upstream_status >= 200 && upstream_status < 300
+               && !ctx->no_answer)
+    {
         ctx->usage_source = NGX_HTTP_LLMROUTE_USAGE_ESTIMATE;
         ctx->prompt_tokens = ctx->req.prompt_tokens;
         ctx->completion_tokens = ctx->encoded

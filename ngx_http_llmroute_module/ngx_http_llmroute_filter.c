@@ -839,9 +839,16 @@ ngx_http_llmroute_hold(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
 
     ngx_http_llmroute_usage_finish(u, NULL);
 
-    bad = u->finish_reason == NGX_HTTP_LLMROUTE_FINISH_LENGTH
-          || u->empty_content
-          || (ctx->req.json_mode && !u->content_is_json);
+    /*
+     * a "length" stop at the client's own max_tokens is what it asked
+     * for: escalating it would bill twice for an answer it cut itself
+     */
+
+    bad = (u->finish_reason == NGX_HTTP_LLMROUTE_FINISH_LENGTH
+           || u->empty_content
+           || (ctx->req.json_mode && !u->content_is_json))
+          && !(u->finish_reason == NGX_HTTP_LLMROUTE_FINISH_LENGTH
+               && ctx->req.max_tokens >= 0);
 
     if (!bad || u->malformed || r->connection->error) {
         return ngx_http_llmroute_release_held(r, ctx);

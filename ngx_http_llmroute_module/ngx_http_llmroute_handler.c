@@ -212,6 +212,8 @@ ngx_http_llmroute_escalate(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     rc = ngx_http_llmroute_admit(r, ctx);
 
     if (rc != NGX_OK) {
+        /* the previous upstream's 200 is not an answer of this attempt */
+        ctx->no_answer = 1;
         return ngx_http_llmroute_refuse(r, ctx, rc);
     }
 

@@ -58,7 +58,7 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     ngx_msec_t                           now_ms;
     u_char                               id[NGX_HTTP_LLMROUTE_CLIENT_ID_LEN];
     ngx_str_t                            key, value;
-    ngx_uint_t                           period;
+    ngx_uint_t                           period, later;
     ngx_http_llmroute_model_t           *m;
     ngx_http_llmroute_loc_conf_t        *lcf;
     ngx_http_llmroute_main_conf_t       *lmcf;
@@ -145,6 +145,21 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 
             ctx->rl_remaining = cc->rpm ? cc->rpm - req - 1 : 0;
         }
+    }
+
+    /*
+     * a failover or an escalation passes the budget like any attempt, with
+     * its own estimate; a failed attempt's reservation is given back (an
+     * escalated one was settled already); rates count the request once
+     */
+
+    later = (cc && ctx->client != NULL);
+
+    if (later) {
+        cn = ctx->client;
+        cn->spend -= ctx->reserved;
+        cn->remote.ud_spend -= ctx->reserved;
+        ctx->reserved = 0;
     }
 
     for ( ;; ) {
@@ -236,17 +251,20 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         ctx->est_tokens = est;
     }
 
-    if (cn) {
+    if (cn && !later) {
         ngx_http_llmroute_window_roll(&cn->window, now);
         cn->window.req[0]++;
         cn->window.tok[0] += est;
-        cn->spend += cost;
         cn->remote.ud_req++;
         cn->remote.ud_tok += est;
+        ctx->client_est = est;
+    }
+
+    if (cn) {
+        cn->spend += cost;
         cn->remote.ud_spend += cost;
         cn->remote.period = cn->period;
         ctx->reserved = cost;
-        ctx->client_est = est;
         ctx->client = cn;
     }
 

@@ -260,6 +260,7 @@ typedef struct {
     unsigned                        sync_wait:1;    /* admission waits */
     unsigned                        headers_hidden:1;
     unsigned                        encoded:1;      /* unreadable answer */
+    unsigned                        no_answer:1;    /* escalation refused */
 } ngx_http_llmroute_ctx_t;
 
 

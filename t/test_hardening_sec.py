@@ -396,3 +396,64 @@ def test_stream_must_be_boolean(routed, value, ok):
     err = assert_error(resp, 400, "invalid_request")
     assert err["param"] == "stream"
     assert r.provider_requests() == []
+
+
+# ------------------------------------------ 10: escalation and billing
+
+ESC_LOG = r"""
+    log_format esc escape=json '{"model":"$llmroute_model",'
+        '"attempts":"$llmroute_attempts","cost":"$llmroute_cost",'
+        '"status":"$status"}';
+"""
+
+
+def test_no_escalation_at_the_clients_own_max_tokens(routed):
+    r = routed(http_extra=ESC_LOG,
+               location_extra="llmroute_escalate on;"
+               " access_log logs/esc.log esc;")
+    r.cheap.default = {"mode": "ok", "finish_reason": "length",
+                       "content": "cut sho", "usage": {
+                           "prompt_tokens": 100, "completion_tokens": 5}}
+    resp = post_json(r.port, CHAT, chat_body("hi", max_tokens=5), SIMPLE)
+    assert_routed(resp, "cheap", "small-1")
+    assert resp.header("X-LLMRoute-Escalated") is None
+    assert resp.json()["choices"][0]["finish_reason"] == "length"
+    assert r.premium.requests == []
+    (line,) = r.ngx.json_log("esc.log")
+    assert round(float(line["cost"]) * 1e9) == 100 * 100 + 5 * 400
+
+
+def test_escalated_attempt_passes_the_budget(routed):
+    """The first answer fits the client's budget, the escalation to the
+    next tier does not: refused with 402 like any request, not run."""
+    r = routed(http_extra=ESC_LOG,
+               location_extra="llmroute_escalate on;"
+               " access_log logs/esc.log esc;"
+               " llmroute_client $http_x_team budget=0.001/day;")
+    r.cheap.default = {"mode": "ok", "finish_reason": "length",
+                       "content": "cut sho", "usage": {
+                           "prompt_tokens": 10, "completion_tokens": 5}}
+    resp = post_json(r.port, CHAT, chat_body("hi"),
+                     dict(SIMPLE, **{"X-Team": "t1"}))
+    assert_error(resp, 402, "budget_exceeded")
+    assert len(r.cheap.requests) == 1 and r.premium.requests == []
+    # the first attempt is billed all the same
+    (line,) = r.ngx.json_log("esc.log")
+    assert round(float(line["cost"]) * 1e9) == 10 * 100 + 5 * 400
+
+
+def test_failover_passes_the_budget_with_its_own_estimate(routed):
+    """cheap fails; premium's estimate does not fit: 502/402, not run."""
+    r = routed(location_extra=RETRY +
+               " llmroute_client $http_x_team budget=0.001/day;")
+    r.cheap.script([{"mode": "status", "status": 500}])
+    resp = post_json(r.port, CHAT, chat_body("hi"),
+                     dict(SIMPLE, **{"X-Team": "t1"}))
+    assert resp.status in (402, 502), resp
+    assert r.premium.requests == []
+    # the failed attempt's reservation was given back: the budget is whole
+    r.cheap.default = {"mode": "ok"}
+    for _ in range(3):
+        resp = post_json(r.port, CHAT, chat_body("hi"),
+                         dict(SIMPLE, **{"X-Team": "t1"}))
+        assert_routed(resp, "cheap", "small-1")
