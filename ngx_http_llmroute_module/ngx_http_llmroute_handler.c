@@ -1079,9 +1079,9 @@ ngx_http_llmroute_client_headers(ngx_http_request_t *r,
 
 
 /*
- * Headers of the client never sent to a provider: credentials, and
+ * Headers of the client never sent to a provider: credentials,
  * Accept-Encoding (a compressed answer could not be read for its usage:
- * the client would switch billing off).
+ * the client would switch billing off) and Content-Encoding.
  */
 
 static ngx_uint_t
@@ -1096,6 +1096,7 @@ ngx_http_llmroute_hidden_header(ngx_str_t *name)
         ngx_string("api-key"),
         ngx_string("x-goog-api-key"),
         ngx_string("Accept-Encoding"),
+        ngx_string("Content-Encoding"),  /* we send the plain body we read */
         ngx_null_string
     };
 

@@ -457,3 +457,42 @@ def test_failover_passes_the_budget_with_its_own_estimate(routed):
         resp = post_json(r.port, CHAT, chat_body("hi"),
                          dict(SIMPLE, **{"X-Team": "t1"}))
         assert_routed(resp, "cheap", "small-1")
+
+
+# --------------------------------------------- 17: the repository alone
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tracked(pattern):
+    import subprocess
+    out = subprocess.run(["git", "-C", REPO, "ls-files", "-co",
+                          "--exclude-standard", pattern],
+                         stdout=subprocess.PIPE, check=True).stdout
+    return [f for f in out.decode().split() if not f.startswith("t/node/")]
+
+
+def test_docs_link_only_inside_the_repository():
+    """Every relative link of every Markdown file resolves to a file of the
+    repository; no document cites the project's folders outside it."""
+    bad = []
+    for f in tracked("*.md"):
+        text = open(os.path.join(REPO, f), encoding="utf-8").read()
+        for m in re.finditer(r"\]\(([^)\s]+)\)", text):
+            link = m.group(1)
+            if re.match(r"[a-z]+:", link) or link.startswith("#"):
+                continue
+            target = os.path.normpath(os.path.join(
+                REPO, os.path.dirname(f), link.split("#")[0]))
+            if not target.startswith(REPO + os.sep) \
+                    or not os.path.exists(target):
+                bad.append((f, link))
+        for needle in ("../shared", "/work/shared", "SPEC.md"):
+            if needle in text:
+                bad.append((f, needle))
+    assert bad == []
+    spec = open(os.path.join(REPO, "docs", "spec.md")).read()
+    for name in ("llmroute_zone", "llmroute_client_hash",
+                 "$llmroute_authorization", "all_providers_failed",
+                 "llmroute_alias", "(planned)"):
+        assert name in spec, name
