@@ -496,3 +496,56 @@ def test_docs_link_only_inside_the_repository():
                  "$llmroute_authorization", "all_providers_failed",
                  "llmroute_alias", "(planned)"):
         assert name in spec, name
+
+
+# ------------------------------------ 14: TLS and semi-trusted providers
+
+HTTPS_CATALOG = """
+    llmroute_zone llmroute:1m;
+    llmroute_provider tls https://127.0.0.1:9/v1/chat/completions
+                      key_env=TEST_KEY_A;
+    llmroute_model tls small-1 tier=simple input=0.1 output=0.4;
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location /v1/chat/completions {
+            llmroute on;
+            proxy_pass $llmroute_url;
+            proxy_set_header Authorization $llmroute_authorization;
+            %%EXTRA%%
+        }
+    }
+"""
+
+
+@pytest.mark.parametrize("extra, warned", [
+    ("", True),
+    ("proxy_ssl_verify off;", True),
+    ("proxy_ssl_verify on; proxy_ssl_trusted_certificate "
+     "/etc/ssl/certs/ca-certificates.crt;", False),
+])
+def test_https_provider_without_verify_is_warned(nginx, extra, warned):
+    ngx = nginx(HTTPS_CATALOG, start=False, vars={"EXTRA": extra})
+    rc, err = ngx.check()
+    assert rc == 0, err
+    msg = ('location "/v1/chat/completions" sends the key of https '
+           'provider "tls" without "proxy_ssl_verify on"')
+    assert (msg in err) == warned, err
+    assert KEY_A not in err
+
+
+def test_provider_x_accel_headers_are_ignored(routed):
+    """A provider's X-Accel-Redirect would send the request to any location
+    of the gateway (an internal one here); it is ignored."""
+    r = routed(server_extra="""
+        location /internal-only {
+            internal;
+            return 200 "INTERNAL-PAGE";
+        }""")
+    r.cheap.default = {"mode": "ok", "headers": {
+        "X-Accel-Redirect": "/internal-only", "X-Accel-Limit-Rate": "1",
+        "X-Accel-Buffering": "yes"}}
+    resp = post_json(r.port, CHAT, chat_body(), SIMPLE)
+    assert_routed(resp, "cheap", "small-1")
+    assert b"INTERNAL-PAGE" not in resp.body
+    assert resp.body == r.cheap.responses[-1]
+    assert resp.header("X-Accel-Redirect") is None
