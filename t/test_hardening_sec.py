@@ -26,6 +26,22 @@ CLIENT = {"Authorization": "Bearer client-secret-7781",
           "x-api-key": "client-x-7781", "api-key": "client-a-7781"}
 
 
+# one provider, its URL and the location's extra lines as %%URL%%/%%EXTRA%%
+ONE_PROVIDER = """
+    llmroute_zone llmroute:1m;
+    llmroute_provider one %%URL%% key_env=TEST_KEY_A;
+    llmroute_model one small-1 tier=simple input=0.1 output=0.4;
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location /v1/chat/completions {
+            llmroute on;
+            proxy_pass $llmroute_url;
+            %%EXTRA%%
+        }
+    }
+"""
+
+
 def no_credentials(rec, *secrets):
     """Nothing a provider (or mirror) received carries a client secret."""
     for name, value in rec.headers:
@@ -125,18 +141,8 @@ def test_client_credentials_not_forwarded_without_proxy_set_header(
     """An operator who forgets proxy_set_header Authorization (and any
     x-api-key line): the client's credentials still stay home."""
     cheap = mocks("cheap")
-    ngx = nginx("""
-    llmroute_zone llmroute:1m;
-    llmroute_provider cheap CHEAP_URL key_env=TEST_KEY_A;
-    llmroute_model cheap small-1 tier=simple input=0.1 output=0.4;
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location /v1/chat/completions {
-            llmroute on;
-            proxy_pass $llmroute_url;
-            proxy_set_header Host $llmroute_host;
-        }
-    }""".replace("CHEAP_URL", cheap.url))
+    ngx = nginx(ONE_PROVIDER, vars={
+        "URL": cheap.url, "EXTRA": "proxy_set_header Host $llmroute_host;"})
     resp = post_json(ngx.port, CHAT, chat_body(), CLIENT)
     assert resp.status == 200, resp
     no_credentials(cheap.last)
@@ -500,23 +506,6 @@ def test_docs_link_only_inside_the_repository():
 
 # ------------------------------------ 14: TLS and semi-trusted providers
 
-HTTPS_CATALOG = """
-    llmroute_zone llmroute:1m;
-    llmroute_provider tls https://127.0.0.1:9/v1/chat/completions
-                      key_env=TEST_KEY_A;
-    llmroute_model tls small-1 tier=simple input=0.1 output=0.4;
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location /v1/chat/completions {
-            llmroute on;
-            proxy_pass $llmroute_url;
-            proxy_set_header Authorization $llmroute_authorization;
-            %%EXTRA%%
-        }
-    }
-"""
-
-
 @pytest.mark.parametrize("extra, warned", [
     ("", True),
     ("proxy_ssl_verify off;", True),
@@ -524,11 +513,14 @@ HTTPS_CATALOG = """
      "/etc/ssl/certs/ca-certificates.crt;", False),
 ])
 def test_https_provider_without_verify_is_warned(nginx, extra, warned):
-    ngx = nginx(HTTPS_CATALOG, start=False, vars={"EXTRA": extra})
+    ngx = nginx(ONE_PROVIDER, start=False, vars={
+        "URL": "https://127.0.0.1:9/v1/chat/completions",
+        "EXTRA": "proxy_set_header Authorization $llmroute_authorization; "
+                 + extra})
     rc, err = ngx.check()
     assert rc == 0, err
     msg = ('location "/v1/chat/completions" sends the key of https '
-           'provider "tls" without "proxy_ssl_verify on"')
+           'provider "one" without "proxy_ssl_verify on"')
     assert (msg in err) == warned, err
     assert KEY_A not in err
 
