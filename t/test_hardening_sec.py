@@ -541,3 +541,101 @@ def test_provider_x_accel_headers_are_ignored(routed):
     assert b"INTERNAL-PAGE" not in resp.body
     assert resp.body == r.cheap.responses[-1]
     assert resp.header("X-Accel-Redirect") is None
+
+
+# ------------------------------------------------ 16: HTTP/2 clients (h2c)
+
+H2_SERVER = """
+    server {
+        listen 127.0.0.1:%d http2;
+        location /v1/chat/completions {
+            llmroute on;
+            llmroute_retries 2;
+            proxy_pass $llmroute_url;
+            proxy_set_header Host $llmroute_host;
+            proxy_set_header Authorization $llmroute_authorization;
+            proxy_http_version 1.1;
+            proxy_buffering off;
+            access_log logs/usage.log usage;
+        }
+    }
+"""
+
+
+def h2_post(port, body, headers):
+    """POST over h2c (prior knowledge) with curl: (status, headers dict,
+    body bytes, HTTP version)."""
+    import subprocess
+    cmd = ["curl", "-sS", "--http2-prior-knowledge", "-X", "POST",
+           "--data-binary", "@-", "-D", "-", "--max-time", "20",
+           "-H", "Content-Type: application/json"]
+    for k, v in headers.items():
+        cmd += ["-H", "%s: %s" % (k, v)]
+    cmd.append("http://127.0.0.1:%d%s" % (port, CHAT))
+    out = subprocess.run(cmd, input=body, stdout=subprocess.PIPE,
+                         check=True, timeout=30).stdout
+    head, _, data = out.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    version, status = lines[0].split()[:2]
+    hdrs = {k.lower(): v.strip() for k, _, v in
+            (x.partition(":") for x in lines[1:])}
+    return int(status), hdrs, data, version
+
+
+@pytest.fixture
+def h2(routed):
+    def make():
+        from llmroute_harness import free_port
+        port = free_port()
+        r = routed(http_extra=USAGE_LOG + H2_SERVER % port)
+        r.h2 = port
+        return r
+    return make
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="no curl")
+def test_h2c_json(h2):
+    r = h2()
+    body = chat_body()
+    status, hdrs, data, version = h2_post(r.h2, body, SIMPLE)
+    assert (version, status) == ("HTTP/2", 200)
+    assert hdrs["x-llmroute-provider"] == "cheap"
+    assert data == r.cheap.responses[-1]
+    assert r.cheap.last.body == with_model(body, "small-1")
+    assert r.cheap.last.header_all("Authorization") == ["Bearer " + KEY_A]
+    assert usage_line(r)[:2] == ["12", "7"]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="no curl")
+def test_h2c_sse_strips_the_usage_chunk(h2):
+    r = h2()
+    r.cheap.default = {"mode": "ok", "usage": {
+        "prompt_tokens": 40, "completion_tokens": 9, "cached_tokens": 0}}
+    status, hdrs, data, version = h2_post(
+        r.h2, chat_body("hi", stream=True), SIMPLE)
+    assert (version, status) == ("HTTP/2", 200)
+    assert hdrs["content-type"].startswith("text/event-stream")
+    events = [e[6:] for e in data.decode().split("\n\n") if e]
+    assert events[-1] == "[DONE]"
+    for e in events[:-1]:
+        assert json.loads(e)["choices"]
+    assert r.cheap.last.json()["stream_options"] == {"include_usage": True}
+    assert usage_line(r)[:2] == ["40", "9"]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="no curl")
+def test_h2c_failover(h2):
+    r = h2()
+    r.cheap.script([{"mode": "status", "status": 503}])
+    body = chat_body()
+    status, hdrs, data, version = h2_post(
+        r.h2, body, dict(SIMPLE, Authorization="Bearer client-secret-7781"))
+    assert (version, status) == ("HTTP/2", 200)
+    assert hdrs["x-llmroute-provider"] == "premium"
+    assert hdrs["x-llmroute-attempts"] == "2"
+    got = r.premium.last
+    assert got.body == with_model(body, "mid-1")
+    assert got.header_all("Content-Length") == [str(len(got.body))]
+    assert got.header_all("Authorization") == ["Bearer " + KEY_B]
+    no_credentials(got)
+    assert data == r.premium.responses[-1]
