@@ -211,6 +211,8 @@ typedef struct {
     ngx_uint_t                  pin_provider;
     ngx_int_t                   region;     /* region index or REGION_* */
     uint64_t                    exclude;    /* provider bits to skip */
+    ngx_uint_t                  tiers;      /* model tier bits, 0: all */
+    const u_char               *allowed;    /* per model, NULL: all */
 } ngx_http_llmroute_want_t;
 
 

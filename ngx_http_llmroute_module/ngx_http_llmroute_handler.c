@@ -453,7 +453,7 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     size_t                          len;
     ngx_int_t                       rc;
     ngx_msec_t                      wait;
-    ngx_uint_t                      tier, classified;
+    ngx_uint_t                      tier, classified, use_header;
     ngx_http_llmroute_req_t        *req;
     ngx_http_llmroute_want_t       *want;
     ngx_http_llmroute_loc_conf_t   *lcf;
@@ -526,9 +526,25 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
                                             "model_not_found", NULL, NULL);
     }
 
+    /* llmroute_client tiers=, models=, choose=off */
+
+    use_header = 1;
+    rc = ngx_http_llmroute_client_policy(r, ctx, &use_header);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_llmroute_send_error(r, NGX_HTTP_FORBIDDEN,
+                   "model_not_allowed",
+                   "this API key may not use the model it asked for",
+                   "model");
+    }
+
     /* the tier: header override, else the classifier; auto:T is a floor */
 
-    rc = ngx_http_llmroute_tier_header(r, &tier);
+    rc = use_header ? ngx_http_llmroute_tier_header(r, &tier) : NGX_DECLINED;
 
     if (rc == NGX_ERROR) {
         return ngx_http_llmroute_send_error(r, NGX_HTTP_BAD_REQUEST,
@@ -564,6 +580,7 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         }
     }
 
+    tier = ngx_http_llmroute_client_tier(want, tier);
     want->tier = tier;
     ctx->tier = tier;
 

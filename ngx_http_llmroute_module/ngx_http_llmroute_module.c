@@ -608,6 +608,12 @@ ngx_http_llmroute_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         }
 
         ngx_http_llmroute_semi_trusted(cf, lmcf);
+
+        if (ngx_http_llmroute_client_policy_check(cf, lmcf, conf->client)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
     }
 
     return NGX_CONF_OK;

@@ -129,6 +129,11 @@ typedef struct {
     uint64_t                        budget;         /* nano-USD */
     ngx_uint_t                      period;         /* 0 hour, 1 day, 2 month */
     ngx_flag_t                      degrade;
+    ngx_uint_t                      tiers;          /* allowed, 0: all */
+    ngx_array_t                    *models;         /* allowed, ngx_str_t */
+    ngx_flag_t                      choose;         /* header, pins count */
+    u_char                         *file;           /* for models= checks */
+    ngx_uint_t                      line;
 } ngx_http_llmroute_client_conf_t;
 
 
@@ -284,6 +289,12 @@ void ngx_http_llmroute_client_used(ngx_conf_t *cf);
 ngx_int_t ngx_http_llmroute_client_hash_check(ngx_conf_t *cf,
     ngx_http_llmroute_main_conf_t *lmcf);
 ngx_int_t ngx_http_llmroute_client_zone_secret(u_char *secret, size_t len);
+ngx_int_t ngx_http_llmroute_client_policy_check(ngx_conf_t *cf,
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_http_llmroute_client_conf_t *cc);
+ngx_int_t ngx_http_llmroute_client_policy(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx, ngx_uint_t *use_header);
+ngx_uint_t ngx_http_llmroute_client_tier(ngx_http_llmroute_want_t *want,
+    ngx_uint_t tier);
 ngx_int_t ngx_http_llmroute_client_id(ngx_http_llmroute_main_conf_t *lmcf,
     ngx_str_t *value, ngx_str_t *id);
 

@@ -639,3 +639,72 @@ def test_h2c_failover(h2):
     assert got.header_all("Authorization") == ["Bearer " + KEY_B]
     no_credentials(got)
     assert data == r.premium.responses[-1]
+
+
+# --------------------------------------------- 15: client policy
+
+def policy(routed, params, start=True):
+    return routed(location_extra="llmroute_client $http_x_team "
+                  "rpm=1000 %s;" % params, start=start)
+
+
+def team(name, **extra):
+    return dict({"X-Team": name}, **extra)
+
+
+def test_client_tiers_cap_the_tier(routed):
+    r = policy(routed, "tiers=simple,moderate")
+    resp = post_json(r.port, CHAT, chat_body(),
+                     team("t1", **{"X-LLMRoute-Tier": "complex"}))
+    assert_routed(resp, "premium", "mid-1", "moderate")
+    resp = post_json(r.port, CHAT, chat_body(model="auto:complex"),
+                     team("t1"))
+    assert_routed(resp, "premium", "mid-1", "moderate")
+    err = assert_error(post_json(r.port, CHAT, chat_body(model="big-1"),
+                                 team("t1")), 403, "model_not_allowed")
+    assert err["param"] == "model"
+    assert r.premium.requests[-1].json()["model"] == "mid-1"
+
+
+def test_client_models_allow_list(routed):
+    r = policy(routed, "models=small-1,premium/big-1")
+    resp = post_json(r.port, CHAT, chat_body(), team("t1", **SIMPLE))
+    assert_routed(resp, "cheap", "small-1")
+    # moderate: mid-1 is not allowed, big-1 serves it
+    resp = post_json(r.port, CHAT, chat_body(),
+                     team("t1", **{"X-LLMRoute-Tier": "moderate"}))
+    assert_routed(resp, "premium", "big-1", "moderate")
+    assert_error(post_json(r.port, CHAT, chat_body(model="mid-1"),
+                           team("t1")), 403, "model_not_allowed")
+    resp = post_json(r.port, CHAT, chat_body(model="premium/big-1"),
+                     team("t1"))
+    assert_routed(resp, "premium", "big-1")
+
+
+def test_client_not_allowed_to_choose(routed):
+    """choose=off: the tier header, a pinned model and an auto:TIER floor
+    from this client are ignored: the classifier decides."""
+    r = policy(routed, "choose=off")
+    for body, headers in (
+            (chat_body(), {"X-LLMRoute-Tier": "complex"}),
+            (chat_body(model="big-1"), {}),
+            (chat_body(model="premium/big-1"), {}),
+            (chat_body(model="auto:complex"), {})):
+        resp = post_json(r.port, CHAT, body, team("t1", **headers))
+        assert_routed(resp, "cheap", "small-1", "simple")
+    assert r.premium.requests == []
+
+
+@pytest.mark.parametrize("params, message", [
+    ("tiers=simple,huge", 'invalid parameter "tiers=simple,huge"'),
+    ("tiers=", 'invalid parameter "tiers="'),
+    ("models=small-1,", 'invalid parameter "models=small-1,"'),
+    ("choose=maybe", 'invalid parameter "choose=maybe"'),
+    ("models=small-1,nope-9",
+     'unknown model "nope-9" in "models=" of "llmroute_client"'),
+])
+def test_client_policy_config_checked(routed, params, message):
+    r = policy(routed, params, start=False)
+    rc, err = r.ngx.check()
+    assert rc != 0 and message in err, err
+    assert "nginx.conf:%d" % r.ngx.conf_line_of("llmroute_client") in err
