@@ -42,6 +42,19 @@ ONE_PROVIDER = """
 """
 
 
+def log_lines(r, name, n=1, timeout=5.0):
+    """The lines of logs/NAME once there are n (nginx writes the access
+    log just after the response)."""
+    path = r.ngx.prefix / "logs" / name
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= n or time.monotonic() > deadline:
+            assert len(lines) >= n, (name, lines)
+            return lines
+        time.sleep(0.05)
+
+
 def no_credentials(rec, *secrets):
     """Nothing a provider (or mirror) received carries a client secret."""
     for name, value in rec.headers:
@@ -71,8 +84,8 @@ def test_access_log_sees_client_credentials_not_provider_keys(routed,
     assert got.header_all("Authorization") == [
         "Bearer " + (KEY_B if fail_first else KEY_A)]
     no_credentials(got)
-    lines = (r.ngx.prefix / "logs" / "creds.log").read_text().splitlines()
-    assert lines == ["Bearer client-secret-7781|client-x-7781|client-a-7781"]
+    assert log_lines(r, "creds.log") == [
+        "Bearer client-secret-7781|client-x-7781|client-a-7781"]
 
 
 def test_mirror_never_sees_a_provider_key(routed, mocks):
@@ -300,14 +313,7 @@ USAGE_LOG = """
 
 
 def usage_line(r, n=1):
-    path = r.ngx.prefix / "logs" / "usage.log"
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        lines = path.read_text().splitlines() if path.exists() else []
-        if len(lines) >= n:
-            return lines[n - 1].split()
-        time.sleep(0.05)
-    raise AssertionError("no usage line")
+    return log_lines(r, "usage.log", n)[n - 1].split()
 
 
 def test_client_gzip_does_not_switch_billing_off(routed):
