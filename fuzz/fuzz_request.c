@@ -26,7 +26,10 @@
  * select, strict_ctrl (raw control characters in strings accepted),
  * dup_stream_options (a second "stream_options" spliced in), strict_chain
  * (colon chains "a":"b":"c" / ["a":"b"] accepted), strict_empty
- * (separators inside an empty container, {,} [,] {:}, accepted).
+ * (separators inside an empty container, {,} [,] {:}, accepted),
+ * case_fold (a top-level name that equals a routed member but for ASCII
+ * case, {"model":..,"Model":..}, must be refused as invalid_request: the
+ * body as given, and every accepted body with one routed name re-cased).
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined \
  *       -DNGX_HTTP_LLMROUTE_STANDALONE -I ngx_http_llmroute_module \
@@ -96,7 +99,7 @@ static unsigned       fuzz_skip;
 static const char  *fuzz_check_names[] = {
     "strict_accept", "strict_reject", "reparse", "splice_strict", "escape",
     "unescape", "select", "strict_ctrl", "dup_stream_options",
-    "strict_chain", "strict_empty", NULL
+    "strict_chain", "strict_empty", "case_fold", NULL
 };
 
 enum {
@@ -110,7 +113,8 @@ enum {
     FUZZ_STRICT_CTRL,
     FUZZ_DUP_STREAM_OPTIONS,
     FUZZ_STRICT_CHAIN,
-    FUZZ_STRICT_EMPTY
+    FUZZ_STRICT_EMPTY,
+    FUZZ_CASE_FOLD
 };
 
 
@@ -845,14 +849,122 @@ fuzz_check_select(ngx_http_llmroute_req_t *req,
 }
 
 
+/* ------------------------------------------- case-folded names */
+
+static const char  *fuzz_routed[] = {
+    "model", "messages", "stream", "stream_options", "max_tokens",
+    "max_completion_tokens", "tools", "functions", "response_format", NULL
+};
+
+
+/* 1: a top-level name equal to a routed one but for ASCII case */
+
+static int
+fuzz_has_folded(const u_char *body, fuzz_members_t *mem)
+{
+    int      i, k;
+    u_char   buf[64];
+    size_t   klen, j, l;
+    ssize_t  n;
+
+    for (i = 0; i < mem->n; i++) {
+        klen = mem->m[i].key_end - mem->m[i].key_start - 2;
+
+        if (klen > sizeof(buf)) {
+            continue;
+        }
+
+        n = fuzz_unescape(body + mem->m[i].key_start + 1, klen, buf);
+
+        for (k = 0; n > 0 && fuzz_routed[k]; k++) {
+            l = strlen(fuzz_routed[k]);
+
+            if ((size_t) n != l || memcmp(buf, fuzz_routed[k], l) == 0) {
+                continue;
+            }
+
+            for (j = 0; j < l; j++) {
+                if (ngx_tolower(buf[j]) != (u_char) fuzz_routed[k][j]) {
+                    break;
+                }
+            }
+
+            if (j == l) {
+                return 1;
+            }
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * The body as given: a folded name is refused.  An accepted body: the
+ * first routed name spelled plainly gets its first letter upper-cased in
+ * place, and that body is refused as invalid_request.
+ */
+
+static void
+fuzz_check_case_fold(ngx_http_llmroute_req_t *req, const u_char *body,
+    size_t size)
+{
+    int                      i, k;
+    u_char                  *copy;
+    size_t                   klen;
+    ngx_http_llmroute_req_t  r2;
+    static fuzz_members_t    mem;
+
+    if (fuzz_strict_json(body, size, &mem) != 1 || mem.overflow) {
+        return;
+    }
+
+    if (fuzz_has_folded(body, &mem)) {
+        fuzz_check(FUZZ_CASE_FOLD, req->error != NGX_HTTP_LLMROUTE_OK);
+        return;
+    }
+
+    if (req->error != NGX_HTTP_LLMROUTE_OK) {
+        return;
+    }
+
+    for (i = 0; i < mem.n; i++) {
+        klen = mem.m[i].key_end - mem.m[i].key_start - 2;
+
+        for (k = 0; fuzz_routed[k]; k++) {
+            if (klen == strlen(fuzz_routed[k])
+                && memcmp(body + mem.m[i].key_start + 1, fuzz_routed[k],
+                          klen) == 0)
+            {
+                goto found;
+            }
+        }
+    }
+
+    return;
+
+found:
+
+    copy = fuzz_dup(body, size);
+    copy[mem.m[i].key_start + 1] -= 'a' - 'A';
+
+    fuzz_parse(&r2, copy, size);
+    fuzz_check(FUZZ_CASE_FOLD, r2.error == NGX_HTTP_LLMROUTE_INVALID_REQUEST);
+
+    free(copy);
+}
+
+
 /* ------------------------------------------- the splice */
 
 static u_char *
 fuzz_splice(ngx_http_llmroute_req_t *req, ngx_http_llmroute_model_t *m,
     size_t *len, ngx_uint_t *strip)
 {
-    u_char  *out, *p, *body;
-    size_t   n, from;
+    u_char       *out, *p, *body, idq[128];
+    size_t        n, pos, start[2], end[2], flen[2];
+    const u_char *fix[2];
+    ngx_uint_t    i, e, ne;
 
     body = req->body;
     n = req->len + m->id.len + sizeof("\"model\":\"\",")
@@ -860,34 +972,60 @@ fuzz_splice(ngx_http_llmroute_req_t *req, ngx_http_llmroute_model_t *m,
 
     out = malloc(n);
     fuzz_assert(out != NULL);
+    fuzz_assert(m->id.len + sizeof("\"model\":\"\",") <= sizeof(idq));
 
-    p = out;
+    /* the same two edits as ngx_http_llmroute_set_body(), in body order */
 
     if (req->has_model) {
-        p = ngx_cpymem(p, body, req->model_start);
-        *p++ = '"';
+        start[0] = req->model_start;
+        end[0] = req->model_end;
+        p = ngx_cpymem(idq, "\"", 1);
         p = ngx_cpymem(p, m->id.data, m->id.len);
-        *p++ = '"';
-        from = req->model_end;
+        p = ngx_cpymem(p, "\"", 1);
 
     } else {
-        p = ngx_cpymem(p, body, req->obj_open);
-        p = ngx_cpymem(p, "\"model\":\"", 9);
+        start[0] = end[0] = req->obj_open;
+        p = ngx_cpymem(idq, "\"model\":\"", 9);
         p = ngx_cpymem(p, m->id.data, m->id.len);
         p = ngx_cpymem(p, "\",", 2);
-        from = req->obj_open;
     }
 
-    *strip = req->stream && !req->stream_options && m->stream_usage;
+    flen[0] = p - idq;
+
+    fix[0] = idq;
+    ne = 1;
+
+    *strip = req->stream && !req->include_usage && m->stream_usage;
 
     if (*strip) {
-        p = ngx_cpymem(p, body + from, req->obj_close - from);
-        p = ngx_cpymem(p, FUZZ_USAGE_OPTION, sizeof(FUZZ_USAGE_OPTION) - 1);
-        p = ngx_cpymem(p, body + req->obj_close, req->len - req->obj_close);
+        if (req->usage_fix) {
+            start[1] = req->usage_start;
+            end[1] = req->usage_end;
+            fix[1] = (const u_char *) req->usage_fix;
 
-    } else {
-        p = ngx_cpymem(p, body + from, req->len - from);
+        } else {
+            start[1] = end[1] = req->obj_close;
+            fix[1] = (const u_char *) FUZZ_USAGE_OPTION;
+        }
+
+        flen[1] = strlen((const char *) fix[1]);
+        ne = 2;
     }
+
+    p = out;
+    pos = 0;
+
+    for (i = 0; i < ne; i++) {
+        e = (ne == 2 && start[1] < start[0]) ? 1 - i : i;
+
+        fuzz_assert(start[e] >= pos && end[e] >= start[e]
+                    && end[e] <= req->len);
+        p = ngx_cpymem(p, body + pos, start[e] - pos);
+        p = ngx_cpymem(p, fix[e], flen[e]);
+        pos = end[e];
+    }
+
+    p = ngx_cpymem(p, body + pos, req->len - pos);
 
     *len = p - out;
     fuzz_assert(*len <= n);
@@ -954,7 +1092,8 @@ fuzz_check_splice_strict(ngx_http_llmroute_req_t *req, u_char *out,
     }
 
     fuzz_check(FUZZ_SPLICE_STRICT,
-               after.n == before.n + !req->has_model + (int) strip);
+               after.n == before.n + !req->has_model
+                          + (int) (strip && !req->stream_options));
 
     j = 0;
 
@@ -977,11 +1116,19 @@ fuzz_check_splice_strict(ngx_http_llmroute_req_t *req, u_char *out,
             continue;
         }
 
+        /* rewritten to ask for usage: fuzz_check_reparse() reads it */
+
+        if (strip && fuzz_member_is(body, &before.m[i], "stream_options")) {
+            fuzz_check(FUZZ_SPLICE_STRICT,
+                       fuzz_member_is(out, mo, "stream_options"));
+            continue;
+        }
+
         fuzz_check(FUZZ_SPLICE_STRICT,
                    fuzz_member_eq(body, &before.m[i], out, mo));
     }
 
-    if (strip) {
+    if (strip && !req->stream_options) {
         mo = &after.m[j];
         fuzz_check(FUZZ_SPLICE_STRICT,
                    fuzz_member_is(out, mo, "stream_options"));
@@ -1003,8 +1150,8 @@ fuzz_check_reparse(ngx_http_llmroute_req_t *req, u_char *out, size_t out_len,
     fuzz_parse(&r2, out, out_len);
 
     /*
-     * "stream_options" that is not an object ("null"): the module adds a
-     * second one for usage, and refuses such a body itself
+     * "stream_options" that is not an object ("null"): the module once
+     * added a second one for usage, and refused such a body itself
      */
 
     if (strip && r2.error == NGX_HTTP_LLMROUTE_INVALID_REQUEST
@@ -1290,6 +1437,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fuzz_check(FUZZ_UNESCAPE, dl < 0);
         }
     }
+
+    fuzz_check_case_fold(&req, body, size);
 
     if (req.error != NGX_HTTP_LLMROUTE_OK) {
         goto done;

@@ -65,6 +65,9 @@ ngx_http_llmroute_log_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
+    /* access_log's $http_authorization is the client's, as it came */
+    ngx_http_llmroute_client_headers(r, ctx);
+
     ctx->logged = 1;
 
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
@@ -191,6 +194,9 @@ ngx_http_llmroute_account_stats(ngx_http_request_t *r,
     }
 
     ngx_http_llmroute_account_latency(r, ps);
+
+    /* the status page's last hour, from the values settled above */
+    ngx_http_llmroute_minutes_add(r, lmcf, ctx);
 }
 
 
@@ -233,10 +239,14 @@ ngx_http_llmroute_account_usage(ngx_http_request_t *r,
     if (ctx->have_usage) {
         ctx->usage_source = NGX_HTTP_LLMROUTE_USAGE_PROVIDER;
 
-    } else if (upstream_status >= 200 && upstream_status < 300) {
+    } else if (upstream_status >= 200 && upstream_status < 300
+               && !ctx->no_answer)
+    {
         ctx->usage_source = NGX_HTTP_LLMROUTE_USAGE_ESTIMATE;
         ctx->prompt_tokens = ctx->req.prompt_tokens;
-        ctx->completion_tokens = (ctx->content_bytes + 3) / 4;
+        ctx->completion_tokens = ctx->encoded
+                                 ? (int64_t) ctx->choice.output_budget
+                                 : (int64_t) (ctx->content_bytes + 3) / 4;
         ctx->cached_tokens = 0;
 
     } else {

@@ -116,6 +116,14 @@ typedef struct {
     size_t                      obj_open;   /* offset just past the '{' */
     size_t                      obj_close;  /* offset of the closing '}' */
 
+    /*
+     * a stream_options that does not ask for usage: the span to replace
+     * with usage_fix so that it does (the module strips it again)
+     */
+    size_t                      usage_start;
+    size_t                      usage_end;
+    const char                 *usage_fix;
+
     int64_t                     max_tokens; /* -1: not given */
     ngx_uint_t                  ntools;
     size_t                      tools_bytes;
@@ -215,6 +223,8 @@ typedef struct {
     ngx_uint_t                  pin_provider;
     ngx_int_t                   region;     /* region index or REGION_* */
     uint64_t                    exclude;    /* provider bits to skip */
+    ngx_uint_t                  tiers;      /* model tier bits, 0: all */
+    const u_char               *allowed;    /* per model, NULL: all */
 
     /*
      * the session's prompt caches: the holder (model index + 1, 0: none),

@@ -359,9 +359,25 @@ ngx_http_llmroute_scan_init(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
 
     if (r->upstream == NULL || r->header_only
         || r->upstream->headers_in.status_n < 200
-        || r->upstream->headers_in.status_n >= 300
-        || r->headers_out.content_encoding != NULL)
+        || r->upstream->headers_in.status_n >= 300)
     {
+        return NGX_OK;
+    }
+
+    /*
+     * the module never forwards the client's Accept-Encoding; a location
+     * that sets one itself gets answers it cannot read: billed by the
+     * admission estimate, never as free
+     */
+
+    if (r->headers_out.content_encoding != NULL) {
+        ctx->encoded = 1;
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "llmroute: %V answered with Content-Encoding \"%V\": "
+                      "usage unreadable, billed by estimate (remove "
+                      "\"proxy_set_header Accept-Encoding\")",
+                      &ctx->provider->name,
+                      &r->headers_out.content_encoding->value);
         return NGX_OK;
     }
 
@@ -823,9 +839,16 @@ ngx_http_llmroute_hold(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
 
     ngx_http_llmroute_usage_finish(u, NULL);
 
-    bad = u->finish_reason == NGX_HTTP_LLMROUTE_FINISH_LENGTH
-          || u->empty_content
-          || (ctx->req.json_mode && !u->content_is_json);
+    /*
+     * a "length" stop at the client's own max_tokens is what it asked
+     * for: escalating it would bill twice for an answer it cut itself
+     */
+
+    bad = (u->finish_reason == NGX_HTTP_LLMROUTE_FINISH_LENGTH
+           || u->empty_content
+           || (ctx->req.json_mode && !u->content_is_json))
+          && !(u->finish_reason == NGX_HTTP_LLMROUTE_FINISH_LENGTH
+               && ctx->req.max_tokens >= 0);
 
     if (!bad || u->malformed || r->connection->error) {
         return ngx_http_llmroute_release_held(r, ctx);

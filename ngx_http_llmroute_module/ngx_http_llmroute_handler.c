@@ -32,7 +32,8 @@ static ngx_int_t ngx_http_llmroute_region(ngx_http_request_t *r,
 static ngx_int_t ngx_http_llmroute_set_body(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 static ngx_int_t ngx_http_llmroute_set_credentials(ngx_http_request_t *r,
-    ngx_http_llmroute_provider_t *provider);
+    ngx_http_llmroute_ctx_t *ctx);
+static ngx_uint_t ngx_http_llmroute_hidden_header(ngx_str_t *name);
 static ngx_int_t ngx_http_llmroute_retry(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 static ngx_int_t ngx_http_llmroute_refuse(ngx_http_request_t *r,
@@ -169,6 +170,8 @@ ngx_http_llmroute_handler(ngx_http_request_t *r)
 
     /* back through error_page: the attempt failed before any byte left */
 
+    ngx_http_llmroute_client_headers(r, ctx);
+
     if (!ctx->decided) {
         return ngx_http_llmroute_send_error(r,
                                             NGX_HTTP_INTERNAL_SERVER_ERROR,
@@ -211,6 +214,8 @@ ngx_http_llmroute_escalate(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     rc = ngx_http_llmroute_admit(r, ctx);
 
     if (rc != NGX_OK) {
+        /* the previous upstream's 200 is not an answer of this attempt */
+        ctx->no_answer = 1;
         return ngx_http_llmroute_refuse(r, ctx, rc);
     }
 
@@ -450,7 +455,7 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     size_t                          len;
     ngx_int_t                       rc;
     ngx_msec_t                      wait;
-    ngx_uint_t                      tier, classified;
+    ngx_uint_t                      tier, classified, use_header;
     ngx_http_llmroute_req_t        *req;
     ngx_http_llmroute_want_t       *want;
     ngx_http_llmroute_loc_conf_t   *lcf;
@@ -523,9 +528,25 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
                                             "model_not_found", NULL, NULL);
     }
 
+    /* llmroute_client tiers=, models=, choose=off */
+
+    use_header = 1;
+    rc = ngx_http_llmroute_client_policy(r, ctx, &use_header);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_llmroute_send_error(r, NGX_HTTP_FORBIDDEN,
+                   "model_not_allowed",
+                   "this API key may not use the model it asked for",
+                   "model");
+    }
+
     /* the tier: header override, else the classifier; auto:T is a floor */
 
-    rc = ngx_http_llmroute_tier_header(r, &tier);
+    rc = use_header ? ngx_http_llmroute_tier_header(r, &tier) : NGX_DECLINED;
 
     if (rc == NGX_ERROR) {
         return ngx_http_llmroute_send_error(r, NGX_HTTP_BAD_REQUEST,
@@ -570,6 +591,7 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         ngx_http_llmroute_reason_tier(ctx, "session", tier);
     }
 
+    tier = ngx_http_llmroute_client_tier(want, tier);
     want->tier = tier;
     ctx->tier = tier;
 
@@ -683,12 +705,13 @@ ngx_http_llmroute_use_choice(ngx_http_request_t *r,
     ctx->model = &lmcf->cat.models[ctx->choice.model];
     ctx->provider = &lmcf->cat.providers[ctx->model->provider];
     ctx->attempts++;
+    ctx->encoded = 0;
 
     r->method = NGX_HTTP_POST;
     r->method_name = post;
 
     if (ngx_http_llmroute_set_body(r, ctx) != NGX_OK
-        || ngx_http_llmroute_set_credentials(r, ctx->provider) != NGX_OK)
+        || ngx_http_llmroute_set_credentials(r, ctx) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -886,10 +909,10 @@ static ngx_int_t
 ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 {
     u_char                        *p, *q;
-    size_t                         total, at;
+    size_t                         total, pos, start[3], end[3], t;
     ngx_buf_t                     *b;
-    ngx_str_t                     *id, part[7];
-    ngx_uint_t                     i, n, hint;
+    ngx_str_t                     *id, part[7], fix[3], f;
+    ngx_uint_t                     i, k, n, ne, hint;
     ngx_chain_t                   *cl, **ll;
     ngx_table_elt_t               *h;
     ngx_http_request_body_t       *rb;
@@ -913,49 +936,86 @@ ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    /* members added after the opening brace */
+    /* at most three edits of the client's bytes, sorted below */
 
     q = p;
+    fix[0].data = q;
 
-    if (!req->has_model) {
+    if (req->has_model) {
+        start[0] = req->model_start;
+        end[0] = req->model_end;
+        q = ngx_sprintf(q, "\"%V\"", id);
+
+    } else {
+        start[0] = req->obj_open;
+        end[0] = req->obj_open;
         q = ngx_sprintf(q, "\"model\":\"%V\",", id);
     }
 
+    fix[0].len = q - fix[0].data;
+    ne = 1;
+
     if (hint) {
+        start[ne] = req->obj_open;
+        end[ne] = req->obj_open;
+        fix[ne].data = q;
         q = ngx_cpymem(q, NGX_HTTP_LLMROUTE_CACHE_KEY "\"",
                        sizeof(NGX_HTTP_LLMROUTE_CACHE_KEY "\"") - 1);
         q = ngx_http_llmroute_session_hex(q, ctx);
         q = ngx_cpymem(q, "\",", 2);
+        fix[ne].len = q - fix[ne].data;
+        ne++;
     }
 
-    part[0].data = req->body;
-    part[0].len = req->obj_open;
-    part[1].data = p;
-    part[1].len = q - p;
-    n = 2;
-    at = req->obj_open;
-
-    if (req->has_model) {
-        part[n].data = req->body + at;
-        part[n++].len = req->model_start - at;
-        part[n].data = q;
-        part[n++].len = ngx_sprintf(q, "\"%V\"", id) - q;
-        at = req->model_end;
-    }
-
-    ctx->strip_usage = req->stream && !req->stream_options
+    ctx->strip_usage = req->stream && !req->include_usage
                        && ctx->model->stream_usage;
 
     if (ctx->strip_usage) {
-        part[n].data = req->body + at;
-        part[n++].len = req->obj_close - at;
-        ngx_str_set(&part[n], NGX_HTTP_LLMROUTE_USAGE_OPTION);
-        n++;
-        at = req->obj_close;
+        if (req->usage_fix) {
+            start[ne] = req->usage_start;
+            end[ne] = req->usage_end;
+            fix[ne].data = (u_char *) req->usage_fix;
+            fix[ne].len = ngx_strlen(req->usage_fix);
+
+        } else {
+            start[ne] = req->obj_close;
+            end[ne] = req->obj_close;
+            ngx_str_set(&fix[ne], NGX_HTTP_LLMROUTE_USAGE_OPTION);
+        }
+
+        ne++;
     }
 
-    part[n].data = req->body + at;
-    part[n++].len = req->len - at;
+    /* in body order; an insertion keeps its place before an equal start */
+
+    for (i = 1; i < ne; i++) {
+        for (k = i; k > 0 && start[k] < start[k - 1]; k--) {
+            t = start[k];
+            start[k] = start[k - 1];
+            start[k - 1] = t;
+
+            t = end[k];
+            end[k] = end[k - 1];
+            end[k - 1] = t;
+
+            f = fix[k];
+            fix[k] = fix[k - 1];
+            fix[k - 1] = f;
+        }
+    }
+
+    n = 0;
+    pos = 0;
+
+    for (i = 0; i < ne; i++) {
+        part[n].data = req->body + pos;
+        part[n++].len = start[i] - pos;
+        part[n++] = fix[i];
+        pos = end[i];
+    }
+
+    part[n].data = req->body + pos;
+    part[n++].len = req->len - pos;
 
     rb = r->request_body;
     ll = &rb->bufs;
@@ -989,7 +1049,7 @@ ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 
     *ll = NULL;
 
-    /* the tail holds the closing brace: there is a last buffer */
+    /* a fix is never empty: there is a last buffer */
     b->last_buf = 1;
     b->last_in_chain = 1;
     rb->buf = b;
@@ -1013,64 +1073,111 @@ ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 
 
 /*
- * The client's credentials never reach a provider: its Authorization is
- * replaced by the provider's, other API-key headers are removed.
+ * The client's credentials never reach a provider, and no provider key is
+ * ever put into r->headers_in (where $http_*, mirror subrequests and an
+ * error_page fallback would see it): keys go out only through
+ * $llmroute_authorization and the like.  proxy_pass copies every element
+ * of r->headers_in.headers, so while an attempt runs that list is a copy
+ * without the client's credential headers; the client's own list, whose
+ * elements nginx's typed pointers (host, content_length ...) point to, is
+ * kept untouched in the ctx and put back for the log phase and for the
+ * next decision.  Nothing is shifted, nothing is written into a header.
  */
 
 static ngx_int_t
 ngx_http_llmroute_set_credentials(ngx_http_request_t *r,
-    ngx_http_llmroute_provider_t *provider)
+    ngx_http_llmroute_ctx_t *ctx)
 {
-    ngx_uint_t        i, replaced;
+    ngx_uint_t        i, n;
     ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    ngx_table_elt_t  *h, *copy;
 
-    replaced = 0;
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    ngx_http_llmroute_client_headers(r, ctx);
 
-    for (i = 0; /* void */ ; i++) {
+    n = 0;
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        n += part->nelts;
+    }
 
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
+    ctx->client_headers = r->headers_in.headers;
 
-        if ((h[i].key.len == 13
-             && ngx_strncasecmp(h[i].key.data, (u_char *) "Authorization",
-                                13) == 0)
-            || (h[i].key.len == 9
-                && ngx_strncasecmp(h[i].key.data, (u_char *) "x-api-key", 9)
-                   == 0)
-            || (h[i].key.len == 7
-                && ngx_strncasecmp(h[i].key.data, (u_char *) "api-key", 7)
-                   == 0))
-        {
-            if (!replaced && h[i].key.len == 13
-                && provider->authorization.len)
-            {
-                h[i].value = provider->authorization;
-                replaced = 1;
+    if (ngx_list_init(&r->headers_in.headers, r->pool, n ? n : 1,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        r->headers_in.headers = ctx->client_headers;
+        return NGX_ERROR;
+    }
+
+    ctx->headers_hidden = 1;
+
+    for (part = &ctx->client_headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+
+            if (ngx_http_llmroute_hidden_header(&h[i].key)) {
                 continue;
             }
 
-            /* drop the element: shift the rest of this part down */
+            copy = ngx_list_push(&r->headers_in.headers);
+            if (copy == NULL) {
+                return NGX_ERROR;
+            }
 
-            ngx_memmove(&h[i], &h[i + 1],
-                        (part->nelts - i - 1) * sizeof(ngx_table_elt_t));
-            part->nelts--;
-            i--;
+            *copy = h[i];
         }
     }
 
-    r->headers_in.authorization = NULL;
-
     return NGX_OK;
+}
+
+
+/* puts the client's own header list back (log phase, next decision) */
+
+void
+ngx_http_llmroute_client_headers(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx)
+{
+    if (ctx->headers_hidden) {
+        r->headers_in.headers = ctx->client_headers;
+        ctx->headers_hidden = 0;
+    }
+}
+
+
+/*
+ * Headers of the client never sent to a provider: credentials,
+ * Accept-Encoding (a compressed answer could not be read for its usage:
+ * the client would switch billing off) and Content-Encoding.
+ */
+
+static ngx_uint_t
+ngx_http_llmroute_hidden_header(ngx_str_t *name)
+{
+    ngx_uint_t  i;
+
+    static ngx_str_t  names[] = {
+        ngx_string("Authorization"),
+        ngx_string("Proxy-Authorization"),
+        ngx_string("x-api-key"),
+        ngx_string("api-key"),
+        ngx_string("x-goog-api-key"),
+        ngx_string("Accept-Encoding"),
+        ngx_string("Content-Encoding"),  /* we send the plain body we read */
+        ngx_null_string
+    };
+
+    for (i = 0; names[i].len; i++) {
+        if (name->len == names[i].len
+            && ngx_strncasecmp(name->data, names[i].data, name->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

@@ -40,6 +40,12 @@ typedef struct {
 static int ngx_http_llmroute_jsmn(u_char *body, size_t len, jsmntok_t *tok,
     size_t ntok);
 static int ngx_http_llmroute_json_skip(ngx_http_llmroute_json_t *js, int i);
+static ngx_int_t ngx_http_llmroute_json_key_fold(ngx_http_llmroute_json_t *js,
+    int i, const char *name, size_t len);
+static ngx_int_t ngx_http_llmroute_json_name(ngx_http_llmroute_json_t *js,
+    int i, const char *name, size_t len, ngx_uint_t fold);
+static ngx_uint_t ngx_http_llmroute_json_same(u_char *p, const char *name,
+    size_t len, ngx_uint_t fold);
 static ngx_int_t ngx_http_llmroute_json_key(ngx_http_llmroute_json_t *js,
     int i, const char *name, size_t len);
 static ngx_int_t ngx_http_llmroute_json_fail(ngx_http_llmroute_req_t *req,
@@ -257,6 +263,27 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
         }
 
         if (ngx_http_llmroute_members[m] == NULL) {
+
+            /*
+             * {"model":"cheap","Model":"premium"}: providers that match
+             * names without case (Go's encoding/json) would run what we
+             * did not price
+             */
+
+            for (m = 0; ngx_http_llmroute_members[m]; m++) {
+                if (ngx_http_llmroute_json_key_fold(&js, i,
+                        ngx_http_llmroute_members[m],
+                        ngx_strlen(ngx_http_llmroute_members[m]))
+                    == NGX_OK)
+                {
+                    return ngx_http_llmroute_json_fail(req,
+                               NGX_HTTP_LLMROUTE_INVALID_REQUEST,
+                               "a member name differs from one the gateway "
+                               "reads only in case",
+                               ngx_http_llmroute_members[m]);
+                }
+            }
+
             i = ngx_http_llmroute_json_skip(&js, v);
             continue;
         }
@@ -318,7 +345,11 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
             break;
 
         case 2: /* stream */
-            if (js.tok[v].type != JSMN_PRIMITIVE) {
+            if (js.tok[v].type != JSMN_PRIMITIVE
+                || (body[js.tok[v].start] != 't'
+                    && body[js.tok[v].start] != 'f'
+                    && body[js.tok[v].start] != 'n'))
+            {
                 return ngx_http_llmroute_json_fail(req,
                            NGX_HTTP_LLMROUTE_INVALID_REQUEST,
                            "\"stream\" must be a boolean", "stream");
@@ -329,20 +360,40 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
 
         case 3: /* stream_options */
 
-            /* present in any form: the module adds none of its own */
+            /*
+             * usage is asked for whatever the client sent (a client must
+             * not switch billing off): null or a non-object is replaced,
+             * a false/null include_usage becomes true, a missing one is
+             * added; the module strips the usage chunk again
+             */
+
             req->stream_options = 1;
+            req->usage_start = js.tok[v].start;
+            req->usage_end = js.tok[v].end;
+            req->usage_fix = "{\"include_usage\":true}";
 
             if (js.tok[v].type == JSMN_OBJECT) {
                 int  j, e;
 
+                req->usage_start = js.tok[v].start + 1;
+                req->usage_end = req->usage_start;
+                req->usage_fix = js.tok[v].size ? "\"include_usage\":true,"
+                                                : "\"include_usage\":true";
                 j = v + 1;
 
                 for (e = 0; e < js.tok[v].size && j + 1 < n; e++) {
                     if (ngx_http_llmroute_json_key(&js, j, "include_usage", 13)
-                        == NGX_OK
-                        && ngx_http_llmroute_json_true(&js, j + 1))
+                        == NGX_OK)
                     {
-                        req->include_usage = 1;
+                        if (ngx_http_llmroute_json_true(&js, j + 1)) {
+                            req->include_usage = 1;
+                            req->usage_fix = NULL;
+
+                        } else {
+                            req->usage_start = js.tok[j + 1].start;
+                            req->usage_end = js.tok[j + 1].end;
+                            req->usage_fix = "true";
+                        }
                     }
 
                     j = ngx_http_llmroute_json_skip(&js, j + 1);
@@ -1048,6 +1099,24 @@ static ngx_int_t
 ngx_http_llmroute_json_key(ngx_http_llmroute_json_t *js, int i,
     const char *name, size_t len)
 {
+    return ngx_http_llmroute_json_name(js, i, name, len, 0);
+}
+
+
+/* the same, ASCII letters compared without case */
+
+static ngx_int_t
+ngx_http_llmroute_json_key_fold(ngx_http_llmroute_json_t *js, int i,
+    const char *name, size_t len)
+{
+    return ngx_http_llmroute_json_name(js, i, name, len, 1);
+}
+
+
+static ngx_int_t
+ngx_http_llmroute_json_name(ngx_http_llmroute_json_t *js, int i,
+    const char *name, size_t len, ngx_uint_t fold)
+{
     u_char   *p, buf[32];
     size_t    l;
     ssize_t   dl;
@@ -1059,7 +1128,7 @@ ngx_http_llmroute_json_key(ngx_http_llmroute_json_t *js, int i,
     p = js->body + js->tok[i].start;
     l = js->tok[i].end - js->tok[i].start;
 
-    if (l == len && ngx_memcmp(p, name, len) == 0) {
+    if (l == len && ngx_http_llmroute_json_same(p, name, len, fold)) {
         return NGX_OK;
     }
 
@@ -1068,13 +1137,36 @@ ngx_http_llmroute_json_key(ngx_http_llmroute_json_t *js, int i,
     if (l > len && l <= 6 * len && memchr(p, '\\', l) != NULL) {
         dl = ngx_http_llmroute_json_unescape(p, l, buf, sizeof(buf));
 
-        if (dl == (ssize_t) len && ngx_memcmp(buf, name, len) == 0) {
+        if (dl == (ssize_t) len
+            && ngx_http_llmroute_json_same(buf, name, len, fold))
+        {
             return NGX_OK;
         }
     }
 
     return NGX_DECLINED;
 }
+
+
+static ngx_uint_t
+ngx_http_llmroute_json_same(u_char *p, const char *name, size_t len,
+    ngx_uint_t fold)
+{
+    size_t  k;
+
+    if (!fold) {
+        return ngx_memcmp(p, name, len) == 0;
+    }
+
+    for (k = 0; k < len; k++) {
+        if (ngx_tolower(p[k]) != (u_char) name[k]) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
 
 
 static ngx_int_t

@@ -19,8 +19,7 @@
 #include <ngx_http_llmroute_module.h>
 
 
-/* consecutive failures that open a provider's circuit, and for how long */
-#define NGX_HTTP_LLMROUTE_CIRCUIT_FAILS  5
+/* how long an open circuit lasts (the failures: module.h) */
 #define NGX_HTTP_LLMROUTE_CIRCUIT_MS     30000
 
 
@@ -35,8 +34,12 @@ static uint64_t ngx_http_llmroute_unavailable_locked(
     uint64_t *cooling);
 static ngx_http_llmroute_client_node_t *ngx_http_llmroute_client_lookup(
     ngx_http_llmroute_main_conf_t *lmcf, ngx_str_t *key);
-static ngx_uint_t ngx_http_llmroute_period(ngx_uint_t kind, time_t now);
 
+
+static ngx_int_t ngx_http_llmroute_client_list(ngx_conf_t *cf, ngx_str_t *s,
+    size_t skip, ngx_http_llmroute_client_conf_t *cc);
+static ngx_int_t ngx_http_llmroute_client_model(
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_str_t *name, u_char *allowed);
 
 static ngx_uint_t  ngx_http_llmroute_shm_nomem;
 
@@ -57,8 +60,9 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     tok = 0;
     uint64_t                             cost, cooling;
     ngx_msec_t                           now_ms;
-    ngx_str_t                            key;
-    ngx_uint_t                           period;
+    u_char                               id[NGX_HTTP_LLMROUTE_CLIENT_ID_LEN];
+    ngx_str_t                            key, value;
+    ngx_uint_t                           period, later;
     ngx_http_llmroute_model_t           *m;
     ngx_http_llmroute_loc_conf_t        *lcf;
     ngx_http_llmroute_main_conf_t       *lmcf;
@@ -82,6 +86,15 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 
         if (key.len == 0) {
             return NGX_HTTP_UNAUTHORIZED;
+        }
+
+        /* the zone and Redis know the client only by its keyed hash */
+
+        value = key;
+        key.data = id;
+
+        if (ngx_http_llmroute_client_id(lmcf, &value, &key) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
 
@@ -137,6 +150,21 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 
             ctx->rl_remaining = cc->rpm ? cc->rpm - req - 1 : 0;
         }
+    }
+
+    /*
+     * a failover or an escalation passes the budget like any attempt, with
+     * its own estimate; a failed attempt's reservation is given back (an
+     * escalated one was settled already); rates count the request once
+     */
+
+    later = (cc && ctx->client != NULL);
+
+    if (later) {
+        cn = ctx->client;
+        cn->spend -= ctx->reserved;
+        cn->remote.ud_spend -= ctx->reserved;
+        ctx->reserved = 0;
     }
 
     for ( ;; ) {
@@ -231,17 +259,20 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         ctx->est_tokens = est;
     }
 
-    if (cn) {
+    if (cn && !later) {
         ngx_http_llmroute_window_roll(&cn->window, now);
         cn->window.req[0]++;
         cn->window.tok[0] += est;
-        cn->spend += cost;
         cn->remote.ud_req++;
         cn->remote.ud_tok += est;
+        ctx->client_est = est;
+    }
+
+    if (cn) {
+        cn->spend += cost;
         cn->remote.ud_spend += cost;
         cn->remote.period = cn->period;
         ctx->reserved = cost;
-        ctx->client_est = est;
         ctx->client = cn;
     }
 
@@ -620,7 +651,7 @@ ngx_http_llmroute_rbtree_insert_value(ngx_rbtree_node_t *temp,
 
 /* budget periods in UTC: hours, days or calendar months since the epoch */
 
-static ngx_uint_t
+ngx_uint_t
 ngx_http_llmroute_period(ngx_uint_t kind, time_t now)
 {
     ngx_tm_t  tm;
@@ -637,7 +668,10 @@ ngx_http_llmroute_period(ngx_uint_t kind, time_t now)
 }
 
 
-/* llmroute_client KEY [rpm=N] [tpm=N] [budget=USD/hour|day|month] [degrade] */
+/*
+ * llmroute_client KEY [rpm=N] [tpm=N] [budget=USD/hour|day|month] [degrade]
+ *                 [tiers=T,T] [models=M,M] [choose=on|off]
+ */
 
 char *
 ngx_http_llmroute_client(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -659,6 +693,8 @@ ngx_http_llmroute_client(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (cc == NULL) {
         return NGX_CONF_ERROR;
     }
+
+    cc->choose = 1;
 
     value = cf->args->elts;
 
@@ -730,10 +766,41 @@ ngx_http_llmroute_client(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(s.data, "tiers=", 6) == 0) {
+            if (ngx_http_llmroute_client_list(cf, &s, 6, cc) != NGX_OK) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(s.data, "models=", 7) == 0) {
+            if (ngx_http_llmroute_client_list(cf, &s, 7, cc) != NGX_OK) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (s.len == 9 && ngx_strncmp(s.data, "choose=on", 9) == 0) {
+            cc->choose = 1;
+            continue;
+        }
+
+        if (s.len == 10 && ngx_strncmp(s.data, "choose=off", 10) == 0) {
+            cc->choose = 0;
+            continue;
+        }
+
         goto invalid;
     }
 
+    cc->file = cf->conf_file->file.name.data;
+    cc->line = cf->conf_file->line;
+
     lcf->client = cc;
+
+    ngx_http_llmroute_client_used(cf);
 
     return NGX_CONF_OK;
 
@@ -741,6 +808,219 @@ invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid parameter \"%V\" (expected rpm=N, tpm=N, "
-                       "budget=USD/hour|day|month or degrade)", &value[i]);
+                       "budget=USD/hour|day|month, degrade, tiers=T,T, "
+                       "models=M,M or choose=on|off)", &value[i]);
     return NGX_CONF_ERROR;
+}
+
+
+/* tiers=simple,moderate (names checked now) or models=a,p/b (at merge) */
+
+static ngx_int_t
+ngx_http_llmroute_client_list(ngx_conf_t *cf, ngx_str_t *s, size_t skip,
+    ngx_http_llmroute_client_conf_t *cc)
+{
+    u_char     *p, *last, *comma;
+    ngx_int_t   tier;
+    ngx_str_t  *name;
+
+    p = s->data + skip;
+    last = s->data + s->len;
+
+    if (p == last) {
+        return NGX_ERROR;
+    }
+
+    if (skip == 7 && cc->models == NULL) {
+        cc->models = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
+        if (cc->models == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    while (p < last) {
+        comma = ngx_strlchr(p, last, ',');
+        if (comma == NULL) {
+            comma = last;
+        }
+
+        if (comma == p) {
+            return NGX_ERROR;
+        }
+
+        if (skip == 6) {
+            tier = ngx_http_llmroute_tier_by_name(p, comma - p);
+            if (tier == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+
+            cc->tiers |= (ngx_uint_t) 1 << tier;
+
+        } else {
+            name = ngx_array_push(cc->models);
+            if (name == NULL) {
+                return NGX_ERROR;
+            }
+
+            name->data = p;
+            name->len = comma - p;
+        }
+
+        p = comma + 1;
+    }
+
+    return s->data[s->len - 1] == ',' ? NGX_ERROR : NGX_OK;
+}
+
+
+/* models= names a catalog model (id or provider/id) */
+
+ngx_int_t
+ngx_http_llmroute_client_policy_check(ngx_conf_t *cf,
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_http_llmroute_client_conf_t *cc)
+{
+    ngx_uint_t  i;
+    ngx_str_t  *name;
+
+    if (cc == NULL || cc->models == NULL) {
+        return NGX_OK;
+    }
+
+    name = cc->models->elts;
+
+    for (i = 0; i < cc->models->nelts; i++) {
+        if (ngx_http_llmroute_client_model(lmcf, &name[i], NULL) < 0) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "unknown model \"%V\" in \"models=\" of "
+                          "\"llmroute_client\" in %s:%ui",
+                          &name[i], cc->file, cc->line);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Marks in allowed[] the models a name means: an id (every provider's) or
+ * provider/id.  Returns how many, -1 for none.
+ */
+
+static ngx_int_t
+ngx_http_llmroute_client_model(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_str_t *name, u_char *allowed)
+{
+    ngx_int_t                   n;
+    ngx_uint_t                  i;
+    ngx_http_llmroute_model_t  *m;
+
+    n = 0;
+    m = lmcf->cat.models;
+
+    for (i = 0; i < lmcf->cat.nmodels; i++) {
+        if ((m[i].id.len == name->len
+             && ngx_strncmp(m[i].id.data, name->data, name->len) == 0)
+            || (m[i].full.len == name->len
+                && ngx_strncmp(m[i].full.data, name->data, name->len) == 0))
+        {
+            if (allowed) {
+                allowed[i] = 1;
+            }
+
+            n++;
+        }
+    }
+
+    return n ? n : -1;
+}
+
+
+/*
+ * The client's policy on this request: choose=off drops its tier header
+ * and its pinned model or floor; tiers= and models= limit the models
+ * selection may use.  NGX_DECLINED: a pinned model the client may not use.
+ */
+
+ngx_int_t
+ngx_http_llmroute_client_policy(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx, ngx_uint_t *use_header)
+{
+    u_char                           *allowed;
+    ngx_uint_t                        i;
+    ngx_str_t                        *name;
+    ngx_http_llmroute_want_t         *want;
+    ngx_http_llmroute_model_t        *m;
+    ngx_http_llmroute_loc_conf_t     *lcf;
+    ngx_http_llmroute_main_conf_t    *lmcf;
+    ngx_http_llmroute_client_conf_t  *cc;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_llmroute_module);
+    lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
+    cc = lcf->client;
+    want = &ctx->want;
+
+    if (cc == NULL) {
+        return NGX_OK;
+    }
+
+    if (!cc->choose) {
+        want->pin = NGX_HTTP_LLMROUTE_PIN_NONE;
+        want->tier = NGX_HTTP_LLMROUTE_TIER_SIMPLE;
+        *use_header = 0;
+    }
+
+    want->tiers = cc->tiers;
+    want->tier = ngx_http_llmroute_client_tier(want, want->tier);
+
+    if (cc->models) {
+        allowed = ngx_pcalloc(r->pool, lmcf->cat.nmodels);
+        if (allowed == NULL) {
+            return NGX_ERROR;
+        }
+
+        name = cc->models->elts;
+
+        for (i = 0; i < cc->models->nelts; i++) {
+            (void) ngx_http_llmroute_client_model(lmcf, &name[i], allowed);
+        }
+
+        want->allowed = allowed;
+    }
+
+    if (want->pin == NGX_HTTP_LLMROUTE_PIN_NONE) {
+        return NGX_OK;
+    }
+
+    m = lmcf->cat.models;
+
+    for (i = 0; i < lmcf->cat.nmodels; i++) {
+        if (m[i].id.len == want->pin_id.len
+            && ngx_strncmp(m[i].id.data, want->pin_id.data, m[i].id.len) == 0
+            && (want->pin != NGX_HTTP_LLMROUTE_PIN_PROVIDER
+                || m[i].provider == want->pin_provider)
+            && (want->tiers == 0
+                || (want->tiers & ((ngx_uint_t) 1 << m[i].tier)))
+            && (want->allowed == NULL || want->allowed[i]))
+        {
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* tiers=: a tier above every allowed one comes down to the highest */
+
+ngx_uint_t
+ngx_http_llmroute_client_tier(ngx_http_llmroute_want_t *want, ngx_uint_t tier)
+{
+    while (want->tiers && tier > 0
+           && !(want->tiers & ((ngx_uint_t) 1 << tier)))
+    {
+        tier--;
+    }
+
+    return tier;
 }

@@ -23,7 +23,6 @@ static u_char *ngx_http_llmroute_metrics_prometheus(u_char *p,
 static u_char *ngx_http_llmroute_metrics_json(u_char *p,
     ngx_http_llmroute_main_conf_t *lmcf, ngx_http_llmroute_series_t **all,
     ngx_uint_t n);
-static u_char *ngx_http_llmroute_usd(u_char *p, uint64_t nano);
 
 
 static const char  *ngx_http_llmroute_fail_names[] = {
@@ -53,7 +52,6 @@ ngx_http_llmroute_metrics_handler(ngx_http_request_t *r)
     ngx_buf_t                       *b;
     ngx_str_t                        format;
     ngx_uint_t                       n, json;
-    ngx_chain_t                      out;
     ngx_queue_t                     *q;
     ngx_http_llmroute_series_t     **all;
     ngx_http_llmroute_main_conf_t   *lmcf;
@@ -131,6 +129,19 @@ ngx_http_llmroute_metrics_handler(ngx_http_request_t *r)
     }
 
     b->last = p;
+
+    return ngx_http_llmroute_send_buf(r, b);
+}
+
+
+/* a 200 with one buffer as the body (content type set by the caller) */
+
+ngx_int_t
+ngx_http_llmroute_send_buf(ngx_http_request_t *r, ngx_buf_t *b)
+{
+    ngx_int_t    rc;
+    ngx_chain_t  out;
+
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
 
@@ -490,7 +501,9 @@ ngx_http_llmroute_metrics_json(u_char *p, ngx_http_llmroute_main_conf_t *lmcf,
 }
 
 
-static u_char *
+/* nano-USD as USD with 9 decimals (the status page prints them too) */
+
+u_char *
 ngx_http_llmroute_usd(u_char *p, uint64_t nano)
 {
     return ngx_sprintf(p, "%uL.%09uL", nano / 1000000000, nano % 1000000000);

@@ -54,6 +54,8 @@ static ngx_int_t ngx_http_llmroute_region_index(ngx_conf_t *cf,
     ngx_http_llmroute_main_conf_t *lmcf, ngx_str_t *name);
 static ngx_int_t ngx_http_llmroute_valid_name(ngx_str_t *s);
 static ngx_int_t ngx_http_llmroute_failover(ngx_conf_t *cf);
+static void ngx_http_llmroute_semi_trusted(ngx_conf_t *cf,
+    ngx_http_llmroute_main_conf_t *lmcf);
 static void ngx_http_llmroute_exit_process(ngx_cycle_t *cycle);
 
 
@@ -139,6 +141,13 @@ static ngx_command_t  ngx_http_llmroute_commands[] = {
       offsetof(ngx_http_llmroute_loc_conf_t, region),
       NULL },
 
+    { ngx_string("llmroute_client_hash"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_llmroute_client_hash,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("llmroute_client"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_llmroute_client,
@@ -170,6 +179,13 @@ static ngx_command_t  ngx_http_llmroute_commands[] = {
     { ngx_string("llmroute_metrics"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_llmroute_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("llmroute_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_llmroute_status,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -300,9 +316,24 @@ ngx_http_llmroute_exit_process(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_llmroute_add_variables(ngx_conf_t *cf)
 {
+    if (ngx_http_llmroute_register_variables(cf, ngx_http_llmroute_vars)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_llmroute_register_variables(cf,
+                                                ngx_http_llmroute_facts_vars);
+}
+
+
+ngx_int_t
+ngx_http_llmroute_register_variables(ngx_conf_t *cf,
+    ngx_http_variable_t *vars)
+{
     ngx_http_variable_t  *var, *v;
 
-    for (v = ngx_http_llmroute_vars; v->name.len; v++) {
+    for (v = vars; v->name.len; v++) {
         var = ngx_http_add_variable(cf, &v->name, v->flags);
         if (var == NULL) {
             return NGX_ERROR;
@@ -540,6 +571,10 @@ ngx_http_llmroute_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_http_llmroute_client_hash_check(cf, lmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     lmcf->baseline_model = -1;
 
     if (lmcf->baseline.len) {
@@ -657,9 +692,69 @@ ngx_http_llmroute_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         {
             return NGX_CONF_ERROR;
         }
+
+        ngx_http_llmroute_semi_trusted(cf, lmcf);
+
+        if (ngx_http_llmroute_client_policy_check(cf, lmcf, conf->client)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * Providers are semi-trusted: their X-Accel-* headers (an internal
+ * redirect into any location of the gateway, rate limits, buffering)
+ * are ignored in llmroute locations, and keys sent over TLS that is not
+ * verified are worth a warning.
+ */
+
+static void
+ngx_http_llmroute_semi_trusted(ngx_conf_t *cf,
+    ngx_http_llmroute_main_conf_t *lmcf)
+{
+    ngx_uint_t                     i;
+    ngx_http_upstream_conf_t      *ucf;
+    ngx_http_core_loc_conf_t      *clcf;
+    ngx_http_llmroute_provider_t  *pr;
+
+    /* see ngx_http_llmroute_failover() */
+    ucf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_proxy_module);
+
+    ucf->ignore_headers |= NGX_HTTP_UPSTREAM_IGN_XA_REDIRECT
+                           |NGX_HTTP_UPSTREAM_IGN_XA_EXPIRES
+                           |NGX_HTTP_UPSTREAM_IGN_XA_LIMIT_RATE
+                           |NGX_HTTP_UPSTREAM_IGN_XA_BUFFERING
+                           |NGX_HTTP_UPSTREAM_IGN_XA_CHARSET;
+
+#if (NGX_HTTP_SSL)
+    if (ucf->ssl_verify) {
+        return;
+    }
+#endif
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    pr = lmcf->providers.elts;
+
+    for (i = 0; i < lmcf->providers.nelts; i++) {
+        if (pr[i].url.len > 8
+            && ngx_strncasecmp(pr[i].url.data, (u_char *) "https://", 8) == 0
+            && pr[i].authorization.len)
+        {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "llmroute: location \"%V\" sends the key of "
+                               "https provider \"%V\" without "
+                               "\"proxy_ssl_verify on\" (and "
+                               "\"proxy_ssl_trusted_certificate\"): "
+                               "anyone on the path can read it",
+                               &clcf->name, &pr[i].name);
+            return;
+        }
+    }
 }
 
 

@@ -39,6 +39,12 @@
 #define NGX_HTTP_LLMROUTE_REJECT_KEY          9
 #define NGX_HTTP_LLMROUTE_NREJECTS            10
 
+/* consecutive failures that open a provider's circuit */
+#define NGX_HTTP_LLMROUTE_CIRCUIT_FAILS   5
+
+/* a client label on the status page and in $llmroute_client */
+#define NGX_HTTP_LLMROUTE_KEY_LEN         64
+
 /* why a session left the provider and model holding its prompt cache */
 #define NGX_HTTP_LLMROUTE_MOVE_TIER_UP        0
 #define NGX_HTTP_LLMROUTE_MOVE_INELIGIBLE     1
@@ -141,6 +147,11 @@ typedef struct {
     uint64_t                        budget;         /* nano-USD */
     ngx_uint_t                      period;         /* 0 hour, 1 day, 2 month */
     ngx_flag_t                      degrade;
+    ngx_uint_t                      tiers;          /* allowed, 0: all */
+    ngx_array_t                    *models;         /* allowed, ngx_str_t */
+    ngx_flag_t                      choose;         /* header, pins count */
+    u_char                         *file;           /* for models= checks */
+    ngx_uint_t                      line;
 } ngx_http_llmroute_client_conf_t;
 
 
@@ -155,6 +166,9 @@ typedef struct {
 } ngx_http_llmroute_series_t;
 
 
+typedef struct ngx_http_llmroute_minutes_s  ngx_http_llmroute_minutes_t;
+
+
 /* lives in the zone; survives reloads */
 typedef struct {
     ngx_rbtree_t                    clients;
@@ -165,6 +179,9 @@ typedef struct {
     ngx_atomic_t                    savings;        /* nano-USD */
     ngx_atomic_t                    redis_up;
     ngx_atomic_t                    prices;         /* version applied */
+    ngx_http_llmroute_minutes_t    *minutes;        /* llmroute_status */
+    /* hashes client keys when llmroute_client_hash is not configured */
+    u_char                          client_secret[32];
 
     /* sessions: owned by ngx_http_llmroute_session.c */
     ngx_rbtree_t                    sessions;
@@ -193,6 +210,10 @@ typedef struct {
     ngx_atomic_uint_t               prices;     /* this worker's copy */
     u_char                         *provider_file;  /* for "no zone" */
     ngx_uint_t                      provider_line;
+    ngx_flag_t                      status;     /* llmroute_status used */
+    ngx_str_t                       client_secret;  /* llmroute_client_hash */
+    u_char                         *client_file;    /* first llmroute_client */
+    ngx_uint_t                      client_line;
 } ngx_http_llmroute_main_conf_t;
 
 
@@ -244,6 +265,9 @@ typedef struct {
 
     ngx_str_t                       error;      /* our JSON error body */
 
+    /* the client's header list while a copy without credentials is used */
+    ngx_list_t                      client_headers;
+
     ngx_chain_t                    *held;       /* escalation: the answer */
     ngx_chain_t                   **held_last;
     size_t                          held_size;
@@ -278,6 +302,9 @@ typedef struct {
     unsigned                        escalated:1;
     unsigned                        logged:1;
     unsigned                        sync_wait:1;    /* admission waits */
+    unsigned                        headers_hidden:1;
+    unsigned                        encoded:1;      /* unreadable answer */
+    unsigned                        no_answer:1;    /* escalation refused */
     unsigned                        has_session:1;
     unsigned                        session_seen:1; /* session_tier set */
     unsigned                        session_expired:1;
@@ -287,11 +314,31 @@ typedef struct {
 ngx_http_llmroute_ctx_t *ngx_http_llmroute_get_ctx(ngx_http_request_t *r,
     ngx_uint_t create);
 ngx_int_t ngx_http_llmroute_handler(ngx_http_request_t *r);
+void ngx_http_llmroute_client_headers(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx);
 void ngx_http_llmroute_note_failure(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 void ngx_http_llmroute_provider_series(ngx_http_llmroute_main_conf_t *lmcf);
 ngx_table_elt_t *ngx_http_llmroute_find_header(ngx_list_t *headers,
     const char *name);
+
+/* hex of the first 16 bytes of HMAC-SHA256(secret, client key) */
+#define NGX_HTTP_LLMROUTE_CLIENT_ID_LEN  32
+
+char *ngx_http_llmroute_client_hash(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_http_llmroute_client_used(ngx_conf_t *cf);
+ngx_int_t ngx_http_llmroute_client_hash_check(ngx_conf_t *cf,
+    ngx_http_llmroute_main_conf_t *lmcf);
+ngx_int_t ngx_http_llmroute_client_zone_secret(u_char *secret, size_t len);
+ngx_int_t ngx_http_llmroute_client_policy_check(ngx_conf_t *cf,
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_http_llmroute_client_conf_t *cc);
+ngx_int_t ngx_http_llmroute_client_policy(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx, ngx_uint_t *use_header);
+ngx_uint_t ngx_http_llmroute_client_tier(ngx_http_llmroute_want_t *want,
+    ngx_uint_t tier);
+ngx_int_t ngx_http_llmroute_client_id(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_str_t *value, ngx_str_t *id);
 
 char *ngx_http_llmroute_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -303,6 +350,18 @@ ngx_int_t ngx_http_llmroute_redis_init_process(ngx_cycle_t *cycle);
 ngx_msec_t ngx_http_llmroute_redis_first_sync(
     ngx_http_llmroute_main_conf_t *lmcf);
 void ngx_http_llmroute_redis_exit_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_llmroute_register_variables(ngx_conf_t *cf,
+    ngx_http_variable_t *vars);
+extern ngx_http_variable_t  ngx_http_llmroute_facts_vars[];
+ngx_int_t ngx_http_llmroute_client_label(ngx_http_request_t *r,
+    ngx_http_llmroute_loc_conf_t *lcf, u_char *label, size_t *len);
+void ngx_http_llmroute_minutes_add(ngx_http_request_t *r,
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_http_llmroute_ctx_t *ctx);
+char *ngx_http_llmroute_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_uint_t ngx_http_llmroute_period(ngx_uint_t kind, time_t now);
+u_char *ngx_http_llmroute_usd(u_char *p, uint64_t nano);
+ngx_int_t ngx_http_llmroute_send_buf(ngx_http_request_t *r, ngx_buf_t *b);
 ngx_http_llmroute_client_node_t *ngx_http_llmroute_client_find(
     ngx_http_llmroute_main_conf_t *lmcf, ngx_str_t *key);
 

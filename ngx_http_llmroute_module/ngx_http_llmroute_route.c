@@ -107,6 +107,14 @@ ngx_http_llmroute_select(ngx_http_llmroute_catalog_t *cat,
         p = &cat->providers[m->provider];
         stage = ngx_http_llmroute_stage_pin;
 
+        /* the client's allow-lists (llmroute_client tiers=, models=) */
+
+        if ((want->tiers && !(want->tiers & ((ngx_uint_t) 1 << m->tier)))
+            || (want->allowed && !want->allowed[i]))
+        {
+            goto next;
+        }
+
         if (want->pin != NGX_HTTP_LLMROUTE_PIN_NONE
             && (m->id.len != want->pin_id.len
                 || ngx_memcmp(m->id.data, want->pin_id.data, m->id.len) != 0

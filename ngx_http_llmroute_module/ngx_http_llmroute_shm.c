@@ -126,6 +126,13 @@ ngx_http_llmroute_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_ERROR;
     }
 
+    if (ngx_http_llmroute_client_zone_secret(lmcf->sh->client_secret,
+                                             sizeof(lmcf->sh->client_secret))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     ngx_queue_init(&lmcf->sh->series);
     ngx_queue_init(&lmcf->sh->lru);
     ngx_rbtree_init(&lmcf->sh->clients, &lmcf->sh->sentinel,

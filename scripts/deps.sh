@@ -4,7 +4,8 @@ set -euo pipefail
 pkgs=(nginx nginx-dev libjsmn-dev libyajl-dev libhiredis-dev
       libcurl4-openssl-dev redis-server redis-tools wrk python3 python3-pytest
       clang libclang-rt-14-dev gcc make curl prometheus python3-yaml openssl
-      libpcre2-dev zlib1g-dev libssl-dev valgrind)
+      libpcre2-dev zlib1g-dev libssl-dev valgrind
+      chromium)  # chromium: t/test_status.py renders the status page
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \

@@ -10,6 +10,8 @@ Prefix dirs live under pytest's tmp_path (pytest keeps the last 3 runs).
 """
 
 import http.client
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -537,7 +539,11 @@ def with_model(body, model):
 
 KEY_A = "sk-test-a-3f9c2e71d0b84a56"
 KEY_B = "sk-test-b-8e1d4c07a9f2b335"
-KEYS = {"TEST_KEY_A": KEY_A, "TEST_KEY_B": KEY_B}
+# the secret client keys are hashed with (llmroute_client_hash): in
+# nginx's environment like the provider keys, and never in a log either
+CLIENT_SECRET = "test-client-hash-secret-5d1f0b9e"
+KEYS = {"TEST_KEY_A": KEY_A, "TEST_KEY_B": KEY_B,
+        "TEST_CLIENT_SECRET": CLIENT_SECRET}
 CHAT = "/v1/chat/completions"
 
 # The catalog of the brief; %%CHEAP_URL%% / %%PREMIUM_URL%% are the mocks.
@@ -567,6 +573,13 @@ SERVER = """
         location = /v1/models { llmroute_models; }
     }
 """
+
+
+def client_id(value, secret=CLIENT_SECRET):
+    """The name a client key has in the zone and in Redis: hex of the
+    first 16 bytes of HMAC-SHA256(secret, key)."""
+    return hmac.new(secret.encode(), value.encode(),
+                    hashlib.sha256).hexdigest()[:32]
 
 
 def chat_body(content="what is 2+2?", model="auto", **extra):

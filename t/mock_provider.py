@@ -26,11 +26,14 @@ Options for every mode: delay (seconds before answering), content, usage
 ({prompt_tokens, completion_tokens, cached_tokens}), headers (extra response
 headers), finish_reason, chunk_delay (seconds between SSE events), pieces
 (list of content pieces for SSE), body (raw response body bytes), status,
+gzip (a JSON answer is gzip-compressed when the request's Accept-Encoding
+allows it, as real providers do),
 split_at (a JSON answer's body goes out in two writes, 50 ms apart, cut
 after this many bytes: nginx sees it in two buffers), ctype (Content-Type of
 a raw body, e.g. text/event-stream for a hand-written stream).
 """
 
+import gzip
 import http.server
 import json
 import re
@@ -45,7 +48,7 @@ DEFAULTS = {
     "mode": "ok", "status": None, "delay": 0.0, "chunk_delay": 0.0,
     "content": None, "usage": None, "headers": None, "finish_reason": "stop",
     "retry_after": None, "pieces": None, "body": None, "reset_after": 2,
-    "split_at": None, "ctype": "application/json",
+    "split_at": None, "ctype": "application/json", "gzip": False,
 }
 
 
@@ -145,8 +148,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = b["body"]
         if body is None:
             body = json.dumps(mock.completion(req, b)).encode()
+        headers = dict(b["headers"] or {})
+        if b["gzip"] and "gzip" in (rec.header("Accept-Encoding") or ""):
+            body = gzip.compress(body)
+            headers["Content-Encoding"] = "gzip"
         self._send(b["status"] or 200, body, ctype=b["ctype"],
-                   headers=b["headers"], split_at=b["split_at"])
+                   headers=headers, split_at=b["split_at"])
 
     _mode_delay = _mode_ok
 

@@ -49,7 +49,8 @@ import pytest
 
 from llmroute_harness import (
     CATALOG, CHAT, KEYS, MODULE_PATH, SERVER, Nginx, assert_error,
-    assert_routed, chat_body, free_port, get, post_json, stream_post)
+    assert_routed, chat_body, client_id, free_port, get, post_json,
+    stream_post)
 from mock_provider import close_all
 from redis_server import RedisServer
 
@@ -145,7 +146,9 @@ class Cluster:
         self.vars = {"CHEAP_URL": self.cheap.url,
                      "PREMIUM_URL": self.premium.url,
                      "SERVER_EXTRA": METRICS, "LOCATION_EXTRA": loc}
-        self.http = catalog + LOG + "    " + self.redis_line + "\n" + SERVER
+        self.http = (catalog + LOG + "    " + self.redis_line + "\n"
+                     + "    llmroute_client_hash key_env=TEST_CLIENT_SECRET;\n"
+                     + SERVER)
         self.nodes = [nginx(self.http, vars=self.vars,
                             worker_processes=WORKERS) for _ in range(nodes)]
 
@@ -269,9 +272,15 @@ def day():
     return int(time.time()) // 86400
 
 
+def ckey(team, tag="llmroute"):
+    """The request/token hash of a client (named by its keyed hash)."""
+    return "{%s}:c:%s" % (tag, client_id(team))
+
+
 def spend_keys(redis, team, db=None, tag="llmroute"):
     """{key: int} of the client's spend keys."""
     out = {}
+    team = client_id(team)
     for k in redis.keys("{%s}:s:%s:*" % (tag, team), db=db):
         # only the documented {tag}:s:<client>:<period>; keys below it
         # (the module's own per-node bookkeeping) are not the total
@@ -293,7 +302,8 @@ def assert_spend(redis, team, want, days, db=None, tag="llmroute",
     assert sum(keys.values()) == want, (
         "spend of %s in Redis: %r, want %d in all (every key: %r)"
         % (team, keys, want, redis.keys("*", db=db)))
-    assert set(keys) <= {"{%s}:s:%s:%d" % (tag, team, d) for d in days}, \
+    assert set(keys) <= {"{%s}:s:%s:%d" % (tag, client_id(team), d)
+                         for d in days}, \
         keys
     for k in keys:
         assert redis.call("TYPE", k, db=db) == "string", k
@@ -527,13 +537,13 @@ def test_spend_is_pushed_exactly_from_both_nodes(cluster):
     assert_spend(redis, "team-a", want_a, days)
     assert_spend(redis, "team-b", want_b, days)
     # as the documentation shows it
-    key = "{llmroute}:s:team-a:%d" % day()
+    key = "{llmroute}:s:%s:%d" % (client_id("team-a"), day())
     if day() in days and len(days) == 1:
         assert redis.cli("GET", key) == str(want_a)
     # request counts per client: every request was admitted once
-    assert_counts(redis, "{llmroute}:c:team-a",
+    assert_counts(redis, ckey("team-a"),
                   sum(x["team"] == "team-a" for x in lines), t0=t0)
-    assert_counts(redis, "{llmroute}:c:team-b",
+    assert_counts(redis, ckey("team-b"),
                   sum(x["team"] == "team-b" for x in lines), t0=t0)
 
 
@@ -648,7 +658,7 @@ def test_client_rpm_is_cluster_wide(cluster):
     assert len(c.cheap.requests) == ok
     assert send(c.nodes[1], "team-b").status == 200
     wait_logged(c.nodes, 67)
-    assert_counts(redis, "{llmroute}:c:team-a", ok, ok * DEFAULT_TOKENS,
+    assert_counts(redis, ckey("team-a"), ok, ok * DEFAULT_TOKENS,
                   t0=t0)
     assert_counts(redis, "{llmroute}:p:cheap", ok + 1,
                   (ok + 1) * DEFAULT_TOKENS, t0=t0)
@@ -849,7 +859,7 @@ def test_redis_killed_and_restarted_empty(cluster):
     redis.start()                               # empty, same port
     wait_redis_up(c, 1, timeout=8)
     assert_spend(redis, "team-b", want_b, {day(), int(t0) // 86400})
-    assert_counts(redis, "{llmroute}:c:team-b", 10, 10 * 168, t0=t0)
+    assert_counts(redis, ckey("team-b"), 10, 10 * 168, t0=t0)
     got_a = sum(spend_keys(redis, "team-a").values())
     assert after_kill_a <= got_a <= total_a, (
         "team-a spend in Redis after the restart: %d, want between %d "
@@ -906,7 +916,7 @@ def test_redis_hung_adds_no_latency_and_counts_once(cluster):
     assert_spend(redis, "team-a", spend(lines, "team-a"),
                  {int(t0) // 86400, day()}, timeout=5)
     assert spend(lines, "team-a") == n * DEFAULT_COST
-    assert_counts(redis, "{llmroute}:c:team-a", n, n * DEFAULT_TOKENS, t0=t0)
+    assert_counts(redis, ckey("team-a"), n, n * DEFAULT_TOKENS, t0=t0)
     assert len(c.cheap.requests) == n
     assert_counts(redis, "{llmroute}:p:cheap", n, n * DEFAULT_TOKENS, t0=t0)
 
@@ -971,7 +981,7 @@ def test_reload_of_one_node_keeps_totals_exact(cluster):
     assert_spend(c.redis, "team-a", n * DEFAULT_COST,
                  {int(t0) // 86400, day()}, timeout=5)
     assert spend(lines, "team-a") == n * DEFAULT_COST
-    assert_counts(c.redis, "{llmroute}:c:team-a", n, n * DEFAULT_TOKENS,
+    assert_counts(c.redis, ckey("team-a"), n, n * DEFAULT_TOKENS,
                   t0=t0)
     assert_counts(c.redis, "{llmroute}:p:cheap", n, n * DEFAULT_TOKENS,
                   t0=t0)
@@ -1003,6 +1013,6 @@ def test_password_db_prefix_and_unix_socket(cluster, redis_server, how):
     assert_spend(srv, "team-a", 3 * DEFAULT_COST, days, db=db, tag=tag)
     if db is not None:
         assert srv.keys("*", db=0) == [], "keys in db 0"
-    assert_counts(srv, "{%s}:c:team-a" % tag, 3, 3 * DEFAULT_TOKENS, db=db)
+    assert_counts(srv, ckey("team-a", tag), 3, 3 * DEFAULT_TOKENS, db=db)
     logs = node.error_log() + node.access_log()
     assert pw not in logs, "Redis password in a log"

@@ -20,7 +20,14 @@ CATALOG_CFLAGS  ?= -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE
 CATALOG_LDLIBS  := -lcurl -lyajl -lhiredis
 CATALOG_SRCS    := $(CATALOG_DIR)/main.c $(CATALOG_DIR)/source.c \
                    $(CATALOG_DIR)/probe.c $(CATALOG_DIR)/redis.c \
-                   $(CATALOG_DIR)/util.c
+                   $(CATALOG_DIR)/util.c $(CATALOG_DIR)/reprice.c
+# reprice runs the module's own selection code, built standalone as
+# classify_report builds it (no second implementation of the rules)
+CATALOG_MODSRC  := $(CATALOG_ROOT)/ngx_http_llmroute_module
+CATALOG_CORE    := $(CATALOG_ROOT)/tools/catalog_conf.c \
+                   $(CATALOG_MODSRC)/ngx_http_llmroute_json.c \
+                   $(CATALOG_MODSRC)/ngx_http_llmroute_classify.c \
+                   $(CATALOG_MODSRC)/ngx_http_llmroute_route.c
 
 CATALOG_PYTHON ?= /usr/bin/python3
 CATALOG_PYTEST ?= $(CATALOG_PYTHON) -m pytest -q -p no:cacheprovider
@@ -29,9 +36,13 @@ CATALOG_PYTEST ?= $(CATALOG_PYTHON) -m pytest -q -p no:cacheprovider
 
 catalog-tool: $(CATALOG_BIN)
 
-$(CATALOG_BIN): $(CATALOG_SRCS) $(CATALOG_DIR)/llmroute_catalog.h
+$(CATALOG_BIN): $(CATALOG_SRCS) $(CATALOG_CORE) $(CATALOG_DIR)/llmroute_catalog.h \
+                $(CATALOG_MODSRC)/ngx_http_llmroute_core.h \
+                $(CATALOG_ROOT)/tools/catalog_conf.h
 	@mkdir -p $(CATALOG_OUT)
-	$(CATALOG_CC) $(CATALOG_CFLAGS) -o $@ $(CATALOG_SRCS) $(CATALOG_LDLIBS)
+	$(CATALOG_CC) $(CATALOG_CFLAGS) -DNGX_HTTP_LLMROUTE_STANDALONE \
+	    -I $(CATALOG_MODSRC) -I $(CATALOG_ROOT)/tools -o $@ \
+	    $(CATALOG_SRCS) $(CATALOG_CORE) $(CATALOG_LDLIBS)
 
 test-catalog: $(CATALOG_BIN)
 	cd $(CATALOG_ROOT) && $(CATALOG_PYTEST) t/test_catalog_tool.py \

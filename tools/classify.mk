@@ -18,6 +18,7 @@ CLASSIFY_BIN  := $(CLASSIFY_OUT)/classify_report
 CLASSIFY_CC     ?= cc
 CLASSIFY_CFLAGS ?= -O2 -Wall -Wextra -Werror
 CLASSIFY_SRCS   := $(CLASSIFY_ROOT)/tools/classify_report.c \
+                   $(CLASSIFY_ROOT)/tools/catalog_conf.c \
                    $(CLASSIFY_SRC)/ngx_http_llmroute_json.c \
                    $(CLASSIFY_SRC)/ngx_http_llmroute_classify.c \
                    $(CLASSIFY_SRC)/ngx_http_llmroute_route.c
@@ -29,10 +30,11 @@ CLASSIFY_ARGS ?=
 
 .PHONY: classify-report classify-features
 
-$(CLASSIFY_BIN): $(CLASSIFY_SRCS) $(CLASSIFY_SRC)/ngx_http_llmroute_core.h
+$(CLASSIFY_BIN): $(CLASSIFY_SRCS) $(CLASSIFY_SRC)/ngx_http_llmroute_core.h \
+                 $(CLASSIFY_ROOT)/tools/catalog_conf.h
 	@mkdir -p $(CLASSIFY_OUT)
 	$(CLASSIFY_CC) $(CLASSIFY_CFLAGS) -DNGX_HTTP_LLMROUTE_STANDALONE \
-	    -I $(CLASSIFY_SRC) -o $@ $(CLASSIFY_SRCS)
+	    -I $(CLASSIFY_SRC) -I $(CLASSIFY_ROOT)/tools -o $@ $(CLASSIFY_SRCS)
 
 classify-report: $(CLASSIFY_BIN)
 	@if [ -f "$(TIERS)" ]; then \

@@ -25,7 +25,7 @@
  */
 
 
-#include <ngx_http_llmroute_core.h>
+#include <catalog_conf.h>
 
 #include <stdlib.h>
 #include <errno.h>
@@ -40,8 +40,6 @@
 #define CLASSIFY_MIN_RECALL     0.95
 #define CLASSIFY_MAX_COST       0.40
 
-#define CLASSIFY_MAX_MODELS     64
-#define CLASSIFY_MAX_ARGS       32
 #define CLASSIFY_MAX_ALLOCS     64
 
 
@@ -63,17 +61,6 @@ ngx_uint_t ngx_http_llmroute_classify_features(ngx_http_llmroute_req_t *req,
     double *f, ngx_uint_t n);
 extern ngx_str_t  ngx_http_llmroute_classifier_names[];
 
-static u_char *classify_read_file(const char *name, size_t *len);
-static ngx_int_t classify_catalog(ngx_http_llmroute_catalog_t *cat,
-    const char *name);
-static ngx_int_t classify_model(ngx_http_llmroute_catalog_t *cat,
-    ngx_str_t *arg, ngx_uint_t nargs);
-static ngx_int_t classify_price(ngx_str_t *v, uint64_t *nano);
-static ngx_int_t classify_size(ngx_str_t *v, size_t *n);
-static ngx_int_t classify_budget(ngx_http_llmroute_catalog_t *cat,
-    ngx_str_t *arg);
-static ngx_int_t classify_setting(ngx_http_llmroute_classifier_t *cl,
-    u_char *p, size_t len);
 static ngx_int_t classify_item(u_char *line, size_t len,
     classify_item_t *item);
 static void *classify_alloc(void *data, size_t size);
@@ -106,6 +93,7 @@ main(int argc, char **argv)
     ngx_http_llmroute_req_t       req;
     ngx_http_llmroute_catalog_t   cat;
 
+    llmroute_conf_prog = "classify_report";
     catalog = "conf.d/catalog-example.conf";
     budgets = NULL;
     tiers = NULL;
@@ -115,10 +103,7 @@ main(int argc, char **argv)
     ngx_memzero(&cat, sizeof(ngx_http_llmroute_catalog_t));
     ngx_http_llmroute_classifier_init(&cat.classifier);
 
-    /* the module's defaults, then llmroute_output_budget, then -b */
-    cat.output_budget[NGX_HTTP_LLMROUTE_TIER_SIMPLE] = 512;
-    cat.output_budget[NGX_HTTP_LLMROUTE_TIER_MODERATE] = 1024;
-    cat.output_budget[NGX_HTTP_LLMROUTE_TIER_COMPLEX] = 4096;
+    /* the module's output budgets (llmroute_conf_catalog()), then -b */
 
     /* -w options apply after the catalog's llmroute_classifier lines */
 
@@ -154,14 +139,14 @@ main(int argc, char **argv)
         return 2;
     }
 
-    if (classify_catalog(&cat, catalog) != NGX_OK) {
+    if (llmroute_conf_catalog(&cat, catalog) != NGX_OK) {
         return 2;
     }
 
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-w") == 0 && i + 1 < argc) {
             i++;
-            if (classify_setting(&cat.classifier, (u_char *) argv[i],
+            if (llmroute_conf_setting(&cat.classifier, (u_char *) argv[i],
                                  strlen(argv[i]))
                 != NGX_OK)
             {
@@ -189,7 +174,7 @@ main(int argc, char **argv)
         e++;
     }
 
-    data = classify_read_file(tiers, &len);
+    data = llmroute_conf_read_file(tiers, &len);
     if (data == NULL) {
         return 2;
     }
@@ -536,459 +521,6 @@ classify_item(u_char *line, size_t len, classify_item_t *item)
     return NGX_OK;
 }
 
-
-/*
- * the catalog: nginx directives split on whitespace, ";" ends one, "#"
- * starts a comment; quoting is not needed by any value we read
- */
-
-static ngx_int_t
-classify_catalog(ngx_http_llmroute_catalog_t *cat, const char *name)
-{
-    u_char     *data, *p, *last, *s;
-    size_t      len;
-    ngx_str_t   arg[CLASSIFY_MAX_ARGS];
-    ngx_uint_t  nargs, i, line, end;
-
-    data = classify_read_file(name, &len);
-    if (data == NULL) {
-        return NGX_ERROR;
-    }
-
-    cat->providers = calloc(NGX_HTTP_LLMROUTE_MAX_PROVIDERS,
-                            sizeof(ngx_http_llmroute_provider_t));
-    cat->models = calloc(CLASSIFY_MAX_MODELS,
-                         sizeof(ngx_http_llmroute_model_t));
-    if (cat->providers == NULL || cat->models == NULL) {
-        return NGX_ERROR;
-    }
-
-    nargs = 0;
-    line = 1;
-    p = data;
-    last = data + len;
-
-    while (p < last) {
-
-        if (*p == '\n') {
-            line++;
-        }
-
-        if (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') {
-            p++;
-            continue;
-        }
-
-        if (*p == '#') {
-            while (p < last && *p != '\n') {
-                p++;
-            }
-
-            continue;
-        }
-
-        s = p;
-
-        while (p < last && *p != ' ' && *p != '\t' && *p != '\r'
-               && *p != '\n' && *p != ';' && *p != '#')
-        {
-            p++;
-        }
-
-        end = (p < last && *p == ';');
-
-        if (p > s) {
-            if (nargs == CLASSIFY_MAX_ARGS) {
-                fprintf(stderr, "classify_report: %s:%lu: too many "
-                        "arguments\n", name, (unsigned long) line);
-                return NGX_ERROR;
-            }
-
-            arg[nargs].data = s;
-            arg[nargs].len = p - s;
-            nargs++;
-        }
-
-        if (!end) {
-            continue;
-        }
-
-        p++;
-
-        if (nargs == 0) {
-            continue;
-        }
-
-        if (arg[0].len == 17
-            && ngx_memcmp(arg[0].data, "llmroute_provider", 17) == 0)
-        {
-            if (nargs < 3
-                || cat->nproviders == NGX_HTTP_LLMROUTE_MAX_PROVIDERS)
-            {
-                goto invalid;
-            }
-
-            cat->providers[cat->nproviders].name = arg[1];
-            cat->providers[cat->nproviders].url = arg[2];
-            cat->providers[cat->nproviders].index = cat->nproviders;
-            cat->nproviders++;
-
-        } else if (arg[0].len == 14
-                   && ngx_memcmp(arg[0].data, "llmroute_model", 14) == 0)
-        {
-            if (classify_model(cat, arg, nargs) != NGX_OK) {
-                goto invalid;
-            }
-
-        } else if (arg[0].len == 22
-                   && ngx_memcmp(arg[0].data, "llmroute_output_budget", 22)
-                      == 0)
-        {
-            for (i = 1; i < nargs; i++) {
-                if (classify_budget(cat, &arg[i]) != NGX_OK) {
-                    goto invalid;
-                }
-            }
-
-        } else if (arg[0].len == 19
-                   && ngx_memcmp(arg[0].data, "llmroute_classifier", 19) == 0)
-        {
-            for (i = 1; i < nargs; i++) {
-                if (classify_setting(&cat->classifier, arg[i].data,
-                                     arg[i].len)
-                    != NGX_OK)
-                {
-                    goto invalid;
-                }
-            }
-        }
-
-        nargs = 0;
-    }
-
-    if (nargs) {
-        fprintf(stderr, "classify_report: %s: unexpected end of file, "
-                "expecting \";\"\n", name);
-        return NGX_ERROR;
-    }
-
-    if (cat->nmodels == 0) {
-        fprintf(stderr, "classify_report: %s: no llmroute_model\n", name);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-
-invalid:
-
-    fprintf(stderr, "classify_report: %s:%lu: invalid \"%.*s\" directive\n",
-            name, (unsigned long) line, (int) arg[0].len, arg[0].data);
-
-    return NGX_ERROR;
-}
-
-
-/* llmroute_model PROVIDER ID tier=T input=P output=P [...] [tools] ... */
-
-static ngx_int_t
-classify_model(ngx_http_llmroute_catalog_t *cat, ngx_str_t *arg,
-    ngx_uint_t nargs)
-{
-    u_char                     *full;
-    ngx_int_t                   tier;
-    ngx_uint_t                  i, have_tier;
-    ngx_str_t                   v;
-    ngx_http_llmroute_model_t  *m;
-
-    if (nargs < 3 || cat->nmodels == CLASSIFY_MAX_MODELS) {
-        return NGX_ERROR;
-    }
-
-    m = &cat->models[cat->nmodels];
-    m->id = arg[2];
-
-    for (i = 0; i < cat->nproviders; i++) {
-        if (cat->providers[i].name.len == arg[1].len
-            && ngx_memcmp(cat->providers[i].name.data, arg[1].data,
-                          arg[1].len)
-               == 0)
-        {
-            break;
-        }
-    }
-
-    if (i == cat->nproviders) {
-        return NGX_ERROR;
-    }
-
-    m->provider = i;
-
-    full = malloc(arg[1].len + 1 + arg[2].len);
-    if (full == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(full, arg[1].data, arg[1].len);
-    full[arg[1].len] = '/';
-    ngx_memcpy(full + arg[1].len + 1, arg[2].data, arg[2].len);
-    m->full.data = full;
-    m->full.len = arg[1].len + 1 + arg[2].len;
-
-    have_tier = 0;
-
-    for (i = 3; i < nargs; i++) {
-        v = arg[i];
-
-        if (v.len > 5 && ngx_memcmp(v.data, "tier=", 5) == 0) {
-            tier = ngx_http_llmroute_tier_by_name(v.data + 5, v.len - 5);
-            if (tier == NGX_ERROR) {
-                return NGX_ERROR;
-            }
-
-            m->tier = tier;
-            have_tier = 1;
-
-        } else if (v.len > 6 && ngx_memcmp(v.data, "input=", 6) == 0) {
-            v.data += 6;
-            v.len -= 6;
-            if (classify_price(&v, &m->input) != NGX_OK) {
-                return NGX_ERROR;
-            }
-
-        } else if (v.len > 7 && ngx_memcmp(v.data, "output=", 7) == 0) {
-            v.data += 7;
-            v.len -= 7;
-            if (classify_price(&v, &m->output) != NGX_OK) {
-                return NGX_ERROR;
-            }
-
-        } else if (v.len > 13 && ngx_memcmp(v.data, "cached_input=", 13) == 0)
-        {
-            v.data += 13;
-            v.len -= 13;
-            if (classify_price(&v, &m->cached_input) != NGX_OK) {
-                return NGX_ERROR;
-            }
-
-        } else if (v.len > 8 && ngx_memcmp(v.data, "context=", 8) == 0) {
-            v.data += 8;
-            v.len -= 8;
-            if (classify_size(&v, &m->context) != NGX_OK) {
-                return NGX_ERROR;
-            }
-
-        } else if (v.len == 5 && ngx_memcmp(v.data, "tools", 5) == 0) {
-            m->tools = 1;
-
-        } else if (v.len == 4 && ngx_memcmp(v.data, "json", 4) == 0) {
-            m->json = 1;
-
-        } else if (v.len == 6 && ngx_memcmp(v.data, "vision", 6) == 0) {
-            m->vision = 1;
-        }
-
-        /* other parameters do not affect the choice made here */
-    }
-
-    if (!have_tier) {
-        return NGX_ERROR;
-    }
-
-    cat->nmodels++;
-
-    return NGX_OK;
-}
-
-
-/* USD per 1M tokens, up to 3 decimals, to nano-USD per token (x 1000) */
-
-static ngx_int_t
-classify_price(ngx_str_t *v, uint64_t *nano)
-{
-    u_char      *p, *last;
-    uint64_t     n;
-    ngx_uint_t   frac, dot;
-
-    n = 0;
-    frac = 0;
-    dot = 0;
-
-    for (p = v->data, last = v->data + v->len; p < last; p++) {
-        if (*p == '.' && !dot) {
-            dot = 1;
-            continue;
-        }
-
-        if (*p < '0' || *p > '9' || frac == 3 || n > 1000000000) {
-            return NGX_ERROR;
-        }
-
-        n = n * 10 + (*p - '0');
-        frac += dot;
-    }
-
-    if (v->len == 0 || (dot && frac == 0)) {
-        return NGX_ERROR;
-    }
-
-    for ( /* void */ ; frac < 3; frac++) {
-        n *= 10;
-    }
-
-    *nano = n;
-
-    return NGX_OK;
-}
-
-
-/* 128000, 128k, 1m */
-
-static ngx_int_t
-classify_size(ngx_str_t *v, size_t *n)
-{
-    u_char  *p, *last;
-    size_t   s, mul;
-
-    if (v->len == 0) {
-        return NGX_ERROR;
-    }
-
-    last = v->data + v->len;
-    mul = 1;
-
-    if (last[-1] == 'k' || last[-1] == 'K') {
-        mul = 1000;
-        last--;
-
-    } else if (last[-1] == 'm' || last[-1] == 'M') {
-        mul = 1000000;
-        last--;
-    }
-
-    s = 0;
-
-    for (p = v->data; p < last; p++) {
-        if (*p < '0' || *p > '9' || s > 100000000) {
-            return NGX_ERROR;
-        }
-
-        s = s * 10 + (*p - '0');
-    }
-
-    if (p == v->data) {
-        return NGX_ERROR;
-    }
-
-    *n = s * mul;
-
-    return NGX_OK;
-}
-
-
-/* "tier=N", as an llmroute_output_budget argument */
-
-static ngx_int_t
-classify_budget(ngx_http_llmroute_catalog_t *cat, ngx_str_t *arg)
-{
-    u_char     *eq;
-    size_t      n;
-    ngx_int_t   tier;
-    ngx_str_t   v;
-
-    eq = memchr(arg->data, '=', arg->len);
-    if (eq == NULL) {
-        return NGX_ERROR;
-    }
-
-    tier = ngx_http_llmroute_tier_by_name(arg->data, eq - arg->data);
-
-    v.data = eq + 1;
-    v.len = arg->data + arg->len - v.data;
-
-    if (tier == NGX_ERROR || classify_size(&v, &n) != NGX_OK || n == 0) {
-        return NGX_ERROR;
-    }
-
-    cat->output_budget[tier] = n;
-
-    return NGX_OK;
-}
-
-
-/* "name=value", as an llmroute_classifier argument */
-
-static ngx_int_t
-classify_setting(ngx_http_llmroute_classifier_t *cl, u_char *p, size_t len)
-{
-    char       buf[32], *end;
-    u_char    *eq;
-    double     value;
-    ngx_str_t  name;
-
-    eq = memchr(p, '=', len);
-    if (eq == NULL || eq == p || (size_t) (p + len - eq - 1) >= sizeof(buf)
-        || p + len - eq - 1 == 0)
-    {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(buf, eq + 1, p + len - eq - 1);
-    buf[p + len - eq - 1] = '\0';
-
-    errno = 0;
-    value = strtod(buf, &end);
-    if (errno || *end != '\0') {
-        return NGX_ERROR;
-    }
-
-    name.data = p;
-    name.len = eq - p;
-
-    return ngx_http_llmroute_classifier_set(cl, &name, value) == NGX_OK
-           ? NGX_OK : NGX_ERROR;
-}
-
-
-static u_char *
-classify_read_file(const char *name, size_t *len)
-{
-    long     size;
-    FILE    *f;
-    u_char  *data;
-
-    f = fopen(name, "rb");
-    if (f == NULL) {
-        fprintf(stderr, "classify_report: %s: %s\n", name, strerror(errno));
-        return NULL;
-    }
-
-    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0
-        || fseek(f, 0, SEEK_SET) != 0)
-    {
-        fprintf(stderr, "classify_report: %s: cannot seek\n", name);
-        fclose(f);
-        return NULL;
-    }
-
-    data = malloc(size + 1);
-    if (data == NULL) {
-        fclose(f);
-        return NULL;
-    }
-
-    if (fread(data, 1, size, f) != (size_t) size) {
-        fprintf(stderr, "classify_report: %s: read error\n", name);
-        fclose(f);
-        free(data);
-        return NULL;
-    }
-
-    fclose(f);
-    data[size] = '\0';
-    *len = size;
-
-    return data;
-}
 
 
 /* the parser's allocations live until the request is done, like r->pool */

@@ -111,4 +111,7 @@ int lc_probe(const char *config, const lc_http_opts_t *opts,
     const char *redis, const char *prefix, const char *password_env,
     long ttl);
 
+/* reprice.c */
+int lc_reprice(int argc, char **argv);
+
 #endif /* LLMROUTE_CATALOG_H_INCLUDED */

@@ -6,6 +6,8 @@
  *   llmroute-catalog publish --source URL|FILE --map MAPFILE
  *                            --redis HOST:PORT [--prefix P]
  *   llmroute-catalog probe   --config FILE [--redis HOST:PORT] [--prefix P]
+ *   llmroute-catalog reprice --old CATALOG --new CATALOG --log FILE
+ *                            [--max-increase PCT%] [--json]
  *
  * See tools/llmroute-catalog/README.md for the options and exit codes.
  */
@@ -67,6 +69,8 @@ lc_usage(FILE *f)
 "                              --redis HOST:PORT|unix:PATH [--prefix P]\n"
 "       llmroute-catalog probe --config FILE [--redis HOST:PORT]\n"
 "                              [--prefix P] [--ttl SEC]\n"
+"       llmroute-catalog reprice --old CATALOG --new CATALOG --log FILE\n"
+"                              [--max-increase PCT%] [--json] [--list N]\n"
 "common: --timeout SEC (30; probe 10) --connect-timeout SEC (10)\n"
 "        --cacert FILE --redis-password-env VAR\n"
 "exit codes: 0 ok, 1 usage, 2 map, 3 source/connect, 4 timeout, 5 TLS,\n"
@@ -510,6 +514,11 @@ main(int argc, char **argv)
 {
     int        rc;
     lc_args_t  a;
+
+    /* offline, no network: its own options */
+    if (argc > 1 && strcmp(argv[1], "reprice") == 0) {
+        return lc_reprice(argc - 2, argv + 2);
+    }
 
     rc = lc_args(argc, argv, &a);
     if (rc != LC_OK) {
