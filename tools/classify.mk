@@ -19,6 +19,7 @@ CLASSIFY_CC     ?= cc
 CLASSIFY_CFLAGS ?= -O2 -Wall -Wextra -Werror
 CLASSIFY_SRCS   := $(CLASSIFY_ROOT)/tools/classify_report.c \
                    $(CLASSIFY_SRC)/ngx_http_llmroute_json.c \
+                   $(CLASSIFY_SRC)/ngx_http_llmroute_scan.c \
                    $(CLASSIFY_SRC)/ngx_http_llmroute_classify.c \
                    $(CLASSIFY_SRC)/ngx_http_llmroute_route.c
 
@@ -29,7 +30,8 @@ CLASSIFY_ARGS ?=
 
 .PHONY: classify-report classify-features
 
-$(CLASSIFY_BIN): $(CLASSIFY_SRCS) $(CLASSIFY_SRC)/ngx_http_llmroute_core.h
+$(CLASSIFY_BIN): $(CLASSIFY_SRCS) $(CLASSIFY_SRC)/ngx_http_llmroute_core.h \
+                $(CLASSIFY_SRC)/ngx_http_llmroute_scan.h
 	@mkdir -p $(CLASSIFY_OUT)
 	$(CLASSIFY_CC) $(CLASSIFY_CFLAGS) -DNGX_HTTP_LLMROUTE_STANDALONE \
 	    -I $(CLASSIFY_SRC) -o $@ $(CLASSIFY_SRCS)
