@@ -11,7 +11,9 @@
 # Environment (defaults):
 #   ROUNDS=5 DURATION=5    rounds per body size, seconds per wrk run
 #   WARMUP=2               seconds of warm-up per side and size (not counted)
-#   SIZES="2k 64k"         request bodies (bench/genbody sizes)
+#   SIZES="2k 64k"         request bodies: bench/genbody sizes (chat), or
+#                          agentSIZE (bench/agentbody.py: system prompt +
+#                          12 tool schemas + a short ask), e.g. agent49k
 #   THREADS=2 CONNS=32     wrk -t / -c, the same for both sides
 #   WORKERS=1              worker_processes of the gateway (mock: MOCK_WORKERS=1)
 #   BODY_BUFFER=1m         client_body_buffer_size of the gateway (both
@@ -232,7 +234,11 @@ route_url=http://127.0.0.1:$gw_port/v1/chat/completions
 # (X-LLMRoute-Model), the upstream got the whole, spliced body
 for size in $SIZES; do
     body=$OUT/body-$size.json
-    "$bench/out/genbody" "$size" "$body" || die "genbody $size failed"
+    case $size in
+    agent*) python3 "$bench/agentbody.py" --size "${size#agent}" "$body" \
+                || die "agentbody $size failed" ;;
+    *)      "$bench/out/genbody" "$size" "$body" || die "genbody $size failed" ;;
+    esac
     blen=$(stat -c %s "$body")
 
     for side in plain llmroute; do
