@@ -57,34 +57,33 @@ ngx_uint_t  ngx_http_llmroute_scan_off;
 
 
 /*
- * Per architecture, on the block at p: the index of its first byte that
- * ends a run of string contents ('"', '\\' or a control character), and of
- * its first byte that is not whitespace; the block size if there is none.
+ * Per architecture, on the block at p: the bytes that end a run of string
+ * contents ('"', '\\' or a control character) as a mask of SHIFT bits a
+ * byte, first byte lowest; the index of its first byte that is not
+ * whitespace, or the block size if there is none.
  */
 
 #if (NGX_HTTP_LLMROUTE_SCAN_SSE2)
 
 #define NGX_HTTP_LLMROUTE_SCAN_BLOCK  16
+#define NGX_HTTP_LLMROUTE_SCAN_SHIFT  0
 
 const char  *ngx_http_llmroute_scan_kind = "sse2";
 
 
-ngx_http_llmroute_scan_inline ngx_uint_t
-ngx_http_llmroute_scan_special(u_char *p)
+ngx_http_llmroute_scan_inline uint64_t
+ngx_http_llmroute_scan_specials(u_char *p)
 {
-    int      m;
     __m128i  v;
 
     v = _mm_loadu_si128((const __m128i *) p);
 
     /* min(v, 0x1f) == v: v is a control character */
-    m = _mm_movemask_epi8(
-            _mm_or_si128(
-                _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
-                             _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
-                _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v)));
-
-    return m ? (ngx_uint_t) __builtin_ctz(m) : 16;
+    return (unsigned) _mm_movemask_epi8(
+               _mm_or_si128(
+                   _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                                _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+                   _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v)));
 }
 
 
@@ -111,32 +110,29 @@ ngx_http_llmroute_scan_nonspace(u_char *p)
 #elif (NGX_HTTP_LLMROUTE_SCAN_NEON)
 
 #define NGX_HTTP_LLMROUTE_SCAN_BLOCK  16
+#define NGX_HTTP_LLMROUTE_SCAN_SHIFT  2
 
 const char  *ngx_http_llmroute_scan_kind = "neon";
 
 
-/* the first set byte of a comparison result (4 bits a byte), or 16 */
+/* a comparison result as 4 bits a byte */
 
-ngx_http_llmroute_scan_inline ngx_uint_t
-ngx_http_llmroute_scan_first(uint8x16_t m)
+ngx_http_llmroute_scan_inline uint64_t
+ngx_http_llmroute_scan_mask(uint8x16_t m)
 {
-    uint64_t  w;
-
-    w = vget_lane_u64(vreinterpret_u64_u8(
-            vshrn_n_u16(vreinterpretq_u16_u8(m), 4)), 0);
-
-    return w ? (ngx_uint_t) (__builtin_ctzll(w) >> 2) : 16;
+    return vget_lane_u64(vreinterpret_u64_u8(
+               vshrn_n_u16(vreinterpretq_u16_u8(m), 4)), 0);
 }
 
 
-ngx_http_llmroute_scan_inline ngx_uint_t
-ngx_http_llmroute_scan_special(u_char *p)
+ngx_http_llmroute_scan_inline uint64_t
+ngx_http_llmroute_scan_specials(u_char *p)
 {
     uint8x16_t  v;
 
     v = vld1q_u8(p);
 
-    return ngx_http_llmroute_scan_first(
+    return ngx_http_llmroute_scan_mask(
                vorrq_u8(vorrq_u8(vceqq_u8(v, vdupq_n_u8('"')),
                                  vceqq_u8(v, vdupq_n_u8('\\'))),
                         vcltq_u8(v, vdupq_n_u8(0x20))));
@@ -146,21 +142,25 @@ ngx_http_llmroute_scan_special(u_char *p)
 ngx_http_llmroute_scan_inline ngx_uint_t
 ngx_http_llmroute_scan_nonspace(u_char *p)
 {
+    uint64_t    m;
     uint8x16_t  v;
 
     v = vld1q_u8(p);
 
-    return ngx_http_llmroute_scan_first(
+    m = ngx_http_llmroute_scan_mask(
                vmvnq_u8(vorrq_u8(vorrq_u8(vceqq_u8(v, vdupq_n_u8(' ')),
                                           vceqq_u8(v, vdupq_n_u8('\n'))),
                                  vorrq_u8(vceqq_u8(v, vdupq_n_u8('\r')),
                                           vceqq_u8(v, vdupq_n_u8('\t'))))));
+
+    return m ? (ngx_uint_t) (__builtin_ctzll(m) >> 2) : 16;
 }
 
 
 #else /* SWAR */
 
 #define NGX_HTTP_LLMROUTE_SCAN_BLOCK  8
+#define NGX_HTTP_LLMROUTE_SCAN_SHIFT  3
 
 const char  *ngx_http_llmroute_scan_kind = "swar";
 
@@ -198,77 +198,53 @@ ngx_http_llmroute_scan_ctl(uint64_t w)
 }
 
 
-/* the byte (in memory order) of the first high bit set in m, or 8 */
+/* 8 bytes, the first one in the low bits whatever the byte order */
 
-ngx_http_llmroute_scan_inline ngx_uint_t
-ngx_http_llmroute_scan_first(uint64_t m)
-{
-    if (m == 0) {
-        return 8;
-    }
-
-#if (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
-    return __builtin_clzll(m) >> 3;
-#else
-    return __builtin_ctzll(m) >> 3;
-#endif
-}
-
-
-ngx_http_llmroute_scan_inline ngx_uint_t
-ngx_http_llmroute_scan_special(u_char *p)
+ngx_http_llmroute_scan_inline uint64_t
+ngx_http_llmroute_scan_load(u_char *p)
 {
     uint64_t  w;
 
     ngx_memcpy(&w, p, 8);
 
-    return ngx_http_llmroute_scan_first(ngx_http_llmroute_scan_eq(w, '"')
-                                        | ngx_http_llmroute_scan_eq(w, '\\')
-                                        | ngx_http_llmroute_scan_ctl(w));
+#if (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+    w = __builtin_bswap64(w);
+#endif
+
+    return w;
+}
+
+
+ngx_http_llmroute_scan_inline uint64_t
+ngx_http_llmroute_scan_specials(u_char *p)
+{
+    uint64_t  w;
+
+    w = ngx_http_llmroute_scan_load(p);
+
+    return ngx_http_llmroute_scan_eq(w, '"')
+           | ngx_http_llmroute_scan_eq(w, '\\')
+           | ngx_http_llmroute_scan_ctl(w);
 }
 
 
 ngx_http_llmroute_scan_inline ngx_uint_t
 ngx_http_llmroute_scan_nonspace(u_char *p)
 {
-    uint64_t  w;
+    uint64_t  w, m;
 
-    ngx_memcpy(&w, p, 8);
+    w = ngx_http_llmroute_scan_load(p);
 
-    return ngx_http_llmroute_scan_first(
-               (ngx_http_llmroute_scan_eq(w, ' ')
-                | ngx_http_llmroute_scan_eq(w, '\n')
-                | ngx_http_llmroute_scan_eq(w, '\r')
-                | ngx_http_llmroute_scan_eq(w, '\t'))
-               ^ NGX_HTTP_LLMROUTE_SCAN_HIGH);
+    m = (ngx_http_llmroute_scan_eq(w, ' ')
+         | ngx_http_llmroute_scan_eq(w, '\n')
+         | ngx_http_llmroute_scan_eq(w, '\r')
+         | ngx_http_llmroute_scan_eq(w, '\t'))
+        ^ NGX_HTTP_LLMROUTE_SCAN_HIGH;
+
+    return m ? (ngx_uint_t) (__builtin_ctzll(m) >> 3) : 8;
 }
 
 #endif
-
-
-/* the first '"', '\\' or control character at or after p, or end */
-
-ngx_http_llmroute_scan_inline u_char *
-ngx_http_llmroute_scan_plain(u_char *p, u_char *end)
-{
-    ngx_uint_t  i;
-
-    while (end - p >= NGX_HTTP_LLMROUTE_SCAN_BLOCK) {
-        i = ngx_http_llmroute_scan_special(p);
-
-        if (i < NGX_HTTP_LLMROUTE_SCAN_BLOCK) {
-            return p + i;
-        }
-
-        p += NGX_HTTP_LLMROUTE_SCAN_BLOCK;
-    }
-
-    while (p < end && *p != '"' && *p != '\\' && *p >= 0x20) {
-        p++;
-    }
-
-    return p;
-}
 
 
 /* the first byte at or after p that is not whitespace, or end */
@@ -308,62 +284,116 @@ ngx_http_llmroute_scan_hex(u_char c)
 }
 
 
-/* p is past the opening quote: the closing quote, or NULL if invalid */
+/* the length of the escape at p, or 0 with *rc set */
+
+ngx_http_llmroute_scan_inline size_t
+ngx_http_llmroute_scan_escape(u_char *p, u_char *end, int *rc)
+{
+    if (end - p < 2) {
+        *rc = NGX_HTTP_LLMROUTE_SCAN_PART;
+        return 0;
+    }
+
+    switch (p[1]) {
+
+    case '"': case '\\': case '/': case 'b': case 'f': case 'n':
+    case 'r': case 't':
+        return 2;
+
+    case 'u':
+        if (end - p < 6) {
+            *rc = NGX_HTTP_LLMROUTE_SCAN_PART;
+            return 0;
+        }
+
+        if (ngx_http_llmroute_scan_hex(p[2]) && ngx_http_llmroute_scan_hex(p[3])
+            && ngx_http_llmroute_scan_hex(p[4])
+            && ngx_http_llmroute_scan_hex(p[5]))
+        {
+            return 6;
+        }
+
+        break;
+    }
+
+    *rc = NGX_HTTP_LLMROUTE_SCAN_INVAL;
+    return 0;
+}
+
+
+/*
+ * p is past the opening quote: the closing quote, or NULL if invalid.  The
+ * escapes of a block are taken from its mask, not by reading it again.
+ */
 
 ngx_http_llmroute_scan_inline u_char *
 ngx_http_llmroute_scan_string(u_char *p, u_char *end, int *rc)
 {
+    u_char    *q;
+    size_t     n;
+    uint64_t   m;
+
     for ( ;; ) {
-        p = ngx_http_llmroute_scan_plain(p, end);
 
-        if (p == end) {
-            *rc = NGX_HTTP_LLMROUTE_SCAN_PART;
-            return NULL;
-        }
+        if (end - p >= NGX_HTTP_LLMROUTE_SCAN_BLOCK) {
+            m = ngx_http_llmroute_scan_specials(p);
 
-        if (*p == '"') {
-            return p;
-        }
+            if (m == 0) {
+                p += NGX_HTTP_LLMROUTE_SCAN_BLOCK;
+                continue;
+            }
 
-        if (*p != '\\') {
-            *rc = NGX_HTTP_LLMROUTE_SCAN_INVAL;    /* a control character */
-            return NULL;
-        }
+            q = p + (__builtin_ctzll(m) >> NGX_HTTP_LLMROUTE_SCAN_SHIFT);
 
-        if (end - p < 2) {
-            *rc = NGX_HTTP_LLMROUTE_SCAN_PART;
-            return NULL;
-        }
+        } else {
+            m = 0;
 
-        switch (p[1]) {
+            for (q = p; q < end && *q != '"' && *q != '\\' && *q >= 0x20; q++)
+            {
+                /* void */
+            }
 
-        case '"': case '\\': case '/': case 'b': case 'f': case 'n':
-        case 'r': case 't':
-            p += 2;
-            break;
-
-        case 'u':
-            if (end - p < 6) {
+            if (q == end) {
                 *rc = NGX_HTTP_LLMROUTE_SCAN_PART;
                 return NULL;
             }
+        }
 
-            if (!ngx_http_llmroute_scan_hex(p[2])
-                || !ngx_http_llmroute_scan_hex(p[3])
-                || !ngx_http_llmroute_scan_hex(p[4])
-                || !ngx_http_llmroute_scan_hex(p[5]))
-            {
-                *rc = NGX_HTTP_LLMROUTE_SCAN_INVAL;
+        for ( ;; ) {
+
+            if (*q == '"') {
+                return q;
+            }
+
+            if (*q != '\\') {
+                *rc = NGX_HTTP_LLMROUTE_SCAN_INVAL;    /* a control character */
                 return NULL;
             }
 
-            p += 6;
-            break;
+            n = ngx_http_llmroute_scan_escape(q, end, rc);
+            if (n == 0) {
+                return NULL;
+            }
 
-        default:
-            *rc = NGX_HTTP_LLMROUTE_SCAN_INVAL;
-            return NULL;
+            q += n;
+
+            if (m == 0 || q - p >= NGX_HTTP_LLMROUTE_SCAN_BLOCK) {
+                break;
+            }
+
+            /* the next special byte of this block past the escape */
+
+            m &= ~0ULL << ((q - p) << NGX_HTTP_LLMROUTE_SCAN_SHIFT);
+
+            if (m == 0) {
+                q = p + NGX_HTTP_LLMROUTE_SCAN_BLOCK;
+                break;
+            }
+
+            q = p + (__builtin_ctzll(m) >> NGX_HTTP_LLMROUTE_SCAN_SHIFT);
         }
+
+        p = q;
     }
 }
 
