@@ -52,17 +52,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-pick_port() {
-    local p i
-    for i in $(seq 1 50); do
-        p=$((10000 + RANDOM % 20000))
-        if [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] \
-           && [ "$p" != "${mock_port:-}" ]; then
-            echo "$p"; return
-        fi
-    done
-    die "no free port found"
-}
+. "$bench/gateway.sh"
 
 mock_port=$(pick_port)
 gw_port=$(pick_port)
@@ -95,20 +85,7 @@ http {
         proxy_http_version 1.1;
         proxy_buffering off;
 
-        location /v1/chat/completions {
-            llmroute on;
-            proxy_pass \$llmroute_url;
-            proxy_set_header Host \$llmroute_host;
-            proxy_set_header Authorization \$llmroute_authorization;
-            proxy_set_header Connection "";
-        }
-
-        location /plain/v1/chat/completions {
-            proxy_pass http://mockup/v1/chat/completions;
-            proxy_set_header Host mockup;
-            proxy_set_header Authorization "Bearer sk-bench-provider-key";
-            proxy_set_header Connection "";
-        }
+$(gateway_locations)
     }
 }
 EOF
