@@ -104,7 +104,8 @@ start_gw() {
     pids+=($master)
     worker=
     for i in $(seq 1 100); do
-        worker=$(ps -o pid= --ppid "$master" | head -1 | tr -d ' ')
+        # ps fails while the master has no child yet
+        worker=$(ps -o pid= --ppid "$master" | head -1 | tr -d ' ' || true)
         [ -n "$worker" ] && curl -s -o /dev/null "http://127.0.0.1:$gw_port/" && return
         sleep 0.05
     done
