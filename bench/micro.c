@@ -7,7 +7,7 @@
  * -DNGX_HTTP_LLMROUTE_STANDALONE), on generated chat bodies of 2 KB, 64 KB
  * and 1 MB (bodies.h).  One decision is what the handler does per request:
  *
- *     parse (jsmn + walk) -> resolve "model" -> classify (with the
+ *     parse (scan + walk) -> resolve "model" -> classify (with the
  *     $llmroute_reason text) -> select
  *
  * with a bump allocator reset per iteration (the handler uses r->pool).
@@ -15,10 +15,12 @@
  * median (and the minimum) of -r batches is reported, in ns per decision
  * and in MB/s of body (MB = 10^6 bytes).
  *
- *   micro [-r RUNS] [-t MS] [-q] [-p PHASE] [SIZE...]
+ *   micro [-r RUNS] [-t MS] [-q] [-j] [-p PHASE] [SIZE...]
  *
  * SIZE: 2k 64k 1m (default all three); -p PHASE runs only that phase
- * (decision, parse, jsmn, classify, classify-noreason, select), for perf.
+ * (decision, parse, jsmn, scan, classify, classify-noreason, select), for
+ * perf.  -j: parse takes the jsmn path (prescan, jsmn, checks), as before
+ * the scan (ngx_http_llmroute_scan.c), for before/after in one binary.
  * Time is the thread's CPU time (BENCH_WALL=1: wall clock).
  */
 
@@ -29,6 +31,8 @@
 #define JSMN_STRICT
 #define JSMN_PARENT_LINKS
 #include <jsmn.h>
+
+#include <ngx_http_llmroute_scan.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,6 +208,13 @@ op_jsmn(bench_t *b)
 
 
 static void
+op_scan(bench_t *b)
+{
+    sink += ngx_http_llmroute_scan(b->body, b->len, b->tok, b->ntok);
+}
+
+
+static void
 op_classify(bench_t *b)
 {
     size_t  len;
@@ -253,13 +264,14 @@ typedef struct {
     double       min;
 } phase_t;
 
-enum { PH_DECISION = 0, PH_PARSE, PH_JSMN, PH_CLASSIFY, PH_CLASSIFY_NR,
-       PH_SELECT, PH_N };
+enum { PH_DECISION = 0, PH_PARSE, PH_JSMN, PH_SCAN, PH_CLASSIFY,
+       PH_CLASSIFY_NR, PH_SELECT, PH_N };
 
 static phase_t  phases[PH_N] = {
     { "decision", op_decision, 0, { 0 }, 0, 0 },
     { "parse", op_parse, 0, { 0 }, 0, 0 },
     { "jsmn", op_jsmn, 0, { 0 }, 0, 0 },
+    { "scan", op_scan, 0, { 0 }, 0, 0 },
     { "classify", op_classify, 0, { 0 }, 0, 0 },
     { "classify-noreason", op_classify_noreason, 0, { 0 }, 0, 0 },
     { "select", op_select, 0, { 0 }, 0, 0 },
@@ -429,12 +441,12 @@ bench_size(size_t target, int quiet)
         goto done;
     }
 
-    printf("%-5s %8zu %9.0f %9.0f %7.0f | %8.0f %8.0f %8.0f %8.0f %6.0f"
-           " | %8.0f %8.0f %8.0f\n",
+    printf("%-5s %8zu %9.0f %9.0f %7.0f | %8.0f %8.0f %8.0f %8.0f %8.0f"
+           " %6.0f | %8.0f %8.0f %8.0f\n",
            label, b.len,
            phases[PH_DECISION].med, phases[PH_DECISION].min,
            b.len / phases[PH_DECISION].med * 1000,
-           phases[PH_PARSE].med, phases[PH_JSMN].med,
+           phases[PH_PARSE].med, phases[PH_JSMN].med, phases[PH_SCAN].med,
            phases[PH_CLASSIFY].med, phases[PH_CLASSIFY_NR].med,
            phases[PH_SELECT].med,
            phases[PH_PARSE].min, phases[PH_CLASSIFY].min,
@@ -457,7 +469,7 @@ main(int argc, char **argv)
 
     quiet = 0;
 
-    while ((c = getopt(argc, argv, "r:t:qp:")) != -1) {
+    while ((c = getopt(argc, argv, "r:t:qjp:")) != -1) {
         switch (c) {
         case 'r':
             runs = atoi(optarg);
@@ -469,12 +481,15 @@ main(int argc, char **argv)
         case 'q':
             quiet = 1;
             break;
+        case 'j':
+            ngx_http_llmroute_scan_off = 1;
+            break;
         case 'p':
             only = optarg;
             quiet = 1;
             break;
         default:
-            fprintf(stderr, "usage: micro [-r RUNS] [-t MS] [-q] "
+            fprintf(stderr, "usage: micro [-r RUNS] [-t MS] [-q] [-j] "
                     "[-p PHASE] [SIZE...]\n");
             return 2;
         }
@@ -502,14 +517,14 @@ main(int argc, char **argv)
 
     for (s = 0; s < nsizes; s++) {
         if (s == 0 || !quiet) {
-            printf("\n%-5s %8s %9s %9s %7s | %8s %8s %8s %8s %6s"
+            printf("\n%-5s %8s %9s %9s %7s | %8s %8s %8s %8s %8s %6s"
                    " | %8s %8s %8s\n",
                    "body", "bytes", "decision", "(min)", "MB/s",
-                   "parse", "(jsmn)", "classify", "(no rsn)", "select",
-                   "parse", "classify", "select");
-            printf("%-5s %8s %9s %9s %7s | %8s %8s %8s %8s %6s"
+                   "parse", "(jsmn)", "(scan)", "classify", "(no rsn)",
+                   "select", "parse", "classify", "select");
+            printf("%-5s %8s %9s %9s %7s | %8s %8s %8s %8s %8s %6s"
                    " | %8s %8s %8s\n",
-                   "", "", "median", "", "", "median", "", "", "", "",
+                   "", "", "median", "", "", "median", "", "", "", "", "",
                    "min", "min", "min");
         }
 
@@ -519,9 +534,12 @@ main(int argc, char **argv)
     }
 
     printf("\ndecision = parse + resolve_model + classify (with reason text) "
-           "+ select; parse includes jsmn;\n"
+           "+ select; parse includes the %s;\n"
            "(jsmn) = jsmn_parse alone into a preallocated token array; "
-           "(no rsn) = classify without the reason text\n");
+           "(scan) = ngx_http_llmroute_scan alone (%s), same array;\n"
+           "(no rsn) = classify without the reason text\n",
+           ngx_http_llmroute_scan_off ? "jsmn path (-j)" : "scan",
+           ngx_http_llmroute_scan_kind);
 
     return 0;
 }

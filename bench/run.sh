@@ -11,7 +11,9 @@
 # Environment (defaults):
 #   ROUNDS=5 DURATION=5    rounds per body size, seconds per wrk run
 #   WARMUP=2               seconds of warm-up per side and size (not counted)
-#   SIZES="2k 64k"         request bodies (bench/genbody sizes)
+#   SIZES="2k 64k"         request bodies: bench/genbody sizes (chat), or
+#                          agentSIZE (bench/agentbody.py: system prompt +
+#                          12 tool schemas + a short ask), e.g. agent49k
 #   THREADS=2 CONNS=32     wrk -t / -c, the same for both sides
 #   WORKERS=1              worker_processes of the gateway (mock: MOCK_WORKERS=1)
 #   BODY_BUFFER=1m         client_body_buffer_size of the gateway (both
@@ -85,23 +87,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# a free 127.0.0.1 port: random, below the kernel's ephemeral range (a
-# port there can be any client socket's: bind() fails even though nothing
-# listens, as a CI run after the test suite showed), used by no socket
-pick_port() {
-    local p i low
-    low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-    [ "$low" -gt 11000 ] 2>/dev/null || low=32768
-    for i in $(seq 1 50); do
-        p=$((10000 + RANDOM % (low - 10000)))
-        if [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] \
-           && [ "$p" != "${mock_port:-}" ]; then
-            echo "$p"
-            return
-        fi
-    done
-    die "no free port found"
-}
+. "$bench/gateway.sh"
 
 mock_port=$(pick_port)
 gw_port=$(pick_port)
@@ -178,22 +164,7 @@ http {
         listen 127.0.0.1:$gw_port backlog=4096;
         proxy_http_version 1.1;
 
-        location /v1/chat/completions {
-            llmroute on;
-            ${LOCATION_EXTRA:-}
-            proxy_pass \$llmroute_url;
-            proxy_set_header Host \$llmroute_host;
-            proxy_set_header Authorization \$llmroute_authorization;
-            proxy_set_header Connection "";
-        }
-
-        # the baseline: same upstream pool, same header work
-        location /plain/v1/chat/completions {
-            proxy_pass http://mockup/v1/chat/completions;
-            proxy_set_header Host mockup;
-            proxy_set_header Authorization "Bearer sk-bench-provider-key";
-            proxy_set_header Connection "";
-        }
+$(gateway_locations)
     }
 }
 EOF
@@ -232,7 +203,11 @@ route_url=http://127.0.0.1:$gw_port/v1/chat/completions
 # (X-LLMRoute-Model), the upstream got the whole, spliced body
 for size in $SIZES; do
     body=$OUT/body-$size.json
-    "$bench/out/genbody" "$size" "$body" || die "genbody $size failed"
+    case $size in
+    agent*) python3 "$bench/agentbody.py" --size "${size#agent}" "$body" \
+                || die "agentbody $size failed" ;;
+    *)      "$bench/out/genbody" "$size" "$body" || die "genbody $size failed" ;;
+    esac
     blen=$(stat -c %s "$body")
 
     for side in plain llmroute; do

@@ -16,6 +16,8 @@
 #define JSMN_PARENT_LINKS
 #include <jsmn.h>
 
+#include <ngx_http_llmroute_scan.h>
+
 
 #define NGX_HTTP_LLMROUTE_IMAGE_TOKENS  765
 
@@ -39,6 +41,8 @@ typedef struct {
 
 static int ngx_http_llmroute_jsmn(u_char *body, size_t len, jsmntok_t *tok,
     size_t ntok);
+static ngx_int_t ngx_http_llmroute_json_jsmn_path(ngx_http_llmroute_json_t *js,
+    u_char *p, u_char *end);
 static int ngx_http_llmroute_json_skip(ngx_http_llmroute_json_t *js, int i);
 static ngx_int_t ngx_http_llmroute_json_key_fold(ngx_http_llmroute_json_t *js,
     int i, const char *name, size_t len);
@@ -100,6 +104,7 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
     u_char                     *p, *end;
     size_t                     ntok;
     uint32_t                   seen;
+    ngx_int_t                  rc;
     ngx_uint_t                 m;
     ngx_http_llmroute_json_t   js;
 
@@ -149,17 +154,17 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
                                            "request body is too large", NULL);
     }
 
-    if (ngx_http_llmroute_json_prescan(p, end) != NGX_HTTP_LLMROUTE_OK) {
-        return ngx_http_llmroute_json_fail(req,
-                   NGX_HTTP_LLMROUTE_INVALID_REQUEST,
-                   "request JSON is nested too deeply", NULL);
-    }
+    js.body = body;
+    js.req = req;
+    js.alloc = alloc;
+    js.data = data;
 
     /*
-     * Tokens live in this process's scratch array, reused by every request
-     * (nginx runs one request at a time per worker): one jsmn pass, no
+     * The strict scan (ngx_http_llmroute_scan.c) tokenizes and validates in
+     * one pass.  Tokens live in this process's scratch array, reused by
+     * every request (nginx runs one request at a time per worker): no
      * allocation.  Only a body with more values than the scratch holds is
-     * counted first, then parsed into request memory.
+     * counted first, then scanned into request memory.
      */
 
     if (ngx_http_llmroute_scratch == NULL) {
@@ -169,14 +174,14 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
 
     js.tok = ngx_http_llmroute_scratch;
     ntok = js.tok ? NGX_HTTP_LLMROUTE_SCRATCH : 0;
-    n = JSMN_ERROR_NOMEM;
+    n = NGX_HTTP_LLMROUTE_SCAN_NOMEM;
 
     if (ntok) {
-        n = ngx_http_llmroute_jsmn(body, len, js.tok, ntok);
+        n = ngx_http_llmroute_scan(body, len, js.tok, ntok);
     }
 
-    if (n == JSMN_ERROR_NOMEM) {
-        n = ngx_http_llmroute_jsmn(body, len, NULL, 0);
+    if (n == NGX_HTTP_LLMROUTE_SCAN_NOMEM) {
+        n = ngx_http_llmroute_scan(body, len, NULL, 0);
 
         if (n > NGX_HTTP_LLMROUTE_MAX_TOKENS) {
             return ngx_http_llmroute_json_fail(req,
@@ -185,54 +190,49 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
         }
 
         if (n > 0) {
-            ntok = n;
-
-            js.tok = alloc(data, ntok * sizeof(jsmntok_t));
+            js.tok = alloc(data, n * sizeof(jsmntok_t));
             if (js.tok == NULL) {
                 return NGX_ERROR;
             }
 
-            n = ngx_http_llmroute_jsmn(body, len, js.tok, ntok);
+            n = ngx_http_llmroute_scan(body, len, js.tok, n);
         }
     }
 
-    if (n == JSMN_ERROR_PART) {
-        return ngx_http_llmroute_json_fail(req, NGX_HTTP_LLMROUTE_INVALID_JSON,
-                   "request body is not valid JSON: unexpected end of input",
-                   NULL);
+#ifdef NGX_HTTP_LLMROUTE_STANDALONE
+    if (ngx_http_llmroute_scan_off) {
+        n = 0;
     }
+#endif
 
     if (n < 1) {
-        return ngx_http_llmroute_json_fail(req, NGX_HTTP_LLMROUTE_INVALID_JSON,
-                                           "request body is not valid JSON",
-                                           NULL);
-    }
 
-    /* trailing bytes (a second value, a NUL jsmn stopped at) are invalid */
+        /* refused: the jsmn path names the error */
 
-    if (ngx_http_llmroute_raw_end(&js.tok[0]) != end - body) {
-        return ngx_http_llmroute_json_fail(req, NGX_HTTP_LLMROUTE_INVALID_JSON,
-                   "request body is not valid JSON: unexpected data after "
-                   "the top-level value", NULL);
-    }
+        rc = ngx_http_llmroute_json_jsmn_path(&js, p, end);
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
 
-    if (js.tok[0].type != JSMN_OBJECT) {
+        n = js.ntok;
+
+#ifdef NGX_HTTP_LLMROUTE_STANDALONE
+        if (!ngx_http_llmroute_scan_off)
+#endif
+        {
+            /* the two disagree (fuzz/fuzz_scan.c looks for this) */
+            return ngx_http_llmroute_json_fail(req,
+                       NGX_HTTP_LLMROUTE_INVALID_JSON,
+                       "request body is not valid JSON", NULL);
+        }
+
+    } else if (js.tok[0].type != JSMN_OBJECT) {
         return ngx_http_llmroute_json_fail(req,
                    NGX_HTTP_LLMROUTE_INVALID_REQUEST,
                    "request body must be a JSON object", NULL);
     }
 
-    js.body = body;
     js.ntok = n;
-    js.req = req;
-    js.alloc = alloc;
-    js.data = data;
-
-    if (ngx_http_llmroute_json_validate(&js) != NGX_OK) {
-        return ngx_http_llmroute_json_fail(req, NGX_HTTP_LLMROUTE_INVALID_JSON,
-                   "request body is not valid JSON: misplaced separator, "
-                   "invalid literal or control character", NULL);
-    }
 
     req->obj_open = js.tok[0].start + 1;
     req->obj_close = js.tok[0].end - 1;
@@ -746,6 +746,100 @@ ngx_http_llmroute_json_content(ngx_http_llmroute_json_t *js, int i,
                    "messages");
         return NGX_DECLINED;
     }
+}
+
+
+/*
+ * The error of a body the scan refused, as the module named it before the
+ * scan existed: the depth prescan, jsmn, then the checks of what jsmn lets
+ * through.  NGX_DECLINED: no error found, js->tok holds jsmn's tokens.
+ */
+
+static ngx_int_t
+ngx_http_llmroute_json_jsmn_path(ngx_http_llmroute_json_t *js, u_char *p,
+    u_char *end)
+{
+    int                         n;
+    u_char                     *body;
+    size_t                      len, ntok;
+    ngx_http_llmroute_req_t    *req;
+
+    body = js->body;
+    len = js->req->len;     /* jsmn reads the trailing whitespace too */
+    req = js->req;
+
+    if (ngx_http_llmroute_json_prescan(p, end) != NGX_HTTP_LLMROUTE_OK) {
+        return ngx_http_llmroute_json_fail(req,
+                   NGX_HTTP_LLMROUTE_INVALID_REQUEST,
+                   "request JSON is nested too deeply", NULL);
+    }
+
+    /* the scratch array, as the scan; counted first when too small */
+
+    js->tok = ngx_http_llmroute_scratch;
+    ntok = js->tok ? NGX_HTTP_LLMROUTE_SCRATCH : 0;
+    n = JSMN_ERROR_NOMEM;
+
+    if (ntok) {
+        n = ngx_http_llmroute_jsmn(body, len, js->tok, ntok);
+    }
+
+    if (n == JSMN_ERROR_NOMEM) {
+        n = ngx_http_llmroute_jsmn(body, len, NULL, 0);
+
+        if (n > NGX_HTTP_LLMROUTE_MAX_TOKENS) {
+            return ngx_http_llmroute_json_fail(req,
+                       NGX_HTTP_LLMROUTE_TOO_COMPLEX,
+                       "request JSON has too many values", NULL);
+        }
+
+        if (n > 0) {
+            ntok = n;
+
+            js->tok = js->alloc(js->data, ntok * sizeof(jsmntok_t));
+            if (js->tok == NULL) {
+                return NGX_ERROR;
+            }
+
+            n = ngx_http_llmroute_jsmn(body, len, js->tok, ntok);
+        }
+    }
+
+    if (n == JSMN_ERROR_PART) {
+        return ngx_http_llmroute_json_fail(req, NGX_HTTP_LLMROUTE_INVALID_JSON,
+                   "request body is not valid JSON: unexpected end of input",
+                   NULL);
+    }
+
+    if (n < 1) {
+        return ngx_http_llmroute_json_fail(req, NGX_HTTP_LLMROUTE_INVALID_JSON,
+                                           "request body is not valid JSON",
+                                           NULL);
+    }
+
+    /* trailing bytes (a second value, a NUL jsmn stopped at) are invalid */
+
+    if (ngx_http_llmroute_raw_end(&js->tok[0]) != end - body) {
+        return ngx_http_llmroute_json_fail(req, NGX_HTTP_LLMROUTE_INVALID_JSON,
+                   "request body is not valid JSON: unexpected data after "
+                   "the top-level value", NULL);
+    }
+
+    if (js->tok[0].type != JSMN_OBJECT) {
+        return ngx_http_llmroute_json_fail(req,
+                   NGX_HTTP_LLMROUTE_INVALID_REQUEST,
+                   "request body must be a JSON object", NULL);
+    }
+
+    js->ntok = n;
+
+    if (ngx_http_llmroute_json_validate(js) != NGX_OK) {
+        return ngx_http_llmroute_json_fail(req, NGX_HTTP_LLMROUTE_INVALID_JSON,
+                   "request body is not valid JSON: misplaced separator, "
+                   "invalid literal or control character", NULL);
+    }
+
+    return NGX_DECLINED;
 }
 
 

@@ -320,7 +320,8 @@ def test_status_shows_redis(nginx, tmp_path):
         cat.write_text(CATALOG.format(port=mock.port))
         gw = nginx(GATEWAY.replace(
             "llmroute_retries 2;",
-            "llmroute_retries 2;\n    llmroute_redis %s sync=50ms;"
+            "llmroute_retries 2;\n    llmroute_redis %s sync=50ms;\n"
+            "    llmroute_client_hash key_env=TEST_CLIENT_SECRET;"
             % srv.addr), vars={"LOG_JSON": LOG_JSON, "CATALOG": cat})
         deadline = time.time() + 10
         while status_json(gw)["redis"] != {"configured": True, "up": True}:

@@ -20,6 +20,7 @@ CLASSIFY_CFLAGS ?= -O2 -Wall -Wextra -Werror
 CLASSIFY_SRCS   := $(CLASSIFY_ROOT)/tools/classify_report.c \
                    $(CLASSIFY_ROOT)/tools/catalog_conf.c \
                    $(CLASSIFY_SRC)/ngx_http_llmroute_json.c \
+                   $(CLASSIFY_SRC)/ngx_http_llmroute_scan.c \
                    $(CLASSIFY_SRC)/ngx_http_llmroute_classify.c \
                    $(CLASSIFY_SRC)/ngx_http_llmroute_route.c
 
@@ -31,7 +32,8 @@ CLASSIFY_ARGS ?=
 .PHONY: classify-report classify-features
 
 $(CLASSIFY_BIN): $(CLASSIFY_SRCS) $(CLASSIFY_SRC)/ngx_http_llmroute_core.h \
-                 $(CLASSIFY_ROOT)/tools/catalog_conf.h
+                 $(CLASSIFY_ROOT)/tools/catalog_conf.h \
+                 $(CLASSIFY_SRC)/ngx_http_llmroute_scan.h
 	@mkdir -p $(CLASSIFY_OUT)
 	$(CLASSIFY_CC) $(CLASSIFY_CFLAGS) -DNGX_HTTP_LLMROUTE_STANDALONE \
 	    -I $(CLASSIFY_SRC) -I $(CLASSIFY_ROOT)/tools -o $@ $(CLASSIFY_SRCS)

@@ -1,0 +1,52 @@
+
+/*
+ * Copyright (C) ngx_http_llmroute_module authors
+ *
+ * The request body's JSON tokenizer: a strict validating scan that fills
+ * jsmn's token array (same tokens as jsmn_parse() with JSMN_STRICT and
+ * JSMN_PARENT_LINKS), so the readers of ngx_http_llmroute_json.c stay as
+ * they are.
+ */
+
+
+#ifndef _NGX_HTTP_LLMROUTE_SCAN_H_INCLUDED_
+#define _NGX_HTTP_LLMROUTE_SCAN_H_INCLUDED_
+
+
+#ifndef JSMN_H
+#define JSMN_HEADER
+#define JSMN_PARENT_LINKS
+#include <jsmn.h>
+#endif
+
+
+/* as jsmn's: more tokens than given; then count with tok NULL */
+#define NGX_HTTP_LLMROUTE_SCAN_NOMEM  -1
+/* not JSON: a syntax error, a raw control character in a string, ... */
+#define NGX_HTTP_LLMROUTE_SCAN_INVAL  -2
+/* the input ends inside a value */
+#define NGX_HTTP_LLMROUTE_SCAN_PART   -3
+/* more than NGX_HTTP_LLMROUTE_SCAN_DEPTH nested containers */
+#define NGX_HTTP_LLMROUTE_SCAN_DEEP   -4
+
+#define NGX_HTTP_LLMROUTE_SCAN_DEPTH  64
+
+
+/*
+ * One JSON value (RFC 8259; strings are not checked for UTF-8), with
+ * whitespace around it and nothing else: returns its token count, tokens
+ * written to tok when tok is not NULL, or one of the errors above.
+ */
+int ngx_http_llmroute_scan(u_char *body, size_t len, jsmntok_t *tok,
+    size_t ntok);
+
+/* the code the scanner was compiled with: "sse2", "neon" or "swar" */
+extern const char  *ngx_http_llmroute_scan_kind;
+
+#ifdef NGX_HTTP_LLMROUTE_STANDALONE
+/* 1: ngx_http_llmroute_parse() takes the jsmn path (fuzzer, benchmark) */
+extern ngx_uint_t  ngx_http_llmroute_scan_off;
+#endif
+
+
+#endif /* _NGX_HTTP_LLMROUTE_SCAN_H_INCLUDED_ */

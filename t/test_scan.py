@@ -1,0 +1,70 @@
+"""The request body's validating scan (ngx_http_llmroute_scan.c, issue 16)
+through nginx: bodies it reads a block at a time are routed and spliced
+byte for byte, a body with more values than the per-process token scratch
+goes through its count-then-allocate path, and every refusal keeps the
+error code and message of the former jsmn path (which now names them).
+"""
+
+import json
+
+import pytest
+
+from llmroute_harness import CHAT, assert_error, post_json
+
+SIMPLE = {"X-LLMRoute-Tier": "simple"}
+
+
+def test_pretty_printed_body_with_escapes_is_spliced(routed):
+    # whitespace runs and escapes on both sides of 16-byte block edges
+    r = routed()
+    text = "".join("line %d \"quoted\" \\ tab\t é\n" % i for i in range(40))
+    body = json.dumps({"model": "auto",
+                       "messages": [{"role": "system", "content": text},
+                                    {"role": "user", "content": "hi\u0001"}],
+                       "temperature": 0.5},
+                      indent=" " * 24).encode()
+    resp = post_json(r.port, CHAT, body, SIMPLE)
+    assert resp.header("X-LLMRoute-Model") == "small-1", resp
+    assert r.cheap.last.body == body.replace(b'"auto"', b'"small-1"', 1)
+
+
+def test_more_values_than_the_scratch_are_routed(routed):
+    # 20 000 values: the scan counts them, then tokenizes into request memory
+    r = routed()
+    many = b"[" + b",".join(b"%d" % i for i in range(20000)) + b"]"
+    body = (b'{"metadata":' + many + b',"model":"auto",'
+            b'"messages":[{"role":"user","content":"hi"}]}')
+    resp = post_json(r.port, CHAT, body, SIMPLE)
+    assert resp.header("X-LLMRoute-Model") == "small-1", resp
+    assert r.cheap.last.body == body.replace(b'"auto"', b'"small-1"', 1)
+
+
+MSG = b'"messages":[{"role":"user","content":"hi"}]'
+
+
+@pytest.mark.parametrize("body,code,message", [
+    (b'{"model":"auto",' + MSG, "invalid_json",
+     "unexpected end of input"),
+    (b'{"model":"auto",' + MSG + b'} {}', "invalid_json",
+     "unexpected data after the top-level value"),
+    (b'{"model":"auto",' + MSG + b',}', "invalid_json",
+     "misplaced separator"),
+    (b'{"model":"auto","x":[1,,2],' + MSG + b'}', "invalid_json",
+     "misplaced separator"),
+    (b'{"model":"auto","x":"a\x01b",' + MSG + b'}', "invalid_json",
+     "control character"),
+    (b'{"model":"auto","x":01,' + MSG + b'}', "invalid_json",
+     "misplaced separator, invalid literal"),
+    (b'{"model":"auto","x":"\\q",' + MSG + b'}', "invalid_json",
+     "not valid JSON"),
+    (b'[{"model":"auto",' + MSG + b'}]', "invalid_request",
+     "must be a JSON object"),
+    (b'{"x":' + b"[" * 64 + b"]" * 64 + b',' + MSG + b'}', "invalid_request",
+     "nested too deeply"),
+], ids=["part", "trailing", "trailing-comma", "double-comma", "ctl",
+        "leading-zero", "bad-escape", "array", "deep"])
+def test_refusals_keep_their_error(routed, body, code, message):
+    r = routed()
+    err = assert_error(post_json(r.port, CHAT, body, SIMPLE), 400, code)
+    assert message in err["message"], err
+    assert r.provider_requests() == []

@@ -1,0 +1,249 @@
+
+/*
+ * Copyright (C) ngx_http_llmroute_module authors
+ *
+ * Unit tests of the request body's tokenizer (ngx_http_llmroute_scan.c):
+ * bodies it must accept and refuse, jsmn's tokens for what it accepts, and
+ * every special byte ('"', '\\', a control character, whitespace) at every
+ * offset around the 8- and 16-byte blocks it reads.  Built twice by the
+ * Makefile: vector code (SSE2 / NEON) and -DNGX_HTTP_LLMROUTE_SCAN_SWAR.
+ */
+
+
+#include <ngx_http_llmroute_core.h>
+
+#define JSMN_STATIC
+#define JSMN_STRICT
+#define JSMN_PARENT_LINKS
+#include <jsmn.h>
+
+#include <ngx_http_llmroute_scan.h>
+
+
+#define TOKS  512
+
+static int  failures, checks;
+
+
+/* tokens equal to jsmn's, exact-size heap copy so ASan sees overreads */
+
+static int
+scan(const char *s, size_t len)
+{
+    int          n, c, i;
+    u_char      *b;
+    jsmntok_t    tok[TOKS], jt[TOKS];
+    jsmn_parser  p;
+
+    b = malloc(len ? len : 1);
+    memcpy(b, s, len);
+
+    n = ngx_http_llmroute_scan(b, len, tok, TOKS);
+    c = ngx_http_llmroute_scan(b, len, NULL, 0);
+
+    if (c != n) {
+        printf("FAIL count %d != %d: %.*s\n", c, n, (int) len, s);
+        failures++;
+    }
+
+    if (n > 0 && (s[0] == '{' || s[0] == '[' || s[0] == '"')) {
+        jsmn_init(&p);
+        c = jsmn_parse(&p, (const char *) b, len, jt, TOKS);
+
+        if (c != n || memcmp(tok, jt, n * sizeof(jsmntok_t)) != 0) {
+            for (i = 0; i < n && i < c; i++) {
+                if (memcmp(&tok[i], &jt[i], sizeof(jsmntok_t)) != 0) {
+                    break;
+                }
+            }
+
+            printf("FAIL tokens differ from jsmn's (%d/%d, at %d): %.*s\n",
+                   n, c, i, (int) len, s);
+            failures++;
+        }
+    }
+
+    free(b);
+
+    return n;
+}
+
+
+static void
+expect(const char *s, size_t len, int ok)
+{
+    int  n;
+
+    checks++;
+    n = scan(s, len);
+
+    if ((n > 0) != ok) {
+        printf("FAIL %s (%d): \"%.*s\"\n", ok ? "refused" : "accepted", n,
+               (int) len, s);
+        failures++;
+    }
+}
+
+
+#define yes(s)  expect(s, sizeof(s) - 1, 1)
+#define no(s)   expect(s, sizeof(s) - 1, 0)
+
+
+static void
+test_table(void)
+{
+    char  deep[200];
+
+    yes("{}");
+    yes(" \t\r\n{ } \n");
+    yes("[]");
+    yes("\"s\"");
+    yes("0");
+    yes("-0.5e+10");
+    yes("true");
+    yes("{\"a\":[1,2,{\"b\":null}],\"c\":\"d\",\"e\":{}}");
+    yes("{\"\":\"\"}");
+    yes("[\"\\u00e9\\uD83D\\ude00\\\"\\\\\\/\\b\\f\\n\\r\\t\"]");
+    yes("{\"t\":\"\xff\xfe\x80 bytes not UTF-8 \x7f\"}");
+    yes("[1e5,1E-5,0.0,-0,123]");
+
+    no("");
+    no("   ");
+    no("{");
+    no("{\"a\"");
+    no("{\"a\":");
+    no("{\"a\":1");
+    no("{\"a\":1,}");
+    no("[1,]");
+    no("[,1]");
+    no("[1,,2]");
+    no("{,}");
+    no("[,]");
+    no("{:}");
+    no("{\"a\" 1}");
+    no("{\"a\":1 \"b\":2}");
+    no("{\"a\":\"b\":\"c\"}");
+    no("[\"a\":\"b\"]");
+    no("{1:2}");
+    no("{\"a\":1]");
+    no("[1}");
+    no("]");
+    no("{} {}");
+    no("{}x");
+    no("{}\x00");
+    no("[01]");
+    no("[1.]");
+    no("[.5]");
+    no("[-]");
+    no("[1e]");
+    no("[1e+]");
+    no("[+1]");
+    no("[tru]");
+    no("[truex]");
+    no("[nul]");
+    no("[True]");
+    no("[NaN]");
+    no("[\"a\x01\"]");
+    no("[\"a\tb\"]");
+    no("[\"\\x\"]");
+    no("[\"\\u12\"]");
+    no("[\"\\u12G4\"]");
+    no("[\"\\");
+    no("[\"abc");
+    no("[1]\v");
+    no("\f[1]");
+    no("[1 2]");
+
+    /* the depth limit: 64 nested containers, not 65 */
+
+    memset(deep, '[', 64);
+    memset(deep + 64, ']', 64);
+    expect(deep, 128, 1);
+
+    memset(deep, '[', 65);
+    memset(deep + 65, ']', 65);
+    checks++;
+    if (scan(deep, 130) != NGX_HTTP_LLMROUTE_SCAN_DEEP) {
+        printf("FAIL 65 deep not refused as too deep\n");
+        failures++;
+    }
+}
+
+
+/* a special byte at each offset of a string, and whitespace runs */
+
+static void
+test_blocks(void)
+{
+    int     at, run;
+    char    b[128];
+    size_t  len;
+
+    for (at = 0; at < 48; at++) {
+
+        /* ["xxxx<special>xxx"] */
+
+        memset(b, 'x', sizeof(b));
+        b[0] = '[';
+        b[1] = '"';
+        len = 2 + 48 + 2;
+        b[len - 2] = '"';
+        b[len - 1] = ']';
+
+        b[2 + at] = '\x1f';
+        expect(b, len, 0);
+
+        b[2 + at] = '\n';
+        expect(b, len, 0);
+
+        b[2 + at] = '\x7f';
+        expect(b, len, 1);
+
+        b[2 + at] = '\x80';
+        expect(b, len, 1);
+
+        b[2 + at] = '"';
+        expect(b, len, 0);      /* a string, then x: not a separator */
+
+        b[2 + at] = '\\';
+        expect(b, len, 0);      /* \x is no escape */
+
+        if (at < 47) {
+            b[2 + at + 1] = 'n';
+            expect(b, len, 1);
+        }
+
+        /* the string ends at 'at', then a whitespace run, then ']' */
+
+        for (run = 0; run < 40; run += 7) {
+            memset(b, ' ', sizeof(b));
+            b[0] = '[';
+            b[1] = '"';
+            memset(b + 2, 'y', at);
+            b[2 + at] = '"';
+            len = 3 + at + run + 1;
+            b[len - 1] = ']';
+            expect(b, len, 1);
+
+            if (run > 0) {
+                b[3 + at + run / 2] = '\v';
+                expect(b, len, 0);
+                b[3 + at + run / 2] = '\t';
+                expect(b, len, 1);
+            }
+        }
+    }
+}
+
+
+int
+main(void)
+{
+    test_table();
+    test_blocks();
+
+    printf("test_scan (%s): %d checks, %d failures\n",
+           ngx_http_llmroute_scan_kind, checks, failures);
+
+    return failures ? 1 : 0;
+}
