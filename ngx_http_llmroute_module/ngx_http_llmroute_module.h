@@ -59,6 +59,7 @@ typedef struct {
     ngx_atomic_t                    prompt_tokens;
     ngx_atomic_t                    completion_tokens;
     ngx_atomic_t                    cached_tokens;
+    ngx_atomic_t                    cache_write_tokens;
     ngx_atomic_t                    cost;           /* nano-USD */
 
     /* a live price from Redis (nano-USD per token), under the mutex */
@@ -178,6 +179,7 @@ typedef struct {
     ngx_array_t                     providers;  /* llmroute_provider_t */
     ngx_array_t                     models;     /* llmroute_model_t */
     ngx_array_t                     regions;    /* ngx_str_t */
+    ngx_array_t                     aliases;    /* llmroute_alias_t */
     ngx_shm_zone_t                 *shm_zone;
     ngx_str_t                       baseline;   /* llmroute_baseline_model */
     ngx_int_t                       baseline_model;
@@ -198,8 +200,35 @@ typedef struct {
 } ngx_http_llmroute_main_conf_t;
 
 
+#define NGX_HTTP_LLMROUTE_FORMAT_AUTO  NGX_HTTP_LLMROUTE_NFORMATS
+
+
+/* what differs between wire formats (ngx_http_llmroute_format.c) */
+typedef struct {
+    ngx_str_t                       name;
+    ngx_int_t                     (*parse)(ngx_http_llmroute_req_t *req,
+                                      u_char *body, size_t len,
+                                      ngx_http_llmroute_alloc_pt alloc,
+                                      void *data);
+    ngx_int_t                     (*error_json)(ngx_http_request_t *r,
+                                      ngx_uint_t status, const char *code,
+                                      ngx_str_t *message, const char *param,
+                                      ngx_str_t *out);
+    ngx_uint_t                      usage_flags;    /* usage scanner */
+} ngx_http_llmroute_format_t;
+
+
+/* llmroute_alias PATTERN TARGET */
+typedef struct {
+    ngx_str_t                       pattern;    /* without a trailing '*' */
+    ngx_uint_t                      prefix;     /* it had one */
+    ngx_str_t                       target;
+} ngx_http_llmroute_alias_t;
+
+
 typedef struct {
     ngx_flag_t                      enable;
+    ngx_uint_t                      format;     /* FORMAT_*, or AUTO */
     ngx_flag_t                      headers;
     ngx_flag_t                      escalate;
     ngx_uint_t                      retries;
@@ -255,6 +284,7 @@ typedef struct {
     int64_t                         prompt_tokens;
     int64_t                         completion_tokens;
     int64_t                         cached_tokens;
+    int64_t                         cache_write_tokens;
     size_t                          content_bytes;
     ngx_uint_t                      usage_source;
     uint64_t                        cost;       /* nano-USD */
@@ -277,6 +307,8 @@ typedef struct {
     unsigned                        headers_hidden:1;
     unsigned                        encoded:1;      /* unreadable answer */
     unsigned                        no_answer:1;    /* escalation refused */
+    unsigned                        count_tokens:1; /* .../count_tokens */
+    unsigned                        pass_errors:1;  /* last attempt */
 } ngx_http_llmroute_ctx_t;
 
 
@@ -352,6 +384,15 @@ ngx_int_t ngx_http_llmroute_error_json(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, ngx_str_t *message,
     const char *param, ngx_str_t *out);
 ngx_int_t ngx_http_llmroute_filter_init(ngx_conf_t *cf);
+
+extern ngx_http_llmroute_format_t  ngx_http_llmroute_formats[];
+ngx_int_t ngx_http_llmroute_format_by_name(ngx_str_t *name);
+ngx_uint_t ngx_http_llmroute_request_format(ngx_http_request_t *r);
+ngx_uint_t ngx_http_llmroute_is_count_tokens(ngx_http_request_t *r);
+void ngx_http_llmroute_pass_errors(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx);
+ngx_str_t *ngx_http_llmroute_find_alias(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_str_t *model);
 ngx_int_t ngx_http_llmroute_add_header(ngx_http_request_t *r,
     const char *key, ngx_str_t *value);
 

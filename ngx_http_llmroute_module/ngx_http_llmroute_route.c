@@ -12,7 +12,8 @@
 
 /* how far a model got through the filters, to explain a refusal */
 enum {
-    ngx_http_llmroute_stage_pin = 0,
+    ngx_http_llmroute_stage_format = 0,
+    ngx_http_llmroute_stage_pin,
     ngx_http_llmroute_stage_tier,
     ngx_http_llmroute_stage_region,
     ngx_http_llmroute_stage_caps,
@@ -23,6 +24,8 @@ enum {
 
 
 static const char  *ngx_http_llmroute_why[] = {
+    "no provider speaks the request's wire format (no translation between "
+    "formats)",
     "no catalog model matches the requested model",
     "no model of the requested tier or above is configured",
     "no provider serves the request's region",
@@ -63,6 +66,10 @@ ngx_http_llmroute_resolve_model(ngx_http_llmroute_catalog_t *cat,
     m = cat->models;
 
     for (i = 0; i < cat->nmodels; i++) {
+        if (cat->providers[m[i].provider].format != want->format) {
+            continue;   /* of another format: unknown here */
+        }
+
         if (m[i].full.len == model->len
             && ngx_memcmp(m[i].full.data, model->data, model->len) == 0)
         {
@@ -74,6 +81,10 @@ ngx_http_llmroute_resolve_model(ngx_http_llmroute_catalog_t *cat,
     }
 
     for (i = 0; i < cat->nmodels; i++) {
+        if (cat->providers[m[i].provider].format != want->format) {
+            continue;
+        }
+
         if (m[i].id.len == model->len
             && ngx_memcmp(m[i].id.data, model->data, model->len) == 0)
         {
@@ -106,12 +117,20 @@ ngx_http_llmroute_select(ngx_http_llmroute_catalog_t *cat,
     choice->model = -1;
     choice->est_cost = 0;
     choice->output_budget = budget;
-    best_stage = ngx_http_llmroute_stage_pin;
+    best_stage = ngx_http_llmroute_stage_format;
 
     for (i = 0; i < cat->nmodels; i++) {
         m = &cat->models[i];
         p = &cat->providers[m->provider];
-        stage = ngx_http_llmroute_stage_pin;
+        stage = ngx_http_llmroute_stage_format;
+
+        /* bodies go through as they are: only providers of their format */
+
+        if (p->format != want->format) {
+            goto next;
+        }
+
+        stage++;
 
         /* the client's allow-lists (llmroute_client tiers=, models=) */
 
@@ -192,10 +211,14 @@ ngx_http_llmroute_select(ngx_http_llmroute_catalog_t *cat,
 
 uint64_t
 ngx_http_llmroute_cost(ngx_http_llmroute_model_t *m, uint64_t prompt,
-    uint64_t cached, uint64_t completion)
+    uint64_t cached, uint64_t written, uint64_t completion)
 {
-    cached = ngx_min(cached, prompt);
+    /* prompt counts every input token: cache reads and writes included */
 
-    return (prompt - cached) * m->input + cached * m->cached_input
+    cached = ngx_min(cached, prompt);
+    written = ngx_min(written, prompt - cached);
+
+    return (prompt - cached - written) * m->input
+           + cached * m->cached_input + written * m->cache_write
            + completion * m->output;
 }
