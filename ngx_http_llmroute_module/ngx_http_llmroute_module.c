@@ -752,9 +752,10 @@ ngx_http_llmroute_semi_trusted(ngx_conf_t *cf,
 /*
  * Failover without extra configuration: the location gets
  * "proxy_intercept_errors on", "recursive_error_pages on" and
- * "error_page 429 500 502 503 504 529 = $uri" (for the codes it does not
- * handle itself already).  The failed attempt is redirected to the same location,
- * where the phase handler picks the next provider and restores POST.
+ * "error_page 429 500 502 503 504 529 = $uri$is_args$args" (for the codes
+ * it does not handle itself already).  The failed attempt is redirected to
+ * the same location, where the phase handler picks the next provider and
+ * restores POST.
  */
 
 static ngx_int_t
@@ -767,7 +768,8 @@ ngx_http_llmroute_failover(ngx_conf_t *cf)
     ngx_http_core_loc_conf_t          *clcf;
     ngx_http_compile_complex_value_t   ccv;
 
-    static ngx_str_t   uri = ngx_string("$uri");
+    /* the query string too: Claude Code's ?beta=true, Azure's api-version */
+    static ngx_str_t   uri = ngx_string("$uri$is_args$args");
     /* 529: Anthropic's "overloaded" */
     static ngx_int_t   codes[] = { 429, 500, 502, 503, 504, 529 };
 

@@ -264,9 +264,11 @@ def test_method_not_allowed_in_anthropic_shape(gateway):
 def test_529_fails_over_and_cools_down(gateway):
     g = gateway()
     g.cheap.script([{"mode": "status", "status": 529}])
-    r = post_json(g.port, MESSAGES, msg_body(model="auto"), headers=HDRS)
+    r = post_json(g.port, MESSAGES + "?beta=true", msg_body(model="auto"),
+                  headers=HDRS)
     assert r.status == 200 and r.header("X-LLMRoute-Provider") == "aprem"
     assert r.header("X-LLMRoute-Attempts") == "2"
+    assert g.cheap.last.path == g.prem.last.path == "/v1/messages?beta=true"
     assert g.prem.last.header("x-api-key") == KEY_B
     assert g.prem.last.body == with_model(msg_body(model="auto"), "opus-big")
 
@@ -297,6 +299,28 @@ def test_429_everywhere_then_cooldown_is_an_anthropic_error(gateway):
     r = post_json(g.port, MESSAGES, msg_body(model="auto"), headers=HDRS)
     assert_anthropic_error(r, 503, "overloaded_error")
     assert r.header("Retry-After")
+
+
+# ---------------------------------------------------------- client limits
+
+def test_client_limits_and_budget_in_anthropic_shape(gateway):
+    """llmroute_client as for chat: a missing key 401, rpm 429 with
+    Retry-After, a spent budget 402, each in Anthropic's shape."""
+    g = gateway(location_extra="llmroute_client $http_x_team rpm=1;")
+    h = dict(HDRS, **{"X-Team": "a"})
+    r = post_json(g.port, MESSAGES, msg_body(model="auto"), headers=HDRS)
+    assert_anthropic_error(r, 401, "authentication_error")
+    assert post_json(g.port, MESSAGES, msg_body(model="auto"),
+                     headers=h).status == 200
+    r = post_json(g.port, MESSAGES, msg_body(model="auto"), headers=h)
+    assert_anthropic_error(r, 429, "rate_limit_error")
+    assert r.header("Retry-After")
+
+    g2 = gateway(location_extra="llmroute_client $http_x_team "
+                                "budget=0.000001/day;")
+    r = post_json(g2.port, MESSAGES, msg_body(model="opus-big"), headers=h)
+    assert_anthropic_error(r, 402, "billing_error")
+    assert g2.all_requests() == []
 
 
 # --------------------------------------------------------------- escalation
