@@ -247,6 +247,16 @@ ngx_http_llmroute_account_usage(ngx_http_request_t *r,
             if (ctx->req.format == NGX_HTTP_LLMROUTE_FORMAT_ANTHROPIC) {
                 ctx->prompt_tokens += ctx->cached_tokens
                                       + ctx->cache_write_tokens;
+
+                /*
+                 * a stream cut before message_delta: message_start's
+                 * output_tokens (1) is no count of what was generated
+                 */
+
+                if (u->sse && !u->done) {
+                    ctx->completion_tokens = ngx_max(ctx->completion_tokens,
+                                     (int64_t) (ctx->content_bytes + 3) / 4);
+                }
             }
         }
     }

@@ -273,6 +273,7 @@ static ngx_http_llmroute_usage_key_t  ngx_http_llmroute_usage_function[] = {
  */
 
 static ngx_http_llmroute_usage_key_t  ngx_http_llmroute_usage_aroot[] = {
+    { NGX_HTTP_LLMROUTE_R_ATYPE, 4, "type" },
     { NGX_HTTP_LLMROUTE_R_AUSAGE, 5, "usage" },
     { NGX_HTTP_LLMROUTE_R_ERROR, 5, "error" },
     { NGX_HTTP_LLMROUTE_R_AMESSAGE, 7, "message" },
@@ -1461,6 +1462,9 @@ ngx_http_llmroute_usage_scalar(ngx_http_llmroute_usage_t *u, ngx_uint_t role,
             || (len == 15 && ngx_memcmp(p, "server_tool_use", 15) == 0))
         {
             u->tool_calls = 1;
+
+        } else if (len == 12 && ngx_memcmp(p, "message_stop", 12) == 0) {
+            u->done = 1;    /* the stream's end, as [DONE] is OpenAI's */
         }
 
         break;

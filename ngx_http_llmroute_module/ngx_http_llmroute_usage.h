@@ -57,7 +57,8 @@
  * cache_read_input_tokens -> cached_tokens, cache_creation_input_tokens
  * -> cache_write_tokens), content_block_* (text, thinking, tool input:
  * content_bytes; a tool_use block: tool_calls) and message_delta
- * (stop_reason, cumulative usage.output_tokens).  prompt_tokens is then
+ * (stop_reason, cumulative usage.output_tokens); message_stop sets done.
+ * prompt_tokens is then
  * Anthropic's input_tokens, which excludes the cache reads and writes.
  *
  * Usage numbers: each field takes the LAST value seen, never a sum (Gemini

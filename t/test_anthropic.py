@@ -206,6 +206,25 @@ def test_stream_passes_unchanged_and_bills_cache(gateway):
                                      + 9 * 0.40) / 1e6)
 
 
+def test_stream_cut_short_bills_what_was_generated(gateway):
+    """A reset after message_start and some text: the prompt and cache
+    numbers of message_start count, the output is at least the text seen
+    (message_start's output_tokens is 1, not a count)."""
+    g = gateway()
+    text = "word " * 200
+    g.cheap.default = {"mode": "reset_mid_stream", "reset_after": 6,
+                       "pieces": [text[:500], text[500:]] + ["x"] * 5,
+                       "usage": {"input_tokens": 40, "output_tokens": 300,
+                                 "cache_read_input_tokens": 60}}
+    r = stream_post(g.port, MESSAGES, msg_body(model="auto", stream=True),
+                    headers=HDRS)
+    assert b"message_stop" not in r.body
+    log = g.ngx.json_log("llm.log")[-1]
+    assert log["provider"] == "acheap" and log["source"] == "provider"
+    assert log["prompt"] == "100" and log["cached"] == "60"
+    assert int(log["completion"]) >= 250, log
+
+
 def test_cache_write_metric_and_price(gateway):
     g = gateway()
     g.prem.default = {"mode": "ok", "usage": {

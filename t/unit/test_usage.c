@@ -1554,6 +1554,7 @@ test_anthropic(void)
     check(r.have_usage && r.prompt == 25 && r.completion == 42
           && r.cached == 4000 && r.written == 300,
           "anthropic stream: message_start usage, cumulative output_tokens");
+    check(r.done, "anthropic stream: message_stop ends it");
     check(r.content_bytes == 3 + 8 + 7 && r.finish
           == NGX_HTTP_LLMROUTE_FINISH_LENGTH && !r.empty,
           "anthropic stream: thinking, text and tool input counted");
