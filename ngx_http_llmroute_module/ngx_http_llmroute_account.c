@@ -244,7 +244,9 @@ ngx_http_llmroute_account_usage(ngx_http_request_t *r,
              * every input token here, as OpenAI counts them.
              */
 
-            if (ctx->req.format == NGX_HTTP_LLMROUTE_FORMAT_ANTHROPIC) {
+            if (ngx_http_llmroute_formats[ctx->req.format]
+                .input_excludes_cache)
+            {
                 ctx->prompt_tokens += ctx->cached_tokens
                                       + ctx->cache_write_tokens;
 

@@ -65,17 +65,35 @@ ngx_http_llmroute_error_type(ngx_http_llmroute_error_type_t *t,
 }
 
 
+static const char  *ngx_http_llmroute_anthropic_uris[] = {
+    "/messages", "/messages/count_tokens", NULL
+};
+
+
+/* indexed by NGX_HTTP_LLMROUTE_FORMAT_*; the first is the default */
+
 ngx_http_llmroute_format_t  ngx_http_llmroute_formats[] = {
 
     { ngx_string("openai"),
       ngx_http_llmroute_parse,
       ngx_http_llmroute_openai_error,
-      0 },
+      0,
+      NULL,
+      NULL,
+      1, 1, 0, 0 },
+
+    /*
+     * usage input_tokens leave the cache reads and writes out; Claude
+     * Code's recovery matches on the providers' own errors
+     */
 
     { ngx_string("anthropic"),
       ngx_http_llmroute_parse_anthropic,
       ngx_http_llmroute_anthropic_error,
-      NGX_HTTP_LLMROUTE_USAGE_ANTHROPIC }
+      NGX_HTTP_LLMROUTE_USAGE_ANTHROPIC,
+      ngx_http_llmroute_anthropic_uris,
+      "/messages/count_tokens",
+      0, 0, 1, 1 }
 };
 
 
@@ -106,6 +124,8 @@ ngx_http_llmroute_format_by_name(ngx_str_t *name)
 ngx_uint_t
 ngx_http_llmroute_request_format(ngx_http_request_t *r)
 {
+    ngx_uint_t                     f;
+    const char                   **u;
     ngx_http_llmroute_loc_conf_t  *lcf;
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_llmroute_module);
@@ -116,20 +136,28 @@ ngx_http_llmroute_request_format(ngx_http_request_t *r)
         return lcf->format;
     }
 
-    if (ngx_http_llmroute_uri_ends(&r->uri, "/messages")
-        || ngx_http_llmroute_uri_ends(&r->uri, "/messages/count_tokens"))
-    {
-        return NGX_HTTP_LLMROUTE_FORMAT_ANTHROPIC;
+    for (f = 0; f < NGX_HTTP_LLMROUTE_NFORMATS; f++) {
+        for (u = ngx_http_llmroute_formats[f].uris; u && *u; u++) {
+            if (ngx_http_llmroute_uri_ends(&r->uri, *u)) {
+                return f;
+            }
+        }
     }
 
     return NGX_HTTP_LLMROUTE_FORMAT_OPENAI;
 }
 
 
+/* a token count request of the format (answered without a provider) */
+
 ngx_uint_t
-ngx_http_llmroute_is_count_tokens(ngx_http_request_t *r)
+ngx_http_llmroute_is_count_tokens(ngx_http_request_t *r, ngx_uint_t format)
 {
-    return ngx_http_llmroute_uri_ends(&r->uri, "/messages/count_tokens");
+    const char  *uri;
+
+    uri = ngx_http_llmroute_formats[format].count_tokens;
+
+    return uri != NULL && ngx_http_llmroute_uri_ends(&r->uri, uri);
 }
 
 

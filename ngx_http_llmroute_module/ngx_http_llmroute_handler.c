@@ -562,7 +562,7 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 
     /* count_tokens: answered here unless the provider has the endpoint */
 
-    if (ngx_http_llmroute_is_count_tokens(r)) {
+    if (ngx_http_llmroute_is_count_tokens(r, format)) {
         ctx->count_tokens = 1;
 
         ngx_http_llmroute_select(&lmcf->cat, req, want, &ctx->choice);
@@ -741,7 +741,7 @@ ngx_http_llmroute_use_choice(ngx_http_request_t *r,
 
     ctx->pass_errors = 0;
 
-    if (ctx->req.format == NGX_HTTP_LLMROUTE_FORMAT_ANTHROPIC) {
+    if (ngx_http_llmroute_formats[ctx->req.format].pass_errors) {
         want = ctx->want;
         want.exclude = ctx->tried | ((uint64_t) 1 << ctx->provider->index);
         ngx_http_llmroute_select(&lmcf->cat, &ctx->req, &want, &next);
@@ -1032,7 +1032,7 @@ ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 
     ne = 1;
 
-    ctx->strip_usage = req->format == NGX_HTTP_LLMROUTE_FORMAT_OPENAI
+    ctx->strip_usage = ngx_http_llmroute_formats[req->format].ask_usage
                        && req->stream && !req->include_usage
                        && ctx->model->stream_usage;
 

@@ -394,7 +394,7 @@ ngx_http_llmroute_variable(ngx_http_request_t *r,
     case NGX_HTTP_LLMROUTE_VAR_X_API_KEY:
         ngx_http_llmroute_pass_errors(r, ctx);
 
-        if (ctx->provider->format == NGX_HTTP_LLMROUTE_FORMAT_ANTHROPIC) {
+        if (!ngx_http_llmroute_formats[ctx->provider->format].bearer) {
             s = ctx->provider->key;
 
         } else {
@@ -1141,13 +1141,14 @@ ngx_http_llmroute_provider(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    /* Anthropic's key goes in x-api-key ($llmroute_x_api_key) only */
+    /* a format without Bearer keys: x-api-key ($llmroute_x_api_key) only */
 
-    if (pr->format == NGX_HTTP_LLMROUTE_FORMAT_ANTHROPIC) {
+    if (!ngx_http_llmroute_formats[pr->format].bearer) {
         ngx_str_null(&pr->authorization);
     }
 
-    if (pr->count_tokens && pr->format != NGX_HTTP_LLMROUTE_FORMAT_ANTHROPIC)
+    if (pr->count_tokens
+        && ngx_http_llmroute_formats[pr->format].count_tokens == NULL)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"count_tokens=on\" needs \"format=anthropic\"");
@@ -1745,6 +1746,8 @@ ngx_http_llmroute_alias(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     a->prefix = value[1].data[value[1].len - 1] == '*';
     a->pattern.len -= a->prefix;
     a->target = value[2];
+    a->file = cf->conf_file->file.name.data;
+    a->line = cf->conf_file->line;
 
     return NGX_CONF_OK;
 }
@@ -1780,7 +1783,8 @@ ngx_http_llmroute_check_aliases(ngx_conf_t *cf,
         if (!found) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "\"llmroute_alias\" target \"%V\" is not auto, "
-                          "auto:<tier> or a catalog model", &a[i].target);
+                          "auto:<tier> or a catalog model in %s:%ui",
+                          &a[i].target, a[i].file, a[i].line);
             return NGX_CONF_ERROR;
         }
 

@@ -215,6 +215,17 @@ typedef struct {
                                       ngx_str_t *message, const char *param,
                                       ngx_str_t *out);
     ngx_uint_t                      usage_flags;    /* usage scanner */
+    const char                    **uris;       /* URI ends, for "auto" */
+    const char                     *count_tokens;  /* its URI end, or NULL */
+
+    unsigned                        bearer:1;   /* key: Authorization, else
+                                                   x-api-key */
+    unsigned                        ask_usage:1;    /* may add stream_options
+                                                       include_usage */
+    unsigned                        input_excludes_cache:1;
+                                                /* usage's input tokens */
+    unsigned                        pass_errors:1;  /* its clients match on
+                                                       providers' errors */
 } ngx_http_llmroute_format_t;
 
 
@@ -223,6 +234,8 @@ typedef struct {
     ngx_str_t                       pattern;    /* without a trailing '*' */
     ngx_uint_t                      prefix;     /* it had one */
     ngx_str_t                       target;
+    u_char                         *file;       /* for nginx -t */
+    ngx_uint_t                      line;
 } ngx_http_llmroute_alias_t;
 
 
@@ -388,7 +401,8 @@ ngx_int_t ngx_http_llmroute_filter_init(ngx_conf_t *cf);
 extern ngx_http_llmroute_format_t  ngx_http_llmroute_formats[];
 ngx_int_t ngx_http_llmroute_format_by_name(ngx_str_t *name);
 ngx_uint_t ngx_http_llmroute_request_format(ngx_http_request_t *r);
-ngx_uint_t ngx_http_llmroute_is_count_tokens(ngx_http_request_t *r);
+ngx_uint_t ngx_http_llmroute_is_count_tokens(ngx_http_request_t *r,
+    ngx_uint_t format);
 void ngx_http_llmroute_pass_errors(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 ngx_str_t *ngx_http_llmroute_find_alias(ngx_http_llmroute_main_conf_t *lmcf,

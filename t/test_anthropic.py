@@ -417,6 +417,28 @@ def test_alias_to_unknown_target_fails_nginx_t(gateway):
     assert rc != 0 and "no-such-model" in err
 
 
+@pytest.mark.parametrize("extra,needle", [
+    ("llmroute_provider bad http://127.0.0.1:1/v1/messages format=grpc;",
+     'invalid format "format=grpc"'),
+    ("llmroute_provider bad http://127.0.0.1:1/v1/chat count_tokens=on;",
+     '"count_tokens=on" needs "format=anthropic"'),
+    ("llmroute_alias claude-*-opus auto;", 'invalid alias pattern'),
+    ("llmroute_alias claude-* auto:genius;", 'auto:genius'),
+    ("llmroute_alias claude-* oa/glm-small;", 'oa/glm-small'),
+])
+def test_bad_directives_fail_nginx_t(gateway, extra, needle):
+    g = gateway(http_extra=extra, start=False)
+    rc, err = g.ngx.check()
+    assert rc != 0 and needle in err, err
+    assert "nginx.conf:" in err, err
+
+
+def test_bad_llmroute_format_fails_nginx_t(gateway):
+    g = gateway(location_extra="llmroute_format soap;", start=False)
+    rc, err = g.ngx.check()
+    assert rc != 0 and 'invalid format "soap"' in err, err
+
+
 def test_count_tokens_local_and_forwarded(gateway):
     g = gateway()
     r = post_json(g.port, MESSAGES + "/count_tokens",
