@@ -629,3 +629,48 @@ def test_claude_code_cli_through_the_gateway(gateway, tmp_path):
     assert log["completion"] == "6"
     assert log["cost"] == "%.9f" % ((50 * 0.10 + 3000 * 0.01 + 400 * 0.125
                                      + 6 * 0.40) / 1e6)
+
+
+def test_claude_code_tool_loop(gateway, tmp_path):
+    """A two-request turn of the real CLI: the provider asks for the Read
+    tool, Claude Code runs it and sends its result back; both requests
+    reach the provider byte-exact but for "model", and the second one (a
+    user turn of tool_result blocks only) is routed like the first."""
+    if not CLAUDE.exists() or shutil.which("node") is None:
+        pytest.skip("claude CLI not installed (scripts/deps.sh)")
+    g = gateway(http_extra="llmroute_alias claude-* auto;")
+    note = tmp_path / "note.txt"
+    note.write_text("the secret word is artichoke\n")
+    g.cheap.script([{"mode": "ok", "content": "",
+                     "tool_use": {"name": "Read",
+                                  "input": {"file_path": str(note)}}}])
+    g.cheap.default = {"mode": "ok", "content": "The word is artichoke."}
+    tap = Tap(g.port)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"PATH": os.environ["PATH"], "HOME": str(home),
+           "ANTHROPIC_BASE_URL": "http://127.0.0.1:%d" % tap.port,
+           "ANTHROPIC_API_KEY": "client-key-claude",
+           "ANTHROPIC_CUSTOM_HEADERS": "X-LLMRoute-Tier: simple",
+           "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+           "DISABLE_TELEMETRY": "1", "DISABLE_AUTOUPDATER": "1"}
+    try:
+        p = subprocess.run([str(CLAUDE), "-p",
+                            "what is the secret word in note.txt?",
+                            "--allowedTools", "Read"],
+                           env=env, capture_output=True, text=True,
+                           timeout=180, cwd=str(tmp_path))
+    finally:
+        tap.close()
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "artichoke" in p.stdout
+    posts = [rq for rq in g.cheap.requests if rq.method == "POST"]
+    assert len(posts) >= 2 and g.prem.requests == [] and g.oa.requests == []
+    sent = tap.bodies("/v1/messages")
+    assert len(sent) == len(posts)
+    for (line, body), rec in zip(sent, posts):
+        assert rec.body == with_model(body, "glm-small")
+    last = json.loads(posts[-1].body)["messages"][-1]
+    assert last["role"] == "user"
+    assert any(b.get("type") == "tool_result" for b in last["content"])
+    assert "artichoke" in posts[-1].body.decode()
