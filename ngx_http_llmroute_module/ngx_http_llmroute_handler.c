@@ -359,9 +359,12 @@ ngx_http_llmroute_note_failure(ngx_http_request_t *r,
     if (ps) {
         (void) ngx_atomic_fetch_add(&ps->failures[reason], 1);
 
-        /* Retry-After on 429/503 cools the provider down for every worker */
+        /*
+         * Retry-After on 429/503 (and Anthropic's 529 overloaded) cools
+         * the provider down for every worker
+         */
 
-        h = (u && (status == 429 || status == 503))
+        h = (u && (status == 429 || status == 503 || status == 529))
             ? ngx_http_llmroute_find_header(&u->headers_in.headers,
                                             "Retry-After")
             : NULL;

@@ -282,7 +282,7 @@ def test_method_not_allowed_in_anthropic_shape(gateway):
 
 def test_529_fails_over_and_cools_down(gateway):
     g = gateway()
-    g.cheap.script([{"mode": "status", "status": 529}])
+    g.cheap.script([{"mode": "status", "status": 529, "retry_after": "30"}])
     r = post_json(g.port, MESSAGES + "?beta=true", msg_body(model="auto"),
                   headers=HDRS)
     assert r.status == 200 and r.header("X-LLMRoute-Provider") == "aprem"
@@ -290,6 +290,11 @@ def test_529_fails_over_and_cools_down(gateway):
     assert g.cheap.last.path == g.prem.last.path == "/v1/messages?beta=true"
     assert g.prem.last.header("x-api-key") == KEY_B
     assert g.prem.last.body == with_model(msg_body(model="auto"), "opus-big")
+    # its retry-after cools the provider down: the next request skips it
+    r = post_json(g.port, MESSAGES, msg_body(model="auto"), headers=HDRS)
+    assert r.status == 200 and r.header("X-LLMRoute-Provider") == "aprem"
+    assert r.header("X-LLMRoute-Attempts") == "1"
+    assert len(g.cheap.requests) == 1
 
 
 def test_last_providers_own_error_passes_unchanged(gateway):
