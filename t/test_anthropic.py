@@ -496,7 +496,11 @@ def test_official_sdk_json_stream_tools_errors(gateway):
                                                 "input": {"city": "Paris"}}},
                     {"mode": "status", "status": 529}])
     g.prem.script([{"mode": "status", "status": 529}])
-    env = dict(os.environ, GATEWAY="http://127.0.0.1:%d" % g.port)
+    lim = gateway(http_extra="llmroute_alias claude-* auto;",
+                  location_extra="llmroute_client $http_authorization "
+                                 "rpm=1;")
+    env = dict(os.environ, GATEWAY="http://127.0.0.1:%d" % g.port,
+               GATEWAY_LIMITED="http://127.0.0.1:%d" % lim.port)
     p = _node("anthropic_sdk.mjs", env)
     assert p.returncode == 0, p.stdout + p.stderr
     out = json.loads(p.stdout.strip().splitlines()[-1])
@@ -507,6 +511,12 @@ def test_official_sdk_json_stream_tools_errors(gateway):
     assert out["not_found"] == "NotFoundError"
     # both providers overloaded: the last one's own 529 reaches the SDK
     assert out["overloaded"] == "OverloadedError"
+    assert out["limited_first"] == "none", p.stderr
+    assert out["rate_limited"] == "RateLimitError"
+    # this SDK sends its key as "authorization: Bearer": never forwarded
+    for rq in g.all_requests() + lim.all_requests():
+        assert "client-key" not in str(rq.headers), rq.headers
+        assert rq.header("x-api-key") in (KEY_A, KEY_B)
     assert out["stream_usage"]["cache_read_input_tokens"] == 0
 
 

@@ -37,7 +37,10 @@ const tu = t.content.find((b) => b.type === "tool_use");
 out.tool = tu ? { name: tu.name, input: tu.input } : null;
 
 async function errName(p) {
-  try { await p; return "none"; } catch (e) { return e.constructor.name; }
+  try { await p; return "none"; } catch (e) {
+    if (process.env.SDK_DEBUG) console.error(e.status, e.message);
+    return e.constructor.name;
+  }
 }
 out.bad_request = await errName(client.messages.create({
   model: "claude-haiku-4-5", max_tokens: -5, messages: ask }));
@@ -45,4 +48,16 @@ out.not_found = await errName(client.messages.create({
   model: "no-such-model", max_tokens: 5, messages: ask }));
 out.overloaded = await errName(client.messages.create({
   model: "claude-haiku-4-5", max_tokens: 5, messages: ask }));
+// a gateway whose llmroute_client allows one request a minute per client
+// key (this SDK sends it as "authorization: Bearer ...")
+if (process.env.GATEWAY_LIMITED) {
+  const limited = new Anthropic({
+    baseURL: process.env.GATEWAY_LIMITED, apiKey: "client-key-limited",
+    maxRetries: 0, defaultHeaders: { "X-LLMRoute-Tier": "simple" },
+  });
+  const one = () => limited.messages.create({
+    model: "claude-haiku-4-5", max_tokens: 5, messages: ask });
+  out.limited_first = await errName(one());
+  out.rate_limited = await errName(one());
+}
 console.log(JSON.stringify(out));
