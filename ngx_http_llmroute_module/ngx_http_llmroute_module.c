@@ -734,7 +734,7 @@ ngx_http_llmroute_semi_trusted(ngx_conf_t *cf,
     for (i = 0; i < lmcf->providers.nelts; i++) {
         if (pr[i].url.len > 8
             && ngx_strncasecmp(pr[i].url.data, (u_char *) "https://", 8) == 0
-            && pr[i].authorization.len)
+            && pr[i].key.len)       /* in Authorization or x-api-key */
         {
             ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
                                "llmroute: location \"%V\" sends the key of "

@@ -438,6 +438,24 @@ def test_bad_directives_fail_nginx_t(gateway, extra, needle):
     assert "nginx.conf:" in err, err
 
 
+def test_https_anthropic_provider_without_verify_is_warned(nginx):
+    """The x-api-key goes out as readable as a Bearer key: the same
+    warning as for OpenAI-format providers."""
+    ngx = nginx("""
+        llmroute_zone llmroute:1m;
+        llmroute_provider a https://127.0.0.1:9/v1/messages
+                          key_env=TEST_KEY_A format=anthropic;
+        llmroute_model a m tier=simple input=1 output=1;
+        server { listen 127.0.0.1:%%PORT%%;
+            location /v1/ { llmroute on; proxy_pass $llmroute_url;
+                proxy_set_header x-api-key $llmroute_x_api_key; } }
+    """, start=False)
+    rc, err = ngx.check()
+    assert rc == 0, err
+    assert 'sends the key of https provider "a"' in err, err
+    assert KEY_A not in err
+
+
 def test_bad_llmroute_format_fails_nginx_t(gateway):
     g = gateway(location_extra="llmroute_format soap;", start=False)
     rc, err = g.ngx.check()
