@@ -604,6 +604,29 @@ class Tap:
         self.sock.close()
 
 
+def run_claude(g, tmp_path, prompt, *args):
+    """claude -p PROMPT ARGS with the README's environment, through a Tap
+    in front of the gateway; returns the (closed) tap and the process.
+    The tier is pinned: which tier an agent's turn gets is the
+    classifier's tests' business, these are about the wire."""
+    tap = Tap(g.port)
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env = {"PATH": os.environ["PATH"], "HOME": str(home),
+           "ANTHROPIC_BASE_URL": "http://127.0.0.1:%d" % tap.port,
+           "ANTHROPIC_API_KEY": "client-key-claude",
+           "ANTHROPIC_CUSTOM_HEADERS": "X-LLMRoute-Tier: simple",
+           "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+           "DISABLE_TELEMETRY": "1", "DISABLE_AUTOUPDATER": "1"}
+    try:
+        p = subprocess.run([str(CLAUDE), "-p", prompt] + list(args),
+                           env=env, capture_output=True, text=True,
+                           timeout=180, cwd=str(tmp_path))
+    finally:
+        tap.close()
+    return tap, p
+
+
 def test_claude_code_cli_through_the_gateway(gateway, tmp_path):
     """The real claude CLI (claude -p) with ANTHROPIC_BASE_URL at nginx:
     the answer arrives; the cheapest eligible Anthropic provider got the
@@ -617,23 +640,7 @@ def test_claude_code_cli_through_the_gateway(gateway, tmp_path):
                        "usage": {"input_tokens": 50, "output_tokens": 6,
                                  "cache_read_input_tokens": 3000,
                                  "cache_creation_input_tokens": 400}}
-    tap = Tap(g.port)
-    home = tmp_path / "home"
-    home.mkdir()
-    # the tier is pinned: which tier an agent's turn gets is the
-    # classifier's tests' business, this one is about the wire
-    env = {"PATH": os.environ["PATH"], "HOME": str(home),
-           "ANTHROPIC_BASE_URL": "http://127.0.0.1:%d" % tap.port,
-           "ANTHROPIC_API_KEY": "client-key-claude",
-           "ANTHROPIC_CUSTOM_HEADERS": "X-LLMRoute-Tier: simple",
-           "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-           "DISABLE_TELEMETRY": "1", "DISABLE_AUTOUPDATER": "1"}
-    try:
-        p = subprocess.run([str(CLAUDE), "-p", "what is 2+2? answer briefly"],
-                           env=env, capture_output=True, text=True,
-                           timeout=180, cwd=str(tmp_path))
-    finally:
-        tap.close()
+    tap, p = run_claude(g, tmp_path, "what is 2+2? answer briefly")
     assert p.returncode == 0, p.stdout + p.stderr
     assert "The answer is 4." in p.stdout
     posts = [rq for rq in g.all_requests() if rq.method == "POST"]
@@ -678,23 +685,8 @@ def test_claude_code_tool_loop(gateway, tmp_path):
                      "tool_use": {"name": "Read",
                                   "input": {"file_path": str(note)}}}])
     g.cheap.default = {"mode": "ok", "content": "The word is artichoke."}
-    tap = Tap(g.port)
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {"PATH": os.environ["PATH"], "HOME": str(home),
-           "ANTHROPIC_BASE_URL": "http://127.0.0.1:%d" % tap.port,
-           "ANTHROPIC_API_KEY": "client-key-claude",
-           "ANTHROPIC_CUSTOM_HEADERS": "X-LLMRoute-Tier: simple",
-           "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-           "DISABLE_TELEMETRY": "1", "DISABLE_AUTOUPDATER": "1"}
-    try:
-        p = subprocess.run([str(CLAUDE), "-p",
-                            "what is the secret word in note.txt?",
-                            "--allowedTools", "Read"],
-                           env=env, capture_output=True, text=True,
-                           timeout=180, cwd=str(tmp_path))
-    finally:
-        tap.close()
+    tap, p = run_claude(g, tmp_path, "what is the secret word in note.txt?",
+                        "--allowedTools", "Read")
     assert p.returncode == 0, p.stdout + p.stderr
     assert "artichoke" in p.stdout
     posts = [rq for rq in g.cheap.requests if rq.method == "POST"]
