@@ -87,23 +87,25 @@ arena_reset(arena_t *a)
 static ngx_http_llmroute_provider_t  providers[2] = {
     { ngx_string("p1"), ngx_string("http://mockup/v1/chat/completions"),
       ngx_string("mockup"), ngx_string("Bearer sk-p1"), ngx_null_string,
-      0, 0, 0, 0, 0 },
+      0, 0, 0, 0, 0,
+      NGX_HTTP_LLMROUTE_FORMAT_OPENAI, 0, ngx_null_string },
     { ngx_string("p2"), ngx_string("http://mockup2/v1/chat/completions"),
       ngx_string("mockup2"), ngx_string("Bearer sk-p2"), ngx_null_string,
-      0, 0, 0, 0, 1 },
+      0, 0, 0, 0, 1,
+      NGX_HTTP_LLMROUTE_FORMAT_OPENAI, 0, ngx_null_string },
 };
 
 /* prices: nano-USD per token = USD per 1M tokens x 1000 */
 static ngx_http_llmroute_model_t  models[3] = {
     { ngx_string("small-1"), ngx_string("p1/small-1"), 0,
       NGX_HTTP_LLMROUTE_TIER_SIMPLE, 100, 400, 10, 128 * 1024, 1, 1, 0, 0,
-      0, 0 },
+      125, 0 },
     { ngx_string("mid-1"), ngx_string("p2/mid-1"), 1,
       NGX_HTTP_LLMROUTE_TIER_MODERATE, 800, 4000, 80, 200 * 1024, 1, 1, 1, 0,
-      0, 0 },
+      1000, 0 },
     { ngx_string("big-1"), ngx_string("p1/big-1"), 0,
       NGX_HTTP_LLMROUTE_TIER_COMPLEX, 3000, 15000, 300, 1000 * 1024, 1, 1, 1,
-      0, 0, 0 },
+      0, 3750, 0 },
 };
 
 static ngx_http_llmroute_catalog_t  cat;
@@ -156,6 +158,7 @@ op_decision(bench_t *b)
 
     ngx_memzero(&want, sizeof(want));
     want.tier = NGX_HTTP_LLMROUTE_TIER_SIMPLE;
+    want.format = NGX_HTTP_LLMROUTE_FORMAT_OPENAI;
     want.region = NGX_HTTP_LLMROUTE_REGION_ANY;
 
     if (ngx_http_llmroute_resolve_model(&cat, &req.model, &want) != NGX_OK) {

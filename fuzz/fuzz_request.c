@@ -140,24 +140,28 @@ static ngx_str_t  fuzz_regions[] = { ngx_string("us"), ngx_string("eu") };
 static ngx_http_llmroute_provider_t  fuzz_providers[] = {
     { ngx_string("cheap"), ngx_string("http://127.0.0.1:1/v1"),
       ngx_string("127.0.0.1:1"), ngx_null_string, ngx_null_string,
-      3, 0, 0, 0, 0 },
+      3, 0, 0, 0, 0,
+      NGX_HTTP_LLMROUTE_FORMAT_OPENAI, 0, ngx_null_string },
     { ngx_string("premium"), ngx_string("http://127.0.0.1:2/v1"),
       ngx_string("127.0.0.1:2"), ngx_null_string, ngx_null_string,
-      0, 0, 0, 0, 1 },
+      0, 0, 0, 0, 1,
+      NGX_HTTP_LLMROUTE_FORMAT_OPENAI, 0, ngx_null_string },
 };
 
 /* ids: plain, with a slash (escaped "\/" in a body), a "provider/" prefix */
 static ngx_http_llmroute_model_t  fuzz_models[] = {
     { ngx_string("small-1"), ngx_string("cheap/small-1"), 0,
-      NGX_HTTP_LLMROUTE_TIER_SIMPLE, 100, 400, 10, 16384, 0, 1, 0, 1, 0, 0 },
+      NGX_HTTP_LLMROUTE_TIER_SIMPLE, 100, 400, 10, 16384, 0, 1, 0, 1, 125,
+      0 },
     { ngx_string("mid-1"), ngx_string("premium/mid-1"), 1,
       NGX_HTTP_LLMROUTE_TIER_MODERATE, 1000, 4000, 100, 131072, 1, 1, 1, 1,
-      0, 0 },
+      1250, 0 },
     { ngx_string("big-1"), ngx_string("premium/big-1"), 1,
       NGX_HTTP_LLMROUTE_TIER_COMPLEX, 3000, 15000, 300, 204800, 1, 1, 1, 1,
-      0, 0 },
+      3750, 0 },
     { ngx_string("o/m"), ngx_string("cheap/o/m"), 0,
-      NGX_HTTP_LLMROUTE_TIER_MODERATE, 500, 1500, 0, 32768, 1, 0, 0, 0, 0, 0 },
+      NGX_HTTP_LLMROUTE_TIER_MODERATE, 500, 1500, 0, 32768, 1, 0, 0, 0, 625,
+      0 },
 };
 
 #define FUZZ_NMODELS  (sizeof(fuzz_models) / sizeof(fuzz_models[0]))
@@ -1395,6 +1399,22 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     fuzz_parse(&req, body, size);
 
+    /* the Anthropic reading of the same bytes keeps the same promises */
+
+    {
+        ngx_http_llmroute_req_t  areq;
+
+        rc = ngx_http_llmroute_parse_anthropic(&areq, body, size, fuzz_alloc,
+                                               NULL);
+        fuzz_assert(rc == NGX_OK);
+        fuzz_assert(areq.error <= NGX_HTTP_LLMROUTE_TOO_COMPLEX);
+        fuzz_assert(areq.error == 0 || areq.error_msg != NULL);
+
+        if (areq.error == NGX_HTTP_LLMROUTE_OK) {
+            fuzz_check_offsets(&areq, body, size);
+        }
+    }
+
     /* the independent checker and the module agree on what is JSON */
 
     strict = fuzz_strict_json(body, size, NULL);
@@ -1459,6 +1479,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     ngx_memzero(&want, sizeof(want));
     want.tier = NGX_HTTP_LLMROUTE_TIER_SIMPLE;
+    want.format = req.format;
 
     rc = NGX_OK;
 

@@ -70,6 +70,10 @@ ngx_http_llmroute_log_handler(ngx_http_request_t *r)
 
     ctx->logged = 1;
 
+    if (ctx->count_tokens && !ctx->decided) {
+        return NGX_DECLINED;            /* answered here, free */
+    }
+
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
 
     status = r->headers_out.status;
@@ -159,6 +163,7 @@ ngx_http_llmroute_account_attempt(ngx_http_request_t *r,
     ctx->prompt_tokens = 0;
     ctx->completion_tokens = 0;
     ctx->cached_tokens = 0;
+    ctx->cache_write_tokens = 0;
     ctx->content_bytes = 0;
     ctx->cost = 0;
 }
@@ -184,6 +189,8 @@ ngx_http_llmroute_account_stats(ngx_http_request_t *r,
     (void) ngx_atomic_fetch_add(&ms->completion_tokens,
                                 ctx->completion_tokens);
     (void) ngx_atomic_fetch_add(&ms->cached_tokens, ctx->cached_tokens);
+    (void) ngx_atomic_fetch_add(&ms->cache_write_tokens,
+                                ctx->cache_write_tokens);
     (void) ngx_atomic_fetch_add(&ms->cost, ctx->cost);
 
     (void) ngx_atomic_fetch_add(&ps->tokens,
@@ -233,7 +240,36 @@ ngx_http_llmroute_account_usage(ngx_http_request_t *r,
             ctx->prompt_tokens = ngx_max(u->prompt_tokens, 0);
             ctx->completion_tokens = ngx_max(u->completion_tokens, 0);
             ctx->cached_tokens = ngx_max(u->cached_tokens, 0);
+            ctx->cache_write_tokens = ngx_max(u->cache_write_tokens, 0);
+
+            /*
+             * Anthropic's input_tokens leaves the cache reads and writes
+             * out; OpenAI's prompt_tokens has them in.  Prompt tokens are
+             * every input token here, as OpenAI counts them.
+             */
+
+            if (ngx_http_llmroute_formats[ctx->req.format]
+                .input_excludes_cache)
+            {
+                ctx->prompt_tokens += ctx->cached_tokens
+                                      + ctx->cache_write_tokens;
+
+                /*
+                 * a stream cut before message_delta: message_start's
+                 * output_tokens (1) is no count of what was generated
+                 */
+
+                if (u->sse && !u->done) {
+                    ctx->completion_tokens = ngx_max(ctx->completion_tokens,
+                                     (int64_t) (ctx->content_bytes + 3) / 4);
+                }
+            }
         }
+    }
+
+    if (ctx->count_tokens) {
+        ctx->have_usage = 0;            /* counting tokens is free */
+        upstream_status = 0;
     }
 
     if (ctx->have_usage) {
@@ -248,22 +284,26 @@ ngx_http_llmroute_account_usage(ngx_http_request_t *r,
                                  ? (int64_t) ctx->choice.output_budget
                                  : (int64_t) (ctx->content_bytes + 3) / 4;
         ctx->cached_tokens = 0;
+        ctx->cache_write_tokens = 0;
 
     } else {
         ctx->usage_source = NGX_HTTP_LLMROUTE_USAGE_NONE;
         ctx->prompt_tokens = 0;
         ctx->completion_tokens = 0;
         ctx->cached_tokens = 0;
+        ctx->cache_write_tokens = 0;
     }
 
     ctx->cost = ngx_http_llmroute_cost(ctx->model, ctx->prompt_tokens,
                                        ctx->cached_tokens,
+                                       ctx->cache_write_tokens,
                                        ctx->completion_tokens);
 
     if (lmcf->baseline_model >= 0) {
         bm = &lmcf->cat.models[lmcf->baseline_model];
         base = ngx_http_llmroute_cost(bm, ctx->prompt_tokens,
                                       ctx->cached_tokens,
+                                      ctx->cache_write_tokens,
                                       ctx->completion_tokens);
         ctx->savings = (int64_t) base - (int64_t) ctx->cost;
     }

@@ -75,6 +75,11 @@ ngx_strncasecmp(u_char *s1, u_char *s2, size_t n)
 #define NGX_HTTP_LLMROUTE_ROLE_ASSISTANT  3
 #define NGX_HTTP_LLMROUTE_ROLE_TOOL       4
 
+/* wire formats a provider speaks and a location serves */
+#define NGX_HTTP_LLMROUTE_FORMAT_OPENAI     0
+#define NGX_HTTP_LLMROUTE_FORMAT_ANTHROPIC  1
+#define NGX_HTTP_LLMROUTE_NFORMATS          2
+
 #define NGX_HTTP_LLMROUTE_OK              0
 #define NGX_HTTP_LLMROUTE_INVALID_JSON    1
 #define NGX_HTTP_LLMROUTE_INVALID_REQUEST 2
@@ -140,6 +145,7 @@ typedef struct {
 
     size_t                      text_bytes; /* all message content bytes */
     size_t                      prompt_tokens;  /* estimate */
+    ngx_uint_t                  format;     /* NGX_HTTP_LLMROUTE_FORMAT_* */
 
     unsigned                    has_model:1;
     unsigned                    model_escaped:1;
@@ -173,6 +179,9 @@ typedef struct {
     ngx_uint_t                  tpm;
     ngx_uint_t                  concurrency;
     ngx_uint_t                  index;
+    ngx_uint_t                  format;         /* FORMAT_* */
+    ngx_uint_t                  count_tokens;   /* has .../count_tokens */
+    ngx_str_t                   key;            /* KEY alone (x-api-key) */
 } ngx_http_llmroute_provider_t;
 
 
@@ -190,8 +199,7 @@ typedef struct {
     unsigned                    json:1;
     unsigned                    vision:1;
     unsigned                    stream_usage:1;
-    /* last: the tools' positional initializers end before them */
-    uint64_t                    cache_write;    /* 0: not priced */
+    uint64_t                    cache_write;    /* a prompt-cache write */
     uint64_t                    cache_ttl;      /* ms */
 } ngx_http_llmroute_model_t;
 
@@ -218,6 +226,7 @@ typedef struct {
 
 typedef struct {
     ngx_uint_t                  tier;       /* minimum tier */
+    ngx_uint_t                  format;     /* providers of this format */
     ngx_uint_t                  pin;
     ngx_str_t                   pin_id;     /* model id when pinned */
     ngx_uint_t                  pin_provider;
@@ -239,7 +248,8 @@ typedef struct {
 
 /* how far a model got through the filters, to explain a refusal or a move */
 enum {
-    ngx_http_llmroute_stage_pin = 0,
+    ngx_http_llmroute_stage_format = 0,
+    ngx_http_llmroute_stage_pin,
     ngx_http_llmroute_stage_tier,
     ngx_http_llmroute_stage_region,
     ngx_http_llmroute_stage_caps,
@@ -260,6 +270,8 @@ typedef struct {
 
 ngx_int_t ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
     size_t len, ngx_http_llmroute_alloc_pt alloc, void *data);
+ngx_int_t ngx_http_llmroute_parse_anthropic(ngx_http_llmroute_req_t *req,
+    u_char *body, size_t len, ngx_http_llmroute_alloc_pt alloc, void *data);
 void ngx_http_llmroute_parse_cleanup(void);
 ngx_int_t ngx_http_llmroute_tier_by_name(u_char *name, size_t len);
 extern ngx_str_t  ngx_http_llmroute_tier_names[];
@@ -277,7 +289,7 @@ void ngx_http_llmroute_select(ngx_http_llmroute_catalog_t *cat,
     ngx_http_llmroute_req_t *req, ngx_http_llmroute_want_t *want,
     ngx_http_llmroute_choice_t *choice);
 uint64_t ngx_http_llmroute_cost(ngx_http_llmroute_model_t *m,
-    uint64_t prompt, uint64_t cached, uint64_t completion);
+    uint64_t prompt, uint64_t cached, uint64_t written, uint64_t completion);
 
 
 #endif /* _NGX_HTTP_LLMROUTE_CORE_H_INCLUDED_ */

@@ -2,16 +2,14 @@
 /*
  * Copyright (C) ngx_http_llmroute_module authors
  *
- * OpenAI-style error responses:
- * {"error":{"message":"...","type":"...","param":null,"code":"..."}}
- * so that OpenAI SDKs raise their typed errors.
+ * The module's error responses, in the body shape of the request's wire
+ * format (ngx_http_llmroute_format.c), with Retry-After and rate headers.
  */
 
 
 #include <ngx_http_llmroute_module.h>
 
 
-static const char *ngx_http_llmroute_error_type(ngx_uint_t status);
 static ngx_int_t ngx_http_llmroute_error_header(ngx_http_request_t *r,
     const char *key, ngx_uint_t value);
 
@@ -30,65 +28,6 @@ ngx_http_llmroute_error_header(ngx_http_request_t *r, const char *key,
     v.len = ngx_sprintf(v.data, "%ui", value) - v.data;
 
     return ngx_http_llmroute_add_header(r, key, &v);
-}
-
-
-static const char *
-ngx_http_llmroute_error_type(ngx_uint_t status)
-{
-    switch (status) {
-    case NGX_HTTP_UNAUTHORIZED:
-        return "authentication_error";
-    case 402:
-        return "insufficient_quota";
-    case NGX_HTTP_TOO_MANY_REQUESTS:
-        return "rate_limit_error";
-    default:
-        return status >= 500 ? "server_error" : "invalid_request_error";
-    }
-}
-
-
-ngx_int_t
-ngx_http_llmroute_error_json(ngx_http_request_t *r, ngx_uint_t status,
-    const char *code, ngx_str_t *message, const char *param, ngx_str_t *out)
-{
-    u_char      *p;
-    size_t       len;
-    const char  *type;
-
-    type = ngx_http_llmroute_error_type(status);
-
-    len = sizeof("{\"error\":{\"message\":\"\",\"type\":\"\",\"param\":,"
-                 "\"code\":\"\"}}\n") - 1
-          + message->len + ngx_escape_json(NULL, message->data, message->len)
-          + ngx_strlen(type) + ngx_strlen(code)
-          + (param ? ngx_strlen(param) + 2 : 4);
-
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    out->data = p;
-
-    p = ngx_cpymem(p, "{\"error\":{\"message\":\"",
-                   sizeof("{\"error\":{\"message\":\"") - 1);
-    p = (u_char *) ngx_escape_json(p, message->data, message->len);
-    p = ngx_sprintf(p, "\",\"type\":\"%s\",\"param\":", type);
-
-    if (param) {
-        p = ngx_sprintf(p, "\"%s\"", param);
-
-    } else {
-        p = ngx_cpymem(p, "null", 4);
-    }
-
-    p = ngx_sprintf(p, ",\"code\":\"%s\"}}\n", code);
-
-    out->len = p - out->data;
-
-    return NGX_OK;
 }
 
 

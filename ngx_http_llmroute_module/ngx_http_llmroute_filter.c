@@ -357,7 +357,7 @@ ngx_http_llmroute_scan_init(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
     ngx_uint_t                  sse;
     ngx_http_llmroute_usage_t  *u;
 
-    if (r->upstream == NULL || r->header_only
+    if (r->upstream == NULL || r->header_only || ctx->count_tokens
         || r->upstream->headers_in.status_n < 200
         || r->upstream->headers_in.status_n >= 300)
     {
@@ -412,11 +412,12 @@ ngx_http_llmroute_scan_init(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
     }
 
     if (ngx_http_llmroute_usage_init(u,
-            sse ? NGX_HTTP_LLMROUTE_USAGE_SSE
-                : check ? NGX_HTTP_LLMROUTE_USAGE_JSON
-                          |NGX_HTTP_LLMROUTE_USAGE_JSON_CHECK
-                        : NGX_HTTP_LLMROUTE_USAGE_JSON
-                          |NGX_HTTP_LLMROUTE_USAGE_JSON_LAZY,
+            (sse ? NGX_HTTP_LLMROUTE_USAGE_SSE
+                 : check ? NGX_HTTP_LLMROUTE_USAGE_JSON
+                           |NGX_HTTP_LLMROUTE_USAGE_JSON_CHECK
+                         : NGX_HTTP_LLMROUTE_USAGE_JSON
+                           |NGX_HTTP_LLMROUTE_USAGE_JSON_LAZY)
+            | ngx_http_llmroute_formats[ctx->req.format].usage_flags,
             carry, sse ? NGX_HTTP_LLMROUTE_CARRY : 0,
             ngx_http_llmroute_filter_alloc, ngx_http_llmroute_filter_free,
             r->pool)
@@ -790,7 +791,7 @@ ngx_http_llmroute_hold(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
 {
     size_t                      size;
     ngx_buf_t                  *b;
-    ngx_uint_t                  last, bad;
+    ngx_uint_t                  last, bad, at_limit;
     ngx_chain_t                *cl, *nl;
     ngx_http_llmroute_usage_t  *u;
 
@@ -840,15 +841,20 @@ ngx_http_llmroute_hold(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
     ngx_http_llmroute_usage_finish(u, NULL);
 
     /*
-     * a "length" stop at the client's own max_tokens is what it asked
-     * for: escalating it would bill twice for an answer it cut itself
+     * a length stop at the client's own max_tokens is what it asked for
+     * (Anthropic clients always set one): escalating it would bill twice
+     * for an answer it cut itself; stopped below it, the provider cut short
      */
 
-    bad = (u->finish_reason == NGX_HTTP_LLMROUTE_FINISH_LENGTH
-           || u->empty_content
-           || (ctx->req.json_mode && !u->content_is_json))
-          && !(u->finish_reason == NGX_HTTP_LLMROUTE_FINISH_LENGTH
-               && ctx->req.max_tokens >= 0);
+    at_limit = u->finish_reason == NGX_HTTP_LLMROUTE_FINISH_LENGTH
+               && ctx->req.max_tokens >= 0
+               && (u->completion_tokens < 0
+                   || u->completion_tokens >= ctx->req.max_tokens);
+
+    bad = !at_limit
+          && (u->finish_reason == NGX_HTTP_LLMROUTE_FINISH_LENGTH
+              || u->empty_content
+              || (ctx->req.json_mode && !u->content_is_json));
 
     if (!bad || u->malformed || r->connection->error) {
         return ngx_http_llmroute_release_held(r, ctx);

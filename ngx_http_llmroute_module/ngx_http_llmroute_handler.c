@@ -45,6 +45,8 @@ static ngx_int_t ngx_http_llmroute_use_choice(ngx_http_request_t *r,
 static void ngx_http_llmroute_reason_tier(ngx_http_llmroute_ctx_t *ctx,
     const char *why, ngx_uint_t tier);
 static size_t ngx_http_llmroute_utf8_prefix(ngx_str_t *s, size_t max);
+static ngx_int_t ngx_http_llmroute_count_tokens(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx);
 static void *ngx_http_llmroute_palloc(void *data, size_t size);
 
 
@@ -359,9 +361,12 @@ ngx_http_llmroute_note_failure(ngx_http_request_t *r,
     if (ps) {
         (void) ngx_atomic_fetch_add(&ps->failures[reason], 1);
 
-        /* Retry-After on 429/503 cools the provider down for every worker */
+        /*
+         * Retry-After on 429/503 (and Anthropic's 529 overloaded) cools
+         * the provider down for every worker
+         */
 
-        h = (u && (status == 429 || status == 503))
+        h = (u && (status == 429 || status == 503 || status == 529))
             ? ngx_http_llmroute_find_header(&u->headers_in.headers,
                                             "Retry-After")
             : NULL;
@@ -455,7 +460,8 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     size_t                          len;
     ngx_int_t                       rc;
     ngx_msec_t                      wait;
-    ngx_uint_t                      tier, classified, use_header;
+    ngx_str_t                      *model;
+    ngx_uint_t                      tier, classified, use_header, format;
     ngx_http_llmroute_req_t        *req;
     ngx_http_llmroute_want_t       *want;
     ngx_http_llmroute_loc_conf_t   *lcf;
@@ -471,8 +477,11 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_http_llmroute_parse(req, body, len, ngx_http_llmroute_palloc,
-                                 r->pool);
+    format = ngx_http_llmroute_request_format(r);
+
+    rc = ngx_http_llmroute_formats[format].parse(req, body, len,
+                                                 ngx_http_llmroute_palloc,
+                                                 r->pool);
     if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -500,10 +509,22 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     }
 
     want->tier = NGX_HTTP_LLMROUTE_TIER_SIMPLE;
+    want->format = format;
 
-    if (req->has_model
-        && ngx_http_llmroute_resolve_model(&lmcf->cat, &req->model, want)
-           != NGX_OK)
+    /* a model name the client insists on may be mapped (llmroute_alias) */
+
+    model = NULL;
+
+    if (req->has_model) {
+        model = ngx_http_llmroute_find_alias(lmcf, &req->model);
+
+        if (model == NULL) {
+            model = &req->model;
+        }
+    }
+
+    if (model && ngx_http_llmroute_resolve_model(&lmcf->cat, model, want)
+                 != NGX_OK)
     {
         ngx_str_t  msg;
         u_char     buf[256];
@@ -542,6 +563,21 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
                    "model_not_allowed",
                    "this API key may not use the model it asked for",
                    "model");
+    }
+
+    /* count_tokens: answered here unless the provider has the endpoint */
+
+    if (ngx_http_llmroute_is_count_tokens(r, format)) {
+        ctx->count_tokens = 1;
+
+        ngx_http_llmroute_select(&lmcf->cat, req, want, &ctx->choice);
+
+        if (ctx->choice.model < 0
+            || !lmcf->cat.providers[lmcf->cat.models[ctx->choice.model]
+                                    .provider].count_tokens)
+        {
+            return ngx_http_llmroute_count_tokens(r, ctx);
+        }
     }
 
     /* the tier: header override, else the classifier; auto:T is a floor */
@@ -696,16 +732,36 @@ static ngx_int_t
 ngx_http_llmroute_use_choice(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx)
 {
+    ngx_http_llmroute_want_t        want;
+    ngx_http_llmroute_choice_t      next;
+    ngx_http_llmroute_loc_conf_t   *lcf;
     ngx_http_llmroute_main_conf_t  *lmcf;
 
     static ngx_str_t  post = ngx_string("POST");
 
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_llmroute_module);
 
     ctx->model = &lmcf->cat.models[ctx->choice.model];
     ctx->provider = &lmcf->cat.providers[ctx->model->provider];
     ctx->attempts++;
     ctx->encoded = 0;
+
+    /*
+     * Anthropic clients (Claude Code's recovery) match on the provider's
+     * own errors: the attempt after which none is left to fail over to
+     * lets its error through (ngx_http_llmroute_pass_errors())
+     */
+
+    ctx->pass_errors = 0;
+
+    if (ngx_http_llmroute_formats[ctx->req.format].pass_errors) {
+        want = ctx->want;
+        want.exclude = ctx->tried | ((uint64_t) 1 << ctx->provider->index);
+        ngx_http_llmroute_select(&lmcf->cat, &ctx->req, &want, &next);
+
+        ctx->pass_errors = ctx->attempts > lcf->retries || next.model < 0;
+    }
 
     r->method = NGX_HTTP_POST;
     r->method_name = post;
@@ -720,7 +776,55 @@ ngx_http_llmroute_use_choice(ngx_http_request_t *r,
 }
 
 
-/* admission said no: the OpenAI-style error for it */
+/*
+ * POST .../messages/count_tokens with no provider that has the endpoint:
+ * the gateway's own estimate, in Anthropic's answer shape.
+ */
+
+static ngx_int_t
+ngx_http_llmroute_count_tokens(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    b = ngx_create_temp_buf(r->pool, sizeof("{\"input_tokens\":}\n")
+                                     + NGX_SIZE_T_LEN);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_sprintf(b->pos, "{\"input_tokens\":%uz}\n",
+                          ctx->req.prompt_tokens);
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    ctx->error_sent = 1;    /* no provider: nothing to account */
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        ngx_http_finalize_request(r, rc);
+        return NGX_DONE;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    ngx_http_finalize_request(r, ngx_http_output_filter(r, &out));
+
+    return NGX_DONE;
+}
+
+
+/* admission said no: the error for it, in the request's format */
 
 static ngx_int_t
 ngx_http_llmroute_refuse(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
@@ -925,7 +1029,8 @@ ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     id = &ctx->model->id;
 
     /* the session as the provider's cache routing hint, unless given */
-    hint = lcf->cache_key && ctx->has_session && req->cache_key.data == NULL;
+    hint = lcf->cache_key && ctx->has_session && req->cache_key.data == NULL
+           && ngx_http_llmroute_formats[req->format].cache_key;
 
     /* model ids are checked at configuration time: nothing to escape */
 
@@ -967,7 +1072,8 @@ ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         ne++;
     }
 
-    ctx->strip_usage = req->stream && !req->include_usage
+    ctx->strip_usage = ngx_http_llmroute_formats[req->format].ask_usage
+                       && req->stream && !req->include_usage
                        && ctx->model->stream_usage;
 
     if (ctx->strip_usage) {

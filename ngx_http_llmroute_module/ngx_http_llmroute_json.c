@@ -36,6 +36,8 @@ typedef struct {
     ngx_http_llmroute_req_t    *req;
     ngx_http_llmroute_alloc_pt  alloc;
     void                       *data;
+    ngx_http_llmroute_msg_t     system;     /* anthropic "system" */
+    unsigned                    has_system:1;
 } ngx_http_llmroute_json_t;
 
 
@@ -54,7 +56,14 @@ static ngx_int_t ngx_http_llmroute_json_key(ngx_http_llmroute_json_t *js,
     int i, const char *name, size_t len);
 static ngx_int_t ngx_http_llmroute_json_fail(ngx_http_llmroute_req_t *req,
     ngx_uint_t error, const char *msg, const char *param);
+static ngx_int_t ngx_http_llmroute_parse_format(ngx_http_llmroute_req_t *req,
+    u_char *body, size_t len, ngx_http_llmroute_alloc_pt alloc, void *data,
+    ngx_uint_t format);
 static ngx_int_t ngx_http_llmroute_json_messages(ngx_http_llmroute_json_t *js,
+    int i);
+static ngx_int_t ngx_http_llmroute_json_blocks(ngx_http_llmroute_json_t *js,
+    int i, ngx_http_llmroute_msg_t *msg, ngx_uint_t *results);
+static ngx_int_t ngx_http_llmroute_json_system(ngx_http_llmroute_json_t *js,
     int i);
 static ngx_int_t ngx_http_llmroute_json_message(ngx_http_llmroute_json_t *js,
     int i, ngx_http_llmroute_msg_t *msg);
@@ -92,13 +101,46 @@ static jsmntok_t  *ngx_http_llmroute_scratch;
 static const char  *ngx_http_llmroute_members[] = {
     "model", "messages", "stream", "stream_options", "max_tokens",
     "max_completion_tokens", "tools", "functions", "response_format",
-    "prompt_cache_key", "metadata", NULL
+    "system", "prompt_cache_key", "metadata", NULL
+};
+
+/* which of them each format reads (bit per member); others are skipped */
+static const uint32_t  ngx_http_llmroute_format_members[] = {
+    0x1ff | 0x400 | 0x800,          /* openai: all but "system" */
+    0x1 | 0x2 | 0x4 | 0x10 | 0x40 | 0x200 | 0x800
+                                    /* anthropic: model messages stream
+                                       max_tokens tools system metadata */
 };
 
 
 ngx_int_t
 ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
     size_t len, ngx_http_llmroute_alloc_pt alloc, void *data)
+{
+    return ngx_http_llmroute_parse_format(req, body, len, alloc, data,
+                                          NGX_HTTP_LLMROUTE_FORMAT_OPENAI);
+}
+
+
+/*
+ * An Anthropic Messages API body: "system" (a string or text blocks) and
+ * "messages" of content blocks fill the same message array as a chat
+ * body, with "system" first.
+ */
+
+ngx_int_t
+ngx_http_llmroute_parse_anthropic(ngx_http_llmroute_req_t *req, u_char *body,
+    size_t len, ngx_http_llmroute_alloc_pt alloc, void *data)
+{
+    return ngx_http_llmroute_parse_format(req, body, len, alloc, data,
+                                          NGX_HTTP_LLMROUTE_FORMAT_ANTHROPIC);
+}
+
+
+static ngx_int_t
+ngx_http_llmroute_parse_format(ngx_http_llmroute_req_t *req, u_char *body,
+    size_t len, ngx_http_llmroute_alloc_pt alloc, void *data,
+    ngx_uint_t format)
 {
     int                        n, i, k, size, v;
     u_char                     *p, *end;
@@ -113,6 +155,7 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
     req->body = body;
     req->len = len;
     req->max_tokens = -1;
+    req->format = format;
 
     end = body + len;
     while (end > body
@@ -158,6 +201,7 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
     js.req = req;
     js.alloc = alloc;
     js.data = data;
+    js.has_system = 0;
 
     /*
      * The strict scan (ngx_http_llmroute_scan.c) tokenizes and validates in
@@ -271,10 +315,11 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
              */
 
             for (m = 0; ngx_http_llmroute_members[m]; m++) {
-                if (ngx_http_llmroute_json_key_fold(&js, i,
-                        ngx_http_llmroute_members[m],
-                        ngx_strlen(ngx_http_llmroute_members[m]))
-                    == NGX_OK)
+                if ((ngx_http_llmroute_format_members[format] & (1u << m))
+                    && ngx_http_llmroute_json_key_fold(&js, i,
+                           ngx_http_llmroute_members[m],
+                           ngx_strlen(ngx_http_llmroute_members[m]))
+                       == NGX_OK)
                 {
                     return ngx_http_llmroute_json_fail(req,
                                NGX_HTTP_LLMROUTE_INVALID_REQUEST,
@@ -284,6 +329,13 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
                 }
             }
 
+            i = ngx_http_llmroute_json_skip(&js, v);
+            continue;
+        }
+
+        /* a member another format reads: this one passes it untouched */
+
+        if (!(ngx_http_llmroute_format_members[format] & (1u << m))) {
             i = ngx_http_llmroute_json_skip(&js, v);
             continue;
         }
@@ -474,7 +526,14 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
 
             break;
 
-        case 9: /* prompt_cache_key: a session hint */
+        case 9: /* system (anthropic) */
+            if (ngx_http_llmroute_json_system(&js, v) != NGX_OK) {
+                return req->error ? NGX_OK : NGX_ERROR;
+            }
+
+            break;
+
+        case 10: /* prompt_cache_key: a session hint */
             if (js.tok[v].type == JSMN_STRING) {
                 req->cache_key.data = body + js.tok[v].start;
                 req->cache_key.len = js.tok[v].end - js.tok[v].start;
@@ -482,7 +541,7 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
 
             break;
 
-        case 10: /* metadata: Anthropic's user_id carries the session */
+        case 11: /* metadata: Anthropic's user_id carries the session */
             if (js.tok[v].type == JSMN_OBJECT) {
                 int  j, e;
 
@@ -512,6 +571,25 @@ ngx_http_llmroute_parse(ngx_http_llmroute_req_t *req, u_char *body,
         return ngx_http_llmroute_json_fail(req,
                    NGX_HTTP_LLMROUTE_INVALID_REQUEST,
                    "'messages' is a required property", "messages");
+    }
+
+    /* Anthropic's "system" member is the first message the classifier sees */
+
+    if (js.has_system) {
+        ngx_http_llmroute_msg_t  *msgs;
+
+        msgs = alloc(data, (req->nmsgs + 1) * sizeof(ngx_http_llmroute_msg_t));
+        if (msgs == NULL) {
+            return NGX_ERROR;
+        }
+
+        msgs[0] = js.system;
+        ngx_memcpy(&msgs[1], req->msgs,
+                   req->nmsgs * sizeof(ngx_http_llmroute_msg_t));
+
+        req->msgs = msgs;
+        req->nmsgs++;
+        req->text_bytes += js.system.text;
     }
 
     /* about 4 bytes a token, plus the per-message framing of chat formats */
@@ -594,14 +672,16 @@ static ngx_int_t
 ngx_http_llmroute_json_message(ngx_http_llmroute_json_t *js, int i,
     ngx_http_llmroute_msg_t *msg)
 {
-    int        j, e, v;
-    u_char    *p;
-    size_t     len;
-    ngx_int_t  has_role;
+    int         j, e, v;
+    u_char     *p;
+    size_t      len;
+    ngx_int_t   has_role;
+    ngx_uint_t  results;
 
     ngx_memzero(msg, sizeof(ngx_http_llmroute_msg_t));
 
     has_role = 0;
+    results = 0;
     j = i + 1;
 
     for (e = 0; e < js->tok[i].size; e++) {
@@ -641,7 +721,16 @@ ngx_http_llmroute_json_message(ngx_http_llmroute_json_t *js, int i,
             }
 
         } else if (ngx_http_llmroute_json_key(js, j, "content", 7) == NGX_OK) {
-            if (ngx_http_llmroute_json_content(js, v, msg) != NGX_OK) {
+            if (js->req->format == NGX_HTTP_LLMROUTE_FORMAT_ANTHROPIC
+                && js->tok[v].type == JSMN_ARRAY)
+            {
+                if (ngx_http_llmroute_json_blocks(js, v, msg, &results)
+                    != NGX_OK)
+                {
+                    return NGX_DECLINED;
+                }
+
+            } else if (ngx_http_llmroute_json_content(js, v, msg) != NGX_OK) {
                 return NGX_DECLINED;
             }
 
@@ -667,6 +756,12 @@ ngx_http_llmroute_json_message(ngx_http_llmroute_json_t *js, int i,
                    NGX_HTTP_LLMROUTE_INVALID_REQUEST,
                    "each message needs a \"role\"", "messages");
         return NGX_DECLINED;
+    }
+
+    /* a user turn of tool results only carries tool output, not an ask */
+
+    if (results && msg->role == NGX_HTTP_LLMROUTE_ROLE_USER) {
+        msg->role = NGX_HTTP_LLMROUTE_ROLE_TOOL;
     }
 
     return NGX_OK;
@@ -840,6 +935,160 @@ ngx_http_llmroute_json_jsmn_path(ngx_http_llmroute_json_t *js, u_char *p,
     }
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * Anthropic content blocks.  The span is the whole array (raw), as for
+ * chat content parts; text, thinking and tool input count as prompt text,
+ * base64 sources do not.  *results: every block was a tool_result.
+ */
+
+static ngx_int_t
+ngx_http_llmroute_json_blocks(ngx_http_llmroute_json_t *js, int i,
+    ngx_http_llmroute_msg_t *msg, ngx_uint_t *results)
+{
+    int         j, e, p, f, v;
+    ngx_uint_t  others;
+
+    msg->start = js->tok[i].start;
+    msg->end = js->tok[i].end;
+
+    others = 0;
+    j = i + 1;
+
+    for (e = 0; e < js->tok[i].size && j < js->ntok; e++) {
+
+        if (js->tok[j].type != JSMN_OBJECT) {
+            (void) ngx_http_llmroute_json_fail(js->req,
+                       NGX_HTTP_LLMROUTE_INVALID_REQUEST,
+                       "each content block must be an object", "messages");
+            return NGX_DECLINED;
+        }
+
+        p = j + 1;
+
+        for (f = 0; f < js->tok[j].size && p + 1 < js->ntok; f++) {
+            v = p + 1;
+
+            if (ngx_http_llmroute_json_key(js, p, "type", 4) == NGX_OK) {
+                if (js->tok[v].type != JSMN_STRING) {
+                    (void) ngx_http_llmroute_json_fail(js->req,
+                               NGX_HTTP_LLMROUTE_INVALID_REQUEST,
+                               "content block \"type\" must be a string",
+                               "messages");
+                    return NGX_DECLINED;
+                }
+
+                if (ngx_http_llmroute_json_key(js, v, "tool_result", 11)
+                    == NGX_OK)
+                {
+                    /* the tool's output: text, not the user's ask */
+                    p = ngx_http_llmroute_json_skip(js, v);
+                    continue;
+                }
+
+                others++;
+
+                if (ngx_http_llmroute_json_key(js, v, "image", 5) == NGX_OK
+                    || ngx_http_llmroute_json_key(js, v, "document", 8)
+                       == NGX_OK)
+                {
+                    msg->images++;
+
+                } else if (ngx_http_llmroute_json_key(js, v, "tool_use", 8)
+                           == NGX_OK
+                           || ngx_http_llmroute_json_key(js, v,
+                                                         "server_tool_use", 15)
+                              == NGX_OK)
+                {
+                    msg->tool_calls++;
+                }
+
+            } else if ((ngx_http_llmroute_json_key(js, p, "text", 4) == NGX_OK
+                        || ngx_http_llmroute_json_key(js, p, "thinking", 8)
+                           == NGX_OK)
+                       && js->tok[v].type == JSMN_STRING)
+            {
+                msg->text += js->tok[v].end - js->tok[v].start;
+
+            } else if (ngx_http_llmroute_json_key(js, p, "input", 5) == NGX_OK
+                       || (ngx_http_llmroute_json_key(js, p, "content", 7)
+                           == NGX_OK
+                           && js->tok[v].type == JSMN_STRING))
+            {
+                /* tool arguments, a tool result's text */
+                msg->text += js->tok[v].end - js->tok[v].start;
+
+            } else if (ngx_http_llmroute_json_key(js, p, "content", 7)
+                       == NGX_OK
+                       && js->tok[v].type == JSMN_ARRAY)
+            {
+                ngx_http_llmroute_msg_t  inner;
+                ngx_uint_t               dummy;
+
+                ngx_memzero(&inner, sizeof(ngx_http_llmroute_msg_t));
+
+                if (ngx_http_llmroute_json_blocks(js, v, &inner, &dummy)
+                    != NGX_OK)
+                {
+                    return NGX_DECLINED;
+                }
+
+                msg->text += inner.text;
+                msg->images += inner.images;
+            }
+
+            p = ngx_http_llmroute_json_skip(js, v);
+        }
+
+        j = ngx_http_llmroute_json_skip(js, j);
+    }
+
+    *results = (others == 0 && js->tok[i].size > 0);
+
+    return NGX_OK;
+}
+
+
+/* Anthropic "system": a string or an array of text blocks */
+
+static ngx_int_t
+ngx_http_llmroute_json_system(ngx_http_llmroute_json_t *js, int i)
+{
+    ngx_uint_t  results;
+
+    ngx_memzero(&js->system, sizeof(ngx_http_llmroute_msg_t));
+    js->system.role = NGX_HTTP_LLMROUTE_ROLE_SYSTEM;
+
+    switch (js->tok[i].type) {
+
+    case JSMN_STRING:
+        js->system.start = js->tok[i].start;
+        js->system.end = js->tok[i].end;
+        js->system.text = js->system.end - js->system.start;
+        break;
+
+    case JSMN_ARRAY:
+        if (ngx_http_llmroute_json_blocks(js, i, &js->system, &results)
+            != NGX_OK)
+        {
+            return NGX_DECLINED;
+        }
+
+        break;
+
+    default:
+        (void) ngx_http_llmroute_json_fail(js->req,
+                   NGX_HTTP_LLMROUTE_INVALID_REQUEST,
+                   "\"system\" must be a string or an array of text blocks",
+                   "system");
+        return NGX_DECLINED;
+    }
+
+    js->has_system = 1;
+
+    return NGX_OK;
 }
 
 

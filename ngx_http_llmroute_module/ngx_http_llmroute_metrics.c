@@ -220,7 +220,8 @@ ngx_http_llmroute_metrics_prometheus(u_char *p,
     }
 
     p = ngx_http_llmroute_metric_header(p, "llmroute_tokens_total", "counter",
-            "Tokens billed by providers (prompt includes cached).");
+            "Tokens billed by providers (prompt includes cached and "
+            "cache_write).");
 
     for (i = 0; i < n; i++) {
         s = all[i];
@@ -236,10 +237,13 @@ ngx_http_llmroute_metrics_prometheus(u_char *p,
                            "llmroute_tokens_total{provider=\"%V\",model=\"%V\","
                            "kind=\"completion\"} %uA\n"
                            "llmroute_tokens_total{provider=\"%V\",model=\"%V\","
-                           "kind=\"cached\"} %uA\n",
+                           "kind=\"cached\"} %uA\n"
+                           "llmroute_tokens_total{provider=\"%V\",model=\"%V\","
+                           "kind=\"cache_write\"} %uA\n",
                         &s->provider, &s->model, ms->prompt_tokens,
                         &s->provider, &s->model, ms->completion_tokens,
-                        &s->provider, &s->model, ms->cached_tokens);
+                        &s->provider, &s->model, ms->cached_tokens,
+                        &s->provider, &s->model, ms->cache_write_tokens);
     }
 
     p = ngx_http_llmroute_metric_header(p, "llmroute_cache_read_ratio",
@@ -444,10 +448,10 @@ ngx_http_llmroute_metrics_json(u_char *p, ngx_http_llmroute_main_conf_t *lmcf,
         p = ngx_sprintf(p, "%s{\"provider\":\"%V\",\"model\":\"%V\","
                            "\"requests\":%uL,\"prompt_tokens\":%uA,"
                            "\"completion_tokens\":%uA,\"cached_tokens\":%uA,"
-                           "\"cost_usd\":",
+                           "\"cache_write_tokens\":%uA,\"cost_usd\":",
                         first ? "" : ",", &s->provider, &s->model, req,
                         ms->prompt_tokens, ms->completion_tokens,
-                        ms->cached_tokens);
+                        ms->cached_tokens, ms->cache_write_tokens);
         p = ngx_http_llmroute_usd(p, ms->cost);
         *p++ = '}';
         first = 0;

@@ -3,7 +3,9 @@
  * Copyright (C) ngx_http_llmroute_module authors
  *
  * GET /v1/models: the catalog in OpenAI's list format, with the routing
- * aliases ("auto", "auto:<tier>") clients may send.
+ * aliases ("auto", "auto:<tier>") clients may send; in Anthropic's list
+ * format when the request carries "anthropic-version" (Claude Code's model
+ * picker), with the models of Anthropic-format providers.
  */
 
 
@@ -13,6 +15,8 @@
 static ngx_int_t ngx_http_llmroute_models_handler(ngx_http_request_t *r);
 static u_char *ngx_http_llmroute_models_entry(u_char *p, ngx_str_t *id,
     ngx_str_t *owner, ngx_uint_t first);
+static u_char *ngx_http_llmroute_models_anthropic(u_char *p, ngx_str_t *id,
+    ngx_uint_t first);
 
 
 char *
@@ -39,7 +43,7 @@ ngx_http_llmroute_models_handler(ngx_http_request_t *r)
     ngx_int_t                       rc;
     ngx_buf_t                      *b;
     ngx_str_t                       id, owner;
-    ngx_uint_t                      i, j, first;
+    ngx_uint_t                      i, j, first, anthropic;
     ngx_chain_t                     out;
     ngx_http_llmroute_model_t      *m;
     ngx_http_llmroute_catalog_t    *cat;
@@ -66,7 +70,13 @@ ngx_http_llmroute_models_handler(ngx_http_request_t *r)
     cat = &lmcf->cat;
     m = cat->models;
 
-    len = sizeof("{\"object\":\"list\",\"data\":[]}\n");
+    anthropic = ngx_http_llmroute_find_header(&r->headers_in.headers,
+                                              "anthropic-version")
+                != NULL;
+
+    len = sizeof("{\"object\":\"list\",\"data\":[]}\n")
+          + sizeof(",\"has_more\":false,\"first_id\":\"auto\",\"last_id\":\"\"")
+          + (anthropic ? 256 + cat->nmodels * 64 : 0);
 
     for (i = 0; i < 4; i++) {
         len += sizeof(NGX_HTTP_LLMROUTE_MODEL_ENTRY) + aliases[i].len
@@ -89,6 +99,31 @@ ngx_http_llmroute_models_handler(ngx_http_request_t *r)
     }
 
     b->pos = p;
+
+    if (anthropic) {
+        p = ngx_cpymem(p, "{\"data\":[", sizeof("{\"data\":[") - 1);
+
+        for (i = 0; i < 4; i++) {
+            p = ngx_http_llmroute_models_anthropic(p, &aliases[i], i == 0);
+        }
+
+        id = aliases[0];
+
+        for (i = 0; i < cat->nmodels; i++) {
+            if (cat->providers[m[i].provider].format
+                != NGX_HTTP_LLMROUTE_FORMAT_ANTHROPIC)
+            {
+                continue;
+            }
+
+            p = ngx_http_llmroute_models_anthropic(p, &m[i].full, 0);
+            id = m[i].full;
+        }
+
+        p = ngx_sprintf(p, "],\"has_more\":false,\"first_id\":\"%V\","
+                           "\"last_id\":\"%V\"}\n", &aliases[0], &id);
+        goto send;
+    }
 
     p = ngx_cpymem(p, "{\"object\":\"list\",\"data\":[",
                    sizeof("{\"object\":\"list\",\"data\":[") - 1);
@@ -127,6 +162,8 @@ ngx_http_llmroute_models_handler(ngx_http_request_t *r)
 
     p = ngx_cpymem(p, "]}\n", 3);
 
+send:
+
     b->last = p;
     b->memory = 1;
     b->last_buf = (r == r->main) ? 1 : 0;
@@ -160,4 +197,18 @@ ngx_http_llmroute_models_entry(u_char *p, ngx_str_t *id, ngx_str_t *owner,
 
     return ngx_sprintf(p, "{\"id\":\"%V\",\"object\":\"model\",\"created\":0,"
                           "\"owned_by\":\"%V\"}", id, owner);
+}
+
+
+static u_char *
+ngx_http_llmroute_models_anthropic(u_char *p, ngx_str_t *id, ngx_uint_t first)
+{
+    if (!first) {
+        *p++ = ',';
+    }
+
+    return ngx_sprintf(p, "{\"type\":\"model\",\"id\":\"%V\","
+                          "\"display_name\":\"%V\","
+                          "\"created_at\":\"1970-01-01T00:00:00Z\"}",
+                       id, id);
 }

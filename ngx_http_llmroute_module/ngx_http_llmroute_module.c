@@ -25,8 +25,9 @@
 #define NGX_HTTP_LLMROUTE_VAR_COST          13
 #define NGX_HTTP_LLMROUTE_VAR_SAVINGS       14
 #define NGX_HTTP_LLMROUTE_VAR_USAGE_SOURCE  15
-#define NGX_HTTP_LLMROUTE_VAR_SESSION       16
-#define NGX_HTTP_LLMROUTE_VAR_CACHE_HIT     17
+#define NGX_HTTP_LLMROUTE_VAR_X_API_KEY     16
+#define NGX_HTTP_LLMROUTE_VAR_SESSION       17
+#define NGX_HTTP_LLMROUTE_VAR_CACHE_HIT     18
 
 
 static ngx_int_t ngx_http_llmroute_add_variables(ngx_conf_t *cf);
@@ -55,6 +56,12 @@ static ngx_int_t ngx_http_llmroute_region_index(ngx_conf_t *cf,
 static ngx_int_t ngx_http_llmroute_valid_name(ngx_str_t *s);
 static ngx_int_t ngx_http_llmroute_failover(ngx_conf_t *cf);
 static void ngx_http_llmroute_semi_trusted(ngx_conf_t *cf,
+    ngx_http_llmroute_main_conf_t *lmcf);
+static char *ngx_http_llmroute_format(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_llmroute_alias(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_llmroute_check_aliases(ngx_conf_t *cf,
     ngx_http_llmroute_main_conf_t *lmcf);
 static void ngx_http_llmroute_exit_process(ngx_cycle_t *cycle);
 
@@ -111,6 +118,20 @@ static ngx_command_t  ngx_http_llmroute_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_llmroute_loc_conf_t, enable),
+      NULL },
+
+    { ngx_string("llmroute_format"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_llmroute_format,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("llmroute_alias"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_llmroute_alias,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("llmroute_headers"),
@@ -247,6 +268,9 @@ static ngx_http_variable_t  ngx_http_llmroute_vars[] = {
     { ngx_string("llmroute_authorization"), NULL, ngx_http_llmroute_variable,
       NGX_HTTP_LLMROUTE_VAR_AUTHORIZATION, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
 
+    { ngx_string("llmroute_x_api_key"), NULL, ngx_http_llmroute_variable,
+      NGX_HTTP_LLMROUTE_VAR_X_API_KEY, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
+
     { ngx_string("llmroute_provider"), NULL, ngx_http_llmroute_variable,
       NGX_HTTP_LLMROUTE_VAR_PROVIDER, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
 
@@ -366,14 +390,39 @@ ngx_http_llmroute_variable(ngx_http_request_t *r,
 
     case NGX_HTTP_LLMROUTE_VAR_URL:
         s = ctx->provider->url;
+
+        if (ctx->count_tokens) {
+            p = ngx_pnalloc(r->pool, s.len + sizeof("/count_tokens") - 1);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            s.len = ngx_sprintf(p, "%V/count_tokens", &s) - p;
+            s.data = p;
+        }
+
         break;
 
     case NGX_HTTP_LLMROUTE_VAR_HOST:
+        ngx_http_llmroute_pass_errors(r, ctx);
         s = ctx->provider->host;
         break;
 
     case NGX_HTTP_LLMROUTE_VAR_AUTHORIZATION:
-        s = ctx->provider->authorization;
+        ngx_http_llmroute_pass_errors(r, ctx);
+        s = ctx->provider->authorization;   /* empty for anthropic ones */
+        break;
+
+    case NGX_HTTP_LLMROUTE_VAR_X_API_KEY:
+        ngx_http_llmroute_pass_errors(r, ctx);
+
+        if (!ngx_http_llmroute_formats[ctx->provider->format].bearer) {
+            s = ctx->provider->key;
+
+        } else {
+            ngx_str_null(&s);
+        }
+
         break;
 
     case NGX_HTTP_LLMROUTE_VAR_PROVIDER:
@@ -543,6 +592,9 @@ ngx_http_llmroute_create_main_conf(ngx_conf_t *cf)
                           sizeof(ngx_http_llmroute_model_t))
            != NGX_OK
         || ngx_array_init(&lmcf->regions, cf->pool, 4, sizeof(ngx_str_t))
+           != NGX_OK
+        || ngx_array_init(&lmcf->aliases, cf->pool, 4,
+                          sizeof(ngx_http_llmroute_alias_t))
            != NGX_OK)
     {
         return NULL;
@@ -620,7 +672,7 @@ ngx_http_llmroute_init_main_conf(ngx_conf_t *cf, void *conf)
     lmcf->cat.regions = lmcf->regions.elts;
     lmcf->cat.nregions = lmcf->regions.nelts;
 
-    return NGX_CONF_OK;
+    return ngx_http_llmroute_check_aliases(cf, lmcf);
 }
 
 
@@ -641,6 +693,7 @@ ngx_http_llmroute_create_loc_conf(ngx_conf_t *cf)
      */
 
     conf->enable = NGX_CONF_UNSET;
+    conf->format = NGX_CONF_UNSET_UINT;
     conf->headers = NGX_CONF_UNSET;
     conf->escalate = NGX_CONF_UNSET;
     conf->retries = NGX_CONF_UNSET_UINT;
@@ -662,6 +715,8 @@ ngx_http_llmroute_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_value(conf->headers, prev->headers, 1);
+    ngx_conf_merge_uint_value(conf->format, prev->format,
+                              NGX_HTTP_LLMROUTE_FORMAT_AUTO);
     ngx_conf_merge_value(conf->escalate, prev->escalate, 0);
     ngx_conf_merge_uint_value(conf->retries, prev->retries, 0);
 
@@ -743,7 +798,7 @@ ngx_http_llmroute_semi_trusted(ngx_conf_t *cf,
     for (i = 0; i < lmcf->providers.nelts; i++) {
         if (pr[i].url.len > 8
             && ngx_strncasecmp(pr[i].url.data, (u_char *) "https://", 8) == 0
-            && pr[i].authorization.len)
+            && pr[i].key.len)       /* in Authorization or x-api-key */
         {
             ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
                                "llmroute: location \"%V\" sends the key of "
@@ -761,9 +816,10 @@ ngx_http_llmroute_semi_trusted(ngx_conf_t *cf,
 /*
  * Failover without extra configuration: the location gets
  * "proxy_intercept_errors on", "recursive_error_pages on" and
- * "error_page 429 500 502 503 504 = $uri" (for the codes it does not handle
- * itself already).  The failed attempt is redirected to the same location,
- * where the phase handler picks the next provider and restores POST.
+ * "error_page 429 500 502 503 504 529 = $uri$is_args$args" (for the codes
+ * it does not handle itself already).  The failed attempt is redirected to
+ * the same location, where the phase handler picks the next provider and
+ * restores POST.
  */
 
 static ngx_int_t
@@ -776,8 +832,10 @@ ngx_http_llmroute_failover(ngx_conf_t *cf)
     ngx_http_core_loc_conf_t          *clcf;
     ngx_http_compile_complex_value_t   ccv;
 
-    static ngx_str_t   uri = ngx_string("$uri");
-    static ngx_int_t   codes[] = { 429, 500, 502, 503, 504 };
+    /* the query string too: Claude Code's ?beta=true, Azure's api-version */
+    static ngx_str_t   uri = ngx_string("$uri$is_args$args");
+    /* 529: Anthropic's "overloaded" */
+    static ngx_int_t   codes[] = { 429, 500, 502, 503, 504, 529 };
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
@@ -1047,6 +1105,39 @@ ngx_http_llmroute_provider(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
             ngx_memcpy(ngx_cpymem(pr->authorization.data, "Bearer ", 7),
                        key, n);
+
+            pr->key.data = pr->authorization.data + 7;
+            pr->key.len = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "format=", 7) == 0) {
+            s.data = value[i].data + 7;
+            s.len = value[i].len - 7;
+
+            idx = ngx_http_llmroute_format_by_name(&s);
+            if (idx == NGX_ERROR) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid format \"%V\", expected openai "
+                                   "or anthropic", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            pr->format = idx;
+            continue;
+        }
+
+        if (value[i].len == 15
+            && ngx_strncmp(value[i].data, "count_tokens=on", 15) == 0)
+        {
+            pr->count_tokens = 1;
+            continue;
+        }
+
+        if (value[i].len == 16
+            && ngx_strncmp(value[i].data, "count_tokens=off", 16) == 0)
+        {
+            pr->count_tokens = 0;
             continue;
         }
 
@@ -1114,6 +1205,20 @@ ngx_http_llmroute_provider(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* a format without Bearer keys: x-api-key ($llmroute_x_api_key) only */
+
+    if (!ngx_http_llmroute_formats[pr->format].bearer) {
+        ngx_str_null(&pr->authorization);
+    }
+
+    if (pr->count_tokens
+        && ngx_http_llmroute_formats[pr->format].count_tokens == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"count_tokens=on\" needs \"format=anthropic\"");
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
 }
 
@@ -1133,7 +1238,7 @@ ngx_http_llmroute_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_int_t                      tier;
     ngx_str_t                     *value, s;
     ngx_uint_t                     i, j, have_input, have_output,
-                                   have_cached;
+                                   have_cached, have_write;
     ngx_http_llmroute_model_t     *m, *ms;
     ngx_http_llmroute_provider_t  *prs;
 
@@ -1208,6 +1313,7 @@ ngx_http_llmroute_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     have_input = 0;
     have_output = 0;
     have_cached = 0;
+    have_write = 0;
 
     for (i = 3; i < cf->args->nelts; i++) {
         s = value[i];
@@ -1265,6 +1371,7 @@ ngx_http_llmroute_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (ngx_strncmp(s.data, "cache_write=", 12) == 0) {
             s.data += 12;
             s.len -= 12;
+            have_write = 1;
 
             if (ngx_http_llmroute_parse_price(&s, &m->cache_write) != NGX_OK)
             {
@@ -1345,6 +1452,12 @@ ngx_http_llmroute_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (!have_cached) {
         m->cached_input = m->input;
+    }
+
+    /* a prompt-cache write costs 1.25 x input unless told (Anthropic's) */
+
+    if (!have_write) {
+        m->cache_write = m->input + m->input / 4;
     }
 
     return NGX_CONF_OK;
@@ -1636,4 +1749,190 @@ ngx_http_llmroute_valid_name(ngx_str_t *s)
     }
 
     return NGX_OK;
+}
+
+
+/* llmroute_format openai|anthropic|auto; */
+
+static char *
+ngx_http_llmroute_format(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_llmroute_loc_conf_t *lcf = conf;
+
+    ngx_int_t   idx;
+    ngx_str_t  *value;
+
+    if (lcf->format != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 4 && ngx_strncmp(value[1].data, "auto", 4) == 0) {
+        lcf->format = NGX_HTTP_LLMROUTE_FORMAT_AUTO;
+        return NGX_CONF_OK;
+    }
+
+    idx = ngx_http_llmroute_format_by_name(&value[1]);
+    if (idx == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid format \"%V\", expected openai, "
+                           "anthropic or auto", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    lcf->format = idx;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * llmroute_alias PATTERN TARGET; the pattern is a model name, exact or
+ * with a trailing "*"; the target is checked against the catalog once all
+ * of it is read (ngx_http_llmroute_check_aliases()).
+ */
+
+static char *
+ngx_http_llmroute_alias(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_llmroute_main_conf_t *lmcf = conf;
+
+    u_char                     *p;
+    ngx_str_t                  *value;
+    ngx_http_llmroute_alias_t  *a;
+
+    value = cf->args->elts;
+
+    for (p = value[1].data; p < value[1].data + value[1].len; p++) {
+        if (*p <= ' ' || *p == '"' || *p == '\\' || *p == 0x7f
+            || (*p == '*' && p != value[1].data + value[1].len - 1))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid alias pattern \"%V\" (a model name, "
+                               "a \"*\" only at its end)", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (value[1].len == 0 || value[2].len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "empty alias pattern or "
+                           "target");
+        return NGX_CONF_ERROR;
+    }
+
+    a = ngx_array_push(&lmcf->aliases);
+    if (a == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    a->pattern = value[1];
+    a->prefix = value[1].data[value[1].len - 1] == '*';
+    a->pattern.len -= a->prefix;
+    a->target = value[2];
+    a->file = cf->conf_file->file.name.data;
+    a->line = cf->conf_file->line;
+
+    return NGX_CONF_OK;
+}
+
+
+/* every alias target must be auto, auto:<tier>, or a catalog model */
+
+static char *
+ngx_http_llmroute_check_aliases(ngx_conf_t *cf,
+    ngx_http_llmroute_main_conf_t *lmcf)
+{
+    ngx_uint_t                  i, f, found;
+    ngx_http_llmroute_want_t    want;
+    ngx_http_llmroute_alias_t  *a;
+
+    a = lmcf->aliases.elts;
+
+    for (i = 0; i < lmcf->aliases.nelts; i++) {
+        found = 0;
+
+        for (f = 0; f < NGX_HTTP_LLMROUTE_NFORMATS && !found; f++) {
+            ngx_memzero(&want, sizeof(ngx_http_llmroute_want_t));
+            want.format = f;
+
+            if (ngx_http_llmroute_resolve_model(&lmcf->cat, &a[i].target,
+                                                &want)
+                == NGX_OK)
+            {
+                found = 1;
+            }
+        }
+
+        if (!found) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"llmroute_alias\" target \"%V\" is not auto, "
+                          "auto:<tier> or a catalog model in %s:%ui",
+                          &a[i].target, a[i].file, a[i].line);
+            return NGX_CONF_ERROR;
+        }
+
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* the first alias matching a requested model, or NULL */
+
+ngx_str_t *
+ngx_http_llmroute_find_alias(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_str_t *model)
+{
+    ngx_uint_t                  i;
+    ngx_http_llmroute_alias_t  *a;
+
+    a = lmcf->aliases.elts;
+
+    for (i = 0; i < lmcf->aliases.nelts; i++) {
+        if (a[i].prefix ? model->len >= a[i].pattern.len
+                          : model->len == a[i].pattern.len)
+        {
+            if (ngx_strncmp(model->data, a[i].pattern.data,
+                            a[i].pattern.len) == 0)
+            {
+                return &a[i].target;
+            }
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * The last attempt of an Anthropic request: the provider's own error goes
+ * to the client unchanged instead of being intercepted for failover.  The
+ * interception is a flag of the proxy location's upstream configuration;
+ * this request gets a copy of it without.  nginx offers no per-request
+ * hook between proxy_pass setting u->conf and reading the response but
+ * the evaluation of the proxy_set_header values (Host, the key headers),
+ * hence this call from their variables.
+ */
+
+void
+ngx_http_llmroute_pass_errors(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx)
+{
+    ngx_http_upstream_conf_t  *conf;
+
+    if (!ctx->pass_errors || r->upstream == NULL
+        || r->upstream->conf == NULL || !r->upstream->conf->intercept_errors)
+    {
+        return;
+    }
+
+    conf = ngx_palloc(r->pool, sizeof(ngx_http_upstream_conf_t));
+    if (conf == NULL) {
+        return;     /* the gateway's own 502 then */
+    }
+
+    *conf = *r->upstream->conf;
+    conf->intercept_errors = 0;
+    r->upstream->conf = conf;
 }

@@ -71,6 +71,7 @@ typedef struct {
     ngx_atomic_t                    prompt_tokens;
     ngx_atomic_t                    completion_tokens;
     ngx_atomic_t                    cached_tokens;
+    ngx_atomic_t                    cache_write_tokens;
     ngx_atomic_t                    cost;           /* nano-USD */
 
     /* a live price from Redis (nano-USD per token), under the mutex */
@@ -197,6 +198,7 @@ typedef struct {
     ngx_array_t                     providers;  /* llmroute_provider_t */
     ngx_array_t                     models;     /* llmroute_model_t */
     ngx_array_t                     regions;    /* ngx_str_t */
+    ngx_array_t                     aliases;    /* llmroute_alias_t */
     ngx_shm_zone_t                 *shm_zone;
     ngx_str_t                       baseline;   /* llmroute_baseline_model */
     ngx_int_t                       baseline_model;
@@ -217,8 +219,50 @@ typedef struct {
 } ngx_http_llmroute_main_conf_t;
 
 
+#define NGX_HTTP_LLMROUTE_FORMAT_AUTO  NGX_HTTP_LLMROUTE_NFORMATS
+
+
+/* what differs between wire formats (ngx_http_llmroute_format.c) */
+typedef struct {
+    ngx_str_t                       name;
+    ngx_int_t                     (*parse)(ngx_http_llmroute_req_t *req,
+                                      u_char *body, size_t len,
+                                      ngx_http_llmroute_alloc_pt alloc,
+                                      void *data);
+    ngx_int_t                     (*error_json)(ngx_http_request_t *r,
+                                      ngx_uint_t status, const char *code,
+                                      ngx_str_t *message, const char *param,
+                                      ngx_str_t *out);
+    ngx_uint_t                      usage_flags;    /* usage scanner */
+    const char                    **uris;       /* URI ends, for "auto" */
+    const char                     *count_tokens;  /* its URI end, or NULL */
+
+    unsigned                        bearer:1;   /* key: Authorization, else
+                                                   x-api-key */
+    unsigned                        ask_usage:1;    /* may add stream_options
+                                                       include_usage */
+    unsigned                        input_excludes_cache:1;
+                                                /* usage's input tokens */
+    unsigned                        pass_errors:1;  /* its clients match on
+                                                       providers' errors */
+    unsigned                        cache_key:1;    /* takes a
+                                                       prompt_cache_key */
+} ngx_http_llmroute_format_t;
+
+
+/* llmroute_alias PATTERN TARGET */
+typedef struct {
+    ngx_str_t                       pattern;    /* without a trailing '*' */
+    ngx_uint_t                      prefix;     /* it had one */
+    ngx_str_t                       target;
+    u_char                         *file;       /* for nginx -t */
+    ngx_uint_t                      line;
+} ngx_http_llmroute_alias_t;
+
+
 typedef struct {
     ngx_flag_t                      enable;
+    ngx_uint_t                      format;     /* FORMAT_*, or AUTO */
     ngx_flag_t                      headers;
     ngx_flag_t                      escalate;
     ngx_uint_t                      retries;
@@ -283,6 +327,7 @@ typedef struct {
     int64_t                         prompt_tokens;
     int64_t                         completion_tokens;
     int64_t                         cached_tokens;
+    int64_t                         cache_write_tokens;
     size_t                          content_bytes;
     ngx_uint_t                      usage_source;
     uint64_t                        cost;       /* nano-USD */
@@ -308,6 +353,8 @@ typedef struct {
     unsigned                        has_session:1;
     unsigned                        session_seen:1; /* session_tier set */
     unsigned                        session_expired:1;
+    unsigned                        count_tokens:1; /* .../count_tokens */
+    unsigned                        pass_errors:1;  /* last attempt */
 } ngx_http_llmroute_ctx_t;
 
 
@@ -401,6 +448,16 @@ ngx_int_t ngx_http_llmroute_error_json(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, ngx_str_t *message,
     const char *param, ngx_str_t *out);
 ngx_int_t ngx_http_llmroute_filter_init(ngx_conf_t *cf);
+
+extern ngx_http_llmroute_format_t  ngx_http_llmroute_formats[];
+ngx_int_t ngx_http_llmroute_format_by_name(ngx_str_t *name);
+ngx_uint_t ngx_http_llmroute_request_format(ngx_http_request_t *r);
+ngx_uint_t ngx_http_llmroute_is_count_tokens(ngx_http_request_t *r,
+    ngx_uint_t format);
+void ngx_http_llmroute_pass_errors(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx);
+ngx_str_t *ngx_http_llmroute_find_alias(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_str_t *model);
 ngx_int_t ngx_http_llmroute_add_header(ngx_http_request_t *r,
     const char *key, ngx_str_t *value);
 

@@ -15,6 +15,8 @@ static uint64_t ngx_http_llmroute_prompt_cost(ngx_http_llmroute_model_t *m,
 
 
 static const char  *ngx_http_llmroute_why[] = {
+    "no provider speaks the request's wire format (no translation between "
+    "formats)",
     "no catalog model matches the requested model",
     "no model of the requested tier or above is configured",
     "no provider serves the request's region",
@@ -55,6 +57,10 @@ ngx_http_llmroute_resolve_model(ngx_http_llmroute_catalog_t *cat,
     m = cat->models;
 
     for (i = 0; i < cat->nmodels; i++) {
+        if (cat->providers[m[i].provider].format != want->format) {
+            continue;   /* of another format: unknown here */
+        }
+
         if (m[i].full.len == model->len
             && ngx_memcmp(m[i].full.data, model->data, model->len) == 0)
         {
@@ -66,6 +72,10 @@ ngx_http_llmroute_resolve_model(ngx_http_llmroute_catalog_t *cat,
     }
 
     for (i = 0; i < cat->nmodels; i++) {
+        if (cat->providers[m[i].provider].format != want->format) {
+            continue;
+        }
+
         if (m[i].id.len == model->len
             && ngx_memcmp(m[i].id.data, model->data, model->len) == 0)
         {
@@ -97,15 +107,23 @@ ngx_http_llmroute_select(ngx_http_llmroute_catalog_t *cat,
 
     choice->model = -1;
     choice->est_cost = 0;
-    choice->sticky_stage = ngx_http_llmroute_stage_pin;
+    choice->sticky_stage = ngx_http_llmroute_stage_format;
     best = 0;
     choice->output_budget = budget;
-    best_stage = ngx_http_llmroute_stage_pin;
+    best_stage = ngx_http_llmroute_stage_format;
 
     for (i = 0; i < cat->nmodels; i++) {
         m = &cat->models[i];
         p = &cat->providers[m->provider];
-        stage = ngx_http_llmroute_stage_pin;
+        stage = ngx_http_llmroute_stage_format;
+
+        /* bodies go through as they are: only providers of their format */
+
+        if (p->format != want->format) {
+            goto next;
+        }
+
+        stage++;
 
         /* the client's allow-lists (llmroute_client tiers=, models=) */
 
@@ -206,8 +224,10 @@ ngx_http_llmroute_select(ngx_http_llmroute_catalog_t *cat,
 /*
  * The prompt's price on one candidate: what that model holds of the
  * session's prompt (the holder's cache, or a previous holder's that is
- * still alive) at cached_input, the rest at the cache write price (input
- * unless the model bills writes) for a session, at input otherwise.
+ * still alive) at cached_input, the rest at input.  A session on an
+ * Anthropic-format model writes the rest into its cache at cache_write;
+ * OpenAI-format providers cache for free and bill those tokens at input.
+ * Only models of the request's format get here: want->format is theirs.
  */
 
 static uint64_t
@@ -219,17 +239,23 @@ ngx_http_llmroute_prompt_cost(ngx_http_llmroute_model_t *m, ngx_uint_t i,
     cached = want->cached ? ngx_min(want->cached[i], prompt) : 0;
 
     return (prompt - cached)
-           * (want->session && m->cache_write ? m->cache_write : m->input)
+           * ((want->session
+               && want->format == NGX_HTTP_LLMROUTE_FORMAT_ANTHROPIC)
+              ? m->cache_write : m->input)
            + cached * m->cached_input;
 }
 
 
 uint64_t
 ngx_http_llmroute_cost(ngx_http_llmroute_model_t *m, uint64_t prompt,
-    uint64_t cached, uint64_t completion)
+    uint64_t cached, uint64_t written, uint64_t completion)
 {
-    cached = ngx_min(cached, prompt);
+    /* prompt counts every input token: cache reads and writes included */
 
-    return (prompt - cached) * m->input + cached * m->cached_input
+    cached = ngx_min(cached, prompt);
+    written = ngx_min(written, prompt - cached);
+
+    return (prompt - cached - written) * m->input
+           + cached * m->cached_input + written * m->cache_write
            + completion * m->output;
 }

@@ -163,7 +163,11 @@ ngx_http_llmroute_session_begin(ngx_http_request_t *r,
     ctx->want.cached = NULL;
     ctx->want.horizon = 0;
 
-    if (lcf->session_off || lmcf->sh == NULL || ctx->has_session) {
+    /* counting tokens caches nothing: no session turn */
+
+    if (lcf->session_off || lmcf->sh == NULL || ctx->has_session
+        || ctx->count_tokens)
+    {
         return NGX_OK;
     }
 

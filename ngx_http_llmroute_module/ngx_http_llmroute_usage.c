@@ -41,6 +41,12 @@
 #define NGX_HTTP_LLMROUTE_K_CALLS     8
 #define NGX_HTTP_LLMROUTE_K_CALL      9
 #define NGX_HTTP_LLMROUTE_K_FUNCTION  10
+/* Anthropic Messages API: a message (or an SSE event) and its parts */
+#define NGX_HTTP_LLMROUTE_K_AROOT     11
+#define NGX_HTTP_LLMROUTE_K_ADELTA    12
+#define NGX_HTTP_LLMROUTE_K_ABLOCKS   13
+#define NGX_HTTP_LLMROUTE_K_ABLOCK    14
+#define NGX_HTTP_LLMROUTE_K_AUSAGE    15
 
 /* value roles */
 #define NGX_HTTP_LLMROUTE_R_NONE        0
@@ -64,6 +70,13 @@
 #define NGX_HTTP_LLMROUTE_R_FCALL       18
 #define NGX_HTTP_LLMROUTE_R_FUNCTION    19
 #define NGX_HTTP_LLMROUTE_R_ARGUMENTS   20
+#define NGX_HTTP_LLMROUTE_R_AUSAGE      21
+#define NGX_HTTP_LLMROUTE_R_AMESSAGE    22
+#define NGX_HTTP_LLMROUTE_R_ADELTA      23
+#define NGX_HTTP_LLMROUTE_R_ABLOCKS     24
+#define NGX_HTTP_LLMROUTE_R_ABLOCK      25
+#define NGX_HTTP_LLMROUTE_R_ATYPE       26
+#define NGX_HTTP_LLMROUTE_R_WRITE       27
 
 /* scalar types */
 #define NGX_HTTP_LLMROUTE_T_NULL      0
@@ -252,6 +265,48 @@ static ngx_http_llmroute_usage_key_t  ngx_http_llmroute_usage_function[] = {
     { 0, 0, NULL }
 };
 
+/*
+ * Anthropic: a JSON answer is a message; SSE events carry one at
+ * "message" (message_start), a "delta" (text, thinking, tool input,
+ * stop_reason), a "content_block" or the cumulative "usage"
+ * (message_delta).  input_tokens excludes the cache reads and writes.
+ */
+
+static ngx_http_llmroute_usage_key_t  ngx_http_llmroute_usage_aroot[] = {
+    { NGX_HTTP_LLMROUTE_R_ATYPE, 4, "type" },
+    { NGX_HTTP_LLMROUTE_R_AUSAGE, 5, "usage" },
+    { NGX_HTTP_LLMROUTE_R_ERROR, 5, "error" },
+    { NGX_HTTP_LLMROUTE_R_AMESSAGE, 7, "message" },
+    { NGX_HTTP_LLMROUTE_R_ADELTA, 5, "delta" },
+    { NGX_HTTP_LLMROUTE_R_ABLOCKS, 7, "content" },
+    { NGX_HTTP_LLMROUTE_R_ABLOCK, 13, "content_block" },
+    { NGX_HTTP_LLMROUTE_R_FINISH, 11, "stop_reason" },
+    { 0, 0, NULL }
+};
+
+static ngx_http_llmroute_usage_key_t  ngx_http_llmroute_usage_adelta[] = {
+    { NGX_HTTP_LLMROUTE_R_CONTENT, 4, "text" },
+    { NGX_HTTP_LLMROUTE_R_REASONING, 8, "thinking" },
+    { NGX_HTTP_LLMROUTE_R_ARGUMENTS, 12, "partial_json" },
+    { NGX_HTTP_LLMROUTE_R_FINISH, 11, "stop_reason" },
+    { 0, 0, NULL }
+};
+
+static ngx_http_llmroute_usage_key_t  ngx_http_llmroute_usage_ablock[] = {
+    { NGX_HTTP_LLMROUTE_R_ATYPE, 4, "type" },
+    { NGX_HTTP_LLMROUTE_R_CONTENT, 4, "text" },
+    { NGX_HTTP_LLMROUTE_R_REASONING, 8, "thinking" },
+    { 0, 0, NULL }
+};
+
+static ngx_http_llmroute_usage_key_t  ngx_http_llmroute_usage_ausage[] = {
+    { NGX_HTTP_LLMROUTE_R_PROMPT, 12, "input_tokens" },
+    { NGX_HTTP_LLMROUTE_R_COMPLETION, 13, "output_tokens" },
+    { NGX_HTTP_LLMROUTE_R_CACHED, 23, "cache_read_input_tokens" },
+    { NGX_HTTP_LLMROUTE_R_WRITE, 27, "cache_creation_input_tokens" },
+    { 0, 0, NULL }
+};
+
 /* indexed by kind; arrays and "other" have no keys */
 static ngx_http_llmroute_usage_key_t  *ngx_http_llmroute_usage_keys[] = {
     NULL,
@@ -264,7 +319,12 @@ static ngx_http_llmroute_usage_key_t  *ngx_http_llmroute_usage_keys[] = {
     ngx_http_llmroute_usage_message,
     NULL,
     ngx_http_llmroute_usage_call,
-    ngx_http_llmroute_usage_function
+    ngx_http_llmroute_usage_function,
+    ngx_http_llmroute_usage_aroot,
+    ngx_http_llmroute_usage_adelta,
+    NULL,
+    ngx_http_llmroute_usage_ablock,
+    ngx_http_llmroute_usage_ausage
 };
 
 
@@ -293,11 +353,14 @@ ngx_http_llmroute_usage_init(ngx_http_llmroute_usage_t *u, ngx_uint_t flags,
     u->prompt_tokens = -1;
     u->completion_tokens = -1;
     u->cached_tokens = -1;
+    u->cache_write_tokens = -1;
     u->length = -1;
 
     u->sse = (flags & NGX_HTTP_LLMROUTE_USAGE_SSE) ? 1 : 0;
     u->json_check = (flags & NGX_HTTP_LLMROUTE_USAGE_JSON_CHECK) ? 1 : 0;
     u->json_lazy = (flags & NGX_HTTP_LLMROUTE_USAGE_JSON_LAZY) ? 1 : 0;
+    u->root = (flags & NGX_HTTP_LLMROUTE_USAGE_ANTHROPIC)
+              ? NGX_HTTP_LLMROUTE_K_AROOT : NGX_HTTP_LLMROUTE_K_ROOT;
     u->alloc = alloc;
     u->free = free;
     u->data = data;
@@ -824,8 +887,7 @@ ngx_http_llmroute_usage_members_from(ngx_http_llmroute_usage_t *u, u_char *q,
             return NGX_ERROR;
         }
 
-        role = ngx_http_llmroute_usage_role(NGX_HTTP_LLMROUTE_K_ROOT, key,
-                                            q - 1 - key);
+        role = ngx_http_llmroute_usage_role(u->root, key, q - 1 - key);
 
         q = ngx_http_llmroute_usage_ws(q, last);
         if (q == last || *q != ':') {
@@ -1082,6 +1144,9 @@ ngx_http_llmroute_usage_walk(ngx_http_llmroute_usage_t *u, u_char *s,
         } else if (kind == NGX_HTTP_LLMROUTE_K_CALLS) {
             role = NGX_HTTP_LLMROUTE_R_CALL;
 
+        } else if (kind == NGX_HTTP_LLMROUTE_K_ABLOCKS) {
+            role = NGX_HTTP_LLMROUTE_R_ABLOCK;
+
         } else {
             role = NGX_HTTP_LLMROUTE_R_NONE;
         }
@@ -1202,7 +1267,37 @@ ngx_http_llmroute_usage_open(ngx_http_llmroute_usage_t *u, ngx_uint_t role,
     switch (role) {
 
     case NGX_HTTP_LLMROUTE_R_ROOT:
-        return map ? NGX_HTTP_LLMROUTE_K_ROOT : NGX_HTTP_LLMROUTE_K_OTHER;
+        return map ? u->root : NGX_HTTP_LLMROUTE_K_OTHER;
+
+    case NGX_HTTP_LLMROUTE_R_AMESSAGE:
+        return map ? NGX_HTTP_LLMROUTE_K_AROOT : NGX_HTTP_LLMROUTE_K_OTHER;
+
+    case NGX_HTTP_LLMROUTE_R_ADELTA:
+        return map ? NGX_HTTP_LLMROUTE_K_ADELTA : NGX_HTTP_LLMROUTE_K_OTHER;
+
+    case NGX_HTTP_LLMROUTE_R_ABLOCKS:
+        if (map) {
+            break;
+        }
+
+        u->choice = 1;      /* an answer: its content may be empty */
+        return NGX_HTTP_LLMROUTE_K_ABLOCKS;
+
+    case NGX_HTTP_LLMROUTE_R_ABLOCK:
+        u->choice = 1;
+        return map ? NGX_HTTP_LLMROUTE_K_ABLOCK : NGX_HTTP_LLMROUTE_K_OTHER;
+
+    case NGX_HTTP_LLMROUTE_R_AUSAGE:
+        if (!map) {
+            break;
+        }
+
+        u->tmp[0] = -1;
+        u->tmp[1] = -1;
+        u->tmp[2] = -1;
+        u->tmp[3] = -1;
+
+        return NGX_HTTP_LLMROUTE_K_AUSAGE;
 
     case NGX_HTTP_LLMROUTE_R_GROQ:
         return map ? NGX_HTTP_LLMROUTE_K_GROQ : NGX_HTTP_LLMROUTE_K_OTHER;
@@ -1284,7 +1379,8 @@ ngx_http_llmroute_usage_open(ngx_http_llmroute_usage_t *u, ngx_uint_t role,
 static void
 ngx_http_llmroute_usage_close(ngx_http_llmroute_usage_t *u, ngx_uint_t kind)
 {
-    if (kind != NGX_HTTP_LLMROUTE_K_USAGE
+    if ((kind != NGX_HTTP_LLMROUTE_K_USAGE
+         && kind != NGX_HTTP_LLMROUTE_K_AUSAGE)
         || (u->tmp[0] < 0 && u->tmp[1] < 0))
     {
         return;
@@ -1303,6 +1399,10 @@ ngx_http_llmroute_usage_close(ngx_http_llmroute_usage_t *u, ngx_uint_t kind)
 
     if (u->tmp[2] >= 0) {
         u->cached_tokens = u->tmp[2];
+    }
+
+    if (kind == NGX_HTTP_LLMROUTE_K_AUSAGE && u->tmp[3] >= 0) {
+        u->cache_write_tokens = u->tmp[3];
     }
 }
 
@@ -1335,6 +1435,13 @@ ngx_http_llmroute_usage_scalar(ngx_http_llmroute_usage_t *u, ngx_uint_t role,
             }
 
             break;
+
+        case NGX_HTTP_LLMROUTE_R_WRITE:
+            if (v >= 0) {
+                u->tmp[3] = v;
+            }
+
+            break;
         }
     }
 
@@ -1349,6 +1456,18 @@ ngx_http_llmroute_usage_scalar(ngx_http_llmroute_usage_t *u, ngx_uint_t role,
     }
 
     switch (role) {
+
+    case NGX_HTTP_LLMROUTE_R_ATYPE:
+        if ((len == 8 && ngx_memcmp(p, "tool_use", 8) == 0)
+            || (len == 15 && ngx_memcmp(p, "server_tool_use", 15) == 0))
+        {
+            u->tool_calls = 1;
+
+        } else if (len == 12 && ngx_memcmp(p, "message_stop", 12) == 0) {
+            u->done = 1;    /* the stream's end, as [DONE] is OpenAI's */
+        }
+
+        break;
 
     case NGX_HTTP_LLMROUTE_R_FINISH:
         if (ngx_http_llmroute_usage_first(u)) {
@@ -1430,6 +1549,24 @@ ngx_http_llmroute_usage_finish_reason(u_char *p, size_t len)
 
         break;
 
+    case 7:
+        if (ngx_memcmp(p, "refusal", 7) == 0) {
+            return NGX_HTTP_LLMROUTE_FINISH_FILTER;
+        }
+
+        break;
+
+    case 8:
+        if (ngx_memcmp(p, "end_turn", 8) == 0) {
+            return NGX_HTTP_LLMROUTE_FINISH_STOP;
+        }
+
+        if (ngx_memcmp(p, "tool_use", 8) == 0) {
+            return NGX_HTTP_LLMROUTE_FINISH_TOOL_CALLS;
+        }
+
+        break;
+
     case 10:
         if (ngx_memcmp(p, "tool_calls", 10) == 0) {
             return NGX_HTTP_LLMROUTE_FINISH_TOOL_CALLS;
@@ -1444,6 +1581,10 @@ ngx_http_llmroute_usage_finish_reason(u_char *p, size_t len)
     case 13:
         if (ngx_memcmp(p, "function_call", 13) == 0) {
             return NGX_HTTP_LLMROUTE_FINISH_TOOL_CALLS;
+        }
+
+        if (ngx_memcmp(p, "stop_sequence", 13) == 0) {
+            return NGX_HTTP_LLMROUTE_FINISH_STOP;
         }
 
         break;
@@ -1953,6 +2094,9 @@ ngx_http_llmroute_usage_y_role(ngx_http_llmroute_usage_t *u)
 
     case NGX_HTTP_LLMROUTE_K_CALLS:
         return NGX_HTTP_LLMROUTE_R_CALL;
+
+    case NGX_HTTP_LLMROUTE_K_ABLOCKS:
+        return NGX_HTTP_LLMROUTE_R_ABLOCK;
 
     default:
         return u->key[u->depth - 1];

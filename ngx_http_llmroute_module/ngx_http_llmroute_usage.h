@@ -52,6 +52,15 @@
  * finish_reason, tool_calls and empty_content (no text but blanks, no tool
  * call) describe choices[0] of a JSON answer, any choice of a stream.
  *
+ * USAGE_ANTHROPIC reads Anthropic's Messages API instead: a JSON message
+ * or the SSE events message_start (message.usage: input_tokens,
+ * cache_read_input_tokens -> cached_tokens, cache_creation_input_tokens
+ * -> cache_write_tokens), content_block_* (text, thinking, tool input:
+ * content_bytes; a tool_use block: tool_calls) and message_delta
+ * (stop_reason, cumulative usage.output_tokens); message_stop sets done.
+ * prompt_tokens is then
+ * Anthropic's input_tokens, which excludes the cache reads and writes.
+ *
  * Usage numbers: each field takes the LAST value seen, never a sum (Gemini
  * repeats cumulative usage in several chunks).  DeepSeek's
  * prompt_cache_hit_tokens is read as cached_tokens, as is
@@ -110,6 +119,7 @@
 #define NGX_HTTP_LLMROUTE_USAGE_SSE           1
 #define NGX_HTTP_LLMROUTE_USAGE_JSON_CHECK    2   /* set content_is_json */
 #define NGX_HTTP_LLMROUTE_USAGE_JSON_LAZY     4   /* usage is all we need */
+#define NGX_HTTP_LLMROUTE_USAGE_ANTHROPIC     8   /* Messages API answers */
 
 #define NGX_HTTP_LLMROUTE_FINISH_NONE         0
 #define NGX_HTTP_LLMROUTE_FINISH_STOP         1
@@ -145,6 +155,7 @@ typedef struct {
     int64_t                      prompt_tokens;     /* -1: not seen */
     int64_t                      completion_tokens; /* -1: not seen */
     int64_t                      cached_tokens;     /* -1: not seen */
+    int64_t                      cache_write_tokens; /* -1: not seen */
     size_t                       content_bytes;     /* generated text */
     ngx_uint_t                   finish_reason;     /* FINISH_* */
     ngx_uint_t                   events;            /* SSE JSON chunks */
@@ -198,7 +209,8 @@ typedef struct {
     void                        *data;
     ngx_uint_t                   depth;
     ngx_uint_t                   index;             /* current choice */
-    int64_t                      tmp[3];            /* usage being read */
+    int64_t                      tmp[4];            /* usage being read */
+    ngx_uint_t                   root;              /* kind of the top */
     u_char                       kind[NGX_HTTP_LLMROUTE_USAGE_DEPTH];
     u_char                       key[NGX_HTTP_LLMROUTE_USAGE_DEPTH];
 } ngx_http_llmroute_usage_t;

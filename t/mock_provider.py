@@ -143,6 +143,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 "invalid_request_error", None))
         if rec.path.rstrip("/").endswith("/models") and rec.method == "GET":
             return self._send(200, b'{"object":"list","data":[]}')
+        special = mock.special(rec, req)
+        if special is not None:
+            return self._send(200, special)
         if req.get("stream") is True and b["body"] is None:
             return self._stream(b, req)
         body = b["body"]
@@ -170,7 +173,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                           "invalid_request_error", "invalid_api_key")}.get(
                 status, ("The server had an error while processing your "
                          "request.", "server_error", None))
-            body = error_json(*kind)
+            body = self.server.mock.error_body(status, kind)
         self._send(status, body, headers=headers)
 
     def _mode_reset(self, b, rec):
@@ -218,7 +221,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return self._reset()
             if i and b["chunk_delay"]:
                 mock._sleep(b["chunk_delay"])
-            data = b"data: " + ev + b"\n\n"
+            # an event with its "event:" line comes whole
+            data = ev if ev.startswith(b"event:") else b"data: " + ev + b"\n\n"
             sent.append(data)
             try:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
@@ -295,6 +299,15 @@ class MockProvider:
         self._closed.set()
         self.server.shutdown()
         self.server.server_close()
+
+    # ------------------------------------------------------------ formats
+
+    def error_body(self, status, kind):
+        return error_json(*kind)
+
+    def special(self, rec, req):
+        """A body for a request that is not a completion, else None."""
+        return None
 
     # ------------------------------------------------------------ internals
 

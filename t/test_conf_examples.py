@@ -30,10 +30,12 @@ EXAMPLES = REPO_ROOT / "conf.d" / "examples"
 KEY_VARS = ["OPENAI_API_KEY", "OPENAI_EU_API_KEY", "ANTHROPIC_API_KEY",
             "GEMINI_API_KEY", "DEEPSEEK_API_KEY", "DASHSCOPE_API_KEY",
             "MISTRAL_API_KEY", "GROQ_API_KEY", "TOGETHER_API_KEY",
-            "FIREWORKS_API_KEY", "OPENROUTER_API_KEY"]
+            "FIREWORKS_API_KEY", "OPENROUTER_API_KEY", "MOONSHOT_API_KEY",
+            "ZHIPU_API_KEY", "MINIMAX_API_KEY"]
 DUMMY_KEYS = {v: "sk-dummy-" + v.lower() for v in KEY_VARS}
 
-INCLUDES = ["providers.conf", "models.conf", "regions.conf", "clients.conf"]
+INCLUDES = ["providers.conf", "models.conf", "regions.conf", "clients.conf",
+            "anthropic.conf"]
 
 
 def localize(text, prefix, upstream_port):
@@ -91,7 +93,8 @@ def module_built():
 
 
 @pytest.mark.parametrize("main_conf", ["nginx-minimal.conf",
-                                       "nginx-gateway.conf"])
+                                       "nginx-gateway.conf",
+                                       "nginx-claude-code.conf"])
 def test_example_passes_nginx_t(tmp_path, main_conf):
     prefix, conf = install(tmp_path, main_conf)
     rc, out = nginx_t(prefix, conf, DUMMY_KEYS)
@@ -134,6 +137,25 @@ def test_every_provider_has_regions_and_an_upstream():
         assert "regions=" in rest, name
         host = re.match(r"https://([^/]+)/", url).group(1)
         assert host in upstreams, (name, host)
+
+
+def test_anthropic_providers_of_six_vendors():
+    """anthropic.conf: Anthropic and the five cheap vendors, every one of
+    format=anthropic at its documented .../v1/messages, each with a dated
+    model group (checked like models.conf below)."""
+    text = (EXAMPLES / "anthropic.conf").read_text()
+    provs = dict(re.findall(
+        r"(?m)^llmroute_provider\s+(\S+)\s+(\S+)[^;]*format=anthropic", text))
+    assert set(provs) == {"anthropic", "deepseek", "moonshot", "zhipu",
+                          "minimax", "qwen"}, provs
+    assert all(u.endswith("/v1/messages") for u in provs.values()), provs
+    models = text[text.index("# Anthropic -- as of"):]
+    for p in provs:
+        assert re.search(r"(?m)^llmroute_model\s+%s\s" % p, models), p
+    for group in re.split(r"\n\s*\n", models):
+        if "llmroute_model" in group:
+            assert re.search(r"as of [A-Z][a-z]+ \d{4}", group), group
+            assert "https://" in group, group
 
 
 def test_model_groups_cite_date_and_source():

@@ -26,6 +26,7 @@ CATALOG_SRCS    := $(CATALOG_DIR)/main.c $(CATALOG_DIR)/source.c \
 CATALOG_MODSRC  := $(CATALOG_ROOT)/ngx_http_llmroute_module
 CATALOG_CORE    := $(CATALOG_ROOT)/tools/catalog_conf.c \
                    $(CATALOG_MODSRC)/ngx_http_llmroute_json.c \
+                   $(CATALOG_MODSRC)/ngx_http_llmroute_scan.c \
                    $(CATALOG_MODSRC)/ngx_http_llmroute_classify.c \
                    $(CATALOG_MODSRC)/ngx_http_llmroute_route.c
 
@@ -38,6 +39,7 @@ catalog-tool: $(CATALOG_BIN)
 
 $(CATALOG_BIN): $(CATALOG_SRCS) $(CATALOG_CORE) $(CATALOG_DIR)/llmroute_catalog.h \
                 $(CATALOG_MODSRC)/ngx_http_llmroute_core.h \
+                $(CATALOG_MODSRC)/ngx_http_llmroute_scan.h \
                 $(CATALOG_ROOT)/tools/catalog_conf.h
 	@mkdir -p $(CATALOG_OUT)
 	$(CATALOG_CC) $(CATALOG_CFLAGS) -DNGX_HTTP_LLMROUTE_STANDALONE \

@@ -207,6 +207,13 @@ llmroute_conf_provider(ngx_http_llmroute_catalog_t *cat, ngx_str_t *arg,
     pr->index = cat->nproviders;
 
     for (i = 3; i < nargs; i++) {
+        if (arg[i].len == 16
+            && ngx_memcmp(arg[i].data, "format=anthropic", 16) == 0)
+        {
+            pr->format = NGX_HTTP_LLMROUTE_FORMAT_ANTHROPIC;
+            continue;
+        }
+
         if (arg[i].len <= 8 || ngx_memcmp(arg[i].data, "regions=", 8) != 0) {
             continue;
         }
@@ -263,7 +270,8 @@ llmroute_conf_model(ngx_http_llmroute_catalog_t *cat, ngx_str_t *arg,
     u_char                     *full;
     ngx_int_t                   tier;
     ngx_int_t                   rc;
-    ngx_uint_t                  i, have_tier, have_cached, have_prices;
+    ngx_uint_t                  i, have_tier, have_cached, have_write,
+                                have_prices;
     ngx_str_t                   v;
     ngx_http_llmroute_model_t  *m;
 
@@ -304,6 +312,7 @@ llmroute_conf_model(ngx_http_llmroute_catalog_t *cat, ngx_str_t *arg,
 
     have_tier = 0;
     have_cached = 0;
+    have_write = 0;
     have_prices = 0;
     rc = NGX_OK;
 
@@ -330,6 +339,10 @@ llmroute_conf_model(ngx_http_llmroute_catalog_t *cat, ngx_str_t *arg,
         } else if (llmroute_conf_param(&v, "cached_input=")) {
             rc = llmroute_conf_price(&v, &m->cached_input);
             have_cached = 1;
+
+        } else if (llmroute_conf_param(&v, "cache_write=")) {
+            rc = llmroute_conf_price(&v, &m->cache_write);
+            have_write = 1;
 
         } else if (llmroute_conf_param(&v, "context=")) {
             rc = llmroute_conf_size(&v, &m->context);
@@ -359,6 +372,10 @@ llmroute_conf_model(ngx_http_llmroute_catalog_t *cat, ngx_str_t *arg,
 
     if (!have_cached) {
         m->cached_input = m->input;
+    }
+
+    if (!have_write) {
+        m->cache_write = m->input + m->input / 4;   /* as the module */
     }
 
     cat->nmodels++;

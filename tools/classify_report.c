@@ -408,6 +408,7 @@ classify_run(ngx_http_llmroute_catalog_t *cat, classify_item_t *item,
 
     ngx_memzero(&want, sizeof(ngx_http_llmroute_want_t));
     want.tier = NGX_HTTP_LLMROUTE_TIER_SIMPLE;
+    want.format = NGX_HTTP_LLMROUTE_FORMAT_OPENAI;
     want.region = NGX_HTTP_LLMROUTE_REGION_ANY;
 
     if (ngx_http_llmroute_resolve_model(cat, &req.model, &want) != NGX_OK

@@ -202,6 +202,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         flags |= NGX_HTTP_LLMROUTE_USAGE_JSON_LAZY;
     }
 
+    if (data[0] & 0x40) {
+        flags |= NGX_HTTP_LLMROUTE_USAGE_ANTHROPIC;
+    }
+
     carry_size = carry_sizes[(data[0] >> 2) & 7];
     seed = data[1];
 

@@ -28,6 +28,7 @@ typedef struct {
     int64_t      prompt;
     int64_t      completion;
     int64_t      cached;
+    int64_t      written;
     size_t       content_bytes;
     ngx_uint_t   finish;
     ngx_uint_t   events;
@@ -51,6 +52,7 @@ typedef struct {
 static int     passed, failed;
 static int     length_known;    /* run_json tells the scanner the length */
 static size_t  live_allocs;
+static ngx_uint_t  sse_flags;   /* run_sse: flags beside USAGE_SSE */
 
 
 #define check(cond, name)                                                     \
@@ -90,6 +92,7 @@ snapshot(ngx_http_llmroute_usage_t *u, result_t *r)
     r->prompt = u->prompt_tokens;
     r->completion = u->completion_tokens;
     r->cached = u->cached_tokens;
+    r->written = u->cache_write_tokens;
     r->content_bytes = u->content_bytes;
     r->finish = u->finish_reason;
     r->events = u->events;
@@ -158,7 +161,8 @@ run_sse(const char *text, size_t len, const size_t *cuts, int ncuts,
     r->out = malloc(len + 1);
 
     carry = malloc(carry_size ? carry_size : 1);
-    (void) ngx_http_llmroute_usage_init(&u, NGX_HTTP_LLMROUTE_USAGE_SSE,
+    (void) ngx_http_llmroute_usage_init(&u,
+                                        NGX_HTTP_LLMROUTE_USAGE_SSE | sse_flags,
                                         carry_size ? carry : NULL, carry_size,
                                         NULL, NULL, NULL);
     sent = 0;
@@ -1509,6 +1513,90 @@ bench(void)
 }
 
 
+/* Anthropic's Messages API: the SSE events and a JSON message */
+
+static void
+test_anthropic(void)
+{
+    char      s[8192];
+    size_t    n;
+    result_t  r;
+
+    n = sprintf(s, "event: message_start\ndata: {\"type\":\"message_start\","
+                "\"message\":{\"id\":\"msg_1\",\"type\":\"message\","
+                "\"role\":\"assistant\",\"content\":[],\"model\":\"m\","
+                "\"stop_reason\":null,\"usage\":{\"input_tokens\":25,"
+                "\"cache_creation_input_tokens\":300,"
+                "\"cache_read_input_tokens\":4000,\"output_tokens\":1}}}\n\n"
+                "event: content_block_start\ndata: {\"type\":"
+                "\"content_block_start\",\"index\":0,\"content_block\":"
+                "{\"type\":\"thinking\",\"thinking\":\"\"}}\n\n"
+                "event: ping\ndata: {\"type\": \"ping\"}\n\n"
+                "event: content_block_delta\ndata: {\"type\":"
+                "\"content_block_delta\",\"index\":0,\"delta\":{\"type\":"
+                "\"thinking_delta\",\"thinking\":\"Hmm\"}}\n\n"
+                "event: content_block_delta\ndata: {\"type\":"
+                "\"content_block_delta\",\"index\":1,\"delta\":{\"type\":"
+                "\"text_delta\",\"text\":\"Hello \\u00e9\"}}\n\n"
+                "event: content_block_delta\ndata: {\"type\":"
+                "\"content_block_delta\",\"index\":2,\"delta\":{\"type\":"
+                "\"input_json_delta\",\"partial_json\":\"{\\\"a\\\":1}\"}}"
+                "\n\n"
+                "event: message_delta\ndata: {\"type\":\"message_delta\","
+                "\"delta\":{\"stop_reason\":\"max_tokens\",\"stop_sequence\":"
+                "null},\"usage\":{\"output_tokens\":42}}\n\n"
+                "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+
+    sse_flags = NGX_HTTP_LLMROUTE_USAGE_ANTHROPIC;
+    splits("anthropic stream", s, n, 0, 0, CARRY, 0, &r);
+    sse_flags = 0;
+
+    check(r.have_usage && r.prompt == 25 && r.completion == 42
+          && r.cached == 4000 && r.written == 300,
+          "anthropic stream: message_start usage, cumulative output_tokens");
+    check(r.done, "anthropic stream: message_stop ends it");
+    check(r.content_bytes == 3 + 8 + 7 && r.finish
+          == NGX_HTTP_LLMROUTE_FINISH_LENGTH && !r.empty,
+          "anthropic stream: thinking, text and tool input counted");
+
+    result_free(&r);
+
+    n = sprintf(s, "{\"id\":\"msg_1\",\"type\":\"message\",\"role\":"
+                "\"assistant\",\"model\":\"m\",\"content\":[{\"type\":"
+                "\"text\",\"text\":\"Let me look.\"},{\"type\":\"tool_use\","
+                "\"id\":\"t1\",\"name\":\"ls\",\"input\":{\"d\":\".\"}}],"
+                "\"stop_reason\":\"tool_use\",\"stop_sequence\":null,"
+                "\"usage\":{\"input_tokens\":10,\"cache_creation_input_tokens\""
+                ":0,\"cache_read_input_tokens\":7,\"output_tokens\":5}}");
+
+    splits("anthropic json", s, n, 1,
+           NGX_HTTP_LLMROUTE_USAGE_ANTHROPIC|NGX_HTTP_LLMROUTE_USAGE_JSON_CHECK,
+           0, 0, &r);
+
+    check(r.have_usage && r.prompt == 10 && r.completion == 5
+          && r.cached == 7 && r.written == 0,
+          "anthropic json: usage");
+    check(r.content_bytes == 12 && r.tool_calls
+          && r.finish == NGX_HTTP_LLMROUTE_FINISH_TOOL_CALLS && !r.empty,
+          "anthropic json: text, tool_use, stop_reason");
+
+    result_free(&r);
+
+    n = sprintf(s, "{\"type\":\"message\",\"content\":[{\"type\":"
+                "\"text\",\"text\":\"  \"}],\"stop_reason\":\"end_turn\","
+                "\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}");
+
+    splits("anthropic empty", s, n, 1,
+           NGX_HTTP_LLMROUTE_USAGE_ANTHROPIC|NGX_HTTP_LLMROUTE_USAGE_JSON_CHECK,
+           0, 0, &r);
+
+    check(r.empty && r.finish == NGX_HTTP_LLMROUTE_FINISH_STOP,
+          "anthropic json: blank text is empty content");
+
+    result_free(&r);
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -1523,6 +1611,7 @@ main(int argc, char **argv)
         test_comments();
         test_gemini();
         test_deepseek();
+        test_anthropic();
         test_cached_details();
         test_no_usage();
         test_tool_calls();

@@ -723,12 +723,15 @@ lc_rp_change(lc_rp_t *rp, lc_rp_change_t *c)
 }
 
 
-/* tok[]: prompt, completion, cached, in the order of the log fields */
+/*
+ * tok[]: prompt, completion, cached, in the order of the log fields; the
+ * log has no cache writes: they replay at the input price
+ */
 
 static uint64_t
 lc_rp_cost(ngx_http_llmroute_model_t *m, uint64_t *tok)
 {
-    return ngx_http_llmroute_cost(m, tok[0], tok[2], tok[1]);
+    return ngx_http_llmroute_cost(m, tok[0], tok[2], 0, tok[1]);
 }
 
 
