@@ -429,3 +429,96 @@ def test_duplicate_session_hints_are_refused(site):
         err = r.json()["error"]
         assert err["code"] == "invalid_request" and err["param"] == param, err
     assert s.a.requests == [] and s.b.requests == []
+
+
+# Anthropic-format providers: Claude Code's session header or its
+# metadata.user_id keeps a session on the holder of its prompt cache; the
+# uncached rest is priced at cache_write there (1.25 x input by default)
+ANTHROPIC = """
+    llmroute_zone llmroute:1m;
+    llmroute_provider a %%A_URL%% key_env=TEST_KEY_A format=anthropic;
+    llmroute_provider b %%B_URL%% key_env=TEST_KEY_B format=anthropic;
+    llmroute_model a claude-a tier=simple input=%%A_IN%% output=2.00 cached_input=0.10 tools;
+    llmroute_model b claude-b tier=simple input=1.00 output=2.00 cached_input=0.10 tools;
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location /v1/ {
+            llmroute on;
+            llmroute_cache_key on;
+            add_header X-Session $llmroute_session always;
+            proxy_pass $llmroute_url;
+            proxy_set_header Host $llmroute_host;
+            proxy_set_header x-api-key $llmroute_x_api_key;
+            proxy_http_version 1.1;
+        }
+        location = /metrics { llmroute_metrics; }
+    }
+"""
+
+
+def test_anthropic_session_stays_on_its_holder(nginx):
+    from mock_anthropic import MockAnthropic
+
+    a, b = MockAnthropic("a"), MockAnthropic("b")
+    try:
+        ngx = nginx("", start=False)
+
+        def conf(a_in):
+            ngx.write_config(ANTHROPIC, {"A_URL": a.url, "B_URL": b.url,
+                                         "A_IN": a_in})
+
+        conf("0.90")
+        ngx.start()
+        hdrs = {"anthropic-version": "2023-06-01",
+                "X-LLMRoute-Tier": "simple"}
+
+        def turn(turns, headers=None, **extra):
+            msgs = [{"role": "user", "content": "fix the failing test"}]
+            for i in range(turns - 1):
+                msgs.append({"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "t%d" % i, "name": "Read",
+                     "input": {"file_path": "a.py"}}]})
+                msgs.append({"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "t%d" % i,
+                     "content": "output %d " % i * 30}]})
+            body = {"model": "auto", "max_tokens": 1024,
+                    "system": SYSTEM, "messages": msgs,
+                    "tools": [{"name": "Read", "input_schema": {
+                        "type": "object"}}], **extra}
+            r = post_json(ngx.port, "/v1/messages", body,
+                          headers=dict(hdrs, **(headers or {})))
+            assert r.status == 200, r
+            return r
+
+        def where(r):
+            return r.header("X-LLMRoute-Provider")
+
+        cc = {"X-Claude-Code-Session-Id": "cc-1"}
+        meta = {"user_id": "user_1_account_2_session_meta-1"}
+        assert where(turn(1, headers=cc)) == "a"
+        assert where(turn(1, metadata=meta)) == "a"
+
+        # b is now 3 % cheaper: both sessions keep a, a new one goes to b
+        conf("1.03")
+        ngx.reload()
+        for n in range(2, 5):
+            assert where(turn(n, headers=cc)) == "a"
+            assert where(turn(n, metadata=meta)) == "a"
+        assert where(turn(1, headers={"X-Claude-Code-Session-Id": "new"})) \
+            == "b"
+
+        # the header and metadata.user_id name the same session
+        s1 = turn(2, headers={"X-Claude-Code-Session-Id": "same"})
+        s2 = turn(2, metadata={"user_id": "user_1_session_same"})
+        assert s1.header("X-Session") == s2.header("X-Session") != ""
+
+        # Anthropic's API has no prompt_cache_key: none is spliced in
+        for m in (a, b):
+            for rec in m.requests:
+                assert b"prompt_cache_key" not in rec.body, rec.body[:200]
+        text = get(ngx.port, "/metrics").body.decode()
+        assert re.search(r'^llmroute_session_moves_total\{reason="cheaper"\}'
+                         r' 0$', text, re.M), text
+    finally:
+        a.close()
+        b.close()
