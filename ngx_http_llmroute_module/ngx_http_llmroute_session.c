@@ -728,7 +728,7 @@ ngx_http_llmroute_session_salt(ngx_http_llmroute_main_conf_t *lmcf,
 
         for (i = 0; i < lmcf->cat.nproviders; i++) {
             p = &lmcf->cat.providers[i];
-            ngx_md5_update(&m, p->authorization.data, p->authorization.len);
+            ngx_md5_update(&m, p->key.data, p->key.len);
         }
 
         ngx_md5_final(salt, &m);

@@ -519,6 +519,14 @@ def test_anthropic_session_stays_on_its_holder(nginx):
         text = get(ngx.port, "/metrics").body.decode()
         assert re.search(r'^llmroute_session_moves_total\{reason="cheaper"\}'
                          r' 0$', text, re.M), text
+
+        # the hash is keyed with the providers' x-api-key keys: other keys,
+        # another hash of the same session id
+        ngx.stop()
+        ngx.env_vars.update(TEST_KEY_A="sk-other-a", TEST_KEY_B="sk-other-b")
+        ngx.start()
+        s3 = turn(2, headers={"X-Claude-Code-Session-Id": "same"})
+        assert s3.header("X-Session") not in ("", s1.header("X-Session"))
     finally:
         a.close()
         b.close()
