@@ -115,6 +115,7 @@ typedef struct {
     ngx_uint_t                  line_syms;
     ngx_uint_t                  line_items;
     ngx_uint_t                  line_questions;
+    ngx_uint_t                  line_commas;
     ngx_uint_t                  pending[NGX_HTTP_LLMROUTE_KW_PENDING];
     ngx_uint_t                  npending;   /* keywords first hit here */
 
@@ -582,7 +583,7 @@ ngx_http_llmroute_classifier_set(ngx_http_llmroute_classifier_t *cl,
         return NGX_OK;
     }
 
-    /* the cost knob: > 0 sends more to the upper tiers, < 0 fewer */
+    /* the cost knob: > 0 sends more to the complex tier, < 0 fewer */
 
     if (name->len == 4
         && ngx_strncasecmp(name->data, (u_char *) "bias", 4) == 0)
@@ -623,14 +624,19 @@ ngx_http_llmroute_classify(ngx_http_llmroute_classifier_t *cl,
                                              NGX_HTTP_LLMROUTE_NFEATURES,
                                              &ask);
 
-    score = cl->bias;
+    score = 0;
 
     for (i = 0; i < NGX_HTTP_LLMROUTE_NFEATURES; i++) {
         contrib[i] = cl->weight[i] * f[i];
         score += contrib[i];
     }
 
-    tier = score >= cl->complex ? NGX_HTTP_LLMROUTE_TIER_COMPLEX
+    /*
+     * bias is the cost knob: it moves the complex cut only (complex recall
+     * against cost); the simple / moderate cut stays where it was fitted
+     */
+
+    tier = score + cl->bias >= cl->complex ? NGX_HTTP_LLMROUTE_TIER_COMPLEX
            : score >= cl->moderate ? NGX_HTTP_LLMROUTE_TIER_MODERATE
            : NGX_HTTP_LLMROUTE_TIER_SIMPLE;
 
@@ -1120,6 +1126,16 @@ ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
             continue;
         }
 
+        /* a raw CJK character (UTF-8, 3 bytes) is about a word of prose */
+
+        if (c >= 0xe3 && c <= 0xed) {
+            sc->line_words++;
+            sc->line_alnum += 2;
+            p += ngx_min(3, last - p);
+            pair = 0;
+            continue;
+        }
+
         /* pairs are joined by spaces, "-", "_", "/" and tabs only */
 
         switch (c) {
@@ -1153,6 +1169,15 @@ ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
                 continue;
 
             case 'u':
+                /* an escaped CJK character is about a word of prose */
+
+                lc = last - p >= 6 ? (p[2] | 0x20) : 0;
+
+                if ((lc >= '3' && lc <= '9') || (lc >= 'a' && lc <= 'c')) {
+                    sc->line_words++;
+                    sc->line_alnum += 2;
+                }
+
                 p += ngx_min(6, last - p);
                 break;
 
@@ -1191,6 +1216,10 @@ ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
 
         case '?':
             sc->line_questions += !tick;
+            break;
+
+        case ',':
+            sc->line_commas += !tick;
             break;
 
         case '(':
@@ -1263,6 +1292,7 @@ ngx_http_llmroute_classify_bol(ngx_http_llmroute_scan_t *sc, u_char *p)
     sc->line_syms = 0;
     sc->line_items = 0;
     sc->line_questions = 0;
+    sc->line_commas = 0;
     sc->npending = 0;
     sc->code_line = 0;
 }
@@ -1354,7 +1384,11 @@ ngx_http_llmroute_classify_eol(ngx_http_llmroute_scan_t *sc, u_char *p)
         break;
     }
 
-    if (sc->code_line || sc->line_syms * 8 > sc->line_alnum) {
+    /* a line dense with commas is data (CSV), measured like code */
+
+    if (sc->code_line || sc->line_syms * 8 > sc->line_alnum
+        || sc->line_commas * 6 > sc->line_alnum)
+    {
 
         for (i = 0; i < sc->npending; i++) {
             kw = sc->pending[i];
@@ -1378,6 +1412,7 @@ ngx_http_llmroute_classify_eol(ngx_http_llmroute_scan_t *sc, u_char *p)
     sc->line_syms = 0;
     sc->line_items = 0;
     sc->line_questions = 0;
+    sc->line_commas = 0;
     sc->line = p;
 }
 

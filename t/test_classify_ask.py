@@ -178,7 +178,8 @@ def test_no_ask_at_all(gw):
 
 
 def test_bias_knob_trades_cost_for_recall(routed):
-    # bias is added to every score: a large one sends a trivial ask up
+    # bias moves the complex cut: a large one sends a trivial ask up, a
+    # negative one keeps a hard ask below complex
     r = routed(http_extra="llmroute_classifier bias=20;",
                location_extra=REASON)
     got, reason = classify(r, agent_body([user(TRIVIAL)]))
@@ -187,7 +188,7 @@ def test_bias_knob_trades_cost_for_recall(routed):
                location_extra=REASON)
     got, reason = classify(r, json.dumps({"model": "auto", "messages": [
         {"role": "user", "content": HARD}]}).encode())
-    assert got == "simple", reason
+    assert got == "moderate", reason
 
 
 def test_bad_bias_is_rejected(nginx):

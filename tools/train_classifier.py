@@ -39,8 +39,7 @@ SEED = 11
 FOLDS = 5
 L2 = 0.05               # on the weights, not the thresholds
 CLASS_WEIGHT = [1.0, 1.0, 2.0]   # a missed complex task costs quality
-TRAIN_RECALL = 0.97     # in-fold: the complex threshold keeps this recall
-BIASES = [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0]
+BIASES = [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0]
 
 TARGET_ACCURACY = 0.85
 TARGET_RECALL = 0.95
@@ -156,13 +155,6 @@ def fit(rows, nf):
             break
 
     w, th = params[:nf], sorted(params[nf:])
-
-    # the complex threshold keeps TRAIN_RECALL of the training fold's
-    # complex requests (fitted on the training fold only)
-    cx = sorted(score(w, r) for r in rows if r["y"] == 2)
-    if cx:
-        q = cx[int(math.floor((1 - TRAIN_RECALL) * len(cx)))]
-        th[1] = max(th[0], min(th[1], q))
     return [round(v, 4) for v in w], [round(v, 4) for v in th]
 
 
@@ -170,8 +162,9 @@ def score(w, r):
     return sum(a * b for a, b in zip(w, r["x"]))
 
 
-def tier_of(s, th):
-    return 2 if s >= th[1] else 1 if s >= th[0] else 0
+def tier_of(s, th, bias=0.0):
+    """ngx_http_llmroute_classify(): bias moves the complex cut only."""
+    return 2 if s + bias >= th[1] else 1 if s >= th[0] else 0
 
 
 def folds_of(groups):
@@ -296,7 +289,7 @@ def cmd_report(a):
         out = []
         for r in rs:
             s, th = cv_score(r)
-            out.append(tier_of(s + bias, th))
+            out.append(tier_of(s, th, bias))
         return out
 
     print("\ncross-validated (never scored by a model that saw its family):")
