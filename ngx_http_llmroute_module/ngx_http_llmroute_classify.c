@@ -802,13 +802,13 @@ ngx_http_llmroute_classify_vector(ngx_http_llmroute_req_t *req, double *f,
                                            NGX_HTTP_LLMROUTE_SCAN_TAIL);
 
         /*
-         * a follow-up is short and says nothing of the work itself: no
-         * keyword of its own but the weak hints, no code
+         * a follow-up is short, has no code and names no task of its own
+         * ("now the tests", "fix it" do follow up; "now design the
+         * multi-region version" is a new ask)
          */
 
         if (sc.words >= NGX_HTTP_LLMROUTE_FOLLOWUP_WORDS || sc.code
             || sc.hits[NGX_HTTP_LLMROUTE_KW_HARD]
-               + sc.hits[NGX_HTTP_LLMROUTE_KW_TASK]
                + sc.hits[NGX_HTTP_LLMROUTE_KW_MECH])
         {
             break;
