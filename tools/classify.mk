@@ -13,7 +13,8 @@
 # complex recall >= 0.95, routed cost within 10 % of the labels' cost, bare
 # and agent-wrapped each; replayed sessions <= 0.5 x all-complex).  The
 # corpus is the repository's own (make corpus -> build/corpus/); DEV=file
-# adds a labeled set classified by the shipped weights as a check.
+# adds a labeled set classified by the shipped weights as a check;
+# CLASSIFY_STRICT=0 prints the report without failing.
 
 # the repository root, from this file's own path (included or run with -f)
 CLASSIFY_MK   := $(abspath $(lastword $(MAKEFILE_LIST)))
@@ -43,6 +44,8 @@ SESSIONS   ?= $(CORPUS_DIR)/sessions.jsonl
 DEV        ?=
 CATALOG    ?= $(CLASSIFY_ROOT)/conf.d/catalog-example.conf
 CLASSIFY_ARGS ?=
+# 0: print the report, do not fail under the targets
+CLASSIFY_STRICT ?= 1
 
 .PHONY: classify-report classify-train classify-check classify-features \
         classify-tables
@@ -77,6 +80,7 @@ classify-tables: $(CLASSIFY_BIN)
 
 classify-report: classify-tables
 	$(CLASSIFY_PY) report $(CLASSIFY_TAB)/tiers.tsv \
+	    $$(test "$(CLASSIFY_STRICT)" = 0 && echo --advisory) \
 	    $$(test -f $(CLASSIFY_TAB)/anthropic.tsv \
 	       && echo --extra $(CLASSIFY_TAB)/anthropic.tsv) \
 	    $$(test -f $(CLASSIFY_TAB)/sessions.tsv \

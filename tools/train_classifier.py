@@ -376,7 +376,7 @@ def cmd_report(a):
              TARGET_SESSIONS))
     print("result: %s" % ("PASS" if not fails else "FAIL: " + "; ".join(
         fails)))
-    return 1 if fails else 0
+    return 1 if fails and not a.advisory else 0
 
 
 def main():
@@ -392,6 +392,8 @@ def main():
                         "Anthropic-shaped corpus")
     r.add_argument("--sessions")
     r.add_argument("--dev")
+    r.add_argument("--advisory", action="store_true",
+                   help="print the result, exit 0 under the targets")
     a = ap.parse_args()
     if a.cmd == "fit":
         cmd_fit(a)
