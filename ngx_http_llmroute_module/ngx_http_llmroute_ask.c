@@ -85,7 +85,7 @@ ngx_http_llmroute_ask_prev(ngx_http_llmroute_req_t *req, ngx_uint_t before)
         p = req->body + m->start;
         last = req->body + m->end;
 
-        if (*p != '[') {
+        if (!ngx_http_llmroute_ask_is_parts(req, m)) {
             if (ngx_http_llmroute_ask_has_text(p, last)) {
                 return i;
             }
@@ -101,6 +101,20 @@ ngx_http_llmroute_ask_prev(ngx_http_llmroute_req_t *req, ngx_uint_t before)
     }
 
     return -1;
+}
+
+
+/*
+ * an array of content parts, not a string that starts with "[": a string's
+ * span starts after its opening quote
+ */
+
+ngx_uint_t
+ngx_http_llmroute_ask_is_parts(ngx_http_llmroute_req_t *req,
+    ngx_http_llmroute_msg_t *m)
+{
+    return m->end > m->start && req->body[m->start] == '['
+           && (m->start == 0 || req->body[m->start - 1] != '"');
 }
 
 
@@ -160,7 +174,9 @@ ngx_http_llmroute_ask_part(u_char **pp, u_char *last, u_char **e)
         }
 
         if (*p != '{') {
+            k = p;
             p = ngx_http_llmroute_ask_skip(p, last);
+            p += (p == k);  /* a stray "}": skip it, never stand still */
             continue;
         }
 

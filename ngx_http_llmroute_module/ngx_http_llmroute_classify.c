@@ -137,7 +137,7 @@ static ngx_uint_t ngx_http_llmroute_classify_vector(
     ngx_http_llmroute_req_t *req, double *f, ngx_uint_t n,
     ngx_http_llmroute_ask_t *ask);
 static void ngx_http_llmroute_classify_message(ngx_http_llmroute_scan_t *sc,
-    u_char *p, u_char *last, size_t head, size_t tail);
+    u_char *p, u_char *last, ngx_uint_t parts, size_t head, size_t tail);
 static void ngx_http_llmroute_classify_prose(ngx_http_llmroute_scan_t *sc,
     u_char *p, u_char *last, size_t head, size_t tail);
 static void ngx_http_llmroute_classify_text(ngx_http_llmroute_scan_t *sc,
@@ -743,7 +743,7 @@ ngx_http_llmroute_classify_vector(ngx_http_llmroute_req_t *req, double *f,
     size_t                     text;
     double                     v[NGX_HTTP_LLMROUTE_NFEATURES];
     ngx_int_t                  k;
-    ngx_uint_t                 i, users, results, calls;
+    ngx_uint_t                 i, users, results, calls, parts;
     ngx_http_llmroute_msg_t   *m;
     ngx_http_llmroute_scan_t   sc;
 
@@ -796,8 +796,10 @@ ngx_http_llmroute_classify_vector(ngx_http_llmroute_req_t *req, double *f,
         m = &req->msgs[k];
         ask->msg[ask->n++] = k;
 
+        parts = ngx_http_llmroute_ask_is_parts(req, m);
+
         ngx_http_llmroute_classify_message(&sc, body + m->start,
-                                           body + m->end,
+                                           body + m->end, parts,
                                            NGX_HTTP_LLMROUTE_SCAN_HEAD,
                                            NGX_HTTP_LLMROUTE_SCAN_TAIL);
 
@@ -884,12 +886,12 @@ ngx_http_llmroute_classify_vector(ngx_http_llmroute_req_t *req, double *f,
 
 static void
 ngx_http_llmroute_classify_message(ngx_http_llmroute_scan_t *sc, u_char *p,
-    u_char *last, size_t head, size_t tail)
+    u_char *last, ngx_uint_t parts, size_t head, size_t tail)
 {
     size_t   len;
     u_char  *s, *e;
 
-    if (p == last || *p != '[') {
+    if (!parts) {
         ngx_http_llmroute_classify_prose(sc, p, last, head, tail);
         return;
     }

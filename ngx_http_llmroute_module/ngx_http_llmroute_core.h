@@ -254,6 +254,8 @@ ngx_uint_t ngx_http_llmroute_classify(ngx_http_llmroute_classifier_t *cl,
 /* the ask and the scaffolding around it: ngx_http_llmroute_ask.c */
 ngx_int_t ngx_http_llmroute_ask_prev(ngx_http_llmroute_req_t *req,
     ngx_uint_t before);
+ngx_uint_t ngx_http_llmroute_ask_is_parts(ngx_http_llmroute_req_t *req,
+    ngx_http_llmroute_msg_t *m);
 ngx_uint_t ngx_http_llmroute_ask_has_text(u_char *p, u_char *last);
 u_char *ngx_http_llmroute_ask_part(u_char **pp, u_char *last, u_char **e);
 u_char *ngx_http_llmroute_ask_block(u_char *p, u_char *last, u_char **end);
