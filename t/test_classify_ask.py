@@ -201,3 +201,14 @@ def test_bad_bias_is_rejected(nginx):
     assert rc != 0 and "[emerg]" in err, err
     assert "bias=high" in err, err
     assert "%s:%d" % (ngx.conf_path, ngx.conf_line_of(line)) in err, err
+
+
+def test_string_content_starting_with_a_bracket_is_text(gw):
+    # a string is not an array of parts because it starts with "["; a stray
+    # "}" in it once stopped the parts walk from advancing (fuzz timeout)
+    body = json.dumps({"model": "auto", "messages": [
+        {"role": "user",
+         "content": "[x} please rename cnt to count in utils.py"}]}).encode()
+    got, reason = classify(gw, body)
+    assert got == "simple" and reason.startswith("ask=msg[0] "), reason
+    assert "mechanical=" in reason, reason
