@@ -6,18 +6,18 @@
  * is in logits.
  */
 
-#define NGX_HTTP_LLMROUTE_CLASSIFY_MODERATE  1.0739
-#define NGX_HTTP_LLMROUTE_CLASSIFY_COMPLEX   4.0275
+#define NGX_HTTP_LLMROUTE_CLASSIFY_MODERATE  0.8278
+#define NGX_HTTP_LLMROUTE_CLASSIFY_COMPLEX   3.2244
 
 static double  ngx_http_llmroute_classifier_defaults[] = {
     0.0000,    /* length */
-    10.1288,   /* words */
-    -1.4257,   /* steps */
-    0.6514,    /* code */
-    6.6228,    /* reasoning */
-    0.9070,    /* task */
-    -3.1500,   /* mechanical */
-    -5.3682,   /* easy */
+    8.0216,    /* words */
+    7.9130,    /* steps */
+    0.8969,    /* code */
+    5.4403,    /* reasoning */
+    0.7550,    /* task */
+    -2.9266,   /* mechanical */
+    -4.5143,   /* easy */
     0.0000,    /* turns */
     0.0000,    /* tools */
     0.0000,    /* output */
