@@ -10,6 +10,7 @@ import json
 import pytest
 
 from llmroute_harness import CATALOG, CHAT, SERVER, post_json
+from test_anthropic import gateway  # noqa: F401 (fixture)
 
 REASON = "add_header X-Reason $llmroute_reason always;"
 
@@ -212,3 +213,27 @@ def test_string_content_starting_with_a_bracket_is_text(gw):
     got, reason = classify(gw, body)
     assert got == "simple" and reason.startswith("ask=msg[0] "), reason
     assert "mechanical=" in reason, reason
+
+
+def test_anthropic_tool_loop_reads_the_ask(gateway):
+    # Messages API: top-level system, tool_use / tool_result blocks; the
+    # user turn of tool results is not an ask
+    from test_anthropic import HDRS
+    g = gateway(location_extra=REASON)
+    hdrs = {k: v for k, v in HDRS.items() if k != "X-LLMRoute-Tier"}
+    for ask, tier in ((HARD, "complex"), (TRIVIAL, "simple")):
+        body = json.dumps({"model": "auto", "max_tokens": 1024,
+                           "system": AGENT_SYSTEM, "messages": [
+            {"role": "user", "content": [{"type": "text", "text": REMINDER},
+                                         {"type": "text", "text": ask}]},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "Grep",
+                 "input": {"pattern": "limit"}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1",
+                 "content": HARD_LOG}]}]}).encode()
+        resp = post_json(g.port, "/v1/messages", body, hdrs)
+        assert resp.status == 200, resp
+        reason = resp.header("X-Reason")
+        assert resp.header("X-LLMRoute-Tier") == tier, reason
+        assert reason.startswith("ask=msg[") and "]+" not in reason, reason
