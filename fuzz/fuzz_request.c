@@ -36,6 +36,7 @@
  *       fuzz/fuzz_request.c \
  *       ngx_http_llmroute_module/ngx_http_llmroute_json.c \
  *       ngx_http_llmroute_module/ngx_http_llmroute_classify.c \
+ *       ngx_http_llmroute_module/ngx_http_llmroute_ask.c \
  *       ngx_http_llmroute_module/ngx_http_llmroute_route.c
  */
 

@@ -23,17 +23,16 @@
 
 
 /*
- * the word scan is bounded so that a 1 MB body costs the same as a 20 KB
- * one: the head of the system prompt, the last user message up to HEAD
- * bytes plus its last TAIL bytes (code fences in between are still found
- * with memchr, to keep the code size exact), and the first bytes of earlier
- * user messages, which hold the original task of a follow-up
+ * the word scan is bounded so that a 1 MB ask costs the same as a 20 KB
+ * one: its first HEAD bytes plus its last TAIL bytes (code fences in
+ * between are still found with memchr, to keep the code size exact)
  */
-#define NGX_HTTP_LLMROUTE_SCAN_SYSTEM    2048
 #define NGX_HTTP_LLMROUTE_SCAN_HEAD      (16 * 1024)
 #define NGX_HTTP_LLMROUTE_SCAN_TAIL      (4 * 1024)
-#define NGX_HTTP_LLMROUTE_SCAN_EARLIER   1024
-#define NGX_HTTP_LLMROUTE_SCAN_HISTORY   (8 * 1024)
+
+/* a short follow-up is read with up to two asks before it */
+#define NGX_HTTP_LLMROUTE_ASK_MAX        3
+#define NGX_HTTP_LLMROUTE_FOLLOWUP_WORDS 10
 
 #define NGX_HTTP_LLMROUTE_KW_HARD        0
 #define NGX_HTTP_LLMROUTE_KW_TASK        1
@@ -59,7 +58,7 @@
 
 typedef enum {
     NGX_HTTP_LLMROUTE_F_LENGTH = 0,
-    NGX_HTTP_LLMROUTE_F_ASK,
+    NGX_HTTP_LLMROUTE_F_WORDS,
     NGX_HTTP_LLMROUTE_F_STEPS,
     NGX_HTTP_LLMROUTE_F_CODE,
     NGX_HTTP_LLMROUTE_F_REASONING,
@@ -72,6 +71,13 @@ typedef enum {
     NGX_HTTP_LLMROUTE_F_JSON,
     NGX_HTTP_LLMROUTE_NFEATURES
 } ngx_http_llmroute_feature_e;
+
+
+/* the messages read as the ask, latest first */
+typedef struct {
+    ngx_uint_t                  msg[NGX_HTTP_LLMROUTE_ASK_MAX];
+    ngx_uint_t                  n;
+} ngx_http_llmroute_ask_t;
 
 
 typedef struct {
@@ -109,6 +115,7 @@ typedef struct {
     ngx_uint_t                  line_syms;
     ngx_uint_t                  line_items;
     ngx_uint_t                  line_questions;
+    ngx_uint_t                  line_commas;
     ngx_uint_t                  pending[NGX_HTTP_LLMROUTE_KW_PENDING];
     ngx_uint_t                  npending;   /* keywords first hit here */
 
@@ -126,12 +133,13 @@ static uint64_t ngx_http_llmroute_classify_stem(ngx_http_llmroute_word_t *w);
 static void ngx_http_llmroute_classify_insert(uint64_t key, ngx_uint_t kw);
 static void ngx_http_llmroute_classify_lookup(ngx_http_llmroute_scan_t *sc,
     uint64_t key);
+static ngx_uint_t ngx_http_llmroute_classify_vector(
+    ngx_http_llmroute_req_t *req, double *f, ngx_uint_t n,
+    ngx_http_llmroute_ask_t *ask);
 static void ngx_http_llmroute_classify_message(ngx_http_llmroute_scan_t *sc,
+    u_char *p, u_char *last, ngx_uint_t parts, size_t head, size_t tail);
+static void ngx_http_llmroute_classify_prose(ngx_http_llmroute_scan_t *sc,
     u_char *p, u_char *last, size_t head, size_t tail);
-static size_t ngx_http_llmroute_classify_size(u_char *p, u_char *last,
-    ngx_uint_t parts);
-static u_char *ngx_http_llmroute_classify_string(u_char **pp, u_char *last,
-    u_char **e);
 static void ngx_http_llmroute_classify_text(ngx_http_llmroute_scan_t *sc,
     u_char *p, u_char *last, size_t head, size_t tail);
 static void ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc,
@@ -164,7 +172,7 @@ ngx_uint_t ngx_http_llmroute_classify_features(ngx_http_llmroute_req_t *req,
 /* feature names, then the two thresholds: llmroute_classifier NAME=VALUE */
 ngx_str_t  ngx_http_llmroute_classifier_names[] = {
     ngx_string("length"),
-    ngx_string("ask"),
+    ngx_string("words"),
     ngx_string("steps"),
     ngx_string("code"),
     ngx_string("reasoning"),
@@ -179,20 +187,11 @@ ngx_str_t  ngx_http_llmroute_classifier_names[] = {
 };
 
 
-static double  ngx_http_llmroute_classifier_defaults[] = {
-    0.10,   /* length */
-    0.30,   /* ask */
-    0.05,   /* steps */
-    0.05,   /* code */
-    0.60,   /* reasoning */
-    0.20,   /* task */
-    -0.40,  /* mechanical */
-    -0.20,  /* easy */
-    0.20,   /* turns */
-    0.20,   /* tools */
-    0.10,   /* output */
-    0.00    /* json */
-};
+/*
+ * the default weights and thresholds, fitted by tools/train_classifier.py
+ * on the labeled corpus (docs/classifier.md)
+ */
+#include <ngx_http_llmroute_classify_weights.h>
 
 
 /*
@@ -556,8 +555,9 @@ ngx_http_llmroute_classifier_init(ngx_http_llmroute_classifier_t *cl)
         cl->weight[i] = ngx_http_llmroute_classifier_defaults[i];
     }
 
-    cl->moderate = 0.10;
-    cl->complex = 0.55;
+    cl->moderate = NGX_HTTP_LLMROUTE_CLASSIFY_MODERATE;
+    cl->complex = NGX_HTTP_LLMROUTE_CLASSIFY_COMPLEX;
+    cl->bias = 0;
 
     ngx_http_llmroute_classify_build();
 }
@@ -580,6 +580,15 @@ ngx_http_llmroute_classifier_set(ngx_http_llmroute_classifier_t *cl,
         && ngx_strncasecmp(name->data, (u_char *) "complex", 7) == 0)
     {
         cl->complex = value;
+        return NGX_OK;
+    }
+
+    /* the cost knob: > 0 sends more to the complex tier, < 0 fewer */
+
+    if (name->len == 4
+        && ngx_strncasecmp(name->data, (u_char *) "bias", 4) == 0)
+    {
+        cl->bias = value;
         return NGX_OK;
     }
 
@@ -609,8 +618,11 @@ ngx_http_llmroute_classify(ngx_http_llmroute_classifier_t *cl,
     double      contrib[NGX_HTTP_LLMROUTE_NFEATURES];
     ngx_uint_t  i, k, j, tier, shown;
 
-    (void) ngx_http_llmroute_classify_features(req, f,
-                                               NGX_HTTP_LLMROUTE_NFEATURES);
+    ngx_http_llmroute_ask_t  ask;
+
+    (void) ngx_http_llmroute_classify_vector(req, f,
+                                             NGX_HTTP_LLMROUTE_NFEATURES,
+                                             &ask);
 
     score = 0;
 
@@ -619,7 +631,12 @@ ngx_http_llmroute_classify(ngx_http_llmroute_classifier_t *cl,
         score += contrib[i];
     }
 
-    tier = score >= cl->complex ? NGX_HTTP_LLMROUTE_TIER_COMPLEX
+    /*
+     * bias is the cost knob: it moves the complex cut only (complex recall
+     * against cost); the simple / moderate cut stays where it was fitted
+     */
+
+    tier = score + cl->bias >= cl->complex ? NGX_HTTP_LLMROUTE_TIER_COMPLEX
            : score >= cl->moderate ? NGX_HTTP_LLMROUTE_TIER_MODERATE
            : NGX_HTTP_LLMROUTE_TIER_SIMPLE;
 
@@ -639,7 +656,21 @@ ngx_http_llmroute_classify(ngx_http_llmroute_classifier_t *cl,
     p = reason;
     last = reason + size - 1;
 
-    p = ngx_http_llmroute_classify_copy(p, last, "score=");
+    /* the message(s) read as the ask: "ask=msg[7]", "ask=msg[9]+msg[7]" */
+
+    p = ngx_http_llmroute_classify_copy(p, last, "ask=");
+
+    if (ask.n == 0) {
+        p = ngx_http_llmroute_classify_copy(p, last, "none");
+    }
+
+    for (i = 0; i < ask.n; i++) {
+        p = ngx_http_llmroute_classify_copy(p, last, i ? "+msg[" : "msg[");
+        p = ngx_http_llmroute_classify_number(p, last, (double) ask.msg[i], 0);
+        p = ngx_http_llmroute_classify_copy(p, last, "]");
+    }
+
+    p = ngx_http_llmroute_classify_copy(p, last, " score=");
     p = ngx_http_llmroute_classify_number(p, last, score, 1);
 
     shown = 0;
@@ -690,10 +721,29 @@ ngx_uint_t
 ngx_http_llmroute_classify_features(ngx_http_llmroute_req_t *req, double *f,
     ngx_uint_t n)
 {
+    ngx_http_llmroute_ask_t  ask;
+
+    return ngx_http_llmroute_classify_vector(req, f, n, &ask);
+}
+
+
+/*
+ * the features of the ask: the latest user message with words of its own,
+ * read with the one or two before it when it is a short follow-up ("do
+ * it", "try again"); the rest of the request (system prompt, tool schemas,
+ * answers, tool results, blocks injected into the user turn) is scaffolding
+ * and gives sizes and counts only
+ */
+
+static ngx_uint_t
+ngx_http_llmroute_classify_vector(ngx_http_llmroute_req_t *req, double *f,
+    ngx_uint_t n, ngx_http_llmroute_ask_t *ask)
+{
     u_char                    *body;
-    size_t                     budget, len, text;
+    size_t                     text;
     double                     v[NGX_HTTP_LLMROUTE_NFEATURES];
-    ngx_uint_t                 i, last_user, users, results, calls;
+    ngx_int_t                  k;
+    ngx_uint_t                 i, users, results, calls, parts;
     ngx_http_llmroute_msg_t   *m;
     ngx_http_llmroute_scan_t   sc;
 
@@ -704,23 +754,22 @@ ngx_http_llmroute_classify_features(ngx_http_llmroute_req_t *req, double *f,
     ngx_memzero(&sc, sizeof(ngx_http_llmroute_scan_t));
 
     body = req->body;
-    text = 0;
-    last_user = req->nmsgs;
+    text = req->text_bytes;
     users = 0;
     results = 0;
     calls = 0;
 
     for (i = 0; i < req->nmsgs; i++) {
         m = &req->msgs[i];
-        text += ngx_http_llmroute_classify_size(body + m->start,
-                                                body + m->end,
-                                                m->tool_calls == 0);
 
         switch (m->role) {
 
+        case NGX_HTTP_LLMROUTE_ROLE_SYSTEM:
+            text -= ngx_min(text, m->text);   /* the app's, not the task's */
+            break;
+
         case NGX_HTTP_LLMROUTE_ROLE_USER:
             users++;
-            last_user = i;
             break;
 
         case NGX_HTTP_LLMROUTE_ROLE_TOOL:
@@ -733,46 +782,39 @@ ngx_http_llmroute_classify_features(ngx_http_llmroute_req_t *req, double *f,
         }
     }
 
-    /*
-     * vocabulary of the system prompt and of the earlier user turns counts
-     * (a persona "security auditor", a first request "convert ..." that a
-     * follow-up only tweaks), sizes and list items count for the ask only
-     */
+    sc.count = 1;
+    ask->n = 0;
+    k = req->nmsgs;
 
-    budget = NGX_HTTP_LLMROUTE_SCAN_SYSTEM;
+    while (ask->n < NGX_HTTP_LLMROUTE_ASK_MAX) {
+        k = ngx_http_llmroute_ask_prev(req, k);
 
-    for (i = 0; i < req->nmsgs && budget; i++) {
-        m = &req->msgs[i];
-
-        if (m->role == NGX_HTTP_LLMROUTE_ROLE_SYSTEM) {
-            len = ngx_min(m->end - m->start, budget);
-            ngx_http_llmroute_classify_message(&sc, body + m->start,
-                                               body + m->end, len, 0);
-            budget -= len;
+        if (k < 0) {
+            break;
         }
-    }
 
-    budget = NGX_HTTP_LLMROUTE_SCAN_HISTORY;
+        m = &req->msgs[k];
+        ask->msg[ask->n++] = k;
 
-    for (i = 0; i < last_user && budget; i++) {
-        m = &req->msgs[i];
+        parts = ngx_http_llmroute_ask_is_parts(req, m);
 
-        if (m->role == NGX_HTTP_LLMROUTE_ROLE_USER) {
-            len = ngx_min(m->end - m->start,
-                          ngx_min(budget, NGX_HTTP_LLMROUTE_SCAN_EARLIER));
-            ngx_http_llmroute_classify_message(&sc, body + m->start,
-                                               body + m->end, len, 0);
-            budget -= len;
-        }
-    }
-
-    if (last_user < req->nmsgs) {
-        m = &req->msgs[last_user];
-        sc.count = 1;
         ngx_http_llmroute_classify_message(&sc, body + m->start,
-                                           body + m->end,
+                                           body + m->end, parts,
                                            NGX_HTTP_LLMROUTE_SCAN_HEAD,
                                            NGX_HTTP_LLMROUTE_SCAN_TAIL);
+
+        /*
+         * a follow-up is short, has no code and names no task of its own
+         * ("now the tests", "fix it" do follow up; "now design the
+         * multi-region version" is a new ask)
+         */
+
+        if (sc.words >= NGX_HTTP_LLMROUTE_FOLLOWUP_WORDS || sc.code
+            || sc.hits[NGX_HTTP_LLMROUTE_KW_HARD]
+               + sc.hits[NGX_HTTP_LLMROUTE_KW_MECH])
+        {
+            break;
+        }
     }
 
     /* scales: where a feature starts to count and where it saturates */
@@ -782,7 +824,7 @@ ngx_http_llmroute_classify_features(ngx_http_llmroute_req_t *req, double *f,
         ngx_http_llmroute_classify_log2(128),
         ngx_http_llmroute_classify_log2(8192));
 
-    v[NGX_HTTP_LLMROUTE_F_ASK] = ngx_http_llmroute_classify_ramp(
+    v[NGX_HTTP_LLMROUTE_F_WORDS] = ngx_http_llmroute_classify_ramp(
         ngx_http_llmroute_classify_log2((double) sc.words + 1),
         ngx_http_llmroute_classify_log2(16),
         ngx_http_llmroute_classify_log2(256));
@@ -838,136 +880,62 @@ ngx_http_llmroute_classify_features(ngx_http_llmroute_req_t *req, double *f,
 
 /*
  * one message's content: a string is text; an array of content parts has
- * its "text" values scanned, in order, while the head window lasts (images
- * and other parts are skipped with memchr, never read word by word)
+ * its text parts scanned, in order, while the head window lasts (images,
+ * tool calls and tool results are skipped whole, never read word by word)
  */
 
 static void
 ngx_http_llmroute_classify_message(ngx_http_llmroute_scan_t *sc, u_char *p,
-    u_char *last, size_t head, size_t tail)
+    u_char *last, ngx_uint_t parts, size_t head, size_t tail)
 {
     size_t   len;
     u_char  *s, *e;
 
-    if (p == last || *p != '[') {
-        ngx_http_llmroute_classify_text(sc, p, last, head, tail);
+    if (!parts) {
+        ngx_http_llmroute_classify_prose(sc, p, last, head, tail);
         return;
     }
 
     head += tail;
 
     while (head) {
-        s = ngx_http_llmroute_classify_string(&p, last, &e);
-        if (s == NULL) {
-            return;
-        }
-
-        if (e - s != 4 || ngx_memcmp(s, "text", 4) != 0) {
-            continue;
-        }
-
-        while (p < last && (*p == ' ' || *p == '\n' || *p == '\r'
-                            || *p == '\t' || *p == ':'))
-        {
-            p++;
-        }
-
-        if (p == last || *p != '"') {
-            continue;   /* "type": "text", or not a string */
-        }
-
-        s = ngx_http_llmroute_classify_string(&p, last, &e);
+        s = ngx_http_llmroute_ask_part(&p, last, &e);
         if (s == NULL) {
             return;
         }
 
         len = ngx_min((size_t) (e - s), head);
-        ngx_http_llmroute_classify_text(sc, s, e, len, 0);
+        ngx_http_llmroute_classify_prose(sc, s, e, len, 0);
         head -= len;
     }
 }
 
 
 /*
- * the text bytes of a content: the span of a string, the "text" values of
- * an array of parts (a base64 image is not prompt text), or all of it
+ * the user's own words in a text: the blocks an agent injects at the start
+ * of a line (<system-reminder>, <environment_details>) are skipped whole
  */
 
-static size_t
-ngx_http_llmroute_classify_size(u_char *p, u_char *last, ngx_uint_t parts)
+static void
+ngx_http_llmroute_classify_prose(ngx_http_llmroute_scan_t *sc, u_char *p,
+    u_char *last, size_t head, size_t tail)
 {
-    size_t   n;
-    u_char  *s, *e;
-
-    if (p == last || *p != '[' || !parts) {
-        return last - p;
-    }
-
-    n = 0;
+    size_t   len;
+    u_char  *b, *e;
 
     for ( ;; ) {
-        s = ngx_http_llmroute_classify_string(&p, last, &e);
-        if (s == NULL) {
-            return n;
+        b = ngx_http_llmroute_ask_block(p, last, &e);
+
+        if (b == last) {
+            ngx_http_llmroute_classify_text(sc, p, last, head, tail);
+            return;
         }
 
-        if (e - s != 4 || ngx_memcmp(s, "text", 4) != 0) {
-            continue;
-        }
-
-        while (p < last && (*p == ' ' || *p == '\n' || *p == '\r'
-                            || *p == '\t' || *p == ':'))
-        {
-            p++;
-        }
-
-        if (p < last && *p == '"') {
-            s = ngx_http_llmroute_classify_string(&p, last, &e);
-            if (s == NULL) {
-                return n;
-            }
-
-            n += e - s;
-        }
+        len = ngx_min((size_t) (b - p), head);
+        ngx_http_llmroute_classify_text(sc, p, b, len, 0);
+        head -= len;
+        p = e;
     }
-}
-
-
-/* the next JSON string from *pp on: returns its raw bytes up to *e */
-
-static u_char *
-ngx_http_llmroute_classify_string(u_char **pp, u_char *last, u_char **e)
-{
-    u_char  *s, *q, *b;
-
-    q = memchr(*pp, '"', last - *pp);
-    if (q == NULL) {
-        return NULL;
-    }
-
-    s = q + 1;
-
-    for (q = s; /* void */ ; q++) {
-        q = memchr(q, '"', last - q);
-        if (q == NULL) {
-            return NULL;
-        }
-
-        /* an odd run of backslashes escapes the quote */
-
-        for (b = q; b > s && b[-1] == '\\'; b--) {
-            /* void */
-        }
-
-        if (((q - b) & 1) == 0) {
-            break;
-        }
-    }
-
-    *e = q;
-    *pp = q + 1;
-
-    return s;
 }
 
 
@@ -1160,6 +1128,16 @@ ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
             continue;
         }
 
+        /* a raw CJK character (UTF-8, 3 bytes) is about a word of prose */
+
+        if (c >= 0xe3 && c <= 0xed) {
+            sc->line_words++;
+            sc->line_alnum += 2;
+            p += ngx_min(3, last - p);
+            pair = 0;
+            continue;
+        }
+
         /* pairs are joined by spaces, "-", "_", "/" and tabs only */
 
         switch (c) {
@@ -1193,6 +1171,15 @@ ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
                 continue;
 
             case 'u':
+                /* an escaped CJK character is about a word of prose */
+
+                lc = last - p >= 6 ? (p[2] | 0x20) : 0;
+
+                if ((lc >= '3' && lc <= '9') || (lc >= 'a' && lc <= 'c')) {
+                    sc->line_words++;
+                    sc->line_alnum += 2;
+                }
+
                 p += ngx_min(6, last - p);
                 break;
 
@@ -1231,6 +1218,10 @@ ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
 
         case '?':
             sc->line_questions += !tick;
+            break;
+
+        case ',':
+            sc->line_commas += !tick;
             break;
 
         case '(':
@@ -1303,6 +1294,7 @@ ngx_http_llmroute_classify_bol(ngx_http_llmroute_scan_t *sc, u_char *p)
     sc->line_syms = 0;
     sc->line_items = 0;
     sc->line_questions = 0;
+    sc->line_commas = 0;
     sc->npending = 0;
     sc->code_line = 0;
 }
@@ -1394,7 +1386,11 @@ ngx_http_llmroute_classify_eol(ngx_http_llmroute_scan_t *sc, u_char *p)
         break;
     }
 
-    if (sc->code_line || sc->line_syms * 8 > sc->line_alnum) {
+    /* a line dense with commas is data (CSV), measured like code */
+
+    if (sc->code_line || sc->line_syms * 8 > sc->line_alnum
+        || sc->line_commas * 6 > sc->line_alnum)
+    {
 
         for (i = 0; i < sc->npending; i++) {
             kw = sc->pending[i];
@@ -1418,6 +1414,7 @@ ngx_http_llmroute_classify_eol(ngx_http_llmroute_scan_t *sc, u_char *p)
     sc->line_syms = 0;
     sc->line_items = 0;
     sc->line_questions = 0;
+    sc->line_commas = 0;
     sc->line = p;
 }
 

@@ -165,6 +165,7 @@ typedef struct {
     double                      weight[NGX_HTTP_LLMROUTE_MAX_FEATURES];
     double                      moderate;   /* score thresholds */
     double                      complex;
+    double                      bias;       /* added to every score */
 } ngx_http_llmroute_classifier_t;
 
 
@@ -282,6 +283,15 @@ ngx_int_t ngx_http_llmroute_classifier_set(ngx_http_llmroute_classifier_t *cl,
 ngx_uint_t ngx_http_llmroute_classify(ngx_http_llmroute_classifier_t *cl,
     ngx_http_llmroute_req_t *req, u_char *reason, size_t size,
     size_t *reason_len);
+
+/* the ask and the scaffolding around it: ngx_http_llmroute_ask.c */
+ngx_int_t ngx_http_llmroute_ask_prev(ngx_http_llmroute_req_t *req,
+    ngx_uint_t before);
+ngx_uint_t ngx_http_llmroute_ask_is_parts(ngx_http_llmroute_req_t *req,
+    ngx_http_llmroute_msg_t *m);
+ngx_uint_t ngx_http_llmroute_ask_has_text(u_char *p, u_char *last);
+u_char *ngx_http_llmroute_ask_part(u_char **pp, u_char *last, u_char **e);
+u_char *ngx_http_llmroute_ask_block(u_char *p, u_char *last, u_char **end);
 
 ngx_int_t ngx_http_llmroute_resolve_model(ngx_http_llmroute_catalog_t *cat,
     ngx_str_t *model, ngx_http_llmroute_want_t *want);

@@ -28,6 +28,7 @@ CATALOG_CORE    := $(CATALOG_ROOT)/tools/catalog_conf.c \
                    $(CATALOG_MODSRC)/ngx_http_llmroute_json.c \
                    $(CATALOG_MODSRC)/ngx_http_llmroute_scan.c \
                    $(CATALOG_MODSRC)/ngx_http_llmroute_classify.c \
+                   $(CATALOG_MODSRC)/ngx_http_llmroute_ask.c \
                    $(CATALOG_MODSRC)/ngx_http_llmroute_route.c
 
 CATALOG_PYTHON ?= /usr/bin/python3
@@ -40,7 +41,8 @@ catalog-tool: $(CATALOG_BIN)
 $(CATALOG_BIN): $(CATALOG_SRCS) $(CATALOG_CORE) $(CATALOG_DIR)/llmroute_catalog.h \
                 $(CATALOG_MODSRC)/ngx_http_llmroute_core.h \
                 $(CATALOG_MODSRC)/ngx_http_llmroute_scan.h \
-                $(CATALOG_ROOT)/tools/catalog_conf.h
+                $(CATALOG_ROOT)/tools/catalog_conf.h \
+                $(CATALOG_MODSRC)/ngx_http_llmroute_classify_weights.h
 	@mkdir -p $(CATALOG_OUT)
 	$(CATALOG_CC) $(CATALOG_CFLAGS) -DNGX_HTTP_LLMROUTE_STANDALONE \
 	    -I $(CATALOG_MODSRC) -I $(CATALOG_ROOT)/tools -o $@ \
