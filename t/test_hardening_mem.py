@@ -376,6 +376,7 @@ def test_unconfirmed_batch_survives_reload(lim, tmp_path):
     redis.start()
     try:
         http = ("log_format costs '$llmroute_cost';\n"
+                "llmroute_client_hash key_env=TEST_CLIENT_SECRET;\n"
                 "llmroute_redis 127.0.0.1:%d sync=100ms timeout=300ms;\n"
                 % redis.port)
         loc = "access_log logs/cost.log costs;"

@@ -220,7 +220,8 @@ def test_soak_long(nginx, mocks, tmp_path):
     catalog = CATALOG.replace("llmroute_zone llmroute:1m;",
                               "llmroute_zone llmroute:256k;") + SLOW
     http = (catalog + "llmroute_redis 127.0.0.1:%d sync=100ms;\n"
-            % redis.port + "log_format soak '$status $llmroute_cost "
+            % redis.port + "llmroute_client_hash key_env=TEST_CLIENT_SECRET;\n"
+            "log_format soak '$status $llmroute_cost "
             "$http_x_team';\n")
     loc = ("llmroute_retries 2; proxy_connect_timeout 1s; "
            "proxy_read_timeout 5s; access_log logs/soak.log soak; "
