@@ -5,11 +5,12 @@
 #                fuzz regressions, nginx tests)
 #   make -C fuzz fuzz FUZZ_SECONDS=60   fuzz the request and usage parsers
 #   scripts/test-asan.sh                the nginx tests against an ASan build
+#   make soak    the long soak (10 min; SOAK_SECONDS=N to change)
 
 PYTHON ?= /usr/bin/python3
 PYTEST ?= $(PYTHON) -m pytest
 
-.PHONY: all deps build run test test-unit test-nginx classify-report bench \
+.PHONY: all deps build run test test-unit test-nginx classify-report bench soak \
         micro clean
 
 all: build
@@ -47,3 +48,8 @@ micro:
 
 clean:
 	rm -rf build build-asan
+
+# the long soak (not in `make test`): SOAK_SECONDS=600 by default
+soak: build
+	SOAK_LONG=1 SOAK_SECONDS=$${SOAK_SECONDS:-600} $(PYTEST) -s -q \
+	    -p no:cacheprovider t/test_soak.py -k soak_long

@@ -17,7 +17,7 @@ static void ngx_http_llmroute_account_usage(ngx_http_request_t *r,
     ngx_http_llmroute_main_conf_t *lmcf, ngx_http_llmroute_ctx_t *ctx);
 static void ngx_http_llmroute_account_latency(ngx_http_request_t *r,
     ngx_http_llmroute_provider_stats_t *ps);
-static void ngx_http_llmroute_observe(ngx_atomic_t *hist, ngx_msec_t ms);
+static void ngx_http_llmroute_observe(ngx_http_llmroute_counter_t *hist, ngx_msec_t ms);
 static void ngx_http_llmroute_account_stats(ngx_http_request_t *r,
     ngx_http_llmroute_main_conf_t *lmcf, ngx_http_llmroute_ctx_t *ctx,
     ngx_uint_t code);
@@ -98,8 +98,13 @@ ngx_http_llmroute_log_handler(ngx_http_request_t *r)
             return NGX_DECLINED;
         }
 
-        (void) ngx_atomic_fetch_add(&ms->requests[ctx->tier][code], 1);
-        (void) ngx_atomic_fetch_add(&lmcf->sh->rejected[ctx->reject], 1);
+        ngx_http_llmroute_count(&ms->requests[ctx->tier][code], 1);
+
+        /* refused by the gateway, not a client that left during the body */
+
+        if (ctx->error_sent || ctx->replace_body) {
+            ngx_http_llmroute_count(&lmcf->sh->rejected[ctx->reject], 1);
+        }
 
         return NGX_DECLINED;
     }
@@ -184,20 +189,20 @@ ngx_http_llmroute_account_stats(ngx_http_request_t *r,
         return;
     }
 
-    (void) ngx_atomic_fetch_add(&ms->requests[ctx->tier][code], 1);
-    (void) ngx_atomic_fetch_add(&ms->prompt_tokens, ctx->prompt_tokens);
-    (void) ngx_atomic_fetch_add(&ms->completion_tokens,
+    ngx_http_llmroute_count(&ms->requests[ctx->tier][code], 1);
+    ngx_http_llmroute_count(&ms->prompt_tokens, ctx->prompt_tokens);
+    ngx_http_llmroute_count(&ms->completion_tokens,
                                 ctx->completion_tokens);
-    (void) ngx_atomic_fetch_add(&ms->cached_tokens, ctx->cached_tokens);
-    (void) ngx_atomic_fetch_add(&ms->cache_write_tokens,
-                                ctx->cache_write_tokens);
-    (void) ngx_atomic_fetch_add(&ms->cost, ctx->cost);
+    ngx_http_llmroute_count(&ms->cached_tokens, ctx->cached_tokens);
+    ngx_http_llmroute_count(&ms->cache_write_tokens, ctx->cache_write_tokens);
+    ngx_http_llmroute_money_counter_add(&ms->cost, ctx->cost);
 
-    (void) ngx_atomic_fetch_add(&ps->tokens,
+    ngx_http_llmroute_count(&ps->tokens,
                                 ctx->prompt_tokens + ctx->completion_tokens);
 
     if (ctx->savings > 0) {
-        (void) ngx_atomic_fetch_add(&lmcf->sh->savings, ctx->savings);
+        ngx_http_llmroute_money_counter_add(&lmcf->sh->savings,
+                                           ctx->savings);
     }
 
     ngx_http_llmroute_account_latency(r, ps);
@@ -330,14 +335,14 @@ ngx_http_llmroute_account_latency(ngx_http_request_t *r,
     ngx_http_llmroute_observe(ps->ttfb, state->header_time);
     ngx_http_llmroute_observe(ps->total, state->response_time);
 
-    (void) ngx_atomic_fetch_add(&ps->ttfb_ms, state->header_time);
-    (void) ngx_atomic_fetch_add(&ps->total_ms, state->response_time);
-    (void) ngx_atomic_fetch_add(&ps->count, 1);
+    ngx_http_llmroute_count(&ps->ttfb_ms, state->header_time);
+    ngx_http_llmroute_count(&ps->total_ms, state->response_time);
+    ngx_http_llmroute_count(&ps->count, 1);
 }
 
 
 static void
-ngx_http_llmroute_observe(ngx_atomic_t *hist, ngx_msec_t ms)
+ngx_http_llmroute_observe(ngx_http_llmroute_counter_t *hist, ngx_msec_t ms)
 {
     ngx_uint_t  i;
 
@@ -347,5 +352,5 @@ ngx_http_llmroute_observe(ngx_atomic_t *hist, ngx_msec_t ms)
         }
     }
 
-    (void) ngx_atomic_fetch_add(&hist[i], 1);
+    ngx_http_llmroute_count(&hist[i], 1);
 }

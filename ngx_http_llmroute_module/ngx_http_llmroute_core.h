@@ -85,8 +85,15 @@ ngx_strncasecmp(u_char *s1, u_char *s2, size_t n)
 #define NGX_HTTP_LLMROUTE_INVALID_REQUEST 2
 #define NGX_HTTP_LLMROUTE_TOO_COMPLEX     3
 
-/* a body with more JSON tokens than this is refused (memory bound) */
-#define NGX_HTTP_LLMROUTE_MAX_TOKENS      (1 << 21)
+/*
+ * A body with more JSON values than this is refused (413): the token
+ * array of a request is at most 262,144 x 20 bytes = 5 MB, whatever
+ * client_max_body_size allows (a 4 MB "[0,0,...]" once needed 40 MB).
+ */
+#define NGX_HTTP_LLMROUTE_MAX_TOKENS      (1 << 18)
+
+/* a cost (nano-USD) saturates here: it must fit every signed counter */
+#define NGX_HTTP_LLMROUTE_COST_MAX        ((uint64_t) 0x7fffffffffffffffLL)
 
 #define NGX_HTTP_LLMROUTE_MAX_FEATURES    32
 #define NGX_HTTP_LLMROUTE_MAX_PROVIDERS   64

@@ -27,6 +27,9 @@ static ngx_int_t ngx_http_llmroute_scan(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_llmroute_strip(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx, ngx_chain_t *in);
+static void ngx_http_llmroute_strip_sent(ngx_http_llmroute_ctx_t *ctx);
+static ngx_int_t ngx_http_llmroute_stash(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx, u_char *cur, off_t cur_start, off_t keep);
 static u_char *ngx_http_llmroute_emit(ngx_http_llmroute_ctx_t *ctx,
     u_char *dst, off_t from, off_t to, u_char *cur, off_t cur_start);
 static void *ngx_http_llmroute_filter_alloc(void *data, size_t size);
@@ -353,7 +356,6 @@ static ngx_int_t
 ngx_http_llmroute_scan_init(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
     ngx_uint_t check)
 {
-    u_char                     *carry;
     ngx_uint_t                  sse;
     ngx_http_llmroute_usage_t  *u;
 
@@ -402,14 +404,7 @@ ngx_http_llmroute_scan_init(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    carry = NULL;
-
-    if (sse) {
-        carry = ngx_pnalloc(r->pool, NGX_HTTP_LLMROUTE_CARRY);
-        if (carry == NULL) {
-            return NGX_ERROR;
-        }
-    }
+    /* an SSE line carried across buffers: grown when one needs it */
 
     if (ngx_http_llmroute_usage_init(u,
             (sse ? NGX_HTTP_LLMROUTE_USAGE_SSE
@@ -418,7 +413,7 @@ ngx_http_llmroute_scan_init(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
                          : NGX_HTTP_LLMROUTE_USAGE_JSON
                            |NGX_HTTP_LLMROUTE_USAGE_JSON_LAZY)
             | ngx_http_llmroute_formats[ctx->req.format].usage_flags,
-            carry, sse ? NGX_HTTP_LLMROUTE_CARRY : 0,
+            NULL, sse ? NGX_HTTP_LLMROUTE_CARRY : 0,
             ngx_http_llmroute_filter_alloc, ngx_http_llmroute_filter_free,
             r->pool)
         != NGX_OK)
@@ -435,11 +430,6 @@ ngx_http_llmroute_scan_init(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
     if (sse && ctx->strip_usage) {
         ctx->strip = 1;
         ngx_http_clear_content_length(r);
-
-        ctx->stash = ngx_pnalloc(r->pool, 2 * NGX_HTTP_LLMROUTE_CARRY + 2);
-        if (ctx->stash == NULL) {
-            return NGX_ERROR;
-        }
     }
 
     return NGX_OK;
@@ -471,7 +461,12 @@ ngx_http_llmroute_scan(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
  * Strip mode: the stream is re-emitted into buffers of our own, minus the
  * usage-only events the scanner reports.  Bytes the scanner has not
  * decided yet (at most one event) wait in ctx->stash, which always holds
- * the stream bytes [ctx->out, offset of the current buffer).
+ * the stream bytes [ctx->out, offset of the current buffer).  Output
+ * buffers are reused once the next filters have sent them (free/busy
+ * chains, as the gzip and sub filters do), and an input buffer counts as
+ * consumed only when the copy made of it has been sent (its shadow): the
+ * provider is read no faster than the client takes the stream, and a
+ * stream of any length needs a few buffers of about proxy_buffer_size.
  */
 
 static ngx_int_t
@@ -480,11 +475,11 @@ ngx_http_llmroute_strip(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
 {
     u_char                          *p, *d, *start;
     off_t                            cur_start, keep;
-    size_t                           n, size;
+    size_t                           n, size, need;
     ngx_int_t                        rc;
     ngx_uint_t                       last, flush;
     ngx_buf_t                       *b, *ob;
-    ngx_chain_t                     *cl, *out, **ll;
+    ngx_chain_t                     *cl, *out, **ll, *ocl;
     ngx_http_llmroute_usage_t       *u;
     ngx_http_llmroute_usage_span_t   span;
 
@@ -505,16 +500,38 @@ ngx_http_llmroute_strip(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
 
         /* room for the stash and this buffer, at most */
 
-        ob = ngx_calloc_buf(r->pool);
-        if (ob == NULL) {
+        need = (u->offset - ctx->out) + size + 1;
+
+        ocl = ngx_chain_get_free_buf(r->pool, &ctx->free);
+        if (ocl == NULL) {
             return NGX_ERROR;
         }
 
-        start = ngx_pnalloc(r->pool, (u->offset - ctx->out) + size + 1);
-        if (start == NULL) {
-            return NGX_ERROR;
+        ob = ocl->buf;
+
+        if ((size_t) (ob->end - ob->start) < need) {
+            if (ob->start) {
+                (void) ngx_pfree(r->pool, ob->start);
+            }
+
+            n = ngx_max(need, 4096);
+
+            ob->start = ngx_pnalloc(r->pool, n);
+            if (ob->start == NULL) {
+                return NGX_ERROR;
+            }
+
+            ob->end = ob->start + n;
         }
 
+        ob->tag = (ngx_buf_tag_t) &ngx_http_llmroute_module;
+        ob->shadow = b;
+        ob->pos = ob->start;
+        ob->last = ob->start;
+        ob->memory = 0;
+        ob->temporary = 0;
+
+        start = ob->start;
         d = start;
         cur_start = u->offset;
 
@@ -557,30 +574,24 @@ ngx_http_llmroute_strip(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
             return NGX_ERROR;
         }
 
-        if (keep) {
-            if (ctx->out < cur_start) {
-                ngx_memmove(ctx->stash,
-                            ctx->stash + (ctx->out - ctx->stash_start),
-                            cur_start - ctx->out);
-                ngx_memcpy(ctx->stash + (cur_start - ctx->out), b->pos,
-                           u->offset - cur_start);
-
-            } else {
-                ngx_memcpy(ctx->stash, b->pos + (ctx->out - cur_start),
-                           keep);
-            }
+        if (keep && ngx_http_llmroute_stash(r, ctx, b->pos, cur_start, keep)
+                    != NGX_OK)
+        {
+            return NGX_ERROR;
         }
 
         ctx->stash_start = ctx->out;
 
-        b->pos = b->last;
-
         if (d == start && !b->last_buf && !b->flush) {
+            /* nothing to send: consumed, and ours goes back */
+            b->pos = b->last;
+            ob->shadow = NULL;
+            ocl->next = ctx->free;
+            ctx->free = ocl;
             continue;
         }
 
         if (d > start) {
-            ob->pos = start;
             ob->last = d;
             ob->memory = 1;
         }
@@ -589,24 +600,105 @@ ngx_http_llmroute_strip(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
         ob->last_in_chain = b->last_in_chain;
         ob->flush = b->flush || !b->last_buf;
 
-        *ll = ngx_alloc_chain_link(r->pool);
-        if (*ll == NULL) {
-            return NGX_ERROR;
-        }
-
-        (*ll)->buf = ob;
-        ll = &(*ll)->next;
+        *ll = ocl;
+        ll = &ocl->next;
     }
 
     *ll = NULL;
 
-    if (out == NULL) {
-        return (flush || last) ? ngx_http_next_body_filter(r, NULL) : NGX_OK;
+    if (out == NULL && in != NULL && !flush && !last) {
+        return NGX_OK;
     }
+
+    /* with in == NULL: the client can take more, push what waits */
 
     rc = ngx_http_next_body_filter(r, out);
 
+    *ll = ctx->busy;            /* busy: what was sent now, then before */
+    ctx->busy = out;
+
+    ngx_http_llmroute_strip_sent(ctx);
+
     return rc;
+}
+
+
+/* buffers the next filters have sent are free again, their input too */
+
+static void
+ngx_http_llmroute_strip_sent(ngx_http_llmroute_ctx_t *ctx)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl, **ll;
+
+    for (ll = &ctx->busy; *ll; /* void */) {
+        cl = *ll;
+        b = cl->buf;
+
+        if (ngx_buf_size(b) != 0) {
+            ll = &cl->next;
+            continue;
+        }
+
+        if (b->shadow) {
+            b->shadow->pos = b->shadow->last;
+            b->shadow = NULL;
+        }
+
+        b->pos = b->start;
+        b->last = b->start;
+
+        *ll = cl->next;
+        cl->next = ctx->free;
+        ctx->free = cl;
+    }
+}
+
+
+/*
+ * ctx->stash becomes the stream bytes [ctx->out, ctx->out + keep): the
+ * part before cur_start is in the stash already, the rest in cur.  The
+ * stash grows on demand (usually one SSE line, at most one event).
+ */
+
+static ngx_int_t
+ngx_http_llmroute_stash(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
+    u_char *cur, off_t cur_start, off_t keep)
+{
+    u_char  *dst;
+    size_t   old, size;
+
+    dst = ctx->stash;
+    size = ctx->stash_size;
+
+    if ((size_t) keep > size) {
+        size = ngx_max((size_t) keep, ngx_max(2 * ctx->stash_size, 1024));
+
+        dst = ngx_pnalloc(r->pool, size);
+        if (dst == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ctx->out < cur_start) {
+        old = cur_start - ctx->out;
+        ngx_memmove(dst, ctx->stash + (ctx->out - ctx->stash_start), old);
+        ngx_memcpy(dst + old, cur, keep - old);
+
+    } else {
+        ngx_memcpy(dst, cur + (ctx->out - cur_start), keep);
+    }
+
+    if (dst != ctx->stash) {
+        if (ctx->stash) {
+            (void) ngx_pfree(r->pool, ctx->stash);
+        }
+
+        ctx->stash = dst;
+        ctx->stash_size = size;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -659,10 +751,9 @@ static void
 ngx_http_llmroute_steer(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 {
     ngx_uint_t                           i;
-    ngx_msec_t                           wait, until;
+    ngx_msec_t                           wait;
     ngx_table_elt_t                     *h;
     ngx_http_llmroute_main_conf_t       *lmcf;
-    ngx_http_llmroute_provider_stats_t  *ps;
 
     static const char  *remaining[] = {
         "x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens"
@@ -687,17 +778,9 @@ ngx_http_llmroute_steer(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         wait = ngx_min(wait, 3600000);
 
         lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
-        ps = ngx_http_llmroute_provider_stats(lmcf, ctx->provider->index);
 
-        if (ps == NULL) {
-            return;
-        }
-
-        until = (ngx_msec_t) ngx_time() * 1000 + wait;
-
-        if (until > ps->cooldown_until) {
-            ps->cooldown_until = until;
-        }
+        ngx_http_llmroute_cool_down(lmcf, ctx->provider->index,
+                                    (uint64_t) ngx_time() * 1000 + wait);
 
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "llmroute: provider \"%V\" reports no %s left, "

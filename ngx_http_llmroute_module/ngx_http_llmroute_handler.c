@@ -87,6 +87,7 @@ ngx_http_llmroute_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
 
     cln->handler = ngx_http_llmroute_ctx_cleanup;
     ctx->admitted = -1;
+    ctx->lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
 
     ngx_http_set_ctx(r, ctx, ngx_http_llmroute_module);
 
@@ -94,10 +95,12 @@ ngx_http_llmroute_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
 }
 
 
+/* the request pool goes: give back what admission still holds */
+
 static void
 ngx_http_llmroute_ctx_cleanup(void *data)
 {
-    /* a marker: the ctx memory goes with the request pool */
+    ngx_http_llmroute_request_done(data);
 }
 
 
@@ -310,7 +313,6 @@ ngx_http_llmroute_note_failure(ngx_http_request_t *r,
     u_char                              *p;
     time_t                               delay;
     ngx_uint_t                           reason, status;
-    ngx_msec_t                           until;
     ngx_table_elt_t                     *h;
     ngx_http_upstream_t                 *u;
     ngx_http_upstream_state_t           *state;
@@ -359,7 +361,7 @@ ngx_http_llmroute_note_failure(ngx_http_request_t *r,
     ngx_http_llmroute_provider_result(lmcf, ctx->provider->index, 0);
 
     if (ps) {
-        (void) ngx_atomic_fetch_add(&ps->failures[reason], 1);
+        ngx_http_llmroute_count(&ps->failures[reason], 1);
 
         /*
          * Retry-After on 429/503 (and Anthropic's 529 overloaded) cools
@@ -380,11 +382,10 @@ ngx_http_llmroute_note_failure(ngx_http_request_t *r,
             }
 
             delay = ngx_max(1, ngx_min(delay, 3600));
-            until = (ngx_msec_t) (ngx_time() + delay) * 1000;
 
-            if (until > ps->cooldown_until) {
-                ps->cooldown_until = until;
-            }
+            ngx_http_llmroute_cool_down(lmcf, ctx->provider->index,
+                                        (uint64_t) (ngx_time() + delay)
+                                        * 1000);
         }
     }
 
@@ -865,7 +866,7 @@ ngx_http_llmroute_refuse(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
 
 /*
  * The body as one contiguous span: used in place when nginx kept it in one
- * memory buffer, else gathered from its buffers and temp file.
+ * memory buffer (the usual case), else gathered from its memory buffers.
  */
 
 static ngx_int_t
@@ -873,7 +874,6 @@ ngx_http_llmroute_read_body(ngx_http_request_t *r, u_char **body, size_t *len)
 {
     u_char       *p;
     off_t         size;
-    ssize_t       n;
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
 
@@ -909,19 +909,16 @@ ngx_http_llmroute_read_body(ngx_http_request_t *r, u_char **body, size_t *len)
     for (cl = r->request_body->bufs; cl; cl = cl->next) {
         b = cl->buf;
 
+        /*
+         * never: llmroute locations keep the body in memory (see the
+         * merge of client_body_buffer_size); reading a file back would
+         * block the worker
+         */
+
         if (b->in_file) {
-            n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
-                              b->file_pos);
-
-            if (n != b->file_last - b->file_pos) {
-                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                              "llmroute: could not read the request body "
-                              "from \"%V\"", &b->file->name);
-                return NGX_ERROR;
-            }
-
-            p += n;
-            continue;
+            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                          "llmroute: the request body is in a temp file");
+            return NGX_ERROR;
         }
 
         p = ngx_cpymem(p, b->pos, b->last - b->pos);

@@ -13,6 +13,16 @@
  * more.  Tokens count the estimate (prompt + output budget) at admission
  * and are corrected by the provider's usage when the request ends; budgets
  * reserve the estimated cost and settle the actual one the same way.
+ *
+ * One locking rule: provider health (cooldown, circuit, limits) and client
+ * nodes are read and written only here, only under the zone mutex, and no
+ * function called with the mutex held takes it again.
+ *
+ * Client nodes: a request that was admitted pins its client's node
+ * (count, as limit_req does) until its pool goes; a pinned node is never
+ * evicted, so ctx->client stays valid.  Unpinned nodes go when the zone
+ * is full (least recently used first), or after two idle minutes when
+ * they hold nothing (no spend this period, nothing unsynced).
  */
 
 
@@ -20,6 +30,10 @@
 
 
 /* how long an open circuit lasts (the failures: module.h) */
+
+/* idle seconds after which an empty client node is expired */
+#define NGX_HTTP_LLMROUTE_CLIENT_IDLE    120
+
 #define NGX_HTTP_LLMROUTE_CIRCUIT_MS     30000
 
 
@@ -30,10 +44,17 @@ static void ngx_http_llmroute_window_sum(ngx_http_llmroute_window_t *w,
 static time_t ngx_http_llmroute_window_wait(ngx_http_llmroute_window_t *w,
     time_t now, int64_t limit, int64_t need, ngx_uint_t tokens);
 static uint64_t ngx_http_llmroute_unavailable_locked(
-    ngx_http_llmroute_main_conf_t *lmcf, int64_t tokens, ngx_msec_t now,
+    ngx_http_llmroute_main_conf_t *lmcf, int64_t tokens, uint64_t now,
     uint64_t *cooling);
+static ngx_uint_t ngx_http_llmroute_client_unsynced(
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_http_llmroute_client_node_t *cn);
+static void ngx_http_llmroute_client_free_locked(
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_http_llmroute_client_node_t *cn);
+static void ngx_http_llmroute_clients_expire_locked(
+    ngx_http_llmroute_main_conf_t *lmcf, time_t now);
 static ngx_http_llmroute_client_node_t *ngx_http_llmroute_client_lookup(
-    ngx_http_llmroute_main_conf_t *lmcf, ngx_str_t *key);
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_str_t *key, time_t now);
+static void ngx_http_llmroute_spend_add(int64_t *spend, int64_t delta);
 
 
 static ngx_int_t ngx_http_llmroute_client_list(ngx_conf_t *cf, ngx_str_t *s,
@@ -54,13 +75,10 @@ ngx_int_t
 ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 {
     time_t                               now;
-    int64_t                              req, tok, est;
-
-    req = 0;
-    tok = 0;
-    uint64_t                             cost, cooling;
-    ngx_msec_t                           now_ms;
+    int64_t                              req, tok, est, spent;
+    uint64_t                             cost, now_ms, cooling;
     u_char                               id[NGX_HTTP_LLMROUTE_CLIENT_ID_LEN];
+    ngx_int_t                            rc;
     ngx_str_t                            key, value;
     ngx_uint_t                           period, later;
     ngx_http_llmroute_model_t           *m;
@@ -75,9 +93,11 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 
     cc = lcf->client;
     now = ngx_time();
-    now_ms = (ngx_msec_t) now * 1000;
+    now_ms = (uint64_t) now * 1000;
     cn = NULL;
     cooling = 0;
+    req = 0;
+    tok = 0;
 
     if (cc && ctx->client == NULL) {
         if (ngx_http_complex_value(r, &cc->key, &key) != NGX_OK) {
@@ -98,12 +118,19 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         }
     }
 
-    ngx_http_llmroute_provider_series(lmcf);
-
     ngx_shmtx_lock(&lmcf->shpool->mutex);
 
     if (cc && ctx->client == NULL) {
-        cn = ngx_http_llmroute_client_lookup(lmcf, &key);
+        cn = ngx_http_llmroute_client_lookup(lmcf, &key, now);
+
+        /*
+         * pinned at once: finding a provider's counters below may evict
+         * idle clients to make room, never this one
+         */
+
+        if (cn) {
+            cn->count++;
+        }
 
         /*
          * a client this node has not synced yet: its spend and rate in
@@ -127,8 +154,8 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
             }
 
             cn->remote.last = now;
-            ngx_shmtx_unlock(&lmcf->shpool->mutex);
-            return NGX_AGAIN;
+            rc = NGX_AGAIN;
+            goto done;
         }
 
         if (cn) {
@@ -162,8 +189,8 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 
     if (later) {
         cn = ctx->client;
-        cn->spend -= ctx->reserved;
-        cn->remote.ud_spend -= ctx->reserved;
+        ngx_http_llmroute_spend_add(&cn->spend, -ctx->reserved);
+        ngx_http_llmroute_spend_add(&cn->remote.ud_spend, -ctx->reserved);
         ctx->reserved = 0;
     }
 
@@ -198,8 +225,12 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
             cn->spend = 0;
         }
 
-        if (cn->spend + (cn->remote.period == period ? cn->remote.spend : 0)
-            + (int64_t) ctx->choice.est_cost <= (int64_t) cc->budget)
+        spent = cn->remote.period == period ? cn->remote.spend : 0;
+
+        if (!__builtin_add_overflow(spent, cn->spend, &spent)
+            && !__builtin_add_overflow(spent, (int64_t) ctx->choice.est_cost,
+                                       &spent)
+            && spent <= (int64_t) cc->budget)
         {
             break;
         }
@@ -209,8 +240,8 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         if (!cc->degrade || ctx->want.pin != NGX_HTTP_LLMROUTE_PIN_NONE
             || ctx->want.tier == NGX_HTTP_LLMROUTE_TIER_SIMPLE)
         {
-            ngx_shmtx_unlock(&lmcf->shpool->mutex);
-            return 402;
+            rc = 402;
+            goto done;
         }
 
         ctx->want.tier--;
@@ -219,9 +250,9 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     }
 
     if (ctx->choice.model < 0) {
-        ngx_shmtx_unlock(&lmcf->shpool->mutex);
         ctx->retry_after = 1;
-        return NGX_HTTP_SERVICE_UNAVAILABLE;
+        rc = NGX_HTTP_SERVICE_UNAVAILABLE;
+        goto done;
     }
 
     /* the client's token limit, now that the output budget is known */
@@ -239,7 +270,7 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     ngx_http_llmroute_session_admitted(lmcf, ctx, cooling);
 
     m = &lmcf->cat.models[ctx->choice.model];
-    ps = ngx_http_llmroute_provider_stats(lmcf, m->provider);
+    ps = ngx_http_llmroute_provider_stats_locked(lmcf, m->provider);
     est = ctx->req.prompt_tokens + ctx->choice.output_budget;
     cost = ctx->choice.est_cost;
 
@@ -253,6 +284,7 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 
         if (ps->fails >= NGX_HTTP_LLMROUTE_CIRCUIT_FAILS) {
             ps->probing = 1;
+            ctx->probe = 1;
         }
 
         ctx->admitted = m->provider;
@@ -269,22 +301,29 @@ ngx_http_llmroute_admit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     }
 
     if (cn) {
-        cn->spend += cost;
-        cn->remote.ud_spend += cost;
+        ngx_http_llmroute_spend_add(&cn->spend, cost);
+        ngx_http_llmroute_spend_add(&cn->remote.ud_spend, cost);
         cn->remote.period = cn->period;
         ctx->reserved = cost;
-        ctx->client = cn;
+        ctx->client = cn;       /* keeps the pin taken above */
+    }
+
+    rc = NGX_OK;
+    goto done;
+
+too_many:
+
+    rc = NGX_HTTP_TOO_MANY_REQUESTS;
+
+done:
+
+    if (cn && ctx->client != cn) {
+        cn->count--;
     }
 
     ngx_shmtx_unlock(&lmcf->shpool->mutex);
 
-    return NGX_OK;
-
-too_many:
-
-    ngx_shmtx_unlock(&lmcf->shpool->mutex);
-
-    return NGX_HTTP_TOO_MANY_REQUESTS;
+    return rc;
 }
 
 
@@ -311,10 +350,11 @@ ngx_http_llmroute_release(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
     now = ngx_time();
     actual = settle ? ctx->prompt_tokens + ctx->completion_tokens : 0;
 
-    ps = ctx->admitted >= 0
-         ? ngx_http_llmroute_provider_stats(lmcf, ctx->admitted) : NULL;
-
     ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    ps = ctx->admitted >= 0
+         ? ngx_http_llmroute_provider_stats_locked(lmcf, ctx->admitted)
+         : NULL;
 
     if (ps) {
         ngx_http_llmroute_window_roll(&ps->window, now);
@@ -324,14 +364,23 @@ ngx_http_llmroute_release(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
         if (ps->inflight) {
             ps->inflight--;
         }
+
+        /* whatever ended the attempt, a probe is over */
+
+        if (ctx->probe) {
+            ps->probing = 0;
+            ctx->probe = 0;
+        }
     }
 
     if (ctx->client && settle) {
         ngx_http_llmroute_window_roll(&ctx->client->window, now);
         ctx->client->window.tok[0] += actual - ctx->client_est;
-        ctx->client->spend += (int64_t) ctx->cost - ctx->reserved;
+        ngx_http_llmroute_spend_add(&ctx->client->spend,
+                                    (int64_t) ctx->cost - ctx->reserved);
         ctx->client->remote.ud_tok += actual - ctx->client_est;
-        ctx->client->remote.ud_spend += (int64_t) ctx->cost - ctx->reserved;
+        ngx_http_llmroute_spend_add(&ctx->client->remote.ud_spend,
+                                    (int64_t) ctx->cost - ctx->reserved);
         ctx->client_est = actual;
         ctx->reserved = ctx->cost;
     }
@@ -343,21 +392,99 @@ ngx_http_llmroute_release(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
 }
 
 
+/*
+ * The request pool goes (every terminal state: answered, failed, client
+ * gone, worker exiting): whatever admission still holds is given back,
+ * and the client's node is unpinned.  The log phase has settled the
+ * request before, when it ran.
+ */
+
+void
+ngx_http_llmroute_request_done(ngx_http_llmroute_ctx_t *ctx)
+{
+    ngx_http_llmroute_main_conf_t       *lmcf;
+    ngx_http_llmroute_provider_stats_t  *ps;
+
+    lmcf = ctx->lmcf;
+
+    if (lmcf == NULL || lmcf->sh == NULL
+        || (ctx->admitted < 0 && !ctx->probe && ctx->client == NULL))
+    {
+        return;
+    }
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    if (ctx->admitted >= 0) {
+        ps = ngx_http_llmroute_provider_stats_locked(lmcf, ctx->admitted);
+
+        if (ps) {
+            if (ps->inflight) {
+                ps->inflight--;
+            }
+
+            if (ctx->probe) {
+                ps->probing = 0;
+            }
+        }
+    }
+
+    if (ctx->client && ctx->client->count) {
+        ctx->client->count--;
+    }
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+    ctx->admitted = -1;
+    ctx->probe = 0;
+    ctx->client = NULL;
+}
+
+
+/* a provider's rate-limit answer or Retry-After cools it for every worker */
+
+void
+ngx_http_llmroute_cool_down(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_uint_t provider, uint64_t until)
+{
+    ngx_http_llmroute_provider_stats_t  *ps;
+
+    if (lmcf->sh == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    ps = ngx_http_llmroute_provider_stats_locked(lmcf, provider);
+
+    if (ps && until > ps->cooldown_until) {
+        ps->cooldown_until = until;
+    }
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+}
+
+
 /* circuit breaker: consecutive failures open it, a success closes it */
 
 void
 ngx_http_llmroute_provider_result(ngx_http_llmroute_main_conf_t *lmcf,
     ngx_uint_t provider, ngx_uint_t ok)
 {
-    ngx_msec_t                           until;
+    uint64_t                             until;
     ngx_http_llmroute_provider_stats_t  *ps;
 
-    ps = ngx_http_llmroute_provider_stats(lmcf, provider);
-    if (ps == NULL) {
+    if (lmcf->sh == NULL) {
         return;
     }
 
     ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    ps = ngx_http_llmroute_provider_stats_locked(lmcf, provider);
+    if (ps == NULL) {
+        ngx_shmtx_unlock(&lmcf->shpool->mutex);
+        return;
+    }
 
     ps->probing = 0;
 
@@ -365,7 +492,7 @@ ngx_http_llmroute_provider_result(ngx_http_llmroute_main_conf_t *lmcf,
         ps->fails = 0;
 
     } else if (++ps->fails >= NGX_HTTP_LLMROUTE_CIRCUIT_FAILS) {
-        until = (ngx_msec_t) ngx_time() * 1000 + NGX_HTTP_LLMROUTE_CIRCUIT_MS;
+        until = (uint64_t) ngx_time() * 1000 + NGX_HTTP_LLMROUTE_CIRCUIT_MS;
 
         if (until > ps->cooldown_until) {
             ps->cooldown_until = until;
@@ -378,7 +505,7 @@ ngx_http_llmroute_provider_result(ngx_http_llmroute_main_conf_t *lmcf,
 
 static uint64_t
 ngx_http_llmroute_unavailable_locked(ngx_http_llmroute_main_conf_t *lmcf,
-    int64_t tokens, ngx_msec_t now, uint64_t *cooling)
+    int64_t tokens, uint64_t now, uint64_t *cooling)
 {
     time_t                               sec;
     int64_t                              req, tok;
@@ -392,9 +519,14 @@ ngx_http_llmroute_unavailable_locked(ngx_http_llmroute_main_conf_t *lmcf,
 
     for (i = 0; i < lmcf->cat.nproviders; i++) {
         p = &lmcf->cat.providers[i];
-        ps = lmcf->provider_series[i] ? &lmcf->provider_series[i]->s.provider
-                                      : NULL;
+        ps = ngx_http_llmroute_provider_stats_locked(lmcf, i);
+
         if (ps == NULL) {
+            /* no counters (zone full): its limits cannot be kept */
+            if (p->rpm || p->tpm || p->concurrency) {
+                mask |= (uint64_t) 1 << i;
+            }
+
             continue;
         }
 
@@ -428,6 +560,17 @@ ngx_http_llmroute_unavailable_locked(ngx_http_llmroute_main_conf_t *lmcf,
     }
 
     return mask;
+}
+
+
+/* spend never wraps: a saturated cost keeps the client over budget */
+
+static void
+ngx_http_llmroute_spend_add(int64_t *spend, int64_t delta)
+{
+    if (__builtin_add_overflow(*spend, delta, spend)) {
+        *spend = delta > 0 ? NGX_HTTP_LLMROUTE_COST_MAX : 0;
+    }
 }
 
 
@@ -506,15 +649,16 @@ ngx_http_llmroute_window_wait(ngx_http_llmroute_window_t *w, time_t now,
 }
 
 
-/* the client's node, created when new; the oldest are evicted when full */
+/*
+ * The client's node, created when new: idle empty nodes expire first, and
+ * when the zone is still full the least recently used unpinned nodes go.
+ */
 
 static ngx_http_llmroute_client_node_t *
 ngx_http_llmroute_client_lookup(ngx_http_llmroute_main_conf_t *lmcf,
-    ngx_str_t *key)
+    ngx_str_t *key, time_t now)
 {
     size_t                            size;
-    ngx_uint_t                        i;
-    ngx_queue_t                      *q;
     ngx_rbtree_node_t                *node;
     ngx_http_llmroute_client_node_t  *cn;
 
@@ -526,36 +670,23 @@ ngx_http_llmroute_client_lookup(ngx_http_llmroute_main_conf_t *lmcf,
         return cn;
     }
 
+    ngx_http_llmroute_clients_expire_locked(lmcf, now);
+
     size = offsetof(ngx_rbtree_node_t, color)
            + offsetof(ngx_http_llmroute_client_node_t, data)
            + ngx_min(key->len, 65535);
 
     node = ngx_slab_calloc_locked(lmcf->shpool, size);
 
-    for (i = 0; node == NULL && i < 4; i++) {
-        if (ngx_queue_empty(&lmcf->sh->lru)) {
-            break;
-        }
-
-        /* the least recently used client goes */
-
-        q = ngx_queue_last(&lmcf->sh->lru);
-        cn = ngx_queue_data(q, ngx_http_llmroute_client_node_t, queue);
-        ngx_queue_remove(q);
-
-        node = (ngx_rbtree_node_t *)
-                   ((u_char *) cn - offsetof(ngx_rbtree_node_t, color));
-        ngx_rbtree_delete(&lmcf->sh->clients, node);
-        ngx_slab_free_locked(lmcf->shpool, node);
-
+    while (node == NULL && ngx_http_llmroute_clients_evict_locked(lmcf)) {
         node = ngx_slab_calloc_locked(lmcf->shpool, size);
     }
 
     if (node == NULL) {
         if (ngx_http_llmroute_shm_nomem++ % 1000 == 0) {
             ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-                          "llmroute: zone is full, client limits are not "
-                          "applied (raise llmroute_zone size)");
+                          "llmroute: zone is full of clients in use, client "
+                          "limits are not applied (raise llmroute_zone size)");
         }
 
         return NULL;
@@ -565,11 +696,104 @@ ngx_http_llmroute_client_lookup(ngx_http_llmroute_main_conf_t *lmcf,
     cn = (ngx_http_llmroute_client_node_t *) &node->color;
     cn->len = (u_short) ngx_min(key->len, 65535);
     ngx_memcpy(cn->data, key->data, cn->len);
+    cn->remote.last = now;
 
     ngx_rbtree_insert(&lmcf->sh->clients, node);
     ngx_queue_insert_head(&lmcf->sh->lru, &cn->queue);
 
     return cn;
+}
+
+
+/*
+ * Frees the least recently used client node that no request pins and
+ * that has nothing left to push to Redis (the next sync takes it within
+ * sync=); one found on the way goes to the head (a long stream does not
+ * stand in front of the idle ones).  Returns 0 when there is none.
+ */
+
+ngx_uint_t
+ngx_http_llmroute_clients_evict_locked(ngx_http_llmroute_main_conf_t *lmcf)
+{
+    ngx_uint_t                        i;
+    ngx_queue_t                      *q;
+    ngx_http_llmroute_client_node_t  *cn;
+
+    for (i = 0; i < 64; i++) {
+        if (ngx_queue_empty(&lmcf->sh->lru)) {
+            return 0;
+        }
+
+        q = ngx_queue_last(&lmcf->sh->lru);
+        cn = ngx_queue_data(q, ngx_http_llmroute_client_node_t, queue);
+
+        if (cn->count == 0 && !ngx_http_llmroute_client_unsynced(lmcf, cn)) {
+            ngx_http_llmroute_client_free_locked(lmcf, cn);
+            return 1;
+        }
+
+        /* in use, so recently used: the Redis sync keeps it too */
+        cn->remote.last = ngx_time();
+        ngx_queue_remove(q);
+        ngx_queue_insert_head(&lmcf->sh->lru, q);
+    }
+
+    return 0;
+}
+
+
+/* at most two idle nodes that hold nothing go per new client */
+
+static void
+ngx_http_llmroute_clients_expire_locked(ngx_http_llmroute_main_conf_t *lmcf,
+    time_t now)
+{
+    ngx_uint_t                        i;
+    ngx_queue_t                      *q;
+    ngx_http_llmroute_client_node_t  *cn;
+
+    for (i = 0; i < 2; i++) {
+        if (ngx_queue_empty(&lmcf->sh->lru)) {
+            return;
+        }
+
+        q = ngx_queue_last(&lmcf->sh->lru);
+        cn = ngx_queue_data(q, ngx_http_llmroute_client_node_t, queue);
+
+        if (cn->count || now - cn->remote.last < NGX_HTTP_LLMROUTE_CLIENT_IDLE
+            || cn->spend || ngx_http_llmroute_client_unsynced(lmcf, cn))
+        {
+            return;
+        }
+
+        ngx_http_llmroute_client_free_locked(lmcf, cn);
+    }
+}
+
+
+/* counts the Redis sync has not pushed yet (none without llmroute_redis) */
+
+static ngx_uint_t
+ngx_http_llmroute_client_unsynced(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_http_llmroute_client_node_t *cn)
+{
+    return lmcf->redis
+           && (cn->remote.ud_req || cn->remote.ud_tok || cn->remote.ud_spend);
+}
+
+
+static void
+ngx_http_llmroute_client_free_locked(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_http_llmroute_client_node_t *cn)
+{
+    ngx_rbtree_node_t  *node;
+
+    ngx_queue_remove(&cn->queue);
+
+    node = (ngx_rbtree_node_t *)
+               ((u_char *) cn - offsetof(ngx_rbtree_node_t, color));
+    ngx_rbtree_delete(&lmcf->sh->clients, node);
+    ngx_slab_free_locked(lmcf->shpool, node);
 }
 
 

@@ -12,11 +12,20 @@
 #include <ngx_http_llmroute_module.h>
 
 
-/* generous upper bound of the text of one series, all lines included */
-#define NGX_HTTP_LLMROUTE_SERIES_TEXT  24576
+/*
+ * Upper bound of the text of one series, all lines included: at most
+ * tiers x codes request lines plus 20 others (tokens, cost; a provider's
+ * 30 histogram and failure lines carry no model id), each under 160
+ * bytes of its own besides the provider name and model id.
+ */
+#define NGX_HTTP_LLMROUTE_SERIES_TEXT                                         \
+    ((NGX_HTTP_LLMROUTE_NTIERS * NGX_HTTP_LLMROUTE_NCODES + 32)               \
+     * (160 + NGX_HTTP_LLMROUTE_NAME_MAX + NGX_HTTP_LLMROUTE_MODEL_ID_MAX))
 
 
 static ngx_int_t ngx_http_llmroute_metrics_handler(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_llmroute_series_configured(
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_http_llmroute_series_t *s);
 static u_char *ngx_http_llmroute_metrics_prometheus(u_char *p,
     ngx_http_llmroute_main_conf_t *lmcf, ngx_http_llmroute_series_t **all,
     ngx_uint_t n);
@@ -34,10 +43,15 @@ static const char  *ngx_http_llmroute_fail_names[] = {
 char *
 ngx_http_llmroute_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    ngx_http_llmroute_loc_conf_t *lcf = conf;
+
     ngx_http_core_loc_conf_t  *clcf;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_llmroute_metrics_handler;
+
+    /* not a chat endpoint, even under "llmroute on" at server level */
+    lcf->enable = 0;
 
     return NGX_CONF_OK;
 }
@@ -101,7 +115,13 @@ ngx_http_llmroute_metrics_handler(ngx_http_request_t *r)
              q != ngx_queue_sentinel(&lmcf->sh->series);
              q = ngx_queue_next(q))
         {
-            all[n++] = ngx_queue_data(q, ngx_http_llmroute_series_t, queue);
+            all[n] = ngx_queue_data(q, ngx_http_llmroute_series_t, queue);
+
+            /* a model or provider a reload removed is not shown */
+
+            if (ngx_http_llmroute_series_configured(lmcf, all[n])) {
+                n++;
+            }
         }
     }
 
@@ -162,6 +182,42 @@ ngx_http_llmroute_send_buf(ngx_http_request_t *r, ngx_buf_t *b)
 }
 
 
+/*
+ * Series stay in the zone when a reload removes their model (a model that
+ * comes back resumes its counters); the metrics show the catalog's only.
+ */
+
+static ngx_uint_t
+ngx_http_llmroute_series_configured(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_http_llmroute_series_t *s)
+{
+    ngx_uint_t                     i;
+    ngx_http_llmroute_model_t     *m;
+    ngx_http_llmroute_provider_t  *p;
+
+    if (s->provider.len == 0) {
+        return 1;               /* requests no model was chosen for */
+    }
+
+    for (i = 0; i < lmcf->cat.nmodels; i++) {
+        m = &lmcf->cat.models[i];
+        p = &lmcf->cat.providers[m->provider];
+
+        if (p->name.len == s->provider.len
+            && ngx_strncmp(p->name.data, s->provider.data, p->name.len) == 0
+            && (s->model.len == 0
+                || (m->id.len == s->model.len
+                    && ngx_strncmp(m->id.data, s->model.data, m->id.len)
+                       == 0)))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 #define ngx_http_llmroute_metric_header(p, name, type, help)                  \
     ngx_sprintf(p, "# HELP " name " " help "\n# TYPE " name " " type "\n")
 
@@ -174,7 +230,7 @@ ngx_http_llmroute_metrics_prometheus(u_char *p,
     uint64_t                             v, cum, until;
     ngx_time_t                          *tp;
     ngx_uint_t                           i, t, c, k;
-    ngx_atomic_t                        *hist;
+    ngx_http_llmroute_counter_t         *hist;
     ngx_http_llmroute_series_t          *s;
     ngx_http_llmroute_model_stats_t     *ms;
     ngx_http_llmroute_provider_stats_t  *ps;
@@ -233,13 +289,13 @@ ngx_http_llmroute_metrics_prometheus(u_char *p,
         ms = &s->s.model;
 
         p = ngx_sprintf(p, "llmroute_tokens_total{provider=\"%V\",model=\"%V\","
-                           "kind=\"prompt\"} %uA\n"
+                           "kind=\"prompt\"} %uL\n"
                            "llmroute_tokens_total{provider=\"%V\",model=\"%V\","
-                           "kind=\"completion\"} %uA\n"
+                           "kind=\"completion\"} %uL\n"
                            "llmroute_tokens_total{provider=\"%V\",model=\"%V\","
-                           "kind=\"cached\"} %uA\n"
+                           "kind=\"cached\"} %uL\n"
                            "llmroute_tokens_total{provider=\"%V\",model=\"%V\","
-                           "kind=\"cache_write\"} %uA\n",
+                           "kind=\"cache_write\"} %uL\n",
                         &s->provider, &s->model, ms->prompt_tokens,
                         &s->provider, &s->model, ms->completion_tokens,
                         &s->provider, &s->model, ms->cached_tokens,
@@ -315,7 +371,7 @@ ngx_http_llmroute_metrics_prometheus(u_char *p,
 
         for (k = 0; k < NGX_HTTP_LLMROUTE_NFAILS; k++) {
             p = ngx_sprintf(p, "llmroute_upstream_failures_total{provider="
-                               "\"%V\",reason=\"%s\"} %uA\n",
+                               "\"%V\",reason=\"%s\"} %uL\n",
                             &s->provider, ngx_http_llmroute_fail_names[k],
                             s->s.provider.failures[k]);
         }
@@ -333,7 +389,10 @@ ngx_http_llmroute_metrics_prometheus(u_char *p,
             continue;
         }
 
+        ngx_shmtx_lock(&lmcf->shpool->mutex);
         until = s->s.provider.cooldown_until;
+        ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
         tp = ngx_timeofday();
         v = (uint64_t) tp->sec * 1000 + tp->msec;
         v = until > v ? (until - v + 999) / 1000 : 0;
@@ -346,7 +405,7 @@ ngx_http_llmroute_metrics_prometheus(u_char *p,
             "counter", "Requests the gateway refused itself, by reason.");
 
     for (k = 0; k < NGX_HTTP_LLMROUTE_NREJECTS; k++) {
-        p = ngx_sprintf(p, "llmroute_rejected_total{reason=\"%s\"} %uA\n",
+        p = ngx_sprintf(p, "llmroute_rejected_total{reason=\"%s\"} %uL\n",
                         ngx_http_llmroute_reject_codes[k],
                         lmcf->sh->rejected[k]);
     }
@@ -446,9 +505,9 @@ ngx_http_llmroute_metrics_json(u_char *p, ngx_http_llmroute_main_conf_t *lmcf,
         }
 
         p = ngx_sprintf(p, "%s{\"provider\":\"%V\",\"model\":\"%V\","
-                           "\"requests\":%uL,\"prompt_tokens\":%uA,"
-                           "\"completion_tokens\":%uA,\"cached_tokens\":%uA,"
-                           "\"cache_write_tokens\":%uA,\"cost_usd\":",
+                           "\"requests\":%uL,\"prompt_tokens\":%uL,"
+                           "\"completion_tokens\":%uL,\"cached_tokens\":%uL,"
+                           "\"cache_write_tokens\":%uL,\"cost_usd\":",
                         first ? "" : ",", &s->provider, &s->model, req,
                         ms->prompt_tokens, ms->completion_tokens,
                         ms->cached_tokens, ms->cache_write_tokens);
@@ -467,12 +526,12 @@ ngx_http_llmroute_metrics_json(u_char *p, ngx_http_llmroute_main_conf_t *lmcf,
             continue;
         }
 
-        p = ngx_sprintf(p, "%s{\"provider\":\"%V\",\"requests\":%uA,"
+        p = ngx_sprintf(p, "%s{\"provider\":\"%V\",\"requests\":%uL,"
                            "\"failures\":{",
                         first ? "" : ",", &s->provider, s->s.provider.count);
 
         for (k = 0; k < NGX_HTTP_LLMROUTE_NFAILS; k++) {
-            p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
+            p = ngx_sprintf(p, "%s\"%s\":%uL", k ? "," : "",
                             ngx_http_llmroute_fail_names[k],
                             s->s.provider.failures[k]);
         }
@@ -484,7 +543,7 @@ ngx_http_llmroute_metrics_json(u_char *p, ngx_http_llmroute_main_conf_t *lmcf,
     p = ngx_cpymem(p, "],\"rejected\":{", sizeof("],\"rejected\":{") - 1);
 
     for (k = 0; k < NGX_HTTP_LLMROUTE_NREJECTS; k++) {
-        p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
+        p = ngx_sprintf(p, "%s\"%s\":%uL", k ? "," : "",
                         ngx_http_llmroute_reject_codes[k],
                         lmcf->sh->rejected[k]);
     }

@@ -22,10 +22,15 @@ static u_char *ngx_http_llmroute_models_anthropic(u_char *p, ngx_str_t *id,
 char *
 ngx_http_llmroute_models(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    ngx_http_llmroute_loc_conf_t *lcf = conf;
+
     ngx_http_core_loc_conf_t  *clcf;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_llmroute_models_handler;
+
+    /* not a chat endpoint, even under "llmroute on" at server level */
+    lcf->enable = 0;
 
     return NGX_CONF_OK;
 }

@@ -253,8 +253,13 @@ ngx_module_t  ngx_http_llmroute_module = {
 };
 
 
-/* values change between attempts: never cache them */
-#define NGX_HTTP_LLMROUTE_VAR_FLAGS                                           \
+/*
+ * Values change between attempts: never cache them.  They can be found by
+ * name (njs, Lua, SSI), except the one that holds a provider key: that
+ * one is for proxy_set_header only.
+ */
+#define NGX_HTTP_LLMROUTE_VAR_FLAGS   NGX_HTTP_VAR_NOCACHEABLE
+#define NGX_HTTP_LLMROUTE_SECRET_VAR_FLAGS                                    \
     (NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_NOHASH)
 
 static ngx_http_variable_t  ngx_http_llmroute_vars[] = {
@@ -266,7 +271,8 @@ static ngx_http_variable_t  ngx_http_llmroute_vars[] = {
       NGX_HTTP_LLMROUTE_VAR_HOST, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
 
     { ngx_string("llmroute_authorization"), NULL, ngx_http_llmroute_variable,
-      NGX_HTTP_LLMROUTE_VAR_AUTHORIZATION, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
+      NGX_HTTP_LLMROUTE_VAR_AUTHORIZATION,
+      NGX_HTTP_LLMROUTE_SECRET_VAR_FLAGS, 0 },
 
     { ngx_string("llmroute_x_api_key"), NULL, ngx_http_llmroute_variable,
       NGX_HTTP_LLMROUTE_VAR_X_API_KEY, NGX_HTTP_LLMROUTE_VAR_FLAGS, 0 },
@@ -615,6 +621,9 @@ ngx_http_llmroute_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_llmroute_main_conf_t *lmcf = conf;
 
+    ngx_uint_t                  i;
+    ngx_http_llmroute_model_t  *m;
+
     if (lmcf->providers.nelts && lmcf->shm_zone == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"llmroute_provider\" needs \"llmroute_zone\" at http "
@@ -629,11 +638,9 @@ ngx_http_llmroute_init_main_conf(ngx_conf_t *cf, void *conf)
 
     lmcf->baseline_model = -1;
 
-    if (lmcf->baseline.len) {
-        ngx_http_llmroute_model_t  *m;
-        ngx_uint_t                  i;
+    m = lmcf->models.elts;
 
-        m = lmcf->models.elts;
+    if (lmcf->baseline.len) {
 
         for (i = 0; i < lmcf->models.nelts; i++) {
             if ((m[i].id.len == lmcf->baseline.len
@@ -661,8 +668,19 @@ ngx_http_llmroute_init_main_conf(ngx_conf_t *cf, void *conf)
     lmcf->provider_series = ngx_pcalloc(cf->pool, (lmcf->providers.nelts + 1)
                                         * sizeof(ngx_http_llmroute_series_t *));
 
-    if (lmcf->model_series == NULL || lmcf->provider_series == NULL) {
+    lmcf->conf_prices = ngx_palloc(cf->pool, (lmcf->models.nelts + 1) * 3
+                                             * sizeof(uint64_t));
+
+    if (lmcf->model_series == NULL || lmcf->provider_series == NULL
+        || lmcf->conf_prices == NULL)
+    {
         return NGX_CONF_ERROR;
+    }
+
+    for (i = 0; i < lmcf->models.nelts; i++) {
+        lmcf->conf_prices[i * 3] = m[i].input;
+        lmcf->conf_prices[i * 3 + 1] = m[i].output;
+        lmcf->conf_prices[i * 3 + 2] = m[i].cached_input;
     }
 
     lmcf->cat.providers = lmcf->providers.elts;
@@ -711,6 +729,7 @@ ngx_http_llmroute_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_llmroute_loc_conf_t *prev = parent;
     ngx_http_llmroute_loc_conf_t *conf = child;
 
+    ngx_http_core_loc_conf_t       *clcf;
     ngx_http_llmroute_main_conf_t  *lmcf;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
@@ -754,6 +773,38 @@ ngx_http_llmroute_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
             != NGX_OK)
         {
             return NGX_CONF_ERROR;
+        }
+
+        /*
+         * The body is parsed whole: keep it in memory, up to
+         * client_max_body_size, rather than read a temp file back with
+         * blocking reads.  Only the bytes received take memory (a
+         * buffer that large is mmap()ed and touched as it fills).  The
+         * core module's settings of this location are merged already.
+         */
+
+        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+        if (clcf->client_max_body_size == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"llmroute on\" needs a limited "
+                               "\"client_max_body_size\" (the request body "
+                               "is kept in memory)");
+            return NGX_CONF_ERROR;
+        }
+
+        if (clcf->client_body_in_file_only) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"llmroute on\" cannot be used with "
+                               "\"client_body_in_file_only\"");
+            return NGX_CONF_ERROR;
+        }
+
+        if ((off_t) clcf->client_body_buffer_size
+            < clcf->client_max_body_size)
+        {
+            clcf->client_body_buffer_size =
+                                      (size_t) clcf->client_max_body_size;
         }
     }
 
@@ -1275,6 +1326,13 @@ ngx_http_llmroute_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (value[2].len > NGX_HTTP_LLMROUTE_MODEL_ID_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "model id \"%V\" is longer than %d bytes",
+                           &value[2], NGX_HTTP_LLMROUTE_MODEL_ID_MAX);
+        return NGX_CONF_ERROR;
+    }
+
     ms = lmcf->models.elts;
 
     for (j = 0; j < lmcf->models.nelts; j++) {
@@ -1734,7 +1792,7 @@ ngx_http_llmroute_valid_name(ngx_str_t *s)
 {
     u_char  *p, c;
 
-    if (s->len == 0 || s->len > 64) {
+    if (s->len == 0 || s->len > NGX_HTTP_LLMROUTE_NAME_MAX) {
         return NGX_ERROR;
     }
 

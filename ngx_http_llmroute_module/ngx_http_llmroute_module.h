@@ -15,6 +15,13 @@
 #include <ngx_http_llmroute_core.h>
 
 
+/*
+ * Provider names are at most 64 bytes, model ids at most 256: the text of
+ * one metrics series (every tier and status code) is bounded by them.
+ */
+#define NGX_HTTP_LLMROUTE_NAME_MAX        64
+#define NGX_HTTP_LLMROUTE_MODEL_ID_MAX    256
+
 /* status codes counted one by one; anything else is "other" */
 #define NGX_HTTP_LLMROUTE_NCODES          16
 
@@ -65,17 +72,39 @@
 #define NGX_HTTP_LLMROUTE_USAGE_ESTIMATE  2
 
 
-typedef struct {
-    ngx_atomic_t                    requests[NGX_HTTP_LLMROUTE_NTIERS]
-                                            [NGX_HTTP_LLMROUTE_NCODES];
-    ngx_atomic_t                    prompt_tokens;
-    ngx_atomic_t                    completion_tokens;
-    ngx_atomic_t                    cached_tokens;
-    ngx_atomic_t                    cache_write_tokens;
-    ngx_atomic_t                    cost;           /* nano-USD */
+/*
+ * Counters of money (nano-USD), tokens and milliseconds are 64-bit on
+ * every platform: ngx_atomic_t is 32-bit on i386 and armhf, where a cost
+ * total would wrap at $4.29.  Updated with the compiler's 64-bit atomics
+ * (lock-free on x86-64, i586+ and ARMv7, checked at compile time in
+ * ngx_http_llmroute_shm.c); money additions saturate.
+ */
+typedef uint64_t  ngx_http_llmroute_counter_t;
 
-    /* a live price from Redis (nano-USD per token), under the mutex */
+#define ngx_http_llmroute_count(c, n)                                        \
+    (void) __atomic_fetch_add(c, (uint64_t) (n), __ATOMIC_RELAXED)
+
+#define ngx_http_llmroute_counter_get(c)                                     \
+    __atomic_load_n(c, __ATOMIC_RELAXED)
+
+
+
+typedef struct {
+    ngx_http_llmroute_counter_t     requests[NGX_HTTP_LLMROUTE_NTIERS]
+                                            [NGX_HTTP_LLMROUTE_NCODES];
+    ngx_http_llmroute_counter_t     prompt_tokens;
+    ngx_http_llmroute_counter_t     completion_tokens;
+    ngx_http_llmroute_counter_t     cached_tokens;
+    ngx_http_llmroute_counter_t     cache_write_tokens;
+    ngx_http_llmroute_counter_t     cost;           /* nano-USD */
+
+    /*
+     * a live price from Redis (nano-USD per token), under the mutex, and
+     * the configured price it was read over: a reload that edits the
+     * configured price wins until the Redis price version moves again
+     */
     uint64_t                        price[3];       /* in, out, cached */
+    uint64_t                        config[3];
     ngx_uint_t                      priced;
 } ngx_http_llmroute_model_stats_t;
 
@@ -108,16 +137,20 @@ typedef struct {
 
 
 typedef struct {
-    ngx_atomic_t                    failures[NGX_HTTP_LLMROUTE_NFAILS];
-    ngx_atomic_t                    ttfb[NGX_HTTP_LLMROUTE_NBUCKETS];
-    ngx_atomic_t                    total[NGX_HTTP_LLMROUTE_NBUCKETS];
-    ngx_atomic_t                    ttfb_ms;        /* sums */
-    ngx_atomic_t                    total_ms;
-    ngx_atomic_t                    count;
-    ngx_atomic_t                    cooldown_until; /* ms since epoch */
-    ngx_atomic_t                    tokens;         /* prompt+completion */
+    ngx_http_llmroute_counter_t     failures[NGX_HTTP_LLMROUTE_NFAILS];
+    ngx_http_llmroute_counter_t     ttfb[NGX_HTTP_LLMROUTE_NBUCKETS];
+    ngx_http_llmroute_counter_t     total[NGX_HTTP_LLMROUTE_NBUCKETS];
+    ngx_http_llmroute_counter_t     ttfb_ms;        /* sums */
+    ngx_http_llmroute_counter_t     total_ms;
+    ngx_http_llmroute_counter_t     count;
+    ngx_http_llmroute_counter_t     tokens;         /* prompt+completion */
 
-    /* under the zone mutex */
+    /*
+     * Health (cooldown, circuit, limits): read and written only under
+     * the zone mutex, and only in ngx_http_llmroute_limits.c (the Redis
+     * sync merges the cluster's view under the same mutex).
+     */
+    uint64_t                        cooldown_until; /* ms since epoch */
     ngx_http_llmroute_window_t      window;
     ngx_uint_t                      inflight;
     ngx_uint_t                      fails;          /* consecutive */
@@ -133,6 +166,7 @@ typedef struct {
     u_char                          dummy;
     u_short                         len;
     ngx_queue_t                     queue;          /* LRU */
+    ngx_uint_t                      count;          /* requests using it */
     ngx_http_llmroute_window_t      window;
     ngx_uint_t                      period;         /* budget period */
     int64_t                         spend;          /* nano-USD, reserved */
@@ -176,13 +210,15 @@ typedef struct {
     ngx_rbtree_node_t               sentinel;
     ngx_queue_t                     lru;
     ngx_queue_t                     series;
-    ngx_atomic_t                    rejected[NGX_HTTP_LLMROUTE_NREJECTS];
-    ngx_atomic_t                    savings;        /* nano-USD */
+    ngx_http_llmroute_counter_t     rejected[NGX_HTTP_LLMROUTE_NREJECTS];
+    ngx_http_llmroute_counter_t     savings;        /* nano-USD */
     ngx_atomic_t                    redis_up;
     ngx_atomic_t                    prices;         /* version applied */
     ngx_http_llmroute_minutes_t    *minutes;        /* llmroute_status */
     /* hashes client keys when llmroute_client_hash is not configured */
     u_char                          client_secret[32];
+    int64_t                         redis_prices;   /* Redis version read */
+    void                           *orphans;        /* batches to re-send */
 
     /* sessions: owned by ngx_http_llmroute_session.c */
     ngx_rbtree_t                    sessions;
@@ -210,6 +246,7 @@ typedef struct {
     ngx_http_llmroute_series_t    **provider_series;
     ngx_http_llmroute_series_t     *none_series;
     ngx_atomic_uint_t               prices;     /* this worker's copy */
+    uint64_t                       *conf_prices;    /* 3 per model */
     u_char                         *provider_file;  /* for "no zone" */
     ngx_uint_t                      provider_line;
     ngx_flag_t                      status;     /* llmroute_status used */
@@ -289,7 +326,9 @@ typedef struct {
     int64_t                         est_tokens;     /* admitted estimate */
     int64_t                         reserved;       /* budget, nano-USD */
     int64_t                         client_est;     /* client's tokens */
+    /* pinned (count) from admission until the request pool goes */
     ngx_http_llmroute_client_node_t *client;
+    ngx_http_llmroute_main_conf_t  *lmcf;       /* of the request's cycle */
     ngx_int_t                       admitted;       /* provider, or -1 */
     time_t                          retry_after;
     ngx_uint_t                      rl_limit;
@@ -319,7 +358,10 @@ typedef struct {
 
     void                           *usage;      /* response scanner */
     u_char                         *stash;      /* strip mode */
+    size_t                          stash_size;
     off_t                           stash_start;
+    ngx_chain_t                    *free;       /* strip mode's buffers */
+    ngx_chain_t                    *busy;
     off_t                           out;
     ngx_uint_t                      reject;     /* REJECT_* of that error */
 
@@ -355,6 +397,7 @@ typedef struct {
     unsigned                        session_expired:1;
     unsigned                        count_tokens:1; /* .../count_tokens */
     unsigned                        pass_errors:1;  /* last attempt */
+    unsigned                        probe:1;        /* the half-open probe */
 } ngx_http_llmroute_ctx_t;
 
 
@@ -365,7 +408,6 @@ void ngx_http_llmroute_client_headers(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 void ngx_http_llmroute_note_failure(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
-void ngx_http_llmroute_provider_series(ngx_http_llmroute_main_conf_t *lmcf);
 ngx_table_elt_t *ngx_http_llmroute_find_header(ngx_list_t *headers,
     const char *name);
 
@@ -418,6 +460,11 @@ void ngx_http_llmroute_release(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx, ngx_uint_t settle);
 void ngx_http_llmroute_provider_result(ngx_http_llmroute_main_conf_t *lmcf,
     ngx_uint_t provider, ngx_uint_t ok);
+void ngx_http_llmroute_cool_down(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_uint_t provider, uint64_t until);
+void ngx_http_llmroute_request_done(ngx_http_llmroute_ctx_t *ctx);
+ngx_uint_t ngx_http_llmroute_clients_evict_locked(
+    ngx_http_llmroute_main_conf_t *lmcf);
 char *ngx_http_llmroute_client(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 void ngx_http_llmroute_rbtree_insert_value(ngx_rbtree_node_t *temp,
@@ -477,6 +524,10 @@ ngx_http_llmroute_model_stats_t *ngx_http_llmroute_model_stats(
     ngx_http_llmroute_main_conf_t *lmcf, ngx_int_t model);
 ngx_http_llmroute_provider_stats_t *ngx_http_llmroute_provider_stats(
     ngx_http_llmroute_main_conf_t *lmcf, ngx_uint_t provider);
+ngx_http_llmroute_provider_stats_t *ngx_http_llmroute_provider_stats_locked(
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_uint_t provider);
+void ngx_http_llmroute_money_counter_add(ngx_http_llmroute_counter_t *c,
+    uint64_t n);
 ngx_uint_t ngx_http_llmroute_code_index(ngx_uint_t status);
 extern ngx_uint_t  ngx_http_llmroute_codes[];
 extern ngx_msec_t  ngx_http_llmroute_buckets[];

@@ -60,7 +60,6 @@ typedef struct {
     ngx_msec_t                       backoff;
     ngx_str_t                        node;
     uint64_t                         seq;
-    int64_t                          prices;    /* version seen */
     ngx_uint_t                       pricing;   /* replies awaited */
     uint64_t                         sessions_since;    /* ms */
     ngx_pool_t                      *sessions_pool;     /* in flight */
@@ -117,6 +116,26 @@ static void ngx_http_llmroute_redis_del_write(void *privdata);
 static void ngx_http_llmroute_redis_cleanup(void *privdata);
 static void ngx_http_llmroute_redis_read_handler(ngx_event_t *ev);
 static void ngx_http_llmroute_redis_write_handler(ngx_event_t *ev);
+
+
+/*
+ * A batch an exiting worker could not have confirmed (Redis slow or down
+ * at a reload): its deltas were taken out of the zone, so it is handed to
+ * the next sync worker through the zone and re-sent as is.  Its sequence
+ * key (node and the old pid) makes a batch Redis applied already a no-op.
+ */
+typedef struct ngx_http_llmroute_orphan_s  ngx_http_llmroute_orphan_t;
+
+struct ngx_http_llmroute_orphan_s {
+    ngx_http_llmroute_orphan_t      *next;
+    int                              argc;      /* after EVAL and script */
+    size_t                           len[1];    /* argc, then the bytes */
+};
+
+static void ngx_http_llmroute_redis_orphan_save(ngx_http_llmroute_redis_t *rd);
+static void ngx_http_llmroute_redis_orphans_send(ngx_http_llmroute_redis_t *rd);
+static void ngx_http_llmroute_redis_orphan_reply(redisAsyncContext *ac,
+    void *r, void *privdata);
 
 
 /* this worker's connection: a per-process singleton, set up per cycle */
@@ -472,7 +491,156 @@ ngx_http_llmroute_redis_exit_process(ngx_cycle_t *cycle)
         rd->ac = NULL;
     }
 
+    if (rd->pool) {
+        ngx_http_llmroute_redis_orphan_save(rd);
+        ngx_destroy_pool(rd->pool);
+        rd->pool = NULL;
+    }
+
     ngx_http_llmroute_redis_worker = NULL;
+}
+
+
+static void
+ngx_http_llmroute_redis_orphan_save(ngx_http_llmroute_redis_t *rd)
+{
+    u_char                         *p;
+    size_t                          size;
+    ngx_int_t                       i;
+    ngx_http_llmroute_orphan_t     *o;
+    ngx_http_llmroute_main_conf_t  *lmcf;
+
+    lmcf = rd->lmcf;
+    size = offsetof(ngx_http_llmroute_orphan_t, len)
+           + (rd->argc - 2) * sizeof(size_t);
+
+    for (i = 2; i < rd->argc; i++) {
+        size += rd->argvlen[i];
+    }
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    o = ngx_slab_alloc_locked(lmcf->shpool, size);
+
+    if (o == NULL) {
+        ngx_shmtx_unlock(&lmcf->shpool->mutex);
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "llmroute: zone is full, an unconfirmed redis batch "
+                      "is lost");
+        return;
+    }
+
+    o->argc = rd->argc - 2;
+    p = (u_char *) &o->len[o->argc];
+
+    for (i = 2; i < rd->argc; i++) {
+        o->len[i - 2] = rd->argvlen[i];
+        p = ngx_cpymem(p, rd->argv[i], rd->argvlen[i]);
+    }
+
+    o->next = lmcf->sh->orphans;
+    lmcf->sh->orphans = o;
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+}
+
+
+/* batches of exited workers, sent before this worker's own */
+
+static void
+ngx_http_llmroute_redis_orphans_send(ngx_http_llmroute_redis_t *rd)
+{
+    int                             i;
+    u_char                         *p;
+    size_t                         *argvlen;
+    const char                    **argv;
+    ngx_http_llmroute_orphan_t     *o, *next;
+    ngx_http_llmroute_main_conf_t  *lmcf;
+
+    lmcf = rd->lmcf;
+
+    if (lmcf->sh->orphans == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+    o = lmcf->sh->orphans;
+    lmcf->sh->orphans = NULL;
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+    for ( /* void */ ; o; o = next) {
+        next = o->next;
+
+        /* hiredis formats the command at once: argv is only borrowed */
+
+        argv = ngx_alloc((o->argc + 2) * (sizeof(char *) + sizeof(size_t)),
+                         ngx_cycle->log);
+        if (argv == NULL) {
+            o->next = NULL;
+            ngx_http_llmroute_redis_orphan_reply(NULL, NULL, o);
+            continue;
+        }
+
+        argvlen = (size_t *) &argv[o->argc + 2];
+
+        argv[0] = "EVAL";
+        argvlen[0] = 4;
+        argv[1] = ngx_http_llmroute_redis_script;
+        argvlen[1] = sizeof(ngx_http_llmroute_redis_script) - 1;
+
+        p = (u_char *) &o->len[o->argc];
+
+        for (i = 0; i < o->argc; i++) {
+            argv[i + 2] = (char *) p;
+            argvlen[i + 2] = o->len[i];
+            p += o->len[i];
+        }
+
+        if (redisAsyncCommandArgv(rd->ac,
+                                  ngx_http_llmroute_redis_orphan_reply, o,
+                                  o->argc + 2, argv, argvlen)
+            != REDIS_OK)
+        {
+            ngx_http_llmroute_redis_orphan_reply(NULL, NULL, o);
+        }
+
+        ngx_free(argv);
+    }
+}
+
+
+/* applied (or applied before): freed; no answer: kept for the next try */
+
+static void
+ngx_http_llmroute_redis_orphan_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                     *reply = r;
+
+    ngx_http_llmroute_orphan_t     *o;
+    ngx_http_llmroute_redis_t      *rd;
+    ngx_http_llmroute_main_conf_t  *lmcf;
+
+    o = privdata;
+    rd = ngx_http_llmroute_redis_worker;
+
+    if (rd == NULL) {
+        return;                 /* the zone keeps it: lost only to us */
+    }
+
+    lmcf = rd->lmcf;
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY) {
+        ngx_slab_free_locked(lmcf->shpool, o);
+
+    } else {
+        o->next = lmcf->sh->orphans;
+        lmcf->sh->orphans = o;
+    }
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
 }
 
 
@@ -669,6 +837,8 @@ ngx_http_llmroute_redis_sync_handler(ngx_event_t *ev)
     ngx_http_llmroute_redis_prices(rd);
     ngx_http_llmroute_redis_sessions(rd);
 
+    ngx_http_llmroute_redis_orphans_send(rd);
+
     /* a batch not confirmed yet is re-sent as is: same sequence number */
 
     if (rd->pool == NULL && ngx_http_llmroute_redis_batch(rd) != NGX_OK) {
@@ -733,8 +903,6 @@ ngx_http_llmroute_redis_batch(ngx_http_llmroute_redis_t *rd)
         return NGX_ERROR;
     }
 
-    ngx_http_llmroute_provider_series(lmcf);
-
     /* providers, and clients used here in the last two minutes */
 
     ngx_shmtx_lock(&lmcf->shpool->mutex);
@@ -778,9 +946,7 @@ ngx_http_llmroute_redis_batch(ngx_http_llmroute_redis_t *rd)
     for (i = 0; i < max; i++) {
 
         if (i < lmcf->cat.nproviders) {
-            ps = lmcf->provider_series[i] ? &lmcf->provider_series[i]
-                                                 ->s.provider
-                                          : NULL;
+            ps = ngx_http_llmroute_provider_stats_locked(lmcf, i);
             if (ps == NULL) {
                 continue;
             }
@@ -867,7 +1033,7 @@ ngx_http_llmroute_redis_batch(ngx_http_llmroute_redis_t *rd)
         alen[a + 3] = p - (u_char *) args[a + 3];
 
         args[a + 4] = (char *) p;
-        p = ngx_sprintf(p, "%uA", ps ? ps->cooldown_until : 0);
+        p = ngx_sprintf(p, "%uL", ps ? ps->cooldown_until : 0);
         alen[a + 4] = p - (u_char *) args[a + 4];
 
         rm->ud_req = 0;
@@ -979,7 +1145,7 @@ ngx_http_llmroute_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
 
     time_t                               now;
     ngx_uint_t                           i;
-    ngx_msec_t                           cool;
+    uint64_t                             cool;
     redisReply                         **e;
     ngx_http_llmroute_redis_t           *rd;
     ngx_http_llmroute_remote_t          *rm;
@@ -1044,7 +1210,7 @@ ngx_http_llmroute_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
         rm->spend = ngx_http_llmroute_redis_int(e[2]);
         rm->period = rd->items[i].period;
 
-        cool = (ngx_msec_t) ngx_http_llmroute_redis_int(e[3]);
+        cool = (uint64_t) ngx_http_llmroute_redis_int(e[3]);
 
         if (ps) {
             /* an operator's "disabled" key takes the provider out */
@@ -1052,7 +1218,7 @@ ngx_http_llmroute_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
         }
 
         if (ps && cool > ps->cooldown_until
-            && cool > (ngx_msec_t) now * 1000)
+            && cool > (uint64_t) now * 1000)
         {
             ps->cooldown_until = cool;
         }
@@ -1269,7 +1435,7 @@ ngx_http_llmroute_redis_version(redisAsyncContext *ac, void *r,
     size_t                          len;
     int64_t                         v;
     ngx_str_t                       s;
-    ngx_uint_t                      i;
+    ngx_uint_t                      i, same;
     ngx_http_llmroute_model_t      *m;
     ngx_http_llmroute_redis_t      *rd;
     ngx_http_llmroute_main_conf_t  *lmcf;
@@ -1290,12 +1456,27 @@ ngx_http_llmroute_redis_version(redisAsyncContext *ac, void *r,
     s.len = reply->len;
     v = ngx_atoi(s.data, s.len);
 
-    if (v == NGX_ERROR || v == rd->prices) {
+    if (v == NGX_ERROR) {
         return;
     }
 
-    rd->prices = v;
+    /*
+     * the version read is kept in the zone: the sync worker of a new
+     * cycle does not read the prices again, so a price a reload edited
+     * stays until the version moves
+     */
+
     lmcf = rd->lmcf;
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+    same = (lmcf->sh->redis_prices == v);
+    lmcf->sh->redis_prices = v;
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+    if (same) {
+        return;
+    }
+
     m = lmcf->cat.models;
 
     for (i = 0; i < lmcf->cat.nmodels; i++) {
@@ -1368,6 +1549,7 @@ ngx_http_llmroute_redis_price(redisAsyncContext *ac, void *r, void *privdata)
     ngx_shmtx_lock(&lmcf->shpool->mutex);
 
     ngx_memcpy(ms->price, price, sizeof(price));
+    ngx_memcpy(ms->config, &lmcf->conf_prices[i * 3], sizeof(ms->config));
     ms->priced = 1;
 
     ngx_shmtx_unlock(&lmcf->shpool->mutex);
@@ -1381,7 +1563,8 @@ ngx_http_llmroute_redis_price(redisAsyncContext *ac, void *r, void *privdata)
 void
 ngx_http_llmroute_prices_refresh(ngx_http_llmroute_main_conf_t *lmcf)
 {
-    ngx_uint_t                        i;
+    uint64_t                         *conf;
+    ngx_uint_t                        i, live;
     ngx_http_llmroute_model_t        *m;
     ngx_http_llmroute_model_stats_t  *ms;
 
@@ -1395,12 +1578,17 @@ ngx_http_llmroute_prices_refresh(ngx_http_llmroute_main_conf_t *lmcf)
         }
 
         m = &lmcf->cat.models[i];
+        conf = &lmcf->conf_prices[i * 3];
 
         ngx_shmtx_lock(&lmcf->shpool->mutex);
 
-        m->input = ms->price[0];
-        m->output = ms->price[1];
-        m->cached_input = ms->price[2];
+        /* read over another configured price: the configuration wins */
+
+        live = (ngx_memcmp(ms->config, conf, sizeof(ms->config)) == 0);
+
+        m->input = live ? ms->price[0] : conf[0];
+        m->output = live ? ms->price[1] : conf[1];
+        m->cached_input = live ? ms->price[2] : conf[2];
 
         ngx_shmtx_unlock(&lmcf->shpool->mutex);
     }

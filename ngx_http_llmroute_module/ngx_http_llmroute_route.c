@@ -250,12 +250,26 @@ uint64_t
 ngx_http_llmroute_cost(ngx_http_llmroute_model_t *m, uint64_t prompt,
     uint64_t cached, uint64_t written, uint64_t completion)
 {
+    uint64_t  a, b, c, w, sum;
+
     /* prompt counts every input token: cache reads and writes included */
 
     cached = ngx_min(cached, prompt);
     written = ngx_min(written, prompt - cached);
 
-    return (prompt - cached - written) * m->input
-           + cached * m->cached_input + written * m->cache_write
-           + completion * m->output;
+    /* absurd usage saturates instead of wrapping to a small cost */
+
+    if (__builtin_mul_overflow(prompt - cached - written, m->input, &a)
+        || __builtin_mul_overflow(cached, m->cached_input, &b)
+        || __builtin_mul_overflow(written, m->cache_write, &w)
+        || __builtin_mul_overflow(completion, m->output, &c)
+        || __builtin_add_overflow(a, b, &sum)
+        || __builtin_add_overflow(sum, w, &sum)
+        || __builtin_add_overflow(sum, c, &sum)
+        || sum > NGX_HTTP_LLMROUTE_COST_MAX)
+    {
+        return NGX_HTTP_LLMROUTE_COST_MAX;
+    }
+
+    return sum;
 }

@@ -18,6 +18,18 @@ static ngx_int_t ngx_http_llmroute_init_zone(ngx_shm_zone_t *shm_zone,
 static ngx_http_llmroute_series_t *ngx_http_llmroute_series(
     ngx_http_llmroute_main_conf_t *lmcf, ngx_str_t *provider,
     ngx_str_t *model);
+static ngx_http_llmroute_series_t *ngx_http_llmroute_series_locked(
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_str_t *provider,
+    ngx_str_t *model);
+
+
+/* 64-bit counters must be updated without a lock on every platform */
+#if !defined(__GCC_ATOMIC_LLONG_LOCK_FREE) || __GCC_ATOMIC_LLONG_LOCK_FREE != 2
+#error "llmroute needs lock-free 64-bit atomics (x86-64, i586+, ARMv7+)"
+#endif
+
+typedef char ngx_http_llmroute_counter_is_64_bit[
+    sizeof(ngx_http_llmroute_counter_t) == 8 ? 1 : -1];
 
 
 ngx_uint_t  ngx_http_llmroute_codes[NGX_HTTP_LLMROUTE_NCODES] = {
@@ -109,6 +121,9 @@ ngx_http_llmroute_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     lmcf->shpool = shpool;
 
+    /* a full zone is handled (clients evicted, refused) and logged here */
+    shpool->log_nomem = 0;
+
     /* reload: keep the counters of the previous cycle */
 
     if (olmcf) {
@@ -191,8 +206,13 @@ ngx_http_llmroute_model_stats(ngx_http_llmroute_main_conf_t *lmcf,
 }
 
 
+/*
+ * The provider's series with the zone mutex already held (admission,
+ * release, the circuit breaker): found or made without locking again.
+ */
+
 ngx_http_llmroute_provider_stats_t *
-ngx_http_llmroute_provider_stats(ngx_http_llmroute_main_conf_t *lmcf,
+ngx_http_llmroute_provider_stats_locked(ngx_http_llmroute_main_conf_t *lmcf,
     ngx_uint_t provider)
 {
     ngx_str_t                    empty = ngx_null_string;
@@ -205,8 +225,9 @@ ngx_http_llmroute_provider_stats(ngx_http_llmroute_main_conf_t *lmcf,
     s = lmcf->provider_series[provider];
 
     if (s == NULL) {
-        s = ngx_http_llmroute_series(lmcf, &lmcf->cat.providers[provider].name,
-                                     &empty);
+        s = ngx_http_llmroute_series_locked(lmcf,
+                                            &lmcf->cat.providers[provider].name,
+                                            &empty);
         lmcf->provider_series[provider] = s;
     }
 
@@ -214,33 +235,56 @@ ngx_http_llmroute_provider_stats(ngx_http_llmroute_main_conf_t *lmcf,
 }
 
 
-/*
- * Every provider's series, found or made: code about to hold the zone's
- * mutex calls this first, since finding a series takes the mutex itself.
- */
-
-void
-ngx_http_llmroute_provider_series(ngx_http_llmroute_main_conf_t *lmcf)
+ngx_http_llmroute_provider_stats_t *
+ngx_http_llmroute_provider_stats(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_uint_t provider)
 {
-    ngx_uint_t  i;
+    ngx_http_llmroute_provider_stats_t  *ps;
 
-    for (i = 0; i < lmcf->cat.nproviders; i++) {
-        (void) ngx_http_llmroute_provider_stats(lmcf, i);
+    if (lmcf->sh == NULL) {
+        return NULL;
     }
+
+    if (lmcf->provider_series[provider]) {
+        return &lmcf->provider_series[provider]->s.provider;
+    }
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+    ps = ngx_http_llmroute_provider_stats_locked(lmcf, provider);
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+    return ps;
 }
 
-
-/* find or create a series; a provider series has an empty model */
 
 static ngx_http_llmroute_series_t *
 ngx_http_llmroute_series(ngx_http_llmroute_main_conf_t *lmcf,
     ngx_str_t *provider, ngx_str_t *model)
 {
-    u_char                      *p;
-    ngx_queue_t                 *q;
     ngx_http_llmroute_series_t  *s;
 
     ngx_shmtx_lock(&lmcf->shpool->mutex);
+    s = ngx_http_llmroute_series_locked(lmcf, provider, model);
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+    return s;
+}
+
+
+/*
+ * Find or create a series (a provider series has an empty model), zone
+ * mutex held.  Series are few and bounded by the catalogs: when the zone
+ * is full of clients, idle clients make room for them.
+ */
+
+static ngx_http_llmroute_series_t *
+ngx_http_llmroute_series_locked(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_str_t *provider, ngx_str_t *model)
+{
+    u_char                      *p;
+    size_t                       size;
+    ngx_queue_t                 *q;
+    ngx_http_llmroute_series_t  *s;
 
     for (q = ngx_queue_head(&lmcf->sh->series);
          q != ngx_queue_sentinel(&lmcf->sh->series);
@@ -253,15 +297,24 @@ ngx_http_llmroute_series(ngx_http_llmroute_main_conf_t *lmcf,
                == 0
             && ngx_memcmp(s->model.data, model->data, model->len) == 0)
         {
-            goto done;
+            return s;
         }
     }
 
-    s = ngx_slab_calloc_locked(lmcf->shpool,
-                               sizeof(ngx_http_llmroute_series_t)
-                               + provider->len + model->len);
+    size = sizeof(ngx_http_llmroute_series_t) + provider->len + model->len;
+
+    s = ngx_slab_calloc_locked(lmcf->shpool, size);
+
+    while (s == NULL && ngx_http_llmroute_clients_evict_locked(lmcf)) {
+        s = ngx_slab_calloc_locked(lmcf->shpool, size);
+    }
+
     if (s == NULL) {
-        goto done;
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "llmroute: zone is full, no counters for \"%V%s%V\" "
+                      "(raise llmroute_zone size)", provider,
+                      model->len ? "/" : "", model);
+        return NULL;
     }
 
     p = (u_char *) (s + 1);
@@ -277,11 +330,29 @@ ngx_http_llmroute_series(ngx_http_llmroute_main_conf_t *lmcf,
     /* model series first, in catalog order: stable metrics output */
     ngx_queue_insert_tail(&lmcf->sh->series, &s->queue);
 
-done:
-
-    ngx_shmtx_unlock(&lmcf->shpool->mutex);
-
     return s;
+}
+
+
+/* a money total saturates at NGX_HTTP_LLMROUTE_COST_MAX, never wraps */
+
+void
+ngx_http_llmroute_money_counter_add(ngx_http_llmroute_counter_t *c,
+    uint64_t n)
+{
+    uint64_t  old, sum;
+
+    old = __atomic_load_n(c, __ATOMIC_RELAXED);
+
+    do {
+        if (__builtin_add_overflow(old, n, &sum)
+            || sum > NGX_HTTP_LLMROUTE_COST_MAX)
+        {
+            sum = NGX_HTTP_LLMROUTE_COST_MAX;
+        }
+
+    } while (!__atomic_compare_exchange_n(c, &old, sum, 0, __ATOMIC_RELAXED,
+                                          __ATOMIC_RELAXED));
 }
 
 

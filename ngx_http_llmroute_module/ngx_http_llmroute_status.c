@@ -249,7 +249,14 @@ ngx_http_llmroute_status_json(u_char *p, ngx_http_llmroute_main_conf_t *lmcf,
 
         ps = ngx_http_llmroute_provider_stats(lmcf, i);
 
-        until = ps ? ps->cooldown_until : 0;
+        until = 0;
+
+        if (ps) {
+            ngx_shmtx_lock(&lmcf->shpool->mutex);   /* health: one rule */
+            until = ps->cooldown_until;
+            ngx_shmtx_unlock(&lmcf->shpool->mutex);
+        }
+
         left = until > now_ms ? (until - now_ms + 999) / 1000 : 0;
 
         p = ngx_sprintf(p, "%s{\"provider\":\"%V\",\"requests\":%uA,"
@@ -269,7 +276,7 @@ ngx_http_llmroute_status_json(u_char *p, ngx_http_llmroute_main_conf_t *lmcf,
                         ps ? ps->inflight : 0);
 
         for (k = 0; k < NGX_HTTP_LLMROUTE_NFAILS; k++) {
-            p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
+            p = ngx_sprintf(p, "%s\"%s\":%uL", k ? "," : "",
                             ngx_http_llmroute_status_fails[k],
                             ps ? ps->failures[k] : 0);
         }
@@ -354,7 +361,7 @@ ngx_http_llmroute_status_json(u_char *p, ngx_http_llmroute_main_conf_t *lmcf,
                     lmcf->redis && lmcf->sh->redis_up ? "true" : "false");
 
     for (k = 0; k < NGX_HTTP_LLMROUTE_NREJECTS; k++) {
-        p = ngx_sprintf(p, "%s\"%s\":%uA", k ? "," : "",
+        p = ngx_sprintf(p, "%s\"%s\":%uL", k ? "," : "",
                         ngx_http_llmroute_reject_codes[k],
                         lmcf->sh->rejected[k]);
     }

@@ -154,6 +154,8 @@ static void ngx_http_llmroute_usage_scalar(ngx_http_llmroute_usage_t *u,
     ngx_uint_t role, ngx_uint_t type, u_char *p, size_t len,
     ngx_uint_t raw);
 static int64_t ngx_http_llmroute_usage_number(u_char *p, size_t len);
+static ngx_int_t ngx_http_llmroute_usage_carry_fit(
+    ngx_http_llmroute_usage_t *u, size_t need);
 static ngx_uint_t ngx_http_llmroute_usage_finish_reason(u_char *p,
     size_t len);
 static size_t ngx_http_llmroute_usage_unescaped(u_char *p, size_t len);
@@ -368,13 +370,54 @@ ngx_http_llmroute_usage_init(ngx_http_llmroute_usage_t *u, ngx_uint_t flags,
     if (u->sse) {
         /* jsmn offsets are ints: a longer line is skipped as overlong */
         u->carry = carry;
-        u->carry_size = (carry == NULL) ? 0 : ngx_min(carry_size, 1 << 30);
+        u->carry_size = (carry == NULL && alloc == NULL)
+                        ? 0 : ngx_min(carry_size, 1 << 30);
+        u->carry_cap = (carry == NULL) ? 0 : u->carry_size;
         return NGX_OK;
     }
 
     /* yajl is set up on the first buffer that is not a whole answer */
 
     return (alloc == NULL) ? NGX_ERROR : NGX_OK;
+}
+
+
+/* room for `need` bytes in the carry, grown on demand up to carry_size */
+
+static ngx_int_t
+ngx_http_llmroute_usage_carry_fit(ngx_http_llmroute_usage_t *u, size_t need)
+{
+    u_char  *p;
+    size_t   cap;
+
+    if (need <= u->carry_cap) {
+        return NGX_OK;
+    }
+
+    if (u->alloc == NULL) {
+        return NGX_ERROR;
+    }
+
+    cap = ngx_max(need, ngx_max(2 * u->carry_cap, 1024));
+    cap = ngx_min(cap, u->carry_size);
+
+    p = u->alloc(u->data, cap);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (u->carry_len) {
+        ngx_memcpy(p, u->carry, u->carry_len);
+    }
+
+    if (u->carry && u->free) {
+        u->free(u->data, u->carry);
+    }
+
+    u->carry = p;
+    u->carry_cap = cap;
+
+    return NGX_OK;
 }
 
 
@@ -570,7 +613,11 @@ ngx_http_llmroute_usage_sse(ngx_http_llmroute_usage_t *u, u_char *p,
         nl = memchr(p, '\n', last - p);
         n = (nl != NULL ? nl : last) - p;
 
-        if (n > u->carry_size - u->carry_len) {
+        if (n > u->carry_size - u->carry_len
+            || ((nl == NULL || u->carry_len)
+                && ngx_http_llmroute_usage_carry_fit(u, u->carry_len + n)
+                   != NGX_OK))
+        {
             ngx_http_llmroute_usage_overlong(u, p, n);
 
             if (u->emit) {

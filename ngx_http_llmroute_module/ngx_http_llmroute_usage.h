@@ -192,7 +192,8 @@ typedef struct {
     unsigned                     lazy:1;            /* choices not read */
 
     u_char                      *carry;
-    size_t                       carry_size;
+    size_t                       carry_size;        /* the longest line */
+    size_t                       carry_cap;         /* allocated */
     size_t                       carry_len;
     off_t                        line_start;
     size_t                       skip_bytes;
@@ -218,7 +219,9 @@ typedef struct {
 
 /*
  * flags: USAGE_SSE or USAGE_JSON, optionally | USAGE_JSON_CHECK;
- * SSE needs carry (carry_size >= 256, 64K advised) and no allocator,
+ * SSE needs carry (carry_size >= 256, 64K advised), or carry NULL and
+ * alloc: the carry then grows on demand up to carry_size (most streams
+ * never need more than a line of a few hundred bytes),
  * JSON needs alloc (free may be NULL for a pool) and no carry;
  * NGX_ERROR: JSON without an allocator (yajl is set up on first use)
  */

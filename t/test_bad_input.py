@@ -89,7 +89,8 @@ def test_deep_nesting_as_the_body_itself(routed):
 
 
 def test_two_megabyte_string_outside_messages(routed):
-    # in a temp file (client_body_buffer_size 16k), gathered, forwarded as is
+    # past client_body_buffer_size (16k): kept in memory all the same (the
+    # buffer is raised to client_max_body_size), forwarded as is
     r = routed(server_extra="client_max_body_size 4m;")
     big = b"a" * (2 << 20)
     body = body_of(b'"model":"auto"', b'"user":"' + big + b'"', MSG)

@@ -40,6 +40,9 @@ def test_valid_config_passes(nginx):
 
 BAD_LINES = [
     # (id, line to add to the standard catalog, value named in the error)
+    ("model_id_too_long",      # a metrics series has a bounded text
+     "llmroute_model cheap %s tier=simple input=0.10 output=0.40 "
+     "context=16k;" % ("m" * 257), "m" * 257),
     ("unknown_provider",
      "llmroute_model nosuch x-1 tier=simple input=0.10 output=0.40 "
      "context=16k;", "nosuch"),
