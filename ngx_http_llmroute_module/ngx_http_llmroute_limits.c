@@ -678,7 +678,15 @@ ngx_http_llmroute_client_lookup(ngx_http_llmroute_main_conf_t *lmcf,
 
     node = ngx_slab_calloc_locked(lmcf->shpool, size);
 
-    while (node == NULL && ngx_http_llmroute_clients_evict_locked(lmcf)) {
+    /*
+     * full: session affinity is only a saving, limits are a promise, so
+     * idle sessions go before idle clients (whose spend would be lost)
+     */
+
+    while (node == NULL
+           && (ngx_http_llmroute_session_evict_locked(lmcf)
+               || ngx_http_llmroute_clients_evict_locked(lmcf)))
+    {
         node = ngx_slab_calloc_locked(lmcf->shpool, size);
     }
 

@@ -475,6 +475,8 @@ char *ngx_http_llmroute_session(ngx_conf_t *cf, ngx_command_t *cmd,
 void ngx_http_llmroute_session_init_zone(ngx_http_llmroute_shctx_t *sh);
 ngx_int_t ngx_http_llmroute_session_begin(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
+ngx_uint_t ngx_http_llmroute_session_evict_locked(
+    ngx_http_llmroute_main_conf_t *lmcf);
 void ngx_http_llmroute_session_admitted(
     ngx_http_llmroute_main_conf_t *lmcf, ngx_http_llmroute_ctx_t *ctx,
     uint64_t cooling);

@@ -798,28 +798,10 @@ ngx_http_llmroute_session_lookup(ngx_http_llmroute_main_conf_t *lmcf,
 
     /* full: the least recently used unpinned sessions go */
 
-    for (i = 0; sn == NULL && i < 8 && !ngx_queue_empty(&sh->session_lru);
-         i++)
-    {
-        for (q = ngx_queue_last(&sh->session_lru);
-             q != ngx_queue_sentinel(&sh->session_lru);
-             q = ngx_queue_prev(q))
-        {
-            sn = ngx_queue_data(q, ngx_http_llmroute_session_node_t, queue);
-
-            if (sn->count == 0) {
-                break;
-            }
-        }
-
-        if (q == ngx_queue_sentinel(&sh->session_lru)) {
-            sn = NULL;
+    for (i = 0; sn == NULL && i < 8; i++) {
+        if (!ngx_http_llmroute_session_evict_locked(lmcf)) {
             break;
         }
-
-        (void) ngx_atomic_fetch_add(&sh->moves[NGX_HTTP_LLMROUTE_MOVE_EVICTED],
-                                    1);
-        ngx_http_llmroute_session_free(lmcf, sn);
 
         sn = ngx_slab_calloc_locked(lmcf->shpool,
                                     sizeof(ngx_http_llmroute_session_node_t));
@@ -837,6 +819,39 @@ ngx_http_llmroute_session_lookup(ngx_http_llmroute_main_conf_t *lmcf,
     ngx_queue_insert_head(&sh->session_lru, &sn->queue);
 
     return sn;
+}
+
+
+/*
+ * The least recently used session no request is using goes (zone mutex
+ * held): for a new session, or for a client node (limits come first).
+ * Returns 0 when there is none.
+ */
+
+ngx_uint_t
+ngx_http_llmroute_session_evict_locked(ngx_http_llmroute_main_conf_t *lmcf)
+{
+    ngx_queue_t                       *q;
+    ngx_http_llmroute_shctx_t         *sh;
+    ngx_http_llmroute_session_node_t  *sn;
+
+    sh = lmcf->sh;
+
+    for (q = ngx_queue_last(&sh->session_lru);
+         q != ngx_queue_sentinel(&sh->session_lru);
+         q = ngx_queue_prev(q))
+    {
+        sn = ngx_queue_data(q, ngx_http_llmroute_session_node_t, queue);
+
+        if (sn->count == 0) {
+            (void) ngx_atomic_fetch_add(
+                       &sh->moves[NGX_HTTP_LLMROUTE_MOVE_EVICTED], 1);
+            ngx_http_llmroute_session_free(lmcf, sn);
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
