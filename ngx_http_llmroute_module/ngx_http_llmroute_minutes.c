@@ -139,8 +139,8 @@ ngx_http_llmroute_minutes_add(ngx_http_request_t *r,
 
     (void) ngx_atomic_fetch_add(&slot->tiers[ngx_min(ctx->tier,
                                            NGX_HTTP_LLMROUTE_NTIERS - 1)], 1);
-    (void) ngx_atomic_fetch_add(&slot->savings,
-                                (ngx_atomic_int_t) ctx->savings);
+    /* signed: a two's complement addition wraps to the right sum */
+    ngx_http_llmroute_count(&slot->savings, (int64_t) ctx->savings);
 
     /* the model's row */
 
@@ -201,11 +201,11 @@ ngx_http_llmroute_minutes_add(ngx_http_request_t *r,
             }
         }
 
-        (void) ngx_atomic_fetch_add(&row->requests, 1);
-        (void) ngx_atomic_fetch_add(&row->prompt, ctx->prompt_tokens);
-        (void) ngx_atomic_fetch_add(&row->completion, ctx->completion_tokens);
-        (void) ngx_atomic_fetch_add(&row->cached, cached);
-        (void) ngx_atomic_fetch_add(&row->cost, ctx->cost);
+        ngx_http_llmroute_count(&row->requests, 1);
+        ngx_http_llmroute_count(&row->prompt, ctx->prompt_tokens);
+        ngx_http_llmroute_count(&row->completion, ctx->completion_tokens);
+        ngx_http_llmroute_count(&row->cached, cached);
+        ngx_http_llmroute_count(&row->cost, ctx->cost);
     }
 }
 
@@ -373,7 +373,7 @@ ngx_http_llmroute_minutes_sum(ngx_http_llmroute_main_conf_t *lmcf,
     ngx_http_llmroute_minutes_view_t *view)
 {
     ngx_uint_t                       now, i, k, f;
-    ngx_atomic_t                    *src, *dst;
+    ngx_http_llmroute_counter_t     *src, *dst;
     ngx_http_llmroute_minute_t      *slot;
     ngx_http_llmroute_minutes_t     *mn;
     ngx_http_llmroute_minute_row_t  *row;
@@ -400,7 +400,8 @@ ngx_http_llmroute_minutes_sum(ngx_http_llmroute_main_conf_t *lmcf,
             view->tiers[k] += slot->tiers[k];
         }
 
-        view->savings += (ngx_atomic_int_t) slot->savings;
+        view->savings += (int64_t) ngx_http_llmroute_counter_get(
+                                                              &slot->savings);
 
         for (k = 0; k < NGX_HTTP_LLMROUTE_KEYS + 2; k++) {
             row = &slot->rows[k];

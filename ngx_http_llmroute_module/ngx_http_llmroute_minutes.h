@@ -24,20 +24,23 @@
 #define NGX_HTTP_LLMROUTE_ROW_FIELDS   5
 
 
-/* NGX_HTTP_LLMROUTE_ROW_FIELDS counters, read as an array */
+/*
+ * NGX_HTTP_LLMROUTE_ROW_FIELDS counters, read as an array; 64-bit on every
+ * platform, as the zone's other money and token counters
+ */
 typedef struct {
-    ngx_atomic_t                    requests;
-    ngx_atomic_t                    prompt;
-    ngx_atomic_t                    completion;
-    ngx_atomic_t                    cached;
-    ngx_atomic_t                    cost;           /* nano-USD */
+    ngx_http_llmroute_counter_t     requests;
+    ngx_http_llmroute_counter_t     prompt;
+    ngx_http_llmroute_counter_t     completion;
+    ngx_http_llmroute_counter_t     cached;
+    ngx_http_llmroute_counter_t     cost;           /* nano-USD */
 } ngx_http_llmroute_minute_row_t;
 
 
 typedef struct {
     ngx_atomic_t                    minute;         /* epoch minute */
     ngx_atomic_t                    tiers[NGX_HTTP_LLMROUTE_NTIERS];
-    ngx_atomic_t                    savings;        /* signed, nano-USD */
+    ngx_http_llmroute_counter_t     savings;        /* signed, nano-USD */
     ngx_http_llmroute_minute_row_t  rows[NGX_HTTP_LLMROUTE_KEYS + 2];
 } ngx_http_llmroute_minute_t;
 
@@ -46,8 +49,8 @@ typedef struct {
     ngx_atomic_t                    kind;           /* 0: free */
     ngx_atomic_t                    since;          /* minute given */
     /* a client's budget as its last request saw it */
-    ngx_atomic_t                    budget;         /* nano-USD, 0: none */
-    ngx_atomic_t                    used;
+    uint64_t                        budget;         /* nano-USD, 0: none */
+    uint64_t                        used;
     ngx_atomic_t                    period;         /* of "used" */
     ngx_atomic_t                    period_kind;    /* hour, day, month */
     size_t                          len;

@@ -149,8 +149,15 @@ class Cluster:
         self.http = (catalog + LOG + "    " + self.redis_line + "\n"
                      + "    llmroute_client_hash key_env=TEST_CLIENT_SECRET;\n"
                      + SERVER)
-        self.nodes = [nginx(self.http, vars=self.vars,
-                            worker_processes=WORKERS) for _ in range(nodes)]
+        self.nodes = []
+        for _ in range(nodes):
+            # each node also listens for HTTP/2 (h2c) on a port of its own
+            h2 = free_port()
+            node = nginx(self.http, worker_processes=WORKERS, vars=dict(
+                self.vars, SERVER_EXTRA=METRICS
+                + " listen 127.0.0.1:%d http2;" % h2))
+            node.h2 = h2
+            self.nodes.append(node)
 
 
 @pytest.fixture
@@ -619,6 +626,34 @@ def test_new_client_waits_for_one_sync_at_most(cluster):
         assert time.monotonic() - t < 0.2
     finally:
         c.redis.resume()
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="no curl")
+def test_h2c_client_new_to_a_node_waits_for_the_sync(cluster):
+    """The first-sync wait over HTTP/2: the request that waits for the
+    node's next sync is an h2 stream (a timer resumes it), and what the
+    sync brings is enforced: a client at its budget on node A is refused
+    on its first h2c request to node B, and a new client's first h2c
+    request is admitted within the wait's bound."""
+    from test_hardening_sec import h2_post
+    c = cluster(client="budget=0.001/day")
+    a, b = c.nodes
+    wait_redis_up(c, 1)
+    c.cheap.script([{"mode": "ok", "usage": {"prompt_tokens": 0,
+                                             "completion_tokens": 2500}}])
+    body = chat_body(max_tokens=1)
+    status, hdrs, _, version = h2_post(a.h2, body, headers("team-a"))
+    assert (version, status) == ("HTTP/2", 200)
+    wait_logged(c.nodes, 1)
+    time.sleep(3 * SYNC)
+    status, _, data, version = h2_post(b.h2, body, headers("team-a"))
+    assert (version, status) == ("HTTP/2", 402), data
+    assert json.loads(data)["error"]["code"] == "budget_exceeded"
+    t = time.monotonic()
+    status, hdrs, _, _ = h2_post(b.h2, body, headers("team-new"))
+    assert status == 200 and hdrs["x-llmroute-provider"] == "cheap"
+    assert time.monotonic() - t < 2 * SYNC + 0.5
+    assert len(c.cheap.requests) == 2
 
 
 # ------------------------------------------------------------ 3. rpm
