@@ -79,8 +79,8 @@ ngx_http_llmroute_facts_variable(ngx_http_request_t *r,
         /* fixed part, then every name at its longest */
 
         len = sizeof("tier=moderate est= max= caps=tools,images,json pin="
-                     " via= region= excl= prior=") - 1
-              + 3 * NGX_INT64_LEN + NGX_INT_T_LEN
+                     " via= region= excl= prior= format= cache_write=") - 1
+              + 4 * NGX_INT64_LEN + NGX_INT_T_LEN
               + ctx->want.pin_id.len;
 
         for (i = 0; i < lmcf->cat.nproviders; i++) {
@@ -91,6 +91,12 @@ ngx_http_llmroute_facts_variable(ngx_http_request_t *r,
 
         for (i = 0; i < lmcf->cat.nregions; i++) {
             rlen = ngx_max(rlen, lmcf->cat.regions[i].len);
+        }
+
+        len += rlen;
+
+        for (i = 0, rlen = 0; i < NGX_HTTP_LLMROUTE_NFORMATS; i++) {
+            rlen = ngx_max(rlen, ngx_http_llmroute_formats[i].name.len);
         }
 
         len += rlen;
@@ -116,11 +122,14 @@ ngx_http_llmroute_facts_variable(ngx_http_request_t *r,
 
 /*
  * tier=T est=N max=N caps=a,b|- pin=ID|- [via=PROVIDER] region=NAME|-|?
- * excl=P,Q|- prior=NANO: the tier floor after classification, header,
- * budget degrade and escalation; the prompt estimate; max_tokens (-1: not
- * given); what the body needs; the client's pin; the region; the
- * providers skipped (tried, cooling down, at a limit); the cost of an
- * escalated first answer (nano-USD, paid whatever the catalog)
+ * excl=P,Q|- prior=NANO format=F cache_write=N: the tier floor after
+ * classification, header, budget degrade and escalation; the prompt
+ * estimate; max_tokens (-1: not given); what the body needs; the client's
+ * pin; the region; the providers skipped (tried, cooling down, at a
+ * limit); the cost of an escalated first answer (nano-USD, paid whatever
+ * the catalog); the request's wire format (only its providers are
+ * eligible); the answer's prompt-cache writes (priced at cache_write=, no
+ * log field of their own)
  */
 
 static u_char *
@@ -199,7 +208,10 @@ ngx_http_llmroute_facts_write(u_char *p, ngx_http_llmroute_main_conf_t *lmcf,
         *p++ = '-';
     }
 
-    return ngx_sprintf(p, " prior=%uL", ctx->prior_cost);
+    return ngx_sprintf(p, " prior=%uL format=%V cache_write=%L",
+                       ctx->prior_cost,
+                       &ngx_http_llmroute_formats[want->format].name,
+                       ctx->cache_write_tokens);
 }
 
 

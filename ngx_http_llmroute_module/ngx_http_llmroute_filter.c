@@ -139,6 +139,21 @@ ngx_http_llmroute_header_filter(ngx_http_request_t *r)
     }
 
     if (r->upstream) {
+
+        /*
+         * a provider's failure that reaches the client (its own error on
+         * the last attempt, or no retries) is recorded now, not at the log
+         * phase: the client may send its next request, to another worker,
+         * as soon as it has this one, and Retry-After must already hold
+         */
+
+        if (r->upstream->headers_in.status_n == NGX_HTTP_TOO_MANY_REQUESTS
+            || r->upstream->headers_in.status_n
+               >= NGX_HTTP_INTERNAL_SERVER_ERROR)
+        {
+            ngx_http_llmroute_note_failure(r, ctx);
+        }
+
         ngx_http_llmroute_steer(r, ctx);
     }
 

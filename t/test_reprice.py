@@ -494,3 +494,185 @@ def test_reprice_escalated_request(routed, tmp_path, tool):
     assert rc == 0, err
     # 30000 as logged + mid-1 at the new price: 100x2000 + 10x8000
     assert out["after_usd"] == "0.000310000"
+
+
+# ------------------------------------------------ both wire formats, cache
+
+BOTH_CATALOG = """
+llmroute_provider oa     {oa} key_env=TEST_KEY_A;
+llmroute_provider acheap {ac} key_env=TEST_KEY_A format=anthropic;
+llmroute_provider aprem  {ap} key_env=TEST_KEY_B format=anthropic;
+llmroute_model oa     oa-small  tier=simple  input=0.20 output=0.80 cached_input=0.05 context=128k tools json;
+llmroute_model oa     oa-big    tier=complex input=2.00 output=8.00 cached_input=0.50 context=200k tools json vision;
+llmroute_model acheap glm-small tier=simple  input=0.10 output=0.40 cached_input=0.01 context=200k tools;
+llmroute_model aprem  opus-big  tier=complex input=3.00 output=15.00 cached_input=0.30 cache_write=3.75 context=200k tools vision;
+"""
+
+BOTH_GATEWAY = r"""
+    include %%LOG_JSON%%;
+    llmroute_zone llmroute:1m;
+    include %%CATALOG%%;
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location /v1/ {
+            llmroute on;
+            proxy_pass $llmroute_url$is_args$args;
+            proxy_set_header Host $llmroute_host;
+            proxy_set_header Authorization $llmroute_authorization;
+            proxy_set_header x-api-key $llmroute_x_api_key;
+            proxy_http_version 1.1;
+            access_log logs/llmroute.log llmroute_json;
+        }
+    }
+"""
+
+
+@pytest.fixture
+def both_formats(nginx, tmp_path, tool):
+    """A log of OpenAI and Anthropic requests through one gateway, the
+    Anthropic answers with cache reads and writes: (catalog path, catalog
+    text, log path, records)."""
+    from mock_anthropic import MockAnthropic
+    from mock_provider import MockProvider
+    mocks = [MockProvider("oa"), MockAnthropic("acheap"),
+             MockAnthropic("aprem")]
+    try:
+        oa, ac, ap = mocks
+        text = BOTH_CATALOG.format(oa=oa.url, ac=ac.url, ap=ap.url)
+        cat = tmp_path / "both.conf"
+        cat.write_text(text)
+        gw = nginx(BOTH_GATEWAY, vars={"LOG_JSON": LOG_JSON, "CATALOG": cat})
+        n = 0
+        for i in range(8):
+            ac.default = ap.default = {"mode": "ok", "usage": {
+                "input_tokens": 11 + 7 * i, "output_tokens": 5 + 13 * i,
+                "cache_read_input_tokens": 100 * i,
+                "cache_creation_input_tokens": 1000 + 37 * i}}
+            oa.default = {"mode": "ok", "usage": {
+                "prompt_tokens": 300 + 11 * i, "completion_tokens": 9 + i,
+                "cached_tokens": 50 * i}}
+            for tier in ("simple", "complex"):
+                h = {"X-LLMRoute-Tier": tier}
+                r = post_json(gw.port, "/v1/messages", {
+                    "model": "auto", "max_tokens": 256,
+                    "messages": [{"role": "user", "content": "hi %d" % i}]},
+                    headers=dict(h, **{"anthropic-version": "2023-06-01"}))
+                assert r.status == 200, r
+                r = post_json(gw.port, CHAT, chat_body("hi %d" % i),
+                              headers=h)
+                assert r.status == 200, r
+                n += 2
+            # pinned: stays where it is whatever the new catalog offers
+            r = post_json(gw.port, "/v1/messages", {
+                "model": "opus-big", "max_tokens": 64,
+                "messages": [{"role": "user", "content": "pinned %d" % i}]},
+                headers={"anthropic-version": "2023-06-01"})
+            assert r.status == 200, r
+            n += 1
+        recs = gw.json_log("llmroute.log", n)
+        log = gw.prefix / "logs" / "llmroute.log"
+        yield cat, text, log, recs
+    finally:
+        for m in mocks:
+            m.close()
+
+
+def facts_of(rec):
+    return dict(kv.split("=", 1) for kv in rec["route_facts"].split())
+
+
+def test_reprice_both_formats_same_catalog_is_exact(both_formats):
+    cat, _, log, recs = both_formats
+    anth = [r for r in recs if r["provider"] in ("acheap", "aprem")]
+    oai = [r for r in recs if r["provider"] == "oa"]
+    assert len(anth) == 24 and len(oai) == 16
+    assert {r["model"] for r in anth} == {"glm-small", "opus-big"}
+    assert {r["model"] for r in oai} == {"oa-small", "oa-big"}
+    # the log carries the format and the cache writes
+    assert {facts_of(r)["format"] for r in anth} == {"anthropic"}
+    assert {facts_of(r)["format"] for r in oai} == {"openai"}
+    assert {facts_of(r)["cache_write"] for r in oai} == {"0"}
+    writes = [int(facts_of(r)["cache_write"]) for r in anth]
+    assert min(writes) >= 1000 and len(set(writes)) == 8
+    assert any(int(r["cached_tokens"]) > 0 for r in anth)
+
+    rc, out, err = reprice_json("--old", cat, "--new", cat, "--log", log,
+                                "--max-increase", "0%")
+    assert rc == 0, err
+    assert out["requests"] == len(recs)
+    assert out["difference_usd"] == "0.000000000"
+    assert out["changed"] == 0 and out["logged_mismatches"] == 0
+    # before = the log's own $llmroute_cost, to the nano-dollar, cache
+    # writes at cache_write= (opus-big) and at the default 1.25 x input
+    assert Decimal(out["before_usd"]) == usd_sum(recs)
+    assert out["before_usd"] == out["logged_usd"] == out["after_usd"]
+    by_model = {r["key"]: r for r in out["by_model"]}
+    for key, model in (("aprem/opus-big", "opus-big"),
+                       ("acheap/glm-small", "glm-small")):
+        assert Decimal(by_model[key]["before_usd"]) == usd_sum(
+            r for r in recs if r["model"] == model)
+
+
+def test_reprice_keeps_each_request_in_its_format(both_formats, tmp_path):
+    cat, text, log, recs = both_formats
+    by_id = {r["request_id"]: r for r in recs}
+    pinned = {r["request_id"] for r in recs
+              if facts_of(r)["pin"] == "opus-big"}
+    assert len(pinned) == 8
+
+    def moved_by(model_line):
+        """requests that move to a far cheaper model for every tier"""
+        new = tmp_path / "cheaper.conf"
+        new.write_text(text + model_line + " tier=complex input=0.001 "
+                       "output=0.001 cached_input=0.001 cache_write=0.001 "
+                       "context=200k tools json vision;\n")
+        rc, out, err = reprice_json("--old", cat, "--new", new, "--log", log)
+        assert rc == 0, err
+        assert Decimal(out["after_usd"]) < Decimal(out["before_usd"])
+        assert not pinned & {c["request_id"] for c in out["changed_requests"]}
+        return out["changed_requests"]
+
+    # an OpenAI-format one: OpenAI requests move to it, Anthropic never do
+    changed = moved_by("llmroute_model oa oa-lite")
+    assert {c["to"] for c in changed} == {"oa/oa-lite"}
+    assert {by_id[c["request_id"]]["provider"] for c in changed} == {"oa"}
+    assert len(changed) == 16
+
+    # an Anthropic-format one: the other way round, pins kept
+    changed = moved_by("llmroute_model acheap claude-lite")
+    assert {c["to"] for c in changed} == {"acheap/claude-lite"}
+    assert {by_id[c["request_id"]]["provider"] for c in changed} == {
+        "acheap", "aprem"}
+    assert len(changed) == 16
+    # the cache writes are priced at the new model's cache_write=
+    for c in changed:
+        rec = by_id[c["request_id"]]
+        prompt = int(rec["prompt_tokens"])
+        comp = int(rec["completion_tokens"])
+        assert c["after_usd"] == "%d.%09d" % divmod(
+            (prompt + comp) * 1, 10 ** 9)
+
+
+def test_reprice_log_without_format_is_openai(tool, tmp_path):
+    """A log from before format= and cache_write= were logged replays as
+    OpenAI traffic, its cache writes none."""
+    cat = tmp_path / "both.conf"
+    cat.write_text(BOTH_CATALOG.format(oa="http://127.0.0.1:1/o",
+                                       ac="http://127.0.0.1:1/a",
+                                       ap="http://127.0.0.1:1/p"))
+    new = tmp_path / "new.conf"
+    new.write_text(cat.read_text() + "llmroute_model acheap claude-lite "
+                   "tier=complex input=0.001 output=0.001 context=200k;\n")
+    log = tmp_path / "old.log"
+    log.write_text('{"request_id":"r1","provider":"oa","model":"oa-small",'
+                   '"prompt_tokens":"100","completion_tokens":"10",'
+                   '"cached_tokens":"0","cost_usd":"0.000028000",'
+                   '"route_facts":"tier=simple est=90 max=-1 caps=- pin=- '
+                   'region=- excl=- prior=0"}\n')
+    rc, out, err = reprice_json("--old", cat, "--new", new, "--log", log)
+    assert rc == 0, err
+    assert out["logged_mismatches"] == 0 and out["changed"] == 0
+    assert out["after_usd"] == out["before_usd"] == "0.000028000"
+    log.write_text(log.read_text().replace("prior=0", "prior=0 format=soap"))
+    p = reprice("--old", cat, "--new", new, "--log", log)
+    assert p.returncode == 7 and "invalid \"route_facts\"" in p.stderr

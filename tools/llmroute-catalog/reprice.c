@@ -8,9 +8,12 @@
  *
  * Each logged request carries $llmroute_route_facts: the selection input
  * of the attempt that answered (tier floor, prompt estimate, max_tokens,
- * capabilities, pin, region, providers skipped).  "Before" is the logged
- * model priced by --old; "after" is the model select() picks from --new
- * for the same facts, priced by --new.  Both use the logged token counts.
+ * capabilities, pin, region, providers skipped, wire format) and the
+ * answer's prompt-cache writes.  "Before" is the logged model priced by
+ * --old; "after" is the model select() picks from --new for the same facts
+ * (so only among providers of the request's format, as the module does),
+ * priced by --new.  Both use the logged token counts, cache reads at
+ * cached_input= and cache writes at cache_write=.
  */
 
 #include <errno.h>
@@ -105,7 +108,8 @@ typedef struct {
 static int lc_rp_args(int argc, char **argv, lc_rp_t *rp);
 static int lc_rp_line(lc_rp_t *rp, char *line, size_t len, size_t lineno);
 static int lc_rp_facts(lc_rp_t *rp, char *facts, ngx_http_llmroute_req_t *req,
-    ngx_http_llmroute_want_t *want, uint64_t *prior, ngx_uint_t *tier);
+    ngx_http_llmroute_want_t *want, uint64_t *prior, uint64_t *written,
+    ngx_uint_t *tier);
 static ngx_int_t lc_rp_find_model(ngx_http_llmroute_catalog_t *cat,
     const char *provider, const char *id);
 static ngx_int_t lc_rp_find_provider(ngx_http_llmroute_catalog_t *cat,
@@ -113,7 +117,8 @@ static ngx_int_t lc_rp_find_provider(ngx_http_llmroute_catalog_t *cat,
 static void lc_rp_add(lc_rp_table_t *t, const char *key, size_t len,
     int after, uint64_t cost);
 static int lc_rp_change(lc_rp_t *rp, lc_rp_change_t *c);
-static uint64_t lc_rp_cost(ngx_http_llmroute_model_t *m, uint64_t *tok);
+static uint64_t lc_rp_cost(ngx_http_llmroute_model_t *m, uint64_t *tok,
+    uint64_t written);
 static char *lc_rp_usd(uint64_t nano, char *buf);
 static char *lc_rp_signed_usd(uint64_t before, uint64_t after, char *buf);
 static double lc_rp_pct(uint64_t before, uint64_t after);
@@ -304,7 +309,8 @@ lc_rp_line(lc_rp_t *rp, char *line, size_t len, size_t lineno)
     int                          n, i, f;
     char                        *val[LC_RP_FIELDS], *e, *from, *to;
     size_t                       klen;
-    uint64_t                     tok[3], logged, before, after, prior;
+    uint64_t                     tok[3], logged, before, after, prior,
+                                 written;
     ngx_int_t                    om;
     ngx_uint_t                   tier;
     jsmn_parser                  parser;
@@ -385,7 +391,8 @@ lc_rp_line(lc_rp_t *rp, char *line, size_t len, size_t lineno)
     memset(&want, 0, sizeof(want));
     tier = 0;
 
-    if (lc_rp_facts(rp, val[LC_RP_FACTS], &req, &want, &prior, &tier)
+    if (lc_rp_facts(rp, val[LC_RP_FACTS], &req, &want, &prior, &written,
+                    &tier)
         != LC_OK)
     {
         lc_err("%s:%zu: invalid \"route_facts\"", rp->log_path, lineno);
@@ -403,7 +410,7 @@ lc_rp_line(lc_rp_t *rp, char *line, size_t len, size_t lineno)
 
     m = &rp->old.models[om];
     from = (char *) m->full.data;
-    before = lc_rp_cost(m, tok) + prior;
+    before = lc_rp_cost(m, tok, written) + prior;
 
     if (before != logged) {
         rp->mismatched++;
@@ -419,7 +426,7 @@ lc_rp_line(lc_rp_t *rp, char *line, size_t len, size_t lineno)
     if (choice.model >= 0) {
         m = &rp->new.models[choice.model];
         to = (char *) m->full.data;
-        after = lc_rp_cost(m, tok) + prior;
+        after = lc_rp_cost(m, tok, written) + prior;
 
     } else {
         rp->unroutable++;
@@ -468,7 +475,8 @@ lc_rp_line(lc_rp_t *rp, char *line, size_t len, size_t lineno)
 
 static int
 lc_rp_facts(lc_rp_t *rp, char *facts, ngx_http_llmroute_req_t *req,
-    ngx_http_llmroute_want_t *want, uint64_t *prior, ngx_uint_t *tier)
+    ngx_http_llmroute_want_t *want, uint64_t *prior, uint64_t *written,
+    ngx_uint_t *tier)
 {
     int         have;
     char       *p, *k, *v, *e, *via, *pin;
@@ -480,7 +488,11 @@ lc_rp_facts(lc_rp_t *rp, char *facts, ngx_http_llmroute_req_t *req,
     via = NULL;
     pin = NULL;
     *prior = 0;
+    *written = 0;
     req->max_tokens = -1;
+
+    /* a log from before format= was logged: OpenAI's was the only one */
+    want->format = NGX_HTTP_LLMROUTE_FORMAT_OPENAI;
     want->region = NGX_HTTP_LLMROUTE_REGION_ANY;
 
     for (p = facts; *p; /* void */ ) {
@@ -564,6 +576,26 @@ lc_rp_facts(lc_rp_t *rp, char *facts, ngx_http_llmroute_req_t *req,
         } else if (strcmp(k, "prior") == 0) {
             *prior = strtoull(v, &e, 10);
             if (errno || *e || e == v) {
+                return LC_EJSON;
+            }
+
+        } else if (strcmp(k, "format") == 0) {
+            /* select() then considers only providers of this format */
+            if (strcmp(v, "openai") == 0) {
+                want->format = NGX_HTTP_LLMROUTE_FORMAT_OPENAI;
+
+            } else if (strcmp(v, "anthropic") == 0) {
+                want->format = NGX_HTTP_LLMROUTE_FORMAT_ANTHROPIC;
+
+            } else {
+                return LC_EJSON;
+            }
+
+            req->format = want->format;
+
+        } else if (strcmp(k, "cache_write") == 0) {
+            *written = strtoull(v, &e, 10);
+            if (errno || *e || e == v || *v == '-') {
                 return LC_EJSON;
             }
         }
@@ -724,14 +756,16 @@ lc_rp_change(lc_rp_t *rp, lc_rp_change_t *c)
 
 
 /*
- * tok[]: prompt, completion, cached, in the order of the log fields; the
- * log has no cache writes: they replay at the input price
+ * tok[]: prompt, completion, cached, in the order of the log fields;
+ * written: the cache writes from route_facts (0 in a log from before they
+ * were logged).  prompt_tokens counts every input token, reads and writes
+ * included, as the module counts them for both formats.
  */
 
 static uint64_t
-lc_rp_cost(ngx_http_llmroute_model_t *m, uint64_t *tok)
+lc_rp_cost(ngx_http_llmroute_model_t *m, uint64_t *tok, uint64_t written)
 {
-    return ngx_http_llmroute_cost(m, tok[0], tok[2], 0, tok[1]);
+    return ngx_http_llmroute_cost(m, tok[0], tok[2], written, tok[1]);
 }
 
 
