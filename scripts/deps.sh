@@ -5,6 +5,7 @@ pkgs=(nginx nginx-dev libjsmn-dev libyajl-dev libhiredis-dev
       libcurl4-openssl-dev redis-server redis-tools wrk python3 python3-pytest
       clang libclang-rt-14-dev gcc make curl prometheus python3-yaml openssl
       libpcre2-dev zlib1g-dev libssl-dev valgrind
+      gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
       chromium)  # chromium: t/test_status.py renders the status page
 missing=()
 for p in "${pkgs[@]}"; do
