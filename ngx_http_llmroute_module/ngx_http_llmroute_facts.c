@@ -220,17 +220,19 @@ ngx_http_llmroute_facts_write(u_char *p, ngx_http_llmroute_main_conf_t *lmcf,
  * configuration made (a map of $http_authorization to team names); a key
  * taken straight from the request ($http_*, $cookie_*, $arg_*, ...) or
  * that looks like a credential (long, spaces or quotes, "sk-", "Bearer")
- * becomes "#" and 8 hex digits of its hash, so no key reaches a log or a
- * page.
+ * becomes "#" and the first 8 hex digits of its keyed id (_client_id.c),
+ * so no key reaches a log or a page.
  */
 
 ngx_int_t
 ngx_http_llmroute_client_label(ngx_http_request_t *r,
     ngx_http_llmroute_loc_conf_t *lcf, u_char *label, size_t *len)
 {
-    u_char      *p, *last;
-    ngx_str_t    key, *src;
-    ngx_uint_t   i, hashed;
+    u_char                         *p, *last;
+    u_char                          hex[NGX_HTTP_LLMROUTE_CLIENT_ID_LEN];
+    ngx_str_t                       key, id, *src;
+    ngx_uint_t                      i, hashed;
+    ngx_http_llmroute_main_conf_t  *lmcf;
 
     static const char  *raw[] = {
         "$http_", "${http_", "$cookie_", "${cookie_", "$arg_", "${arg_",
@@ -266,9 +268,19 @@ ngx_http_llmroute_client_label(ngx_http_request_t *r,
         || (key.len >= 6
             && ngx_strncasecmp(key.data, (u_char *) "bearer", 6) == 0))
     {
-        *len = ngx_sprintf(label, "#%08xD",
-                           ngx_crc32_long(key.data, key.len))
-               - label;
+        lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
+        id.data = hex;
+
+        if ((lmcf->client_secret.len == 0 && lmcf->sh == NULL)
+            || ngx_http_llmroute_client_id(lmcf, &key, &id) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        /* the client's keyed id, as in the zone and Redis, shortened */
+
+        label[0] = '#';
+        *len = ngx_cpymem(label + 1, id.data, 8) - label;
         return NGX_OK;
     }
 

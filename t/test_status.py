@@ -3,6 +3,8 @@ matches the access log; the page is self-contained and, rendered by a real
 headless Chromium, shows the JSON's numbers; allow/deny protect it; no
 client or provider key ever appears on it."""
 
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -15,7 +17,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from llmroute_harness import KEYS, REPO_ROOT, chat_body, get, post_json
+from llmroute_harness import CLIENT_SECRET, KEYS, REPO_ROOT, chat_body, get, post_json
 from test_reprice import CATALOG, LOG_JSON, MOCK, WRK_SCRIPT
 
 CHAT = "/v1/chat/completions"
@@ -24,6 +26,7 @@ GATEWAY = r"""
     include %%LOG_JSON%%;
     llmroute_zone llmroute:2m;
     include %%CATALOG%%;
+    llmroute_client_hash key_env=TEST_CLIENT_SECRET;
     llmroute_retries 2;
     llmroute_baseline_model big-1;
     map $http_x_team $team { default $http_x_team; "" anonymous; }
@@ -158,8 +161,13 @@ def test_status_json_matches_the_access_log(nginx, tmp_path):
             r["cost_usd"] for r in mine)
 
     # the raw Authorization is a client key: hashed, never shown or logged
+    # labelled by the deployment's keyed id (HMAC), as in Redis, not by an
+    # unkeyed checksum anyone holding a guessed key could match
     raw = [c for c in d["clients"] if c["client"].startswith("#")]
     assert len(raw) == 1 and raw[0]["requests"] == 3
+    assert raw[0]["client"] == "#" + hmac.new(
+        CLIENT_SECRET.encode(), CLIENT_KEY.encode(),
+        hashlib.sha256).hexdigest()[:8]
     assert raw[0]["budget_usd"] is None
     page = get(gw.port, "/status").body.decode()
     for text in (json.dumps(d), page, gw.access_log(),
@@ -320,8 +328,7 @@ def test_status_shows_redis(nginx, tmp_path):
         cat.write_text(CATALOG.format(port=mock.port))
         gw = nginx(GATEWAY.replace(
             "llmroute_retries 2;",
-            "llmroute_retries 2;\n    llmroute_redis %s sync=50ms;\n"
-            "    llmroute_client_hash key_env=TEST_CLIENT_SECRET;"
+            "llmroute_retries 2;\n    llmroute_redis %s sync=50ms;"
             % srv.addr), vars={"LOG_JSON": LOG_JSON, "CATALOG": cat})
         deadline = time.time() + 10
         while status_json(gw)["redis"] != {"configured": True, "up": True}:
