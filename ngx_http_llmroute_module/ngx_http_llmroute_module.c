@@ -621,6 +621,7 @@ ngx_http_llmroute_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_llmroute_main_conf_t *lmcf = conf;
 
+    uint64_t                   *p;
     ngx_uint_t                  i;
     ngx_http_llmroute_model_t  *m;
 
@@ -668,7 +669,8 @@ ngx_http_llmroute_init_main_conf(ngx_conf_t *cf, void *conf)
     lmcf->provider_series = ngx_pcalloc(cf->pool, (lmcf->providers.nelts + 1)
                                         * sizeof(ngx_http_llmroute_series_t *));
 
-    lmcf->conf_prices = ngx_palloc(cf->pool, (lmcf->models.nelts + 1) * 3
+    lmcf->conf_prices = ngx_palloc(cf->pool, (lmcf->models.nelts + 1)
+                                             * NGX_HTTP_LLMROUTE_PRICES
                                              * sizeof(uint64_t));
 
     if (lmcf->model_series == NULL || lmcf->provider_series == NULL
@@ -678,9 +680,11 @@ ngx_http_llmroute_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     for (i = 0; i < lmcf->models.nelts; i++) {
-        lmcf->conf_prices[i * 3] = m[i].input;
-        lmcf->conf_prices[i * 3 + 1] = m[i].output;
-        lmcf->conf_prices[i * 3 + 2] = m[i].cached_input;
+        p = &lmcf->conf_prices[i * NGX_HTTP_LLMROUTE_PRICES];
+        p[0] = m[i].input;
+        p[1] = m[i].output;
+        p[2] = m[i].cached_input;
+        p[3] = m[i].cache_write;
     }
 
     lmcf->cat.providers = lmcf->providers.elts;

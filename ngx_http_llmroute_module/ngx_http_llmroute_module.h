@@ -89,6 +89,10 @@ typedef uint64_t  ngx_http_llmroute_counter_t;
 
 
 
+/* a model's prices, as configured and as Redis publishes them: input,
+ * output, cached_input, cache_write (nano-USD per token) */
+#define NGX_HTTP_LLMROUTE_PRICES  4
+
 typedef struct {
     ngx_http_llmroute_counter_t     requests[NGX_HTTP_LLMROUTE_NTIERS]
                                             [NGX_HTTP_LLMROUTE_NCODES];
@@ -103,8 +107,8 @@ typedef struct {
      * the configured price it was read over: a reload that edits the
      * configured price wins until the Redis price version moves again
      */
-    uint64_t                        price[3];       /* in, out, cached */
-    uint64_t                        config[3];
+    uint64_t                        price[NGX_HTTP_LLMROUTE_PRICES];
+    uint64_t                        config[NGX_HTTP_LLMROUTE_PRICES];
     ngx_uint_t                      priced;
 } ngx_http_llmroute_model_stats_t;
 
@@ -246,7 +250,7 @@ typedef struct {
     ngx_http_llmroute_series_t    **provider_series;
     ngx_http_llmroute_series_t     *none_series;
     ngx_atomic_uint_t               prices;     /* this worker's copy */
-    uint64_t                       *conf_prices;    /* 3 per model */
+    uint64_t                       *conf_prices;    /* _PRICES per model */
     u_char                         *provider_file;  /* for "no zone" */
     ngx_uint_t                      provider_line;
     ngx_flag_t                      status;     /* llmroute_status used */

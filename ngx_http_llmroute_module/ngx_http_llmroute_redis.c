@@ -1485,7 +1485,8 @@ ngx_http_llmroute_redis_version(redisAsyncContext *ac, void *r,
 
         if (redisAsyncCommand(ac, ngx_http_llmroute_redis_price,
                               (void *) (uintptr_t) (i + 1),
-                              "HMGET %b input output cached_input", key, len)
+                              "HMGET %b input output cached_input cache_write",
+                              key, len)
             == REDIS_OK)
         {
             rd->pricing++;
@@ -1499,7 +1500,8 @@ ngx_http_llmroute_redis_price(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply                       *reply = r;
 
-    uint64_t                          price[3];
+    uint64_t                          price[NGX_HTTP_LLMROUTE_PRICES];
+    uint64_t                         *conf;
     ngx_str_t                         s;
     ngx_uint_t                        i, k;
     ngx_http_llmroute_redis_t        *rd;
@@ -1520,13 +1522,34 @@ ngx_http_llmroute_redis_price(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 3)
+        || reply->elements != NGX_HTTP_LLMROUTE_PRICES)
     {
         return;
     }
 
-    for (k = 0; k < 3; k++) {
+    conf = &lmcf->conf_prices[i * NGX_HTTP_LLMROUTE_PRICES];
+
+    for (k = 0; k < NGX_HTTP_LLMROUTE_PRICES; k++) {
         if (reply->element[k]->type != REDIS_REPLY_STRING) {
+
+            if (k == 3 && reply->element[k]->type == REDIS_REPLY_NIL) {
+                /*
+                 * cache_write is optional: it keeps the configured
+                 * ratio to input (1.25 x by default), so a live input
+                 * price moves the cache-write price with it
+                 */
+                if (conf[0] == 0
+                    || __builtin_mul_overflow(conf[3], price[0], &price[3]))
+                {
+                    price[3] = conf[3];
+
+                } else {
+                    price[3] /= conf[0];
+                }
+
+                break;
+            }
+
             return;             /* no (complete) price: keep the config's */
         }
 
@@ -1549,7 +1572,7 @@ ngx_http_llmroute_redis_price(redisAsyncContext *ac, void *r, void *privdata)
     ngx_shmtx_lock(&lmcf->shpool->mutex);
 
     ngx_memcpy(ms->price, price, sizeof(price));
-    ngx_memcpy(ms->config, &lmcf->conf_prices[i * 3], sizeof(ms->config));
+    ngx_memcpy(ms->config, conf, sizeof(ms->config));
     ms->priced = 1;
 
     ngx_shmtx_unlock(&lmcf->shpool->mutex);
@@ -1578,7 +1601,7 @@ ngx_http_llmroute_prices_refresh(ngx_http_llmroute_main_conf_t *lmcf)
         }
 
         m = &lmcf->cat.models[i];
-        conf = &lmcf->conf_prices[i * 3];
+        conf = &lmcf->conf_prices[i * NGX_HTTP_LLMROUTE_PRICES];
 
         ngx_shmtx_lock(&lmcf->shpool->mutex);
 
@@ -1589,6 +1612,7 @@ ngx_http_llmroute_prices_refresh(ngx_http_llmroute_main_conf_t *lmcf)
         m->input = live ? ms->price[0] : conf[0];
         m->output = live ? ms->price[1] : conf[1];
         m->cached_input = live ? ms->price[2] : conf[2];
+        m->cache_write = live ? ms->price[3] : conf[3];
 
         ngx_shmtx_unlock(&lmcf->shpool->mutex);
     }

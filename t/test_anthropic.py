@@ -240,6 +240,49 @@ def test_cache_write_metric_and_price(gateway):
             'kind="cache_write"} 1000') in text
 
 
+@pytest.mark.skipif(shutil.which("redis-server") is None,
+                    reason="redis-server not installed")
+def test_live_price_moves_cache_write(gateway, tmp_path):
+    """A live Redis price update reprices prompt-cache writes too: a hash
+    without cache_write keeps the configured ratio to input (3.75 / 3.00),
+    one with cache_write sets it."""
+    import time
+    from redis_server import RedisServer
+    redis = RedisServer(tmp_path / "redis")
+    redis.start()
+    try:
+        g = gateway(http_extra="llmroute_redis 127.0.0.1:%d sync=100ms;"
+                    % redis.port)
+        g.prem.default = {"mode": "ok", "usage": {
+            "input_tokens": 10, "output_tokens": 5,
+            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": 1000}}
+
+        def cost():
+            r = post_json(g.port, MESSAGES, msg_body(model="opus-big"),
+                          headers=HDRS)
+            assert r.status == 200
+            return g.ngx.json_log("llm.log")[-1]["cost"]
+
+        def until(want):
+            deadline = time.monotonic() + 10
+            while cost() != want:
+                assert time.monotonic() < deadline, want
+                time.sleep(0.1)
+
+        key = "{llmroute}:price:aprem/opus-big"
+        assert cost() == "%.9f" % ((10 * 3.0 + 1000 * 3.75 + 5 * 15.0) / 1e6)
+        redis.call("HSET", key, "input", "6.00", "output", "15.00",
+                   "cached_input", "0.60")
+        redis.call("INCR", "{llmroute}:prices:version")
+        until("%.9f" % ((10 * 6.0 + 1000 * 7.5 + 5 * 15.0) / 1e6))
+        redis.call("HSET", key, "cache_write", "9.00")
+        redis.call("INCR", "{llmroute}:prices:version")
+        until("%.9f" % ((10 * 6.0 + 1000 * 9.0 + 5 * 15.0) / 1e6))
+    finally:
+        redis.stop()
+
+
 # ------------------------------------------------------------------- errors
 
 @pytest.mark.parametrize("body,etype,status", [
