@@ -57,18 +57,19 @@ ngx_http_llmroute_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-static ngx_int_t
-ngx_http_llmroute_metrics_handler(ngx_http_request_t *r)
+/*
+ * The start of every read-only endpoint (metrics, models, status): GET or
+ * HEAD only, the body discarded, and whether ?format=json asked for JSON.
+ * NGX_OK, or what the handler returns at once.
+ */
+
+ngx_int_t
+ngx_http_llmroute_read_only(ngx_http_request_t *r, ngx_uint_t *json)
 {
-    u_char                          *p;
-    size_t                           size;
-    ngx_int_t                        rc;
-    ngx_buf_t                       *b;
-    ngx_str_t                        format;
-    ngx_uint_t                       n, json;
-    ngx_queue_t                     *q;
-    ngx_http_llmroute_series_t     **all;
-    ngx_http_llmroute_main_conf_t   *lmcf;
+    ngx_int_t   rc;
+    ngx_str_t   format;
+
+    *json = 0;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -79,18 +80,37 @@ ngx_http_llmroute_metrics_handler(ngx_http_request_t *r)
         return rc;
     }
 
+    if (ngx_http_arg(r, (u_char *) "format", 6, &format) == NGX_OK
+        && format.len == 4 && ngx_strncmp(format.data, "json", 4) == 0)
+    {
+        *json = 1;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_llmroute_metrics_handler(ngx_http_request_t *r)
+{
+    u_char                          *p;
+    size_t                           size;
+    ngx_int_t                        rc;
+    ngx_buf_t                       *b;
+    ngx_uint_t                       n, json;
+    ngx_queue_t                     *q;
+    ngx_http_llmroute_series_t     **all;
+    ngx_http_llmroute_main_conf_t   *lmcf;
+
+    rc = ngx_http_llmroute_read_only(r, &json);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
 
     if (lmcf->sh == NULL) {
         return NGX_HTTP_NOT_FOUND;
-    }
-
-    json = 0;
-
-    if (ngx_http_arg(r, (u_char *) "format", 6, &format) == NGX_OK
-        && format.len == 4 && ngx_strncmp(format.data, "json", 4) == 0)
-    {
-        json = 1;
     }
 
     /* snapshot the series list: it only ever grows */

@@ -48,7 +48,7 @@ ngx_http_llmroute_models_handler(ngx_http_request_t *r)
     ngx_int_t                       rc;
     ngx_buf_t                      *b;
     ngx_str_t                       id, owner;
-    ngx_uint_t                      i, j, first, anthropic;
+    ngx_uint_t                      i, j, first, anthropic, json;
     ngx_chain_t                     out;
     ngx_http_llmroute_model_t      *m;
     ngx_http_llmroute_catalog_t    *cat;
@@ -62,11 +62,7 @@ ngx_http_llmroute_models_handler(ngx_http_request_t *r)
         ngx_string("auto:complex")
     };
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
-    }
-
-    rc = ngx_http_discard_request_body(r);
+    rc = ngx_http_llmroute_read_only(r, &json);
     if (rc != NGX_OK) {
         return rc;
     }

@@ -412,6 +412,8 @@ void ngx_http_llmroute_client_headers(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 void ngx_http_llmroute_note_failure(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
+ngx_int_t ngx_http_llmroute_read_only(ngx_http_request_t *r,
+    ngx_uint_t *json);
 ngx_table_elt_t *ngx_http_llmroute_find_header(ngx_list_t *headers,
     const char *name);
 

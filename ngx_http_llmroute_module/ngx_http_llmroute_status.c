@@ -56,16 +56,12 @@ ngx_http_llmroute_status_handler(ngx_http_request_t *r)
     size_t                             size;
     ngx_int_t                          rc;
     ngx_buf_t                         *b;
-    ngx_str_t                          format;
+    ngx_uint_t                         json;
     ngx_table_elt_t                   *h;
     ngx_http_llmroute_main_conf_t     *lmcf;
     ngx_http_llmroute_minutes_view_t  *v;
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
-    }
-
-    rc = ngx_http_discard_request_body(r);
+    rc = ngx_http_llmroute_read_only(r, &json);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -76,9 +72,7 @@ ngx_http_llmroute_status_handler(ngx_http_request_t *r)
         return NGX_HTTP_NOT_FOUND;
     }
 
-    if (ngx_http_arg(r, (u_char *) "format", 6, &format) == NGX_OK
-        && format.len == 4 && ngx_strncmp(format.data, "json", 4) == 0)
-    {
+    if (json) {
         v = ngx_palloc(r->pool, sizeof(ngx_http_llmroute_minutes_view_t));
         if (v == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -55,3 +55,15 @@ def test_models_head(routed):
     resp = request(r.port, "HEAD", "/v1/models")
     assert resp.status == 200, resp
     assert resp.body == b""
+
+
+def test_read_only_endpoints_refuse_other_methods(routed):
+    """/v1/models and /metrics answer GET and HEAD only (405 otherwise, the
+    body discarded); ?format=json is honoured by /metrics."""
+    r = routed(server_extra="location = /metrics { llmroute_metrics; }")
+    for path in ("/v1/models", "/metrics", "/metrics?format=json"):
+        assert request(r.port, "POST", path, b"{}").status == 405, path
+        assert request(r.port, "HEAD", path).status == 200, path
+    assert get(r.port, "/metrics?format=json").json()
+    assert "# TYPE llmroute_requests_total counter" in get(
+        r.port, "/metrics").text()
