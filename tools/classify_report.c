@@ -57,6 +57,7 @@ typedef struct {
     ngx_str_t                      group;  /* paraphrase family: one fold */
     ngx_str_t                      shape;  /* bare, claude-code, ... */
     ngx_str_t                      turn;   /* single, followup, toolloop */
+    ngx_str_t                      ask;    /* a session turn: its ask's id */
     ngx_int_t                      tier;
     u_char                        *body;
     size_t                         len;
@@ -206,7 +207,7 @@ main(int argc, char **argv)
 
         /* per tier: the model select() picks, its prices, output budget */
 
-        printf("id\ttier\tgroup\tshape\tturn\tgot\tprompt"
+        printf("id\ttier\tgroup\tshape\tturn\task\tgot\tprompt"
                "\tsimple\tmoderate\tcomplex");
 
         for (k = 0; ngx_http_llmroute_classifier_names[k].len; k++) {
@@ -565,6 +566,9 @@ classify_label(classify_item_t *item, u_char *key, size_t klen,
     } else if (klen == 4 && ngx_memcmp(key, "turn", 4) == 0) {
         s = &item->turn;
 
+    } else if (klen == 6 && ngx_memcmp(key, "ask_id", 6) == 0) {
+        s = &item->ask;
+
     } else {
         return;
     }
@@ -659,7 +663,7 @@ classify_vector(ngx_http_llmroute_catalog_t *cat, classify_item_t *item,
         return NGX_ERROR;
     }
 
-    printf("%.*s\t%s\t%.*s\t%.*s\t%.*s\t%s\t%lu",
+    printf("%.*s\t%s\t%.*s\t%.*s\t%.*s\t%.*s\t%s\t%lu",
            (int) item->id.len, item->id.data,
            ngx_http_llmroute_tier_names[item->tier].data,
            (int) (item->group.len ? item->group.len : item->id.len),
@@ -668,6 +672,8 @@ classify_vector(ngx_http_llmroute_catalog_t *cat, classify_item_t *item,
            item->shape.len ? item->shape.data : (u_char *) "bare",
            (int) (item->turn.len ? item->turn.len : 6),
            item->turn.len ? item->turn.data : (u_char *) "single",
+           (int) (item->ask.len ? item->ask.len : item->id.len),
+           item->ask.len ? item->ask.data : item->id.data,
            ngx_http_llmroute_tier_names[got].data,
            (unsigned long) req.prompt_tokens);
 

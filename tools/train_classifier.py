@@ -32,7 +32,7 @@ import random
 import sys
 
 TIERS = ["simple", "moderate", "complex"]
-META = ["id", "tier", "group", "shape", "turn", "got", "prompt",
+META = ["id", "tier", "group", "shape", "turn", "ask", "got", "prompt",
         "simple", "moderate", "complex"]
 
 SEED = 11
@@ -278,10 +278,14 @@ def cmd_report(a):
         models.append(fit([r for r in rows if fold[r["group"]] != k], nf))
     full = fit(rows, nf)
 
+    # a session turn serves a corpus ask (its "ask" column): it belongs to
+    # that ask's family, whatever the session is called
+    family = {r["id"]: r["group"] for r in rows}
+
     def cv_score(r):
         # a family the corpus holds is scored by the model fitted without
         # it; an unknown one by the full fit, which has not seen it either
-        k = fold.get(r["group"])
+        k = fold.get(family.get(r["ask"], r["group"]))
         w, th = models[k] if k is not None else full
         return score(w, r), th
 
