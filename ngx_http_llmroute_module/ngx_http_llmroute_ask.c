@@ -19,6 +19,10 @@
 #include <ngx_http_llmroute_core.h>
 
 
+/* a utility call names its job in the first bytes of its system prompt */
+#define NGX_HTTP_LLMROUTE_UTILITY_HEAD  256
+#define NGX_HTTP_LLMROUTE_UTILITY_PARTS 3
+
 /* a tag that does not close is text; so many of them stop the search */
 #define NGX_HTTP_LLMROUTE_BLOCK_TRIES  16
 #define NGX_HTTP_LLMROUTE_TAG_MAX      32
@@ -31,6 +35,9 @@ static ngx_uint_t ngx_http_llmroute_ask_tag(u_char *p, u_char *last,
     size_t *len);
 static u_char *ngx_http_llmroute_ask_close(u_char *p, u_char *last,
     u_char *name, size_t len);
+static ngx_uint_t ngx_http_llmroute_ask_title(u_char *p, u_char *last);
+static ngx_uint_t ngx_http_llmroute_ask_word(u_char *p, u_char *last,
+    const char *word, ngx_uint_t whole);
 
 
 /*
@@ -52,6 +59,11 @@ static ngx_str_t  ngx_http_llmroute_ask_scaffolding[] = {
     ngx_string("memory"),
     ngx_string("reminder"),
     ngx_null_string
+};
+
+/* with "title", a system prompt that asks for one (stems, lower case) */
+static const char  *ngx_http_llmroute_ask_title_verbs[] = {
+    "generat", "summar", "extract", "brief", "short", "concise", NULL
 };
 
 static ngx_str_t  ngx_http_llmroute_ask_words[] = {
@@ -101,6 +113,140 @@ ngx_http_llmroute_ask_prev(ngx_http_llmroute_req_t *req, ngx_uint_t before)
     }
 
     return -1;
+}
+
+
+/*
+ * a utility call of an agent, not a task: opencode asks for a title of the
+ * conversation in a separate request, with its own system prompt ("You are
+ * a title generator ...") and no tools, the user's message embedded in it.
+ * Writing a title is simple work however hard the message it names.  Such
+ * a request has no tools and no tool calls, and its system prompt, before
+ * any user turn, asks for a title in its first bytes
+ */
+
+ngx_uint_t
+ngx_http_llmroute_ask_utility(ngx_http_llmroute_req_t *req)
+{
+    u_char                   *p, *last, *s, *e;
+    ngx_uint_t                i, n;
+    ngx_http_llmroute_msg_t  *m;
+
+    if (req->ntools) {
+        return 0;
+    }
+
+    for (i = 0; i < req->nmsgs; i++) {
+        if (req->msgs[i].tool_calls) {
+            return 0;
+        }
+    }
+
+    for (i = 0; i < req->nmsgs; i++) {
+        m = &req->msgs[i];
+
+        if (m->role == NGX_HTTP_LLMROUTE_ROLE_USER) {
+            return 0;
+        }
+
+        if (m->role != NGX_HTTP_LLMROUTE_ROLE_SYSTEM || m->end <= m->start) {
+            continue;
+        }
+
+        p = req->body + m->start;
+        last = req->body + m->end;
+
+        if (!ngx_http_llmroute_ask_is_parts(req, m)) {
+            return ngx_http_llmroute_ask_title(p, last);
+        }
+
+        /* Claude Code puts a billing line and an identity line first */
+
+        for (n = 0; n < NGX_HTTP_LLMROUTE_UTILITY_PARTS; n++) {
+            s = ngx_http_llmroute_ask_part(&p, last, &e);
+
+            if (s == NULL) {
+                return 0;
+            }
+
+            if (ngx_http_llmroute_ask_title(s, e)) {
+                return 1;
+            }
+        }
+
+        return 0;
+    }
+
+    return 0;
+}
+
+
+/* "title" and a verb that asks for one, in the first bytes of a text */
+
+static ngx_uint_t
+ngx_http_llmroute_ask_title(u_char *p, u_char *last)
+{
+    ngx_uint_t  i;
+
+    last = ngx_min(last, p + NGX_HTTP_LLMROUTE_UTILITY_HEAD);
+
+    if (!ngx_http_llmroute_ask_word(p, last, "title", 1)) {
+        return 0;
+    }
+
+    for (i = 0; ngx_http_llmroute_ask_title_verbs[i]; i++) {
+        if (ngx_http_llmroute_ask_word(p, last,
+                                       ngx_http_llmroute_ask_title_verbs[i],
+                                       0))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * a word at the start of a word, any case; whole: not followed by a letter
+ * but a plural "s" ("title", "titles", not "titled" or "subtitle")
+ */
+
+static ngx_uint_t
+ngx_http_llmroute_ask_word(u_char *p, u_char *last, const char *word,
+    ngx_uint_t whole)
+{
+    u_char  *q, *e;
+    size_t   len;
+
+    len = ngx_strlen(word);
+
+    for (q = p; (size_t) (last - q) >= len; q++) {
+        /* a letter before it, not the "n" of an escaped "\n" */
+
+        if (q > p && ((q[-1] | 0x20) >= 'a' && (q[-1] | 0x20) <= 'z')
+            && !(q - p >= 2 && q[-2] == '\\'))
+        {
+            continue;
+        }
+
+        if (ngx_strncasecmp(q, (u_char *) word, len) != 0) {
+            continue;
+        }
+
+        if (!whole) {
+            return 1;
+        }
+
+        e = q + len;
+        e += (e < last && (*e | 0x20) == 's');
+
+        if (e == last || !((*e | 0x20) >= 'a' && (*e | 0x20) <= 'z')) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

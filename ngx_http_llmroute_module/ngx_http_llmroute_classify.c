@@ -616,7 +616,7 @@ ngx_http_llmroute_classify(ngx_http_llmroute_classifier_t *cl,
     double      score, c, best;
     double      f[NGX_HTTP_LLMROUTE_NFEATURES];
     double      contrib[NGX_HTTP_LLMROUTE_NFEATURES];
-    ngx_uint_t  i, k, j, tier, shown;
+    ngx_uint_t  i, k, j, tier, shown, utility;
 
     ngx_http_llmroute_ask_t  ask;
 
@@ -640,6 +640,14 @@ ngx_http_llmroute_classify(ngx_http_llmroute_classifier_t *cl,
            : score >= cl->moderate ? NGX_HTTP_LLMROUTE_TIER_MODERATE
            : NGX_HTTP_LLMROUTE_TIER_SIMPLE;
 
+    /* an agent's title call: simple, whatever the message it names */
+
+    utility = ngx_http_llmroute_ask_utility(req);
+
+    if (utility) {
+        tier = NGX_HTTP_LLMROUTE_TIER_SIMPLE;
+    }
+
     *reason_len = 0;
 
     if (size == 0) {
@@ -657,6 +665,10 @@ ngx_http_llmroute_classify(ngx_http_llmroute_classifier_t *cl,
     last = reason + size - 1;
 
     /* the message(s) read as the ask: "ask=msg[7]", "ask=msg[9]+msg[7]" */
+
+    if (utility) {
+        p = ngx_http_llmroute_classify_copy(p, last, "utility=title ");
+    }
 
     p = ngx_http_llmroute_classify_copy(p, last, "ask=");
 

@@ -299,6 +299,7 @@ ngx_uint_t ngx_http_llmroute_ask_is_parts(ngx_http_llmroute_req_t *req,
 ngx_uint_t ngx_http_llmroute_ask_has_text(u_char *p, u_char *last);
 u_char *ngx_http_llmroute_ask_part(u_char **pp, u_char *last, u_char **e);
 u_char *ngx_http_llmroute_ask_block(u_char *p, u_char *last, u_char **end);
+ngx_uint_t ngx_http_llmroute_ask_utility(ngx_http_llmroute_req_t *req);
 
 ngx_int_t ngx_http_llmroute_resolve_model(ngx_http_llmroute_catalog_t *cat,
     ngx_str_t *model, ngx_http_llmroute_want_t *want);

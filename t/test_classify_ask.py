@@ -237,3 +237,63 @@ def test_anthropic_tool_loop_reads_the_ask(gateway):
         reason = resp.header("X-Reason")
         assert resp.header("X-LLMRoute-Tier") == tier, reason
         assert reason.startswith("ask=msg[") and "]+" not in reason, reason
+
+
+# an agent's title call (opencode sends one beside the turn itself): its
+# own system prompt asking for a short title, no tools, the user's message
+# embedded; writing a title is simple work whatever the message says
+TITLE_SYSTEM = ("You write titles. Reply with nothing but a title for the "
+                "thread.\n\n<task>\nGenerate a brief title (at most 50 "
+                "characters, one line) that helps the user find this "
+                "conversation again.\n</task>\n")
+
+
+def test_title_call_of_an_agent_is_simple(gw):
+    body = json.dumps({"model": "auto", "max_tokens": 32000,
+                       "messages": [
+        {"role": "system", "content": TITLE_SYSTEM},
+        {"role": "user", "content": "Generate a title for this "
+                                    "conversation:\n"},
+        {"role": "user", "content": HARD}]}).encode()
+    tier, reason = classify(gw, body)
+    assert tier == "simple", reason
+    assert reason.startswith("utility=title ask=msg[2] score="), reason
+    assert reason.endswith("-> simple"), reason
+
+
+@pytest.mark.parametrize("system,tools", [
+    # the agent's own turn: tools, whatever its prompt says about titles
+    (TITLE_SYSTEM, True),
+    # a system prompt that mentions a title but asks for none
+    ("You are the staff engineer; your title is Principal. Review and "
+     "design carefully.", False),
+    # a title asked for after the user's turn, not in the app's prompt
+    (None, False)])
+def test_not_a_title_call_is_classified(gw, system, tools):
+    msgs = [{"role": "user", "content": HARD}]
+    if system:
+        msgs.insert(0, {"role": "system", "content": system})
+    else:
+        msgs.append({"role": "system", "content": TITLE_SYSTEM})
+    body = {"model": "auto", "messages": msgs}
+    if tools:
+        body["tools"] = AGENT_TOOLS
+    tier, reason = classify(gw, json.dumps(body).encode())
+    assert tier == "complex", reason
+    assert reason.startswith("ask="), reason
+
+
+def test_anthropic_title_call_is_simple(gateway):
+    # system text blocks, the title prompt after a billing line
+    from test_anthropic import HDRS
+    g = gateway(location_extra=REASON)
+    hdrs = {k: v for k, v in HDRS.items() if k != "X-LLMRoute-Tier"}
+    body = json.dumps({"model": "auto", "max_tokens": 512, "system": [
+        {"type": "text", "text": "x-billing-header: v=1;"},
+        {"type": "text", "text": TITLE_SYSTEM}],
+        "messages": [{"role": "user", "content": HARD}]}).encode()
+    resp = post_json(g.port, "/v1/messages", body, hdrs)
+    assert resp.status == 200, resp
+    reason = resp.header("X-Reason")
+    assert resp.header("X-LLMRoute-Tier") == "simple", reason
+    assert reason.startswith("utility=title ask=msg["), reason
