@@ -23,12 +23,19 @@
 
 
 /*
- * the word scan is bounded so that a 1 MB ask costs the same as a 20 KB
- * one: its first HEAD bytes plus its last TAIL bytes (code fences in
- * between are still found with memchr, to keep the code size exact)
+ * the word scan is bounded so that a 1 MB ask costs the same as a 3 KB
+ * one: its first HEAD bytes plus its last TAIL bytes.  Every feature read
+ * from words saturates well inside them (256 prose words is about 1.5 KB);
+ * in between, fenced code is still measured exactly with memchr and the
+ * unfenced bytes count as code in the proportion the head had.  The corpus
+ * is fitted on features read the same way (a -D for experiments only)
  */
-#define NGX_HTTP_LLMROUTE_SCAN_HEAD      (16 * 1024)
-#define NGX_HTTP_LLMROUTE_SCAN_TAIL      (4 * 1024)
+#ifndef NGX_HTTP_LLMROUTE_SCAN_HEAD
+#define NGX_HTTP_LLMROUTE_SCAN_HEAD      (2 * 1024)
+#endif
+#ifndef NGX_HTTP_LLMROUTE_SCAN_TAIL
+#define NGX_HTTP_LLMROUTE_SCAN_TAIL      1024
+#endif
 
 /* a short follow-up is read with up to two asks before it */
 #define NGX_HTTP_LLMROUTE_ASK_MAX        3
@@ -152,7 +159,7 @@ static u_char *ngx_http_llmroute_classify_indent(
     ngx_http_llmroute_scan_t *sc, u_char *p, u_char *last);
 static void ngx_http_llmroute_classify_eol(ngx_http_llmroute_scan_t *sc,
     u_char *p);
-static void ngx_http_llmroute_classify_fences(ngx_http_llmroute_scan_t *sc,
+static size_t ngx_http_llmroute_classify_fences(ngx_http_llmroute_scan_t *sc,
     u_char *p, u_char *last);
 static u_char *ngx_http_llmroute_classify_copy(u_char *p, u_char *last,
     const char *s);
@@ -957,6 +964,8 @@ static void
 ngx_http_llmroute_classify_text(ngx_http_llmroute_scan_t *sc, u_char *p,
     u_char *last, size_t head, size_t tail)
 {
+    size_t  code, prose;
+
     sc->in_code = 0;
 
     if ((size_t) (last - p) <= head + tail) {
@@ -964,13 +973,23 @@ ngx_http_llmroute_classify_text(ngx_http_llmroute_scan_t *sc, u_char *p,
         return;
     }
 
+    code = sc->code;
+
     ngx_http_llmroute_classify_scan(sc, p, p + head);
 
     if (tail == 0) {
         return;
     }
 
-    ngx_http_llmroute_classify_fences(sc, p + head, last - tail);
+    /* the middle: fenced code exactly, the rest as code as the head was */
+
+    code = sc->code - code;
+    prose = ngx_http_llmroute_classify_fences(sc, p + head, last - tail);
+
+    if (sc->count) {
+        sc->code += (size_t) ((double) prose * code / head);
+    }
+
     ngx_http_llmroute_classify_scan(sc, last - tail, last);
 }
 
@@ -1433,11 +1452,14 @@ ngx_http_llmroute_classify_eol(ngx_http_llmroute_scan_t *sc, u_char *p)
 
 /* the skipped middle of a long message: only fences, to keep code exact */
 
-static void
+static size_t
 ngx_http_llmroute_classify_fences(ngx_http_llmroute_scan_t *sc, u_char *p,
     u_char *last)
 {
     u_char  *q;
+    size_t   out;
+
+    out = 0;
 
     while (p < last) {
         q = memchr(p, '`', last - p);
@@ -1446,12 +1468,15 @@ ngx_http_llmroute_classify_fences(ngx_http_llmroute_scan_t *sc, u_char *p,
             q = last;
         }
 
-        if (sc->in_code && sc->count) {
+        if (!sc->in_code) {
+            out += q - p;
+
+        } else if (sc->count) {
             sc->code += q - p;
         }
 
         if (q == last) {
-            return;
+            return out;
         }
 
         if (last - q >= 3 && q[1] == '`' && q[2] == '`') {
@@ -1462,6 +1487,8 @@ ngx_http_llmroute_classify_fences(ngx_http_llmroute_scan_t *sc, u_char *p,
 
         p = q + 1;
     }
+
+    return out;
 }
 
 

@@ -6,20 +6,20 @@
  * is in logits.
  */
 
-#define NGX_HTTP_LLMROUTE_CLASSIFY_MODERATE  0.8278
-#define NGX_HTTP_LLMROUTE_CLASSIFY_COMPLEX   3.2244
+#define NGX_HTTP_LLMROUTE_CLASSIFY_MODERATE  0.8450
+#define NGX_HTTP_LLMROUTE_CLASSIFY_COMPLEX   3.2557
 
 static double  ngx_http_llmroute_classifier_defaults[] = {
     0.0000,    /* length */
-    8.0216,    /* words */
-    7.9130,    /* steps */
-    0.8969,    /* code */
-    5.4403,    /* reasoning */
-    0.7550,    /* task */
-    -2.9266,   /* mechanical */
-    -4.5143,   /* easy */
+    8.1502,    /* words */
+    7.9804,    /* steps */
+    1.3189,    /* code */
+    5.4326,    /* reasoning */
+    0.7274,    /* task */
+    -2.8551,   /* mechanical */
+    -4.5242,   /* easy */
     0.0000,    /* turns */
     0.0000,    /* tools */
-    0.0000,    /* output */
+    0.0014,    /* output */
     0.0000     /* json */
 };

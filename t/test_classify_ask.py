@@ -297,3 +297,41 @@ def test_anthropic_title_call_is_simple(gateway):
     reason = resp.header("X-Reason")
     assert resp.header("X-LLMRoute-Tier") == "simple", reason
     assert reason.startswith("utility=title ask=msg["), reason
+
+
+def contribution(reason, name):
+    for part in reason.split():
+        if part.startswith(name + "="):
+            return float(part.split("=")[1])
+    return 0.0
+
+
+def test_huge_ask_is_read_in_bounded_windows(gw):
+    # only the first 2 KB and the last 1 KB of an ask are read word by word:
+    # hard words 7 KB into a 60 KB ask do not count, the ask's own words
+    # at both ends do
+    head = "please rename cnt to count in the notes below\n"
+    filler = "the quick brown fox jumps over the lazy dog. "
+    middle = "deadlock consensus linearizable race condition quorum. " * 20
+    text = head + filler * 150 + middle + filler * 1200
+    for tail, seen in (("", False), ("\nfind the root cause", True)):
+        body = json.dumps({"model": "auto", "messages": [
+            {"role": "user", "content": text + tail}]}).encode()
+        assert len(body) > 60 * 1024
+        reason = classify(gw, body)[1]
+        assert "mechanical=" in reason, reason
+        assert ("reasoning=" in reason) == seen, reason
+
+
+def test_code_between_the_windows_is_measured(gw):
+    # unfenced code in the unread middle counts as code in the proportion
+    # the head had; so a 40 KB paste weighs more than a 3 KB one
+    code = "".join("static int f%d(int x) { return x * %d + g(x); }\n"
+                   % (i, i) for i in range(900))
+    got = []
+    for size in (3 * 1024, 40 * 1024):
+        body = json.dumps({"model": "auto", "messages": [
+            {"role": "user", "content": "why does this return the wrong "
+                                        "value?\n" + code[:size]}]}).encode()
+        got.append(contribution(classify(gw, body)[1], "code"))
+    assert 0 < got[0] < got[1], got
