@@ -560,6 +560,8 @@ ngx_http_llmroute_classifier_init(ngx_http_llmroute_classifier_t *cl)
 
     for (i = 0; i < NGX_HTTP_LLMROUTE_NFEATURES; i++) {
         cl->weight[i] = ngx_http_llmroute_classifier_defaults[i];
+        cl->moderate_weight[i] =
+                              ngx_http_llmroute_classifier_moderate_defaults[i];
     }
 
     cl->moderate = NGX_HTTP_LLMROUTE_CLASSIFY_MODERATE;
@@ -574,7 +576,9 @@ ngx_int_t
 ngx_http_llmroute_classifier_set(ngx_http_llmroute_classifier_t *cl,
     ngx_str_t *name, double value)
 {
-    ngx_uint_t  i;
+    size_t      len;
+    u_char     *p;
+    ngx_uint_t  i, which;
 
     if (name->len == 8
         && ngx_strncasecmp(name->data, (u_char *) "moderate", 8) == 0)
@@ -599,13 +603,42 @@ ngx_http_llmroute_classifier_set(ngx_http_llmroute_classifier_t *cl,
         return NGX_OK;
     }
 
+    /*
+     * "words=1" sets the feature's weight in both decisions,
+     * "complex.words=1" or "moderate.words=1" in one
+     */
+
+    p = name->data;
+    len = name->len;
+    which = 3;
+
+    if (len > 8 && ngx_strncasecmp(p, (u_char *) "complex.", 8) == 0) {
+        which = 1;
+        p += 8;
+        len -= 8;
+
+    } else if (len > 9
+               && ngx_strncasecmp(p, (u_char *) "moderate.", 9) == 0)
+    {
+        which = 2;
+        p += 9;
+        len -= 9;
+    }
+
     for (i = 0; ngx_http_llmroute_classifier_names[i].len; i++) {
-        if (ngx_http_llmroute_classifier_names[i].len == name->len
+        if (ngx_http_llmroute_classifier_names[i].len == len
             && ngx_strncasecmp(ngx_http_llmroute_classifier_names[i].data,
-                               name->data, name->len)
+                               p, len)
                == 0)
         {
-            cl->weight[i] = value;
+            if (which & 1) {
+                cl->weight[i] = value;
+            }
+
+            if (which & 2) {
+                cl->moderate_weight[i] = value;
+            }
+
             return NGX_OK;
         }
     }
@@ -620,7 +653,7 @@ ngx_http_llmroute_classify(ngx_http_llmroute_classifier_t *cl,
     size_t *reason_len)
 {
     u_char     *p, *last;
-    double      score, c, best;
+    double      score, mscore, c, best, *w;
     double      f[NGX_HTTP_LLMROUTE_NFEATURES];
     double      contrib[NGX_HTTP_LLMROUTE_NFEATURES];
     ngx_uint_t  i, k, j, tier, shown, utility;
@@ -632,20 +665,30 @@ ngx_http_llmroute_classify(ngx_http_llmroute_classifier_t *cl,
                                              &ask);
 
     score = 0;
+    mscore = 0;
 
     for (i = 0; i < NGX_HTTP_LLMROUTE_NFEATURES; i++) {
-        contrib[i] = cl->weight[i] * f[i];
-        score += contrib[i];
+        score += cl->weight[i] * f[i];
+        mscore += cl->moderate_weight[i] * f[i];
     }
 
     /*
-     * bias is the cost knob: it moves the complex cut only (complex recall
-     * against cost); the simple / moderate cut stays where it was fitted
+     * two decisions: complex or not, then moderate or simple.  bias is the
+     * cost knob: it moves the complex cut only (complex recall against
+     * cost); the simple / moderate cut stays where it was fitted
      */
 
-    tier = score + cl->bias >= cl->complex ? NGX_HTTP_LLMROUTE_TIER_COMPLEX
-           : score >= cl->moderate ? NGX_HTTP_LLMROUTE_TIER_MODERATE
-           : NGX_HTTP_LLMROUTE_TIER_SIMPLE;
+    w = cl->weight;
+
+    if (score + cl->bias >= cl->complex) {
+        tier = NGX_HTTP_LLMROUTE_TIER_COMPLEX;
+
+    } else {
+        tier = mscore >= cl->moderate ? NGX_HTTP_LLMROUTE_TIER_MODERATE
+                                      : NGX_HTTP_LLMROUTE_TIER_SIMPLE;
+        w = cl->moderate_weight;
+        score = mscore;
+    }
 
     /* an agent's title call: simple, whatever the message it names */
 
@@ -687,6 +730,12 @@ ngx_http_llmroute_classify(ngx_http_llmroute_classifier_t *cl,
         p = ngx_http_llmroute_classify_copy(p, last, i ? "+msg[" : "msg[");
         p = ngx_http_llmroute_classify_number(p, last, (double) ask.msg[i], 0);
         p = ngx_http_llmroute_classify_copy(p, last, "]");
+    }
+
+    /* the score and the contributions of the decision that set the tier */
+
+    for (i = 0; i < NGX_HTTP_LLMROUTE_NFEATURES; i++) {
+        contrib[i] = w[i] * f[i];
     }
 
     p = ngx_http_llmroute_classify_copy(p, last, " score=");

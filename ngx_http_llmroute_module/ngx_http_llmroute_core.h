@@ -168,8 +168,15 @@ typedef struct {
 } ngx_http_llmroute_req_t;
 
 
+/*
+ * two decisions, each a weighted sum of the same features: complex or not
+ * (weight, the complex threshold, bias), else at least moderate or simple
+ * (moderate_weight, the moderate threshold)
+ */
 typedef struct {
     double                      weight[NGX_HTTP_LLMROUTE_MAX_FEATURES];
+    double                      moderate_weight[
+                                    NGX_HTTP_LLMROUTE_MAX_FEATURES];
     double                      moderate;   /* score thresholds */
     double                      complex;
     double                      bias;       /* added to every score */

@@ -192,16 +192,42 @@ def test_bias_knob_trades_cost_for_recall(routed):
     assert got == "moderate", reason
 
 
-def test_bad_bias_is_rejected(nginx):
-    line = "llmroute_classifier bias=high;"
+@pytest.mark.parametrize("setting,tier", [
+    ("moderate.mechanical=50", "moderate"),   # the moderate decision only
+    ("complex.mechanical=50", "complex"),     # the complex decision only
+    ("mechanical=50", "complex")])            # both
+def test_weights_of_one_decision_or_both(routed, setting, tier):
+    # two decisions, each its own weights: "complex or not", then
+    # "moderate or simple"; a plain name sets the feature in both
+    r = routed(http_extra="llmroute_classifier %s;" % setting,
+               location_extra=REASON)
+    got, reason = classify(r, agent_body([user(TRIVIAL)]))
+    assert got == tier, reason
+    assert "mechanical=" in reason, reason
+
+
+def rejected(nginx, line):
+    """nginx -t fails on line, naming the file and line; the error text"""
     ngx = nginx(CATALOG + line + SERVER, start=False, vars={
         "CHEAP_URL": "http://127.0.0.1:9/v1/chat/completions",
         "PREMIUM_URL": "http://127.0.0.1:10/v1/chat/completions",
         "SERVER_EXTRA": "", "LOCATION_EXTRA": ""})
     rc, err = ngx.check()
     assert rc != 0 and "[emerg]" in err, err
-    assert "bias=high" in err, err
     assert "%s:%d" % (ngx.conf_path, ngx.conf_line_of(line)) in err, err
+    return err
+
+
+@pytest.mark.parametrize("line", ["llmroute_classifier complex.nosuch=1;",
+                                  "llmroute_classifier moderate.=1;"])
+def test_unknown_classifier_weight_is_rejected(nginx, line):
+    err = rejected(nginx, line)
+    assert '"%s"' % line.split()[1].split("=")[0] in err, err
+
+
+def test_bad_bias_is_rejected(nginx):
+    err = rejected(nginx, "llmroute_classifier bias=high;")
+    assert "bias=high" in err, err
 
 
 def test_string_content_starting_with_a_bracket_is_text(gw):
