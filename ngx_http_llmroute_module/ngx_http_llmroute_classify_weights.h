@@ -7,18 +7,18 @@
  * scores are in logits.
  */
 
-#define NGX_HTTP_LLMROUTE_CLASSIFY_MODERATE  1.3329
-#define NGX_HTTP_LLMROUTE_CLASSIFY_COMPLEX   2.6158
+#define NGX_HTTP_LLMROUTE_CLASSIFY_MODERATE  1.2276
+#define NGX_HTTP_LLMROUTE_CLASSIFY_COMPLEX   2.3996
 
 static double  ngx_http_llmroute_classifier_defaults[] = {
     0.0000,    /* length */
-    7.0218,    /* words */
-    6.1214,    /* steps */
-    3.1598,    /* code */
-    5.5584,    /* reasoning */
-    -0.6371,   /* task */
-    -4.2431,   /* mechanical */
-    -1.9099,   /* easy */
+    6.3972,    /* words */
+    5.9351,    /* steps */
+    3.8887,    /* code */
+    5.1649,    /* reasoning */
+    -0.8794,   /* task */
+    -5.1900,   /* mechanical */
+    -0.8833,   /* easy */
     0.0000,    /* turns */
     0.0000,    /* tools */
     0.0000,    /* output */
@@ -27,13 +27,13 @@ static double  ngx_http_llmroute_classifier_defaults[] = {
 
 static double  ngx_http_llmroute_classifier_moderate_defaults[] = {
     0.0000,    /* length */
-    9.7695,    /* words */
-    4.4534,    /* steps */
-    -0.2112,   /* code */
-    4.3139,    /* reasoning */
-    2.7857,    /* task */
-    -2.4315,   /* mechanical */
-    -6.1018,   /* easy */
+    9.3752,    /* words */
+    4.2676,    /* steps */
+    0.9240,    /* code */
+    3.3699,    /* reasoning */
+    2.5318,    /* task */
+    -3.5842,   /* mechanical */
+    -5.4511,   /* easy */
     0.0000,    /* turns */
     0.0000,    /* tools */
     0.0000,    /* output */
