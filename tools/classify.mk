@@ -43,6 +43,7 @@ CORPUS_DIR ?= $(CLASSIFY_ROOT)/build/corpus
 TIERS      ?= $(CORPUS_DIR)/tiers.jsonl
 TIERS_ANTHROPIC ?= $(CORPUS_DIR)/tiers-anthropic.jsonl
 SESSIONS   ?= $(CORPUS_DIR)/sessions.jsonl
+TITLES     ?= $(CORPUS_DIR)/titles.jsonl
 DEV        ?=
 CATALOG    ?= $(CLASSIFY_ROOT)/conf.d/catalog-example.conf
 CLASSIFY_ARGS ?=
@@ -72,6 +73,9 @@ classify-tables: $(CLASSIFY_BIN)
 	@if [ -f "$(SESSIONS)" ]; then \
 	    $(CLASSIFY_BIN) -c $(CATALOG) -f $(CLASSIFY_ARGS) $(SESSIONS) \
 	        > $(CLASSIFY_TAB)/sessions.tsv; fi
+	@if [ -f "$(TITLES)" ]; then \
+	    $(CLASSIFY_BIN) -c $(CATALOG) -f $(CLASSIFY_ARGS) $(TITLES) \
+	        > $(CLASSIFY_TAB)/titles.tsv; fi
 	@if [ -f "$(TIERS_ANTHROPIC)" ]; then \
 	    $(CLASSIFY_BIN) -c $(CATALOG) -f $(CLASSIFY_ARGS) \
 	        $(TIERS_ANTHROPIC) > $(CLASSIFY_TAB)/anthropic.tsv 2>/dev/null \
@@ -90,6 +94,8 @@ classify-report: classify-tables
 	       && echo --extra $(CLASSIFY_TAB)/anthropic.tsv) \
 	    $$(test -f $(CLASSIFY_TAB)/sessions.tsv \
 	       && echo --sessions $(CLASSIFY_TAB)/sessions.tsv) \
+	    $$(test -f $(CLASSIFY_TAB)/titles.tsv \
+	       && echo --titles $(CLASSIFY_TAB)/titles.tsv) \
 	    $$(test -f $(CLASSIFY_TAB)/dev.tsv \
 	       && echo --dev $(CLASSIFY_TAB)/dev.tsv)
 

@@ -381,6 +381,19 @@ def cmd_report(a):
             fails.append("sessions routed/all-complex %.3f" % (routed / top))
             floors.append(fails[-1])
 
+    if a.titles:
+        # utility calls are decided by a rule in C, not by the weights:
+        # the tier C chose (the "got" column) is the one reported
+        titles = read_table(a.titles)[1]
+        simple = sum(1 for r in titles if r["got"] == "simple")
+        print("\nagent title calls (opencode's captured title request about "
+              "each single-turn ask it wraps): %d, routed simple %d"
+              % (len(titles), simple))
+        if simple != len(titles):
+            fails.append("title calls routed simple %d/%d"
+                         % (simple, len(titles)))
+            floors.append(fails[-1])
+
     print("\nbias curve (llmroute_classifier bias=B; cross-validated, "
           "all requests):")
     print("  %6s  %6s  %6s  %12s  %12s" % ("bias", "acc", "recall",
@@ -429,6 +442,8 @@ def main():
                    help="another table reported (not fitted), e.g. the "
                         "Anthropic-shaped corpus")
     r.add_argument("--sessions")
+    r.add_argument("--titles",
+                   help="agent title calls, all to be routed simple")
     r.add_argument("--dev")
     r.add_argument("--advisory", action="store_true",
                    help="print the result, exit 0 under the targets")

@@ -47,7 +47,12 @@ def main():
     chat = open(os.path.join(a.out, "tiers.jsonl"), "w", encoding="utf-8")
     anth = open(os.path.join(a.out, "tiers-anthropic.jsonl"), "w",
                 encoding="utf-8")
+    # the title call opencode sends about each conversation's first ask:
+    # a utility call, simple whatever the ask's own tier
+    titles = open(os.path.join(a.out, "titles.jsonl"), "w",
+                  encoding="utf-8")
     counts = {}
+    ntitles = 0
     for ask in asks:
         meta = {k: ask[k] for k in ("tier", "why", "group", "turn", "lang")}
         rows = [("bare", ask["id"], scaffold.bare_chat(ask["messages"]),
@@ -58,6 +63,14 @@ def main():
         rows.append((name, ask["id"] + "~" + SHORT[name],
                      ag.chat(ask["messages"], proj),
                      ag.anthropic_body(ask["messages"], proj)))
+        first = next(m["content"] for m in ask["messages"]
+                     if m["role"] == "user")
+        tb = ag.utility_chat(first) if ask["turn"] == "single" else None
+        if tb is not None:
+            rec = dict({"id": ask["id"] + "~title"}, **meta)
+            rec.update(tier="simple", shape=name + "-title", body=tb)
+            titles.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            ntitles += 1
         for shape, rid, cb, ab in rows:
             rec = dict({"id": rid}, **meta)
             rec["shape"] = shape
@@ -68,11 +81,14 @@ def main():
             counts[shape] = counts.get(shape, 0) + 1
     chat.close()
     anth.close()
+    titles.close()
     print("expand: %d requests (%s) -> %s" % (
         sum(counts.values()), ", ".join("%s %d" % kv for kv in
                                         sorted(counts.items())),
         os.path.relpath(os.path.join(a.out, "tiers.jsonl"), ROOT)),
         file=sys.stderr)
+    print("expand: %d title calls -> %s" % (ntitles, os.path.relpath(
+        os.path.join(a.out, "titles.jsonl"), ROOT)), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,11 @@ class Agent:
         if not recs:
             raise SystemExit("scaffold: no agent request captured in %s" % d)
         first = recs[0]
+        # a utility call without tools (opencode's title request), if any
+        self.utility = next((r["body"] for r in _records(d)
+                             if isinstance(r.get("body"), dict)
+                             and not r["body"].get("tools")
+                             and r["body"].get("messages")), None)
         self.headers = {k: v for k, v in first["headers"].items()
                         if k.lower() not in ("x-api-key", "authorization",
                                              "host", "content-length")}
@@ -100,6 +105,18 @@ class Agent:
                           if k not in ("model", "messages", "tools")}
         self.schemas = {t["function"]["name"]: t["function"].get(
             "parameters") or {} for t in self.tools_chat}
+
+    def utility_chat(self, text):
+        """The captured tool-less utility request (a title call) about the
+        user's text: its own messages, the last user message replaced"""
+        if self.utility is None:
+            return None
+        body = copy.deepcopy(self.utility)
+        body["model"] = "auto"
+        last = max(i for i, m in enumerate(body["messages"])
+                   if m.get("role") == "user")
+        body["messages"][last]["content"] = text
+        return body
 
     # -- tools ---------------------------------------------------------------
 
