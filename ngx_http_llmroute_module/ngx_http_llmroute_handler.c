@@ -24,6 +24,8 @@ static ngx_int_t ngx_http_llmroute_commit(ngx_http_request_t *r,
 static void ngx_http_llmroute_sync_wake(ngx_http_request_t *r);
 static ngx_int_t ngx_http_llmroute_read_body(ngx_http_request_t *r,
     u_char **body, size_t *len);
+static ngx_int_t ngx_http_llmroute_body_in_place(ngx_http_request_t *r);
+static void ngx_http_llmroute_header_in_restore(void *data);
 static ngx_int_t ngx_http_llmroute_tier_header(ngx_http_request_t *r,
     ngx_uint_t *tier);
 static ngx_int_t ngx_http_llmroute_region(ngx_http_request_t *r,
@@ -142,6 +144,10 @@ ngx_http_llmroute_handler(ngx_http_request_t *r)
 
         /* one buffer when it fits client_body_buffer_size: no gathering */
         r->request_body_in_single_buf = 1;
+
+        if (ngx_http_llmroute_body_in_place(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
 
         rc = ngx_http_read_client_request_body(r,
                                                ngx_http_llmroute_body_handler);
@@ -865,8 +871,94 @@ ngx_http_llmroute_refuse(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
 
 
 /*
- * The body as one contiguous span: used in place when nginx kept it in one
- * memory buffer (the usual case), else gathered from its memory buffers.
+ * HTTP/1.x: when the header buffer holds the start of the body and the rest
+ * does not fit behind it, nginx reads the rest into a buffer of its own and
+ * the body comes in two pieces, which read_body() would copy into one (a
+ * copy of the whole body per request).  Instead the header buffer is lent
+ * a block the size of the body (nginx would allocate as much), the part
+ * already read is copied to its start, and nginx reads the rest in behind
+ * it ("the whole request body may be placed in r->header_in").  nginx
+ * reads no more than the body into it, so no pipelined request lands
+ * there; the buffer gets its own memory back when the request's pool goes,
+ * before nginx looks at it for a pipelined request.
+ */
+
+typedef struct {
+    ngx_buf_t  *buf;
+    u_char     *start;
+    u_char     *last;
+    u_char     *end;
+} ngx_http_llmroute_header_in_t;
+
+
+static ngx_int_t
+ngx_http_llmroute_body_in_place(ngx_http_request_t *r)
+{
+    off_t                           len;
+    u_char                         *p;
+    size_t                          preread;
+    ngx_buf_t                      *b;
+    ngx_pool_cleanup_t             *cln;
+    ngx_http_llmroute_header_in_t  *saved;
+
+    b = r->header_in;
+    len = r->headers_in.content_length_n;
+    preread = b->last - b->pos;
+
+    if (r->http_version >= NGX_HTTP_VERSION_20 || r->headers_in.chunked
+        || preread == 0 || len <= (off_t) preread
+        || len - (off_t) preread <= b->end - b->last)
+    {
+        return NGX_OK;
+    }
+
+    /* client_body_buffer_size >= client_max_body_size >= len (merge) */
+
+    p = ngx_pnalloc(r->pool, (size_t) len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_llmroute_header_in_t));
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    saved = cln->data;
+    saved->buf = b;
+    saved->start = b->start;
+    saved->last = b->last;
+    saved->end = b->end;
+
+    cln->handler = ngx_http_llmroute_header_in_restore;
+
+    b->start = p;
+    b->pos = p;
+    b->last = ngx_cpymem(p, saved->last - preread, preread);
+    b->end = p + len;
+
+    return NGX_OK;
+}
+
+
+/* the header buffer's own memory back, all of it read */
+
+static void
+ngx_http_llmroute_header_in_restore(void *data)
+{
+    ngx_http_llmroute_header_in_t  *saved = data;
+
+    saved->buf->start = saved->start;
+    saved->buf->pos = saved->last;
+    saved->buf->last = saved->last;
+    saved->buf->end = saved->end;
+}
+
+
+/*
+ * The body as one contiguous span: used in place when nginx kept it in
+ * memory buffers that follow each other (the usual case), else gathered
+ * from its memory buffers.
  */
 
 static ngx_int_t
@@ -884,11 +976,21 @@ ngx_http_llmroute_read_body(ngx_http_request_t *r, u_char **body, size_t *len)
         return NGX_OK;
     }
 
-    cl = r->request_body->bufs;
+    /* memory buffers that follow each other (see body_in_place) */
 
-    if (cl->next == NULL && !cl->buf->in_file) {
-        *body = cl->buf->pos;
-        *len = cl->buf->last - cl->buf->pos;
+    p = r->request_body->bufs->buf->pos;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        if (cl->buf->in_file || cl->buf->pos != p) {
+            break;
+        }
+
+        p = cl->buf->last;
+    }
+
+    if (cl == NULL) {
+        *body = r->request_body->bufs->buf->pos;
+        *len = p - *body;
         return NGX_OK;
     }
 

@@ -6,6 +6,8 @@ and a Content-Length matching them."""
 import http.client
 import json
 import random
+import socket
+import time
 
 import pytest
 
@@ -54,9 +56,9 @@ def prose(n_bytes, seed=1):
     return " ".join(out)
 
 
-def big_body(n_bytes, model_first=True):
+def big_body(n_bytes, model_first=True, seed=1):
     msgs = [{"role": "system", "content": "be brief"},
-            {"role": "user", "content": prose(n_bytes)}]
+            {"role": "user", "content": prose(n_bytes, seed)}]
     if model_first:
         obj = {"model": "auto", "messages": msgs, "temperature": 0}
     else:
@@ -193,6 +195,42 @@ def test_keepalive_requests_do_not_mix_bodies(routed):
     finally:
         c.close()
     assert len(r.cheap.requests) == 3
+
+
+@pytest.mark.parametrize("big_headers", [False, True],
+                         ids=["header_buffer", "large_header_buffer"])
+def test_pipelined_request_after_split_body(routed, big_headers):
+    """The start of a body in the header buffer, the rest in a later write,
+    then a pipelined request in the same write: the gateway reads the body
+    in place behind its start (the header buffer is lent a block the size
+    of the body) and gives the buffer back intact, so the pipelined request
+    and a third one on the same connection are read right."""
+    r = routed(catalog=BULK)
+    extra = {"X-Pad": "p" * 3000} if big_headers else {}
+    first, second, third = (big_body(20000, seed=seed) for seed in (1, 2, 3))
+    head = request_head(CHAT, extra, length=len(first))
+    head = head.replace(b"Connection: close", b"Connection: keep-alive")
+    req2 = build_request(CHAT, second).replace(b"Connection: close",
+                                               b"Connection: keep-alive")
+    s = socket.create_connection(("127.0.0.1", r.port), 30)
+    try:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(head + first[:300])
+        time.sleep(0.2)
+        s.sendall(first[300:] + req2)
+        time.sleep(0.2)
+        s.sendall(build_request(CHAT, third))
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        s.close()
+    assert out.count(b"HTTP/1.1 200 ") == 3, out[:300]
+    assert [q.body for q in r.cheap.requests] == \
+        [with_model(b, "bulk-1") for b in (first, second, third)]
 
 
 # ------------------------------------------------------------ big bodies
