@@ -63,6 +63,23 @@ ngx_strncasecmp(u_char *s1, u_char *s2, size_t n)
 #endif
 
 
+/* 8 bytes, the first one in the low bits whatever the byte order */
+
+static inline uint64_t
+ngx_http_llmroute_le64(const u_char *p)
+{
+    uint64_t  w;
+
+    ngx_memcpy(&w, p, 8);
+
+#if (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+    w = __builtin_bswap64(w);
+#endif
+
+    return w;
+}
+
+
 #define NGX_HTTP_LLMROUTE_TIER_SIMPLE     0
 #define NGX_HTTP_LLMROUTE_TIER_MODERATE   1
 #define NGX_HTTP_LLMROUTE_TIER_COMPLEX    2

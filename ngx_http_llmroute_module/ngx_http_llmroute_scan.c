@@ -198,29 +198,12 @@ ngx_http_llmroute_scan_ctl(uint64_t w)
 }
 
 
-/* 8 bytes, the first one in the low bits whatever the byte order */
-
-ngx_http_llmroute_scan_inline uint64_t
-ngx_http_llmroute_scan_load(u_char *p)
-{
-    uint64_t  w;
-
-    ngx_memcpy(&w, p, 8);
-
-#if (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
-    w = __builtin_bswap64(w);
-#endif
-
-    return w;
-}
-
-
 ngx_http_llmroute_scan_inline uint64_t
 ngx_http_llmroute_scan_specials(u_char *p)
 {
     uint64_t  w;
 
-    w = ngx_http_llmroute_scan_load(p);
+    w = ngx_http_llmroute_le64(p);
 
     return ngx_http_llmroute_scan_eq(w, '"')
            | ngx_http_llmroute_scan_eq(w, '\\')
@@ -233,7 +216,7 @@ ngx_http_llmroute_scan_nonspace(u_char *p)
 {
     uint64_t  w, m;
 
-    w = ngx_http_llmroute_scan_load(p);
+    w = ngx_http_llmroute_le64(p);
 
     m = (ngx_http_llmroute_scan_eq(w, ' ')
          | ngx_http_llmroute_scan_eq(w, '\n')

@@ -31,21 +31,6 @@
     v[2] = ngx_http_llmroute_siphash_rotl(v[2], 32)
 
 
-static uint64_t
-ngx_http_llmroute_siphash_load(const u_char *p)
-{
-    uint64_t  w;
-
-    ngx_memcpy(&w, p, 8);
-
-#if (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
-    w = __builtin_bswap64(w);
-#endif
-
-    return w;
-}
-
-
 static void
 ngx_http_llmroute_siphash_store(u_char *p, uint64_t w)
 {
@@ -63,8 +48,8 @@ ngx_http_llmroute_siphash_init(ngx_http_llmroute_siphash_t *sh,
 {
     uint64_t  k0, k1;
 
-    k0 = ngx_http_llmroute_siphash_load(key);
-    k1 = ngx_http_llmroute_siphash_load(key + 8);
+    k0 = ngx_http_llmroute_le64(key);
+    k1 = ngx_http_llmroute_le64(key + 8);
 
     sh->v[0] = k0 ^ 0x736f6d6570736575ULL;
     sh->v[1] = k1 ^ 0x646f72616e646f6dULL ^ 0xee;      /* 128-bit result */
@@ -100,7 +85,7 @@ ngx_http_llmroute_siphash_update(ngx_http_llmroute_siphash_t *sh,
     }
 
     for ( /* void */ ; end - p >= 8; p += 8) {
-        m = ngx_http_llmroute_siphash_load(p);
+        m = ngx_http_llmroute_le64(p);
         v[3] ^= m;
         ngx_http_llmroute_siphash_round(v);
         v[0] ^= m;
