@@ -46,14 +46,17 @@ static int ngx_http_llmroute_jsmn(u_char *body, size_t len, jsmntok_t *tok,
 static ngx_int_t ngx_http_llmroute_json_jsmn_path(ngx_http_llmroute_json_t *js,
     u_char *p, u_char *end);
 static int ngx_http_llmroute_json_skip(ngx_http_llmroute_json_t *js, int i);
-static ngx_int_t ngx_http_llmroute_json_key_fold(ngx_http_llmroute_json_t *js,
-    int i, const char *name, size_t len);
+static inline ngx_int_t ngx_http_llmroute_json_key_fold(
+    ngx_http_llmroute_json_t *js, int i, const char *name, size_t len);
 static ngx_int_t ngx_http_llmroute_json_name(ngx_http_llmroute_json_t *js,
     int i, const char *name, size_t len, ngx_uint_t fold);
 static ngx_uint_t ngx_http_llmroute_json_same(u_char *p, const char *name,
     size_t len, ngx_uint_t fold);
-static ngx_int_t ngx_http_llmroute_json_key(ngx_http_llmroute_json_t *js,
-    int i, const char *name, size_t len);
+static inline ngx_int_t ngx_http_llmroute_json_key(
+    ngx_http_llmroute_json_t *js, int i, const char *name, size_t len);
+static inline ngx_uint_t ngx_http_llmroute_json_may_be(
+    ngx_http_llmroute_json_t *js, int i, const char *name, size_t len,
+    ngx_uint_t fold);
 static ngx_int_t ngx_http_llmroute_json_fail(ngx_http_llmroute_req_t *req,
     ngx_uint_t error, const char *msg, const char *param);
 static ngx_int_t ngx_http_llmroute_parse_format(ngx_http_llmroute_req_t *req,
@@ -98,10 +101,13 @@ static jsmntok_t  *ngx_http_llmroute_scratch;
 
 
 /* top-level members we read; a duplicate of any of them is refused */
-static const char  *ngx_http_llmroute_members[] = {
-    "model", "messages", "stream", "stream_options", "max_tokens",
-    "max_completion_tokens", "tools", "functions", "response_format",
-    "system", "prompt_cache_key", "metadata", NULL
+static ngx_str_t  ngx_http_llmroute_members[] = {
+    ngx_string("model"), ngx_string("messages"), ngx_string("stream"),
+    ngx_string("stream_options"), ngx_string("max_tokens"),
+    ngx_string("max_completion_tokens"), ngx_string("tools"),
+    ngx_string("functions"), ngx_string("response_format"),
+    ngx_string("system"), ngx_string("prompt_cache_key"),
+    ngx_string("metadata"), ngx_null_string
 };
 
 /* which of them each format reads (bit per member); others are skipped */
@@ -297,16 +303,17 @@ ngx_http_llmroute_parse_format(ngx_http_llmroute_req_t *req, u_char *body,
 
         v = i + 1;
 
-        for (m = 0; ngx_http_llmroute_members[m]; m++) {
-            if (ngx_http_llmroute_json_key(&js, i, ngx_http_llmroute_members[m],
-                                           ngx_strlen(ngx_http_llmroute_members[m]))
+        for (m = 0; ngx_http_llmroute_members[m].len; m++) {
+            if (ngx_http_llmroute_json_key(&js, i,
+                                   (char *) ngx_http_llmroute_members[m].data,
+                                   ngx_http_llmroute_members[m].len)
                 == NGX_OK)
             {
                 break;
             }
         }
 
-        if (ngx_http_llmroute_members[m] == NULL) {
+        if (ngx_http_llmroute_members[m].len == 0) {
 
             /*
              * {"model":"cheap","Model":"premium"}: providers that match
@@ -314,18 +321,18 @@ ngx_http_llmroute_parse_format(ngx_http_llmroute_req_t *req, u_char *body,
              * did not price
              */
 
-            for (m = 0; ngx_http_llmroute_members[m]; m++) {
+            for (m = 0; ngx_http_llmroute_members[m].len; m++) {
                 if ((ngx_http_llmroute_format_members[format] & (1u << m))
                     && ngx_http_llmroute_json_key_fold(&js, i,
-                           ngx_http_llmroute_members[m],
-                           ngx_strlen(ngx_http_llmroute_members[m]))
+                           (char *) ngx_http_llmroute_members[m].data,
+                           ngx_http_llmroute_members[m].len)
                        == NGX_OK)
                 {
                     return ngx_http_llmroute_json_fail(req,
                                NGX_HTTP_LLMROUTE_INVALID_REQUEST,
                                "a member name differs from one the gateway "
                                "reads only in case",
-                               ngx_http_llmroute_members[m]);
+                               (char *) ngx_http_llmroute_members[m].data);
                 }
             }
 
@@ -344,7 +351,7 @@ ngx_http_llmroute_parse_format(ngx_http_llmroute_req_t *req, u_char *body,
             return ngx_http_llmroute_json_fail(req,
                        NGX_HTTP_LLMROUTE_INVALID_REQUEST,
                        "duplicate member in the request body",
-                       ngx_http_llmroute_members[m]);
+                       (char *) ngx_http_llmroute_members[m].data);
         }
 
         seen |= 1u << m;
@@ -468,7 +475,7 @@ ngx_http_llmroute_parse_format(ngx_http_llmroute_req_t *req, u_char *body,
                 return ngx_http_llmroute_json_fail(req,
                            NGX_HTTP_LLMROUTE_INVALID_REQUEST,
                            "max_tokens must be a non-negative integer",
-                           ngx_http_llmroute_members[m]);
+                           (char *) ngx_http_llmroute_members[m].data);
             }
 
             break;
@@ -490,7 +497,7 @@ ngx_http_llmroute_parse_format(ngx_http_llmroute_req_t *req, u_char *body,
                 return ngx_http_llmroute_json_fail(req,
                            NGX_HTTP_LLMROUTE_INVALID_REQUEST,
                            "\"tools\" must be an array",
-                           ngx_http_llmroute_members[m]);
+                           (char *) ngx_http_llmroute_members[m].data);
             }
 
             break;
@@ -1438,21 +1445,44 @@ ngx_http_llmroute_json_skip(ngx_http_llmroute_json_t *js, int i)
 
 /* a string token equal to name; keys with escapes are decoded first */
 
-static ngx_int_t
+static inline ngx_int_t
 ngx_http_llmroute_json_key(ngx_http_llmroute_json_t *js, int i,
     const char *name, size_t len)
 {
-    return ngx_http_llmroute_json_name(js, i, name, len, 0);
+    return ngx_http_llmroute_json_may_be(js, i, name, len, 0)
+           ? ngx_http_llmroute_json_name(js, i, name, len, 0) : NGX_DECLINED;
 }
 
 
 /* the same, ASCII letters compared without case */
 
-static ngx_int_t
+static inline ngx_int_t
 ngx_http_llmroute_json_key_fold(ngx_http_llmroute_json_t *js, int i,
     const char *name, size_t len)
 {
-    return ngx_http_llmroute_json_name(js, i, name, len, 1);
+    return ngx_http_llmroute_json_may_be(js, i, name, len, 1)
+           ? ngx_http_llmroute_json_name(js, i, name, len, 1) : NGX_DECLINED;
+}
+
+
+/*
+ * Inline, before the call: most tokens are told apart by their length (an
+ * escape only lengthens a name) or by a first byte that is not an escape.
+ */
+
+static inline ngx_uint_t
+ngx_http_llmroute_json_may_be(ngx_http_llmroute_json_t *js, int i,
+    const char *name, size_t len, ngx_uint_t fold)
+{
+    u_char  c;
+
+    if ((size_t) (js->tok[i].end - js->tok[i].start) < len) {
+        return 0;
+    }
+
+    c = js->body[js->tok[i].start];
+
+    return c == '\\' || (fold ? ngx_tolower(c) : c) == (u_char) name[0];
 }
 
 
