@@ -267,6 +267,14 @@ ngx_http_llmroute_scan_hex(u_char c)
 }
 
 
+/* by the byte after a backslash: 2 a valid escape, 6 \u, 0 invalid */
+
+static const u_char  ngx_http_llmroute_scan_escapes[256] = {
+    ['"'] = 2, ['\\'] = 2, ['/'] = 2, ['b'] = 2, ['f'] = 2, ['n'] = 2,
+    ['r'] = 2, ['t'] = 2, ['u'] = 6
+};
+
+
 /* the length of the escape at p, or 0 with *rc set */
 
 ngx_http_llmroute_scan_inline size_t
@@ -277,13 +285,12 @@ ngx_http_llmroute_scan_escape(u_char *p, u_char *end, int *rc)
         return 0;
     }
 
-    switch (p[1]) {
+    switch (ngx_http_llmroute_scan_escapes[p[1]]) {
 
-    case '"': case '\\': case '/': case 'b': case 'f': case 'n':
-    case 'r': case 't':
+    case 2:
         return 2;
 
-    case 'u':
+    case 6:
         if (end - p < 6) {
             *rc = NGX_HTTP_LLMROUTE_SCAN_PART;
             return 0;
