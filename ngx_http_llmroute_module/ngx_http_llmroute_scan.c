@@ -74,16 +74,21 @@ const char  *ngx_http_llmroute_scan_kind = "sse2";
 ngx_http_llmroute_scan_inline uint64_t
 ngx_http_llmroute_scan_specials(u_char *p)
 {
-    __m128i  v;
+    __m128i  v, x;
 
     v = _mm_loadu_si128((const __m128i *) p);
 
-    /* min(v, 0x1f) == v: v is a control character */
+    /*
+     * v ^ 2 is at most 0x20 exactly for '"' (0x22) and the control
+     * characters (bit 1 flipped, they stay below 0x20): one test for both
+     */
+
+    x = _mm_xor_si128(v, _mm_set1_epi8(0x02));
+
     return (unsigned) _mm_movemask_epi8(
                _mm_or_si128(
-                   _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
-                                _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
-                   _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v)));
+                   _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(0x20)), x),
+                   _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))));
 }
 
 
@@ -319,7 +324,7 @@ ngx_http_llmroute_scan_escape(u_char *p, u_char *end, int *rc)
 ngx_http_llmroute_scan_inline u_char *
 ngx_http_llmroute_scan_string(u_char *p, u_char *end, int *rc)
 {
-    u_char    *q;
+    u_char    *q, *last;
     size_t     n;
     uint64_t   m;
 
@@ -329,8 +334,19 @@ ngx_http_llmroute_scan_string(u_char *p, u_char *end, int *rc)
             m = ngx_http_llmroute_scan_specials(p);
 
             if (m == 0) {
-                p += NGX_HTTP_LLMROUTE_SCAN_BLOCK;
-                continue;
+
+                /* a run of plain blocks: the tightest loop of the scan */
+
+                last = end - NGX_HTTP_LLMROUTE_SCAN_BLOCK;
+
+                do {
+                    p += NGX_HTTP_LLMROUTE_SCAN_BLOCK;
+                } while (p <= last
+                         && (m = ngx_http_llmroute_scan_specials(p)) == 0);
+
+                if (m == 0) {
+                    continue;       /* the last bytes, one at a time */
+                }
             }
 
             q = p + (__builtin_ctzll(m) >> NGX_HTTP_LLMROUTE_SCAN_SHIFT);

@@ -4,9 +4,10 @@
  *
  * Unit tests of the request body's tokenizer (ngx_http_llmroute_scan.c):
  * bodies it must accept and refuse, jsmn's tokens for what it accepts, and
- * every special byte ('"', '\\', a control character, whitespace) at every
- * offset around the 8- and 16-byte blocks it reads.  Built twice by the
- * Makefile: vector code (SSE2 / NEON) and -DNGX_HTTP_LLMROUTE_SCAN_SWAR.
+ * every special byte ('"', '\\', a control character, whitespace) and every
+ * other byte value at every offset around the 8- and 16-byte blocks it
+ * reads.  Built twice by the Makefile: vector code (SSE2 / NEON) and
+ * -DNGX_HTTP_LLMROUTE_SCAN_SWAR.
  */
 
 
@@ -175,7 +176,7 @@ test_table(void)
 static void
 test_blocks(void)
 {
-    int     at, run;
+    int     at, run, c;
     char    b[128];
     size_t  len;
 
@@ -189,6 +190,15 @@ test_blocks(void)
         len = 2 + 48 + 2;
         b[len - 2] = '"';
         b[len - 1] = ']';
+
+        /* every byte but the two that need a partner: only controls fail */
+
+        for (c = 0; c < 256; c++) {
+            if (c != '"' && c != '\\') {
+                b[2 + at] = (char) c;
+                expect(b, len, c >= 0x20);
+            }
+        }
 
         b[2 + at] = '\x1f';
         expect(b, len, 0);
