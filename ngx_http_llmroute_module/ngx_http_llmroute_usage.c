@@ -1832,11 +1832,25 @@ static ngx_int_t
 ngx_http_llmroute_usage_tail(ngx_http_llmroute_usage_t *u, u_char *p,
     u_char *last)
 {
-    u_char  *q;
+    u_char    *q;
+    uint64_t   x;
 
     /* from the end: usage is seldom more than a few hundred bytes away */
 
     for (q = last - 6; /* void */ ; q--) {
+
+        /* eight bytes at a step while none is a 'u' (x has a zero byte) */
+
+        while (q - p >= 9) {
+            x = ngx_http_llmroute_le64(q - 7) ^ 0x7575757575757575ULL;
+
+            if ((x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL) {
+                break;
+            }
+
+            q -= 8;
+        }
+
         if (q - p < 2) {
             return NGX_DECLINED;
         }
