@@ -64,12 +64,16 @@ void
 ngx_http_llmroute_siphash_update(ngx_http_llmroute_siphash_t *sh,
     const void *data, size_t len)
 {
-    uint64_t       m, *v;
+    size_t         words;
+    uint64_t       m, v[4];
     const u_char  *p, *end;
 
     p = data;
     end = p + len;
-    v = sh->v;
+
+    /* in registers, not stored back a word at a time (p may alias sh) */
+
+    ngx_memcpy(v, sh->v, sizeof(v));
 
     /* complete the word a previous piece began */
 
@@ -84,13 +88,17 @@ ngx_http_llmroute_siphash_update(ngx_http_llmroute_siphash_t *sh,
         }
     }
 
-    for ( /* void */ ; end - p >= 8; p += 8) {
+    words = (end - p) / 8;
+    sh->len += words * 8;
+
+    for ( /* void */ ; words; words--, p += 8) {
         m = ngx_http_llmroute_le64(p);
         v[3] ^= m;
         ngx_http_llmroute_siphash_round(v);
         v[0] ^= m;
-        sh->len += 8;
     }
+
+    ngx_memcpy(sh->v, v, sizeof(v));
 
     while (p < end) {
         sh->tail |= (uint64_t) *p++ << (8 * (sh->len & 7));
