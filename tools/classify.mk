@@ -63,9 +63,15 @@ $(CLASSIFY_BIN): $(CLASSIFY_SRCS) $(CLASSIFY_SRC)/ngx_http_llmroute_core.h \
 	    -I $(CLASSIFY_SRC) -I $(CLASSIFY_ROOT)/tools -o $@ $(CLASSIFY_SRCS)
 
 # feature tables of the corpus, its Anthropic-shaped copy (when the parser
-# reads it), the sessions and the dev set
+# reads it), the sessions and the dev set; the corpus is made anew when the
+# asks or the scripts that expand them are newer than it
+CORPUS_INPUTS := $(CLASSIFY_ROOT)/corpus/asks.jsonl \
+                 $(wildcard $(CLASSIFY_ROOT)/tools/corpus/*.py)
+
 classify-tables: $(CLASSIFY_BIN)
-	@test -f "$(TIERS)" || $(MAKE) -C $(CLASSIFY_ROOT) corpus
+	@test -f "$(TIERS)" && test -z "$$(find $(CORPUS_INPUTS) \
+	    -newer $(TIERS))" \
+	    || $(MAKE) -C $(CLASSIFY_ROOT) corpus
 	@mkdir -p $(CLASSIFY_TAB)
 	@rm -f $(CLASSIFY_TAB)/*.tsv
 	$(CLASSIFY_BIN) -c $(CATALOG) -f $(CLASSIFY_ARGS) $(TIERS) \
