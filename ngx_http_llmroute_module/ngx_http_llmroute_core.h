@@ -274,6 +274,7 @@ typedef struct {
     ngx_uint_t                  sticky;
     size_t                     *cached;
     ngx_uint_t                  horizon;    /* turns to come, 0/1: this */
+    size_t                      output;     /* tokens a turn answers, 0: ? */
     unsigned                    session:1;  /* a new holder writes */
 } ngx_http_llmroute_want_t;
 

@@ -491,6 +491,8 @@ void ngx_http_llmroute_session_settle(ngx_http_request_t *r,
 ngx_uint_t ngx_http_llmroute_session_changed(
     ngx_http_llmroute_main_conf_t *lmcf, ngx_pool_t *pool, ngx_str_t *out,
     ngx_uint_t max);
+void ngx_http_llmroute_session_unpushed(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_str_t *pairs, ngx_uint_t n);
 void ngx_http_llmroute_session_learn(ngx_http_llmroute_main_conf_t *lmcf,
     ngx_str_t *hex, ngx_str_t *value);
 u_char *ngx_http_llmroute_session_hex(u_char *p, ngx_http_llmroute_ctx_t *ctx);

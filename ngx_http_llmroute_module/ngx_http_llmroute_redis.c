@@ -63,6 +63,9 @@ typedef struct {
     ngx_uint_t                       pricing;   /* replies awaited */
     uint64_t                         sessions_since;    /* ms */
     ngx_pool_t                      *sessions_pool;     /* in flight */
+    ngx_str_t                       *sessions_pairs;    /* pushed by it */
+    ngx_uint_t                       sessions_n;
+    uint64_t                         sessions_sent;     /* ms */
 
     /* the batch in flight (or waiting to be re-sent) */
     ngx_pool_t                      *pool;
@@ -1683,8 +1686,6 @@ ngx_http_llmroute_redis_sessions(ngx_http_llmroute_redis_t *rd)
     p = ngx_sprintf(p, "%uL", now);
     argvlen[5] = p - (u_char *) argv[5];
 
-    /* a little before the last pull: pushes cross in flight */
-
     argv[6] = (char *) p;
     p = ngx_sprintf(p, "%uL", rd->sessions_since);
     argvlen[6] = p - (u_char *) argv[6];
@@ -1702,12 +1703,15 @@ ngx_http_llmroute_redis_sessions(ngx_http_llmroute_redis_t *rd)
                               rd, 7 + 2 * n, argv, argvlen)
         != REDIS_OK)
     {
+        ngx_http_llmroute_session_unpushed(rd->lmcf, pairs, n);
         ngx_destroy_pool(pool);
         return;
     }
 
     rd->sessions_pool = pool;
-    rd->sessions_since = now - 2 * rd->conf->sync - 1000;
+    rd->sessions_pairs = pairs;
+    rd->sessions_n = n;
+    rd->sessions_sent = now;
 }
 
 
@@ -1725,10 +1729,16 @@ ngx_http_llmroute_redis_sessions_reply(redisAsyncContext *ac, void *r,
 
     /*
      * the exchange is over even on a dropped connection (hiredis calls
-     * this with no reply while freeing the context, before any new one)
+     * this with no reply while freeing the context, before any new one);
+     * its sessions, unless Redis took them, go in the next push
      */
 
     if (rd && rd->sessions_pool) {
+        if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+            ngx_http_llmroute_session_unpushed(rd->lmcf, rd->sessions_pairs,
+                                               rd->sessions_n);
+        }
+
         ngx_destroy_pool(rd->sessions_pool);
         rd->sessions_pool = NULL;
     }
@@ -1741,6 +1751,10 @@ ngx_http_llmroute_redis_sessions_reply(redisAsyncContext *ac, void *r,
         ngx_http_llmroute_redis_ignore(ac, r, NULL);
         return;
     }
+
+    /* the next pull: a little before this one, pushes cross in flight */
+
+    rd->sessions_since = rd->sessions_sent - 2 * rd->conf->sync - 1000;
 
     for (i = 0; i + 1 < reply->elements; i += 2) {
         if (reply->element[i]->type != REDIS_REPLY_STRING

@@ -94,7 +94,7 @@ ngx_http_llmroute_select(ngx_http_llmroute_catalog_t *cat,
     ngx_http_llmroute_req_t *req, ngx_http_llmroute_want_t *want,
     ngx_http_llmroute_choice_t *choice)
 {
-    size_t                         budget;
+    size_t                         budget, out;
     uint64_t                       cost, rank, best;
     ngx_uint_t                     i, stage, best_stage;
     ngx_http_llmroute_model_t     *m;
@@ -111,6 +111,15 @@ ngx_http_llmroute_select(ngx_http_llmroute_catalog_t *cat,
     best = 0;
     choice->output_budget = budget;
     best_stage = ngx_http_llmroute_stage_format;
+
+    /*
+     * a session ranks by the answers it gets, not by max_tokens: an agent
+     * asks for 32k and gets a few hundred; ranked at the cap, a few per
+     * cent on output prices outweighs any re-read (the estimate itself,
+     * for budgets and limits, keeps the cap)
+     */
+
+    out = (want->output && want->output < budget) ? want->output : budget;
 
     for (i = 0; i < cat->nmodels; i++) {
         m = &cat->models[i];
@@ -183,8 +192,9 @@ ngx_http_llmroute_select(ngx_http_llmroute_catalog_t *cat,
 
         stage++;
 
-        cost = ngx_http_llmroute_prompt_cost(m, i, req->prompt_tokens, want)
-               + (uint64_t) budget * m->output;
+        cost = ngx_http_llmroute_prompt_cost(m, i, req->prompt_tokens, want);
+        rank = cost + (uint64_t) out * m->output;
+        cost += (uint64_t) budget * m->output;
 
         /*
          * a session's later turns read the prompt from whichever cache
@@ -192,12 +202,10 @@ ngx_http_llmroute_select(ngx_http_llmroute_catalog_t *cat,
          * its re-read back only if it is cheaper for long enough
          */
 
-        rank = cost;
-
         if (want->horizon > 1) {
             rank += (uint64_t) (want->horizon - 1)
                     * ((uint64_t) req->prompt_tokens * m->cached_input
-                       + (uint64_t) budget * m->output);
+                       + (uint64_t) out * m->output);
         }
 
         /* ties keep the earlier (faster-ranked) model */

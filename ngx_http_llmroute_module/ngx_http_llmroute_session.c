@@ -51,8 +51,17 @@ typedef struct {
     uint32_t                         prev;
     uint64_t                         prev_cached;
     uint64_t                         prev_last;
+
+    /* the answers' tokens: what a turn to come is expected to cost */
+    uint64_t                         out;
+    ngx_uint_t                       answers;
+
     ngx_uint_t                       dirty;      /* not pushed to Redis */
 } ngx_http_llmroute_session_node_t;
+
+
+/* the fields a node pushes to Redis, in order; older nodes push the first 5 */
+#define NGX_HTTP_LLMROUTE_SESSION_FIELDS  10
 
 
 static ngx_int_t ngx_http_llmroute_session_key(ngx_http_request_t *r,
@@ -65,6 +74,11 @@ static void ngx_http_llmroute_session_hash_part(
     size_t len);
 static ngx_http_llmroute_session_node_t *ngx_http_llmroute_session_lookup(
     ngx_http_llmroute_main_conf_t *lmcf, u_char *key, uint64_t now);
+static ngx_http_llmroute_session_node_t *ngx_http_llmroute_session_find(
+    ngx_http_llmroute_shctx_t *sh, u_char *key);
+static ngx_int_t ngx_http_llmroute_session_unhex(ngx_str_t *hex, u_char *key);
+static void ngx_http_llmroute_session_dirty(ngx_http_llmroute_shctx_t *sh,
+    ngx_http_llmroute_session_node_t *sn);
 static void ngx_http_llmroute_session_free(
     ngx_http_llmroute_main_conf_t *lmcf,
     ngx_http_llmroute_session_node_t *sn);
@@ -170,6 +184,7 @@ ngx_http_llmroute_session_begin(ngx_http_request_t *r,
     ctx->want.sticky = 0;
     ctx->want.cached = NULL;
     ctx->want.horizon = 0;
+    ctx->want.output = 0;
 
     /* counting tokens caches nothing: no session turn */
 
@@ -233,6 +248,12 @@ ngx_http_llmroute_session_begin(ngx_http_request_t *r,
      */
 
     ctx->want.horizon = ngx_min(snap.turns, NGX_HTTP_LLMROUTE_HORIZON);
+
+    /* what its turns answered so far, on average */
+
+    if (snap.answers) {
+        ctx->want.output = ngx_max(snap.out / snap.answers, 1);
+    }
 
     model = ngx_http_llmroute_session_model(lmcf, snap.holder);
 
@@ -308,9 +329,17 @@ ngx_http_llmroute_session_admitted(ngx_http_llmroute_main_conf_t *lmcf,
         sn->turns++;
     }
 
+    ngx_http_llmroute_session_dirty(lmcf->sh, sn);
+}
+
+
+static void
+ngx_http_llmroute_session_dirty(ngx_http_llmroute_shctx_t *sh,
+    ngx_http_llmroute_session_node_t *sn)
+{
     if (!sn->dirty) {
         sn->dirty = 1;
-        lmcf->sh->session_dirty++;
+        sh->session_dirty++;
     }
 }
 
@@ -372,7 +401,10 @@ ngx_http_llmroute_session_moved(ngx_http_llmroute_main_conf_t *lmcf,
 }
 
 
-/* the request is over: its entry is unpinned */
+/*
+ * The request is over: its entry is unpinned, and a provider's answer
+ * counts toward the session's expected answer size.
+ */
 
 void
 ngx_http_llmroute_session_settle(ngx_http_request_t *r,
@@ -390,7 +422,15 @@ ngx_http_llmroute_session_settle(ngx_http_request_t *r,
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
 
     ngx_shmtx_lock(&lmcf->shpool->mutex);
+
     sn->count--;
+
+    if (ctx->have_usage && ctx->completion_tokens > 0) {
+        sn->out += (uint64_t) ctx->completion_tokens;
+        sn->answers++;
+        ngx_http_llmroute_session_dirty(lmcf->sh, sn);
+    }
+
     ngx_shmtx_unlock(&lmcf->shpool->mutex);
 
     ctx->session_node = NULL;
@@ -399,8 +439,10 @@ ngx_http_llmroute_session_settle(ngx_http_request_t *r,
 
 /*
  * For the Redis sync (one worker per node): the sessions answered here
- * since the last push, as hex key and "holder tier cached last turns" pairs
- * allocated from the batch's pool; at most max of them.
+ * since the last push, as hex key and "holder tier cached last turns prev
+ * prev_cached prev_last out answers" pairs allocated from the batch's
+ * pool; at most max of them.  They count as pushed from now on: a push
+ * that fails gives them back (ngx_http_llmroute_session_unpushed()).
  */
 
 ngx_uint_t
@@ -432,7 +474,8 @@ ngx_http_llmroute_session_changed(ngx_http_llmroute_main_conf_t *lmcf,
         }
 
         p = ngx_pnalloc(pool, 2 * NGX_HTTP_LLMROUTE_SESSION_LEN
-                              + 5 * NGX_INT64_LEN);
+                              + NGX_HTTP_LLMROUTE_SESSION_FIELDS
+                                * (NGX_INT64_LEN + 1));
         if (p == NULL) {
             break;
         }
@@ -442,8 +485,10 @@ ngx_http_llmroute_session_changed(ngx_http_llmroute_main_conf_t *lmcf,
         out[2 * n].len = p - out[2 * n].data;
 
         out[2 * n + 1].data = p;
-        p = ngx_sprintf(p, "%uD %ui %uL %uL %ui", sn->holder, sn->tier,
-                        sn->cached, sn->last, sn->turns);
+        p = ngx_sprintf(p, "%uD %ui %uL %uL %ui %uD %uL %uL %uL %ui",
+                        sn->holder, sn->tier, sn->cached, sn->last, sn->turns,
+                        sn->prev, sn->prev_cached, sn->prev_last, sn->out,
+                        sn->answers);
         out[2 * n + 1].len = p - out[2 * n + 1].data;
 
         sn->dirty = 0;
@@ -457,36 +502,64 @@ ngx_http_llmroute_session_changed(ngx_http_llmroute_main_conf_t *lmcf,
 }
 
 
-/* another node's answer for a session: kept when newer than ours */
+/* a push that failed: its sessions go in the next one */
+
+void
+ngx_http_llmroute_session_unpushed(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_str_t *pairs, ngx_uint_t n)
+{
+    u_char                             key[NGX_HTTP_LLMROUTE_SESSION_LEN];
+    ngx_uint_t                         i;
+    ngx_http_llmroute_session_node_t  *sn;
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    for (i = 0; i < n; i++) {
+        if (ngx_http_llmroute_session_unhex(&pairs[2 * i], key) != NGX_OK) {
+            continue;
+        }
+
+        /* one evicted since has nothing left to push */
+
+        sn = ngx_http_llmroute_session_find(lmcf->sh, key);
+
+        if (sn) {
+            ngx_http_llmroute_session_dirty(lmcf->sh, sn);
+        }
+    }
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+}
+
+
+/*
+ * Another node's answer for a session: kept when newer than ours, with
+ * the previous holder it left (whose cache lives on) and its answers.
+ */
 
 void
 ngx_http_llmroute_session_learn(ngx_http_llmroute_main_conf_t *lmcf,
     ngx_str_t *hex, ngx_str_t *value)
 {
     u_char                            *p, *last, *f;
-    uint64_t                           v[5];
+    uint64_t                           v[NGX_HTTP_LLMROUTE_SESSION_FIELDS];
     ngx_int_t                          d;
     ngx_uint_t                         i;
     u_char                             key[NGX_HTTP_LLMROUTE_SESSION_LEN];
     ngx_http_llmroute_session_node_t  *sn;
 
-    if (hex->len != 2 * NGX_HTTP_LLMROUTE_SESSION_LEN) {
+    if (ngx_http_llmroute_session_unhex(hex, key) != NGX_OK) {
         return;
     }
 
-    for (i = 0; i < NGX_HTTP_LLMROUTE_SESSION_LEN; i++) {
-        d = ngx_hextoi(hex->data + 2 * i, 2);
-        if (d == NGX_ERROR) {
-            return;
-        }
-
-        key[i] = (u_char) d;
-    }
+    ngx_memzero(v, sizeof(v));
 
     p = value->data;
     last = p + value->len;
 
-    for (i = 0; i < 5; i++) {
+    /* 5 fields at least (an older node's), up to all */
+
+    for (i = 0; i < NGX_HTTP_LLMROUTE_SESSION_FIELDS && p < last; i++) {
         f = p;
 
         while (p < last && *p != ' ') {
@@ -502,7 +575,9 @@ ngx_http_llmroute_session_learn(ngx_http_llmroute_main_conf_t *lmcf,
         p++;
     }
 
-    if (v[0] == 0 || v[1] >= NGX_HTTP_LLMROUTE_NTIERS) {
+    if (i < 5 || v[0] == 0 || v[1] >= NGX_HTTP_LLMROUTE_NTIERS
+        || v[0] > 0xffffffff || v[5] > 0xffffffff)
+    {
         return;
     }
 
@@ -516,9 +591,40 @@ ngx_http_llmroute_session_learn(ngx_http_llmroute_main_conf_t *lmcf,
         sn->cached = v[2];
         sn->last = v[3];
         sn->turns = v[4];
+
+        if (i > 5) {
+            sn->prev = (uint32_t) v[5];
+            sn->prev_cached = v[6];
+            sn->prev_last = v[7];
+            sn->out = v[8];
+            sn->answers = v[9];
+        }
     }
 
     ngx_shmtx_unlock(&lmcf->shpool->mutex);
+}
+
+
+static ngx_int_t
+ngx_http_llmroute_session_unhex(ngx_str_t *hex, u_char *key)
+{
+    ngx_int_t   d;
+    ngx_uint_t  i;
+
+    if (hex->len != 2 * NGX_HTTP_LLMROUTE_SESSION_LEN) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < NGX_HTTP_LLMROUTE_SESSION_LEN; i++) {
+        d = ngx_hextoi(hex->data + 2 * i, 2);
+        if (d == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        key[i] = (u_char) d;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -796,10 +902,8 @@ ngx_http_llmroute_session_lookup(ngx_http_llmroute_main_conf_t *lmcf,
     u_char *key, uint64_t now)
 {
     uint32_t                           hash;
-    ngx_int_t                          rc;
     ngx_uint_t                         i;
     ngx_queue_t                       *q;
-    ngx_rbtree_node_t                 *node, *sentinel;
     ngx_http_llmroute_shctx_t         *sh;
     ngx_http_llmroute_session_node_t  *sn;
 
@@ -818,29 +922,12 @@ ngx_http_llmroute_session_lookup(ngx_http_llmroute_main_conf_t *lmcf,
         ngx_http_llmroute_session_free(lmcf, sn);
     }
 
-    ngx_memcpy(&hash, key, sizeof(uint32_t));
+    sn = ngx_http_llmroute_session_find(sh, key);
 
-    node = sh->sessions.root;
-    sentinel = sh->sessions.sentinel;
-
-    while (node != sentinel) {
-
-        if (hash != node->key) {
-            node = (hash < node->key) ? node->left : node->right;
-            continue;
-        }
-
-        sn = (ngx_http_llmroute_session_node_t *) node;
-
-        rc = ngx_memcmp(key, sn->key, NGX_HTTP_LLMROUTE_SESSION_LEN);
-
-        if (rc == 0) {
-            ngx_queue_remove(&sn->queue);
-            ngx_queue_insert_head(&sh->session_lru, &sn->queue);
-            return sn;
-        }
-
-        node = (rc < 0) ? node->left : node->right;
+    if (sn) {
+        ngx_queue_remove(&sn->queue);
+        ngx_queue_insert_head(&sh->session_lru, &sn->queue);
+        return sn;
     }
 
     sn = ngx_slab_calloc_locked(lmcf->shpool,
@@ -861,6 +948,8 @@ ngx_http_llmroute_session_lookup(ngx_http_llmroute_main_conf_t *lmcf,
         return NULL;
     }
 
+    ngx_memcpy(&hash, key, sizeof(uint32_t));
+
     sn->node.key = hash;
     ngx_memcpy(sn->key, key, NGX_HTTP_LLMROUTE_SESSION_LEN);
     sn->last = now;
@@ -869,6 +958,43 @@ ngx_http_llmroute_session_lookup(ngx_http_llmroute_main_conf_t *lmcf,
     ngx_queue_insert_head(&sh->session_lru, &sn->queue);
 
     return sn;
+}
+
+
+/* the entry, if there is one (zone mutex held) */
+
+static ngx_http_llmroute_session_node_t *
+ngx_http_llmroute_session_find(ngx_http_llmroute_shctx_t *sh, u_char *key)
+{
+    uint32_t                           hash;
+    ngx_int_t                          rc;
+    ngx_rbtree_node_t                 *node, *sentinel;
+    ngx_http_llmroute_session_node_t  *sn;
+
+    ngx_memcpy(&hash, key, sizeof(uint32_t));
+
+    node = sh->sessions.root;
+    sentinel = sh->sessions.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        sn = (ngx_http_llmroute_session_node_t *) node;
+
+        rc = ngx_memcmp(key, sn->key, NGX_HTTP_LLMROUTE_SESSION_LEN);
+
+        if (rc == 0) {
+            return sn;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
 }
 
 

@@ -15,6 +15,7 @@
 import json
 import re
 import shutil
+import threading
 import time
 
 import pytest
@@ -169,8 +170,11 @@ def test_move_cheaper_when_the_reread_pays(site):
 def test_move_pays_back_over_the_turns_to_come(site):
     """b's answers become half price: a re-read does not pay for one turn
     but does over the turns a long session is likely to have left (as
-    many as it had): a young session stays, the same one moves later."""
+    many as it had): a young session stays, the same one moves later.
+    Its answers are 512 tokens: what a turn to come is expected to cost."""
     s = site()
+    s.a.default = s.b.default = {"mode": "ok",
+                                 "usage": {"completion_tokens": 512}}
     assert s.where(s.turn("s1")) == "a/small-a"
     s.reprice(a_in="1.00", b_in="1.00", b_out="1.00")
     assert s.where(s.turn("s1", turns=2)) == "a/small-a"
@@ -180,6 +184,22 @@ def test_move_pays_back_over_the_turns_to_come(site):
     s.moved(cheaper=1)
     # a new session goes to b at once
     assert s.where(s.turn("s2")) == "b/small-b"
+
+
+def test_ranked_by_its_answers_not_by_max_tokens(site):
+    """An agent asks for max_tokens 32000 and gets a few hundred tokens.
+    b's output becomes 3 % cheaper: priced at 32000 tokens a turn, that
+    would outweigh re-reading the prompt on b at once; at the session's
+    own answers (7 tokens here) it never does, so the session stays."""
+    s = site()
+    assert s.where(s.turn("s1", max_tokens=32000)) == "a/small-a"
+    s.reprice(a_in="1.00", b_in="1.00", b_out="1.94")
+    for n in range(2, 9):
+        assert s.where(s.turn("s1", turns=n, max_tokens=32000)) \
+            == "a/small-a", n
+    s.moved()
+    # a new session has no answers yet: it goes where this one costs least
+    assert s.where(s.turn("s2", max_tokens=32000)) == "b/small-b"
 
 
 def test_move_tier_up(site):
@@ -207,17 +227,23 @@ def test_move_cooldown(site):
     s.moved(cooldown=1)
 
 
-def test_back_to_a_previous_holder_whose_cache_lives(site):
-    """After a move, the old holder still caches the session's prompt up
-    to the move (until its TTL): going back re-reads only what came
-    since, so a price cut there makes the session return."""
-    s = site()
+def leave_a_while_it_cools(s):
+    """s1's turns 1-3 on a, turn 4 on b while a cools down for 2 s (after
+    another session's 429), then a is back."""
     for n in (1, 2, 3):
         assert s.where(s.turn("s1", turns=n)) == "a/small-a"
     s.a.script([{"mode": "status", "status": 429, "retry_after": "2"}])
     assert s.where(s.turn("s2")) == "b/small-b"
     assert s.where(s.turn("s1", turns=4)) == "b/small-b"
     time.sleep(2.3)
+
+
+def test_back_to_a_previous_holder_whose_cache_lives(site):
+    """After a move, the old holder still caches the session's prompt up
+    to the move (until its TTL): going back re-reads only what came
+    since, so a price cut there makes the session return."""
+    s = site()
+    leave_a_while_it_cools(s)
     # a's cache of turn 3 makes it cheaper than b's of turn 4; priced as
     # a whole re-read, a would lose
     s.reprice(a_in="0.30", b_in="1.00")
@@ -253,6 +279,37 @@ def test_eviction_under_a_small_zone(site):
     assert s.moves()["evicted"] > 0
     # the first session lost its entry: it is a new session, on b
     assert s.where(s.turn("first", turns=2)) == "b/small-b"
+
+
+def test_eviction_takes_the_least_recently_used_not_in_use(site):
+    """A full zone evicts the session least recently used that no request
+    is using: one whose turn is in flight survives being the oldest, one
+    used lately survives, an idle old one goes (counted as evicted)."""
+    s = site(zone="32k")
+    for name in ("old", "busy", "recent"):
+        assert s.where(s.turn(name)) == "a/small-a"
+    s.reprice(zone="32k", a_in="1.03", b_in="1.00")
+    # busy's next turn stays on its cache at a, and a takes 3 s to answer
+    s.a.script([{"mode": "ok", "delay": 3}])
+    busy = {}
+    t = threading.Thread(target=lambda: busy.update(
+        r=s.turn("busy", turns=2)))
+    t.start()
+    assert s.a.wait_requests(4)
+    for i in range(300):
+        s.turn("filler-%d" % i, tools=False)
+        if i % 20 == 0:
+            assert s.where(s.turn("recent", turns=2)) == "a/small-a"
+    t.join()
+    assert s.where(busy["r"]) == "a/small-a"
+    # far more sessions went than the zone holds: busy was the least
+    # recently used one many times over
+    assert s.moves()["evicted"] > 200
+    # busy and recent kept their entries (their caches are on a); old,
+    # evicted, is a new session: on b, the cheapest
+    assert s.where(s.turn("busy", turns=3)) == "a/small-a"
+    assert s.where(s.turn("recent", turns=3)) == "a/small-a"
+    assert s.where(s.turn("old", turns=2)) == "b/small-b"
 
 
 def test_tool_loop_keeps_the_sessions_tier(site):
@@ -412,6 +469,55 @@ def test_two_nodes_share_a_session_through_redis(site, tmp_path):
         # no client session id reaches Redis, only the keyed hash
         dump = repr(srv.hgetall("{llmroute}:sessions"))
         assert "s1" not in dump and len(srv.keys("*sessions*")) == 2, dump
+    finally:
+        srv.kill()
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None,
+                    reason="redis-server not installed")
+def test_two_nodes_share_the_previous_holder(site, tmp_path):
+    """After a move, the holder it left still caches the prompt up to the
+    move: the other node learns that too, so a price cut there brings the
+    session back (priced as a whole re-read, it would stay)."""
+    srv = RedisServer(tmp_path / "redis")
+    srv.start()
+    try:
+        line = "    llmroute_redis %s sync=100ms;\n" % srv.addr
+        n1, n2 = site(http=line), site(http=line)
+        leave_a_while_it_cools(n1)
+        n2.reprice(a_in="0.30", b_in="1.00")
+        time.sleep(0.5)
+        assert n2.where(n2.turn("s1", turns=5)) == "a/small-a"
+        n2.moved(cheaper=1)
+    finally:
+        srv.kill()
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None,
+                    reason="redis-server not installed")
+def test_a_failed_session_push_is_pushed_again(site, tmp_path):
+    """Redis refuses the sync's script for a while (an ACL here; a dropped
+    connection alike): the sessions of the failed pushes are not lost, the
+    next push that succeeds carries them."""
+    srv = RedisServer(tmp_path / "redis")
+    srv.start()
+    try:
+        line = "    llmroute_redis %s sync=100ms;\n" % srv.addr
+        n1 = site(http=line)
+        n1.ngx.allow_alerts = True
+        srv.call("ACL", "SETUSER", "default", "-eval", "-evalsha")
+        time.sleep(0.3)
+        assert n1.where(n1.turn("s1")) == "a/small-a"
+        time.sleep(0.5)             # pushes fail
+        assert srv.hgetall("{llmroute}:sessions") == {}
+        srv.call("ACL", "SETUSER", "default", "+eval", "+evalsha")
+        time.sleep(0.5)
+        assert len(srv.hgetall("{llmroute}:sessions")) == 1
+        # a node that never saw s1 finds its cache on a
+        n2 = site(http=line)
+        n2.reprice(a_in="1.03", b_in="1.00")
+        time.sleep(0.5)
+        assert n2.where(n2.turn("s1", turns=2)) == "a/small-a"
     finally:
         srv.kill()
 
