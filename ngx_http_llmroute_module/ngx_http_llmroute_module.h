@@ -52,6 +52,21 @@
 /* a client label on the status page and in $llmroute_client */
 #define NGX_HTTP_LLMROUTE_KEY_LEN         64
 
+/*
+ * An agent's scaffold (tools and system prompt, shared by its sessions)
+ * at levels, and the models it was sent to: ngx_http_llmroute_scaffold.c
+ */
+#define NGX_HTTP_LLMROUTE_SCAFFOLDS           64
+#define NGX_HTTP_LLMROUTE_SCAFFOLD_LEVELS     8
+
+typedef struct {
+    uint32_t                        holder;     /* crc32 provider/model */
+    uint32_t                        level[NGX_HTTP_LLMROUTE_SCAFFOLD_LEVELS];
+    uint32_t                        tokens[NGX_HTTP_LLMROUTE_SCAFFOLD_LEVELS];
+    ngx_uint_t                      nlevels;
+    uint64_t                        last;       /* ms since the epoch */
+} ngx_http_llmroute_scaffold_t;
+
 /* why a session left the provider and model holding its prompt cache */
 #define NGX_HTTP_LLMROUTE_MOVE_TIER_UP        0
 #define NGX_HTTP_LLMROUTE_MOVE_INELIGIBLE     1
@@ -230,6 +245,7 @@ typedef struct {
     ngx_queue_t                     session_lru;
     ngx_uint_t                      session_dirty;  /* not pushed yet */
     ngx_atomic_t                    moves[NGX_HTTP_LLMROUTE_NMOVES];
+    ngx_http_llmroute_scaffold_t    scaffolds[NGX_HTTP_LLMROUTE_SCAFFOLDS];
 } ngx_http_llmroute_shctx_t;
 
 
@@ -346,6 +362,7 @@ typedef struct {
     void                           *session_node;
     ngx_int_t                       session_holder; /* model, -1: none */
     ngx_uint_t                      session_tier;
+    ngx_http_llmroute_scaffold_t    scaffold;       /* the agent's */
 
     u_char                          reason[NGX_HTTP_LLMROUTE_REASON_LEN];
     size_t                          reason_len;
@@ -496,6 +513,13 @@ void ngx_http_llmroute_session_unpushed(ngx_http_llmroute_main_conf_t *lmcf,
 void ngx_http_llmroute_session_learn(ngx_http_llmroute_main_conf_t *lmcf,
     ngx_str_t *hex, ngx_str_t *value);
 u_char *ngx_http_llmroute_session_hex(u_char *p, ngx_http_llmroute_ctx_t *ctx);
+void ngx_http_llmroute_scaffold_of(ngx_http_llmroute_req_t *req,
+    ngx_http_llmroute_scaffold_t *sc);
+ngx_uint_t ngx_http_llmroute_scaffold_held_locked(
+    ngx_http_llmroute_shctx_t *sh, ngx_http_llmroute_scaffold_t *sc,
+    uint32_t *holder, uint64_t *tokens, uint64_t *last, ngx_uint_t max);
+void ngx_http_llmroute_scaffold_seen_locked(ngx_http_llmroute_shctx_t *sh,
+    uint32_t holder, ngx_http_llmroute_scaffold_t *sc, uint64_t now);
 extern const char  *ngx_http_llmroute_move_names[];
 
 ngx_int_t ngx_http_llmroute_send_error(ngx_http_request_t *r,

@@ -32,7 +32,8 @@
 /* providers cache prompts from this many tokens up (OpenAI, Anthropic) */
 #define NGX_HTTP_LLMROUTE_CACHE_MIN      1024
 
-/* a choice is ranked over at most this many turns to come */
+/* a choice is ranked over this many turns to come, at least, at most */
+#define NGX_HTTP_LLMROUTE_HORIZON_MIN    8
 #define NGX_HTTP_LLMROUTE_HORIZON        32
 
 
@@ -171,11 +172,15 @@ ngx_http_llmroute_session_begin(ngx_http_request_t *r,
 {
     uint64_t                           now;
     ngx_int_t                          rc, model;
+    ngx_uint_t                         i, nheld;
     ngx_pool_cleanup_t                *cln;
     ngx_http_llmroute_loc_conf_t      *lcf;
     ngx_http_llmroute_main_conf_t     *lmcf;
     ngx_http_llmroute_session_node_t  *sn;
     ngx_http_llmroute_session_node_t   snap;
+    uint32_t                           held[NGX_HTTP_LLMROUTE_SCAFFOLDS];
+    uint64_t                           held_tokens[NGX_HTTP_LLMROUTE_SCAFFOLDS];
+    uint64_t                           held_last[NGX_HTTP_LLMROUTE_SCAFFOLDS];
 
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_llmroute_module);
@@ -215,6 +220,11 @@ ngx_http_llmroute_session_begin(ngx_http_request_t *r,
 
     now = ngx_http_llmroute_session_now();
 
+    ngx_http_llmroute_scaffold_of(&ctx->req, &ctx->scaffold);
+
+    nheld = 0;
+    ngx_memzero(&snap, sizeof(ngx_http_llmroute_session_node_t));
+
     ngx_shmtx_lock(&lmcf->shpool->mutex);
 
     sn = ngx_http_llmroute_session_lookup(lmcf, ctx->session, now);
@@ -222,6 +232,12 @@ ngx_http_llmroute_session_begin(ngx_http_request_t *r,
     if (sn) {
         sn->count++;
         snap = *sn;
+
+        if (snap.holder) {
+            nheld = ngx_http_llmroute_scaffold_held_locked(lmcf->sh,
+                        &ctx->scaffold, held, held_tokens, held_last,
+                        NGX_HTTP_LLMROUTE_SCAFFOLDS);
+        }
     }
 
     ngx_shmtx_unlock(&lmcf->shpool->mutex);
@@ -243,11 +259,33 @@ ngx_http_llmroute_session_begin(ngx_http_request_t *r,
     ctx->session_tier = snap.tier;
 
     /*
-     * as many turns to come as the session has had (a session that went
-     * on for n turns is as likely as not to go on for n more)
+     * the models that cache the agent's scaffold (another session of the
+     * same agent was there): a move re-reads only the session's own part.
+     * A new session does not count it: it goes to the cheapest, and the
+     * scaffold is cached there for all the sessions after it.
      */
 
-    ctx->want.horizon = ngx_min(snap.turns, NGX_HTTP_LLMROUTE_HORIZON);
+    for (i = 0; i < nheld; i++) {
+        model = ngx_http_llmroute_session_model(lmcf, held[i]);
+
+        if (model >= 0
+            && held_last[i] + lmcf->cat.models[model].cache_ttl >= now)
+        {
+            ngx_http_llmroute_session_holds(ctx, model, held_tokens[i]);
+        }
+    }
+
+    /*
+     * this turn and as many to come as the session has had (a session
+     * that went on for n turns is as likely as not to go on for n more),
+     * but at least 8: an agent's tool loop runs for tens of turns, and
+     * while a session is young its own history, all a move re-reads
+     * besides the agent's scaffold, is short
+     */
+
+    ctx->want.horizon = 1 + ngx_min(ngx_max(snap.turns,
+                                            NGX_HTTP_LLMROUTE_HORIZON_MIN),
+                                    NGX_HTTP_LLMROUTE_HORIZON);
 
     /* what its turns answered so far, on average */
 
@@ -330,6 +368,9 @@ ngx_http_llmroute_session_admitted(ngx_http_llmroute_main_conf_t *lmcf,
     }
 
     ngx_http_llmroute_session_dirty(lmcf->sh, sn);
+
+    ngx_http_llmroute_scaffold_seen_locked(lmcf->sh, holder, &ctx->scaffold,
+                                           sn->last);
 }
 
 

@@ -168,22 +168,49 @@ def test_move_cheaper_when_the_reread_pays(site):
 
 
 def test_move_pays_back_over_the_turns_to_come(site):
-    """b's answers become half price: a re-read does not pay for one turn
+    """b's answers become 10 % cheaper: a re-read does not pay for one turn
     but does over the turns a long session is likely to have left (as
-    many as it had): a young session stays, the same one moves later.
-    Its answers are 512 tokens: what a turn to come is expected to cost."""
+    many as it had, 8 at least): a young session stays, the same one
+    moves later, once.  Its answers are 512 tokens: what a turn to come is
+    expected to cost."""
     s = site()
     s.a.default = s.b.default = {"mode": "ok",
                                  "usage": {"completion_tokens": 512}}
     assert s.where(s.turn("s1")) == "a/small-a"
-    s.reprice(a_in="1.00", b_in="1.00", b_out="1.00")
-    assert s.where(s.turn("s1", turns=2)) == "a/small-a"
-    where = [s.where(s.turn("s1", turns=n)) for n in range(3, 9)]
-    assert where[0] == "a/small-a" and where[-1] == "b/small-b", where
+    s.reprice(a_in="1.00", b_in="1.00", b_out="1.80")
+    where = [s.where(s.turn("s1", turns=n, last_role="user"))
+             for n in range(2, 20)]
+    assert where[:8] == ["a/small-a"] * 8, where      # within the floor
+    assert where[-1] == "b/small-b", where
     assert where == sorted(where), where            # moved once, for good
     s.moved(cheaper=1)
     # a new session goes to b at once
     assert s.where(s.turn("s2")) == "b/small-b"
+
+
+def test_a_move_rereads_only_what_the_agent_scaffold_leaves(site):
+    """Every session of an agent starts with the same system prompt and
+    tools, which a provider caches for all of them: once another session
+    of the agent went to b, a move of s1 to b re-reads only s1's own
+    messages, and b's 20 % cheaper input pays for that at once (priced as
+    a whole re-read it would not)."""
+    s = site()
+    assert s.where(s.turn("s1")) == "a/small-a"
+    s.reprice(a_in="1.00", b_in="0.80")
+    assert s.where(s.turn("s2")) == "b/small-b"
+    assert s.where(s.turn("s1", turns=2)) == "b/small-b"
+    s.moved(cheaper=1)
+
+
+def test_an_agent_scaffold_nowhere_else_keeps_the_session(site):
+    """The same price cut, but no session of the agent went to b: its
+    scaffold is not cached there, the move would re-read all of it."""
+    s = site()
+    assert s.where(s.turn("s1")) == "a/small-a"
+    s.reprice(a_in="1.00", b_in="0.80")
+    assert s.where(s.turn("s2", tools=False)) == "b/small-b"   # another
+    assert s.where(s.turn("s1", turns=2)) == "a/small-a"
+    s.moved()
 
 
 def test_ranked_by_its_answers_not_by_max_tokens(site):

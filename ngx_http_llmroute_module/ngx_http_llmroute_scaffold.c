@@ -1,0 +1,201 @@
+
+/*
+ * Copyright (C) ngx_http_llmroute_module authors
+ *
+ * Agents' scaffolds and the models that cache them.  Every session of an
+ * agent starts its prompt with the same tools and (most of) the same
+ * system prompt; a provider caches that prefix for all of them, so once
+ * any session of the agent went to a model, another session moving there
+ * re-reads only what it does not share.  What two prompts share is their
+ * longest common prefix: the scaffold is hashed at levels (the tools, then
+ * the tools and the system prompt's first 1, 2, 4 ... KB, then all of its
+ * leading system messages), so an agent whose system prompt ends with the
+ * session's own directory or date still shares the levels before that.
+ *
+ * This file owns the zone's table of scaffolds: per model and agent (its
+ * tools), the levels last sent there and when; the oldest slot is reused.
+ * Callers hold the zone mutex.
+ */
+
+
+#include <ngx_http_llmroute_module.h>
+
+
+/* bytes hashed at each end of a part, and at each level of a system text */
+#define NGX_HTTP_LLMROUTE_SCAFFOLD_SAMPLE  1024
+
+
+static void ngx_http_llmroute_scaffold_part(uint32_t *crc, u_char *p,
+    size_t len);
+static void ngx_http_llmroute_scaffold_level(ngx_http_llmroute_scaffold_t *sc,
+    uint32_t crc, size_t bytes);
+
+
+/*
+ * The request's scaffold levels.  Each level's hash chains the previous
+ * one with a sample of what it adds (the tools' length and first and last
+ * KB; the KB before each checkpoint of the system text): two prompts
+ * alike there share the level.  That costs a routing estimate when wrong,
+ * never an answer.
+ */
+
+void
+ngx_http_llmroute_scaffold_of(ngx_http_llmroute_req_t *req,
+    ngx_http_llmroute_scaffold_t *sc)
+{
+    u_char                   *sys;
+    size_t                    tools, len, at, bytes;
+    uint32_t                  crc;
+    ngx_uint_t                i;
+    ngx_http_llmroute_msg_t  *msg;
+
+    ngx_memzero(sc, sizeof(ngx_http_llmroute_scaffold_t));
+
+    ngx_crc32_init(crc);
+
+    tools = req->tools_end - req->tools_start;
+    ngx_http_llmroute_scaffold_part(&crc, req->body + req->tools_start, tools);
+    ngx_http_llmroute_scaffold_level(sc, crc, tools);
+
+    if (req->nmsgs == 0 || req->msgs[0].role != NGX_HTTP_LLMROUTE_ROLE_SYSTEM)
+    {
+        return;
+    }
+
+    /* checkpoints in the first system message: 1, 2, 4 ... KB */
+
+    sys = req->body + req->msgs[0].start;
+    len = req->msgs[0].end - req->msgs[0].start;
+
+    for (at = NGX_HTTP_LLMROUTE_SCAFFOLD_SAMPLE;
+         at < len && sc->nlevels < NGX_HTTP_LLMROUTE_SCAFFOLD_LEVELS - 1;
+         at *= 2)
+    {
+        ngx_crc32_update(&crc, sys + at - NGX_HTTP_LLMROUTE_SCAFFOLD_SAMPLE,
+                         NGX_HTTP_LLMROUTE_SCAFFOLD_SAMPLE);
+        ngx_http_llmroute_scaffold_level(sc, crc, tools + at);
+    }
+
+    /* then all the system messages before the first other one */
+
+    bytes = tools;
+
+    for (i = 0; i < req->nmsgs; i++) {
+        msg = &req->msgs[i];
+
+        if (msg->role != NGX_HTTP_LLMROUTE_ROLE_SYSTEM) {
+            break;
+        }
+
+        len = msg->end - msg->start;
+        ngx_http_llmroute_scaffold_part(&crc, req->body + msg->start, len);
+        bytes += len + 4 * 4;       /* as the prompt estimate counts */
+    }
+
+    ngx_http_llmroute_scaffold_level(sc, crc, bytes);
+}
+
+
+/* a part's length, its first KB and the rest of its last KB */
+
+static void
+ngx_http_llmroute_scaffold_part(uint32_t *crc, u_char *p, size_t len)
+{
+    size_t  head, tail;
+
+    head = ngx_min(len, NGX_HTTP_LLMROUTE_SCAFFOLD_SAMPLE);
+    tail = ngx_min(len - head, NGX_HTTP_LLMROUTE_SCAFFOLD_SAMPLE);
+
+    ngx_crc32_update(crc, (u_char *) &len, sizeof(size_t));
+    ngx_crc32_update(crc, p, head);
+    ngx_crc32_update(crc, p + len - tail, tail);
+}
+
+
+static void
+ngx_http_llmroute_scaffold_level(ngx_http_llmroute_scaffold_t *sc,
+    uint32_t crc, size_t bytes)
+{
+    ngx_crc32_final(crc);
+
+    sc->level[sc->nlevels] = crc;
+    sc->tokens[sc->nlevels] = bytes / 4;
+    sc->nlevels++;
+}
+
+
+/*
+ * The models that cache the request's scaffold, and how many of its
+ * tokens (the deepest level they share): at most max, into holder[],
+ * tokens[] and last[].
+ */
+
+ngx_uint_t
+ngx_http_llmroute_scaffold_held_locked(ngx_http_llmroute_shctx_t *sh,
+    ngx_http_llmroute_scaffold_t *sc, uint32_t *holder, uint64_t *tokens,
+    uint64_t *last, ngx_uint_t max)
+{
+    ngx_uint_t                     i, k, n;
+    ngx_http_llmroute_scaffold_t  *s;
+
+    n = 0;
+
+    for (i = 0; i < NGX_HTTP_LLMROUTE_SCAFFOLDS && n < max; i++) {
+        s = &sh->scaffolds[i];
+
+        if (s->holder == 0 || s->nlevels == 0 || s->level[0] != sc->level[0])
+        {
+            continue;
+        }
+
+        for (k = 1;
+             k < ngx_min(s->nlevels, sc->nlevels)
+             && s->level[k] == sc->level[k];
+             k++)
+        {
+            /* void */
+        }
+
+        holder[n] = s->holder;
+        tokens[n] = sc->tokens[k - 1];
+        last[n] = s->last;
+        n++;
+    }
+
+    return n;
+}
+
+
+/* the request's scaffold was sent to a model: its slot, else the oldest */
+
+void
+ngx_http_llmroute_scaffold_seen_locked(ngx_http_llmroute_shctx_t *sh,
+    uint32_t holder, ngx_http_llmroute_scaffold_t *sc, uint64_t now)
+{
+    ngx_uint_t                     i;
+    ngx_http_llmroute_scaffold_t  *s, *slot;
+
+    if (sc->nlevels == 0) {
+        return;
+    }
+
+    slot = &sh->scaffolds[0];
+
+    for (i = 0; i < NGX_HTTP_LLMROUTE_SCAFFOLDS; i++) {
+        s = &sh->scaffolds[i];
+
+        if (s->holder == holder && s->nlevels && s->level[0] == sc->level[0])
+        {
+            slot = s;
+            break;
+        }
+
+        if (s->last < slot->last) {
+            slot = s;
+        }
+    }
+
+    *slot = *sc;
+    slot->holder = holder;
+    slot->last = now;
+}
