@@ -33,7 +33,7 @@
 #define NGX_HTTP_LLMROUTE_CACHE_MIN      1024
 
 /* a choice is ranked over this many turns to come, at least, at most */
-#define NGX_HTTP_LLMROUTE_HORIZON_MIN    8
+#define NGX_HTTP_LLMROUTE_HORIZON_MIN    16
 #define NGX_HTTP_LLMROUTE_HORIZON        32
 
 
@@ -278,9 +278,11 @@ ngx_http_llmroute_session_begin(ngx_http_request_t *r,
     /*
      * this turn and as many to come as the session has had (a session
      * that went on for n turns is as likely as not to go on for n more),
-     * but at least 8: an agent's tool loop runs for tens of turns, and
-     * while a session is young its own history, all a move re-reads
-     * besides the agent's scaffold, is short
+     * but at least 16: a coding agent's task runs for tens of turns (10 to
+     * 60 and more), so a young session has most of them ahead, and its own
+     * history, all a move re-reads besides the agent's scaffold, is still
+     * short: an estimate too long costs little then, one too short keeps
+     * it on a dearer provider for the rest of its task
      */
 
     ctx->want.horizon = 1 + ngx_min(ngx_max(snap.turns,

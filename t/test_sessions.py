@@ -168,19 +168,19 @@ def test_move_cheaper_when_the_reread_pays(site):
 
 
 def test_move_pays_back_over_the_turns_to_come(site):
-    """b's answers become 10 % cheaper: a re-read does not pay for one turn
+    """b's answers become 5 % cheaper: a re-read does not pay for one turn
     but does over the turns a long session is likely to have left (as
-    many as it had, 8 at least): a young session stays, the same one
+    many as it had, 16 at least): a young session stays, the same one
     moves later, once.  Its answers are 512 tokens: what a turn to come is
     expected to cost."""
     s = site()
     s.a.default = s.b.default = {"mode": "ok",
                                  "usage": {"completion_tokens": 512}}
     assert s.where(s.turn("s1")) == "a/small-a"
-    s.reprice(a_in="1.00", b_in="1.00", b_out="1.80")
+    s.reprice(a_in="1.00", b_in="1.00", b_out="1.90")
     where = [s.where(s.turn("s1", turns=n, last_role="user"))
-             for n in range(2, 20)]
-    assert where[:8] == ["a/small-a"] * 8, where      # within the floor
+             for n in range(2, 36)]
+    assert where[:16] == ["a/small-a"] * 16, where    # within the floor
     assert where[-1] == "b/small-b", where
     assert where == sorted(where), where            # moved once, for good
     s.moved(cheaper=1)

@@ -6,7 +6,9 @@ rounded down to 128-token blocks, and only from 1024 tokens up (OpenAI's
 rule; Anthropic's is the same at these sizes).  The prompt is what a
 provider renders: the tools, then the messages; the "model" member and
 the routing hint "prompt_cache_key" are not part of it.  Usage reports it
-as prompt_tokens_details.cached_tokens.  Standard library only.
+as prompt_tokens_details.cached_tokens.  throttle(n, seconds) makes the
+next n requests get what a provider at its rate limit answers: 429 with
+Retry-After.  Standard library only.
 """
 
 import hashlib
@@ -66,6 +68,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         mock = self.server.mock
         n = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(n))
+        with mock.lock:
+            throttled = mock.throttled > 0
+            mock.throttled -= throttled
+        if throttled:
+            out = json.dumps({"error": {
+                "message": "Rate limit reached", "type": "requests",
+                "code": "rate_limit_exceeded"}}).encode()
+            self.send_response(429)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Retry-After", "%d" % mock.retry_after)
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+            return
         prompt = prompt_bytes(body)
         model = body.get("model")
         cached = mock.cache.lookup_and_store(model, prompt, time.time())
@@ -97,6 +113,8 @@ class CachingProvider:
         self.completion_tokens = completion_tokens
         self.lock = threading.Lock()
         self.served = 0
+        self.throttled = 0
+        self.retry_after = 0
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port),
                                                       _Handler)
         self.server.daemon_threads = True
@@ -108,6 +126,15 @@ class CachingProvider:
 
     def reset(self):
         self.cache = PromptCache(self.cache.ttl)
+        with self.lock:
+            self.served = 0
+            self.throttled = 0
+
+    def throttle(self, n, seconds):
+        """The next n requests: 429 with Retry-After: seconds."""
+        with self.lock:
+            self.throttled = n
+            self.retry_after = seconds
 
     def close(self):
         self.server.shutdown()

@@ -5,11 +5,18 @@ complex model and everything on the cheapest model.  See run.sh.
 
 Phases (the sessions are split into four groups, replayed one group after
 the other; half of a group starts at once, half when the phase's event
-happens, the turns of active sessions interleaved):
+happens, the turns of active sessions interleaved; a round of turns
+stands for an agent's turn time, about 8 s, so LIMIT_TICKS rounds are
+about a minute of agent time):
   steady    nothing happens
-  limit     the cheaper provider (alpha) is at its rpm limit for a while
-            (a reload gives it rpm=1; a reload takes it back)
-  cooldown  alpha cools down (the operator's Redis key) for COOL seconds
+  limit     the cheaper provider (alpha) reaches a real rpm limit and is at
+            it for LIMIT_TICKS rounds: a reload gives it rpm= what it
+            served in this run's last minute plus one round of the active
+            sessions' turns, so the sessions compete for those last slots
+            and then find it full; a reload takes the limit back
+  cooldown  alpha answers 429 with Retry-After: COOL (as a provider at its
+            own rate limit does): the module cools it down for COOL s and
+            fails the turn over to beta
   price     a live price update through Redis makes beta 10 % cheaper
             than alpha, for the rest of the run
 """
@@ -34,14 +41,16 @@ from llmroute_harness import Nginx, free_port  # noqa: E402
 from redis_server import RedisServer  # noqa: E402
 import sessions_gen  # noqa: E402
 
-# USD per 1M tokens: input, output, cached input; beta a few % dearer
+# USD per 1M tokens: input, output, cached input.  Alpha's are Anthropic's
+# list prices for Haiku 4.5, Sonnet 4.5 and Opus 4.1 (input 1 : 3 : 15,
+# output 5 x input, cache reads 0.1 x input); beta 3 % dearer
 PRICES = {
-    ("alpha", "small"): (0.150, 0.600, 0.015),
-    ("beta", "small"): (0.155, 0.620, 0.016),
-    ("alpha", "mid"): (1.000, 4.000, 0.100),
-    ("beta", "mid"): (1.030, 4.120, 0.103),
-    ("alpha", "big"): (3.000, 15.000, 0.300),
-    ("beta", "big"): (3.090, 15.450, 0.309),
+    ("alpha", "small"): (1.000, 5.000, 0.100),
+    ("beta", "small"): (1.030, 5.150, 0.103),
+    ("alpha", "mid"): (3.000, 15.000, 0.300),
+    ("beta", "mid"): (3.090, 15.450, 0.309),
+    ("alpha", "big"): (15.000, 75.000, 1.500),
+    ("beta", "big"): (15.450, 77.250, 1.545),
 }
 TIERS = {"small": "simple", "mid": "moderate", "big": "complex"}
 # the live update: beta 10 % under alpha
@@ -51,7 +60,7 @@ BETA_UPDATE = {m: tuple(round(p * 0.9, 3) for p in PRICES[("alpha", m)])
 PHASES = ("steady", "limit", "cooldown", "price")
 EVENT_TICK = 5          # the event after this many rounds of turns
 LIMIT_TICKS = 8         # rounds alpha stays at its limit
-COOL = 2.0              # seconds alpha cools down
+COOL = 2                # seconds alpha cools down (Retry-After)
 TICK = 0.2              # seconds a round takes at least while it cools
 COMPLETION = 200        # tokens an answer has (and the router assumes)
 
@@ -114,6 +123,7 @@ class Run:
                                                timeout=60)
         self.turns = []
         self.moves = {}
+        self.t0 = time.time()
 
     def http(self, alpha_limit):
         return HTTP % {"redis": self.redis.addr,
@@ -128,17 +138,18 @@ class Run:
 
     # ------------------------------------------------------------ events
 
-    def event(self, phase, start):
+    def event(self, phase, start, active):
         if phase == "limit":
-            self.ngx.write_config(self.http("rpm=1" if start else ""))
+            # the module counts alpha's requests of the last minute: all
+            # of this run's (a mode replays in well under a minute)
+            assert time.time() - self.t0 < 55, "the run outlasts the window"
+            rpm = self.mocks["alpha"].served + active
+            self.ngx.write_config(self.http("rpm=%d" % rpm if start else ""))
             self.ngx.reload()
             self.conn.close()
         elif phase == "cooldown" and start:
-            until = int(time.time() * 1000 + COOL * 1000)
-            self.redis.call("SET", "{llmroute}:cool:alpha", until,
-                            "PX", int(COOL * 1000))
+            self.mocks["alpha"].throttle(1, COOL)
             self.cool_until = time.time() + COOL
-            time.sleep(0.35)                # a few sync intervals
         elif phase == "price" and start:
             for m, (i, o, c) in BETA_UPDATE.items():
                 self.redis.call("HSET", "{llmroute}:price:beta/" + m,
@@ -200,11 +211,11 @@ class Run:
         self.cool_until = 0
         while active or late:
             if tick == EVENT_TICK:
-                self.event(phase, True)
                 active += [[s, 0, True] for s in late]
                 late = []
+                self.event(phase, True, len(active))
             if tick == EVENT_TICK + LIMIT_TICKS and phase == "limit":
-                self.event(phase, False)
+                self.event(phase, False, 0)
             t0 = time.time()
             for a in active:
                 s, n, is_late = a

@@ -6,6 +6,14 @@ schemas shared by every session of that agent), a user ask, then tool-loop
 turns (an assistant tool call and its result, the history growing every
 turn), and in about 40 % of the sessions, once, an answer and a new ask of
 another tier.  Every turn is the full request body.
+
+Tool results are sized like a coding agent's (Claude Code's Read, Grep and
+Bash, opencode's read/grep/bash): a file read is 40-400 numbered lines
+(2-20 KB), a grep 3-60 matches, a test or build log 20-200 lines, a
+directory listing 10-60 entries, an edit a short confirmation with the
+edited lines.  About 4 KB a turn on average, so after a few turns the
+session's own history, not the shared scaffold, is most of the prompt
+(the scaffold is ~25 KB; a 30-turn session ends near 150 KB).
 """
 
 import json
@@ -58,7 +66,7 @@ AGENTS = {
 }
 
 TOOLS = [{"type": "function", "function": {
-    "name": name, "description": desc * 6,
+    "name": name, "description": desc * 24,
     "parameters": {"type": "object", "properties": {
         "path": {"type": "string", "description": "file or directory"},
         "query": {"type": "string", "description": "what to look for"}},
@@ -79,16 +87,38 @@ WORDS = ("def class return import self value config request response error "
 def system_prompt(agent):
     rules = " ".join("Rule %d: keep changes minimal, explain what you do, "
                      "run the tests after every edit and never invent "
-                     "APIs." % i for i in range(1, 60))
+                     "APIs." % i for i in range(1, 150))
     return AGENTS[agent] + rules
 
 
-def tool_output(rng, n):
-    lines = []
-    for i in range(n):
-        lines.append("%4d    %s" % (i + 1, " ".join(
-            rng.choice(WORDS) for _ in range(rng.randint(3, 12)))))
-    return "\n".join(lines)
+def code_line(rng):
+    return "    " * rng.randint(0, 3) + " ".join(
+        rng.choice(WORDS) for _ in range(rng.randint(2, 10)))
+
+
+def tool_output(rng, tool, n):
+    """What tool `tool` returns at turn n."""
+    if tool == "read_file":
+        return "\n".join("%6d\t%s" % (i + 1, code_line(rng))
+                         for i in range(rng.randint(40, 400)))
+    if tool == "grep":
+        return "\n".join("src/m%d.py:%d:%s" % (rng.randint(1, 60),
+                                               rng.randint(1, 900),
+                                               code_line(rng))
+                         for _ in range(rng.randint(3, 60)))
+    if tool == "run_shell":
+        out = ["============ test session starts ============"]
+        out += ["tests/test_m%d.py::test_%s_%d %s" % (
+            rng.randint(1, 60), rng.choice(WORDS), i,
+            rng.choice(("PASSED", "PASSED", "PASSED", "FAILED")))
+            for i in range(rng.randint(20, 200))]
+        return "\n".join(out)
+    if tool == "list_dir":
+        return "\n".join("%s/m%d.py" % (rng.choice(("src", "tests", "lib")),
+                                        i) for i in range(rng.randint(10, 60)))
+    return ("The file src/m%d.py has been updated. Here's the result:\n" % n
+            + "\n".join("%6d\t%s" % (i + 1, code_line(rng))
+                        for i in range(rng.randint(4, 12))))
 
 
 def make_session(k, rng):
@@ -97,8 +127,11 @@ def make_session(k, rng):
     nturns = rng.randint(10, 60)
     tier = rng.choices(("simple", "moderate", "complex"), (35, 35, 30))[0]
     switch_at = rng.randint(4, nturns - 4) if rng.random() < 0.4 else None
+    # an ask names its own project: two sessions never share a prefix
+    # (and so a session key) by chance of the generator
     msgs = [{"role": "system", "content": system_prompt(agent)},
-            {"role": "user", "content": rng.choice(ASKS[tier])}]
+            {"role": "user", "content": rng.choice(ASKS[tier])
+             + " The code is in services/svc%03d." % k}]
     turns = []
     for n in range(nturns):
         kind = "ask" if n == 0 else "toolloop"
@@ -110,15 +143,15 @@ def make_session(k, rng):
             kind = "ask"
         elif n:
             call = "call_%d_%d" % (k, n)
+            tool = rng.choice(TOOLS)["function"]["name"]
             msgs.append({"role": "assistant", "content": None,
                          "tool_calls": [{"id": call, "type": "function",
                                          "function": {
-                                             "name": rng.choice(TOOLS)[
-                                                 "function"]["name"],
+                                             "name": tool,
                                              "arguments": json.dumps({
                                                  "path": "src/m%d.py" % n})}}]})
             msgs.append({"role": "tool", "tool_call_id": call,
-                         "content": tool_output(rng, rng.randint(5, 40))})
+                         "content": tool_output(rng, tool, n)})
         turns.append({"n": n, "tier": tier, "kind": kind,
                       "body": {"model": "auto", "messages": list(msgs),
                                "tools": TOOLS}})
