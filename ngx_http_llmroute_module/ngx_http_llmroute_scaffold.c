@@ -21,22 +21,28 @@
 #include <ngx_http_llmroute_module.h>
 
 
-/* bytes hashed at each end of a part, and at each level of a system text */
-#define NGX_HTTP_LLMROUTE_SCAFFOLD_SAMPLE  1024
+/* the first checkpoint in a system text; the next ones double it */
+#define NGX_HTTP_LLMROUTE_SCAFFOLD_STEP    1024
+
+/* bytes hashed at each end of a part, and before each checkpoint */
+#define NGX_HTTP_LLMROUTE_SCAFFOLD_SAMPLE  256
 
 
-static void ngx_http_llmroute_scaffold_part(uint32_t *crc, u_char *p,
+static void ngx_http_llmroute_scaffold_part(uint32_t *h, u_char *p,
+    size_t len);
+static void ngx_http_llmroute_scaffold_mix(uint32_t *h, u_char *p,
     size_t len);
 static void ngx_http_llmroute_scaffold_level(ngx_http_llmroute_scaffold_t *sc,
-    uint32_t crc, size_t bytes);
+    uint32_t h, size_t bytes);
 
 
 /*
  * The request's scaffold levels.  Each level's hash chains the previous
- * one with a sample of what it adds (the tools' length and first and last
- * KB; the KB before each checkpoint of the system text): two prompts
- * alike there share the level.  That costs a routing estimate when wrong,
- * never an answer.
+ * one with a sample of what it adds (a part's length and first and last
+ * 256 bytes; the 256 bytes before each checkpoint of the system text):
+ * two prompts alike there share the level.  That costs a routing estimate
+ * when wrong, never an answer; hashing all of a 30 KB scaffold would cost
+ * a quarter of the request's instructions.
  */
 
 void
@@ -45,17 +51,17 @@ ngx_http_llmroute_scaffold_of(ngx_http_llmroute_req_t *req,
 {
     u_char                   *sys;
     size_t                    tools, len, at, bytes;
-    uint32_t                  crc;
+    uint32_t                  h;
     ngx_uint_t                i;
     ngx_http_llmroute_msg_t  *msg;
 
     ngx_memzero(sc, sizeof(ngx_http_llmroute_scaffold_t));
 
-    ngx_crc32_init(crc);
+    h = 0;
 
     tools = req->tools_end - req->tools_start;
-    ngx_http_llmroute_scaffold_part(&crc, req->body + req->tools_start, tools);
-    ngx_http_llmroute_scaffold_level(sc, crc, tools);
+    ngx_http_llmroute_scaffold_part(&h, req->body + req->tools_start, tools);
+    ngx_http_llmroute_scaffold_level(sc, h, tools);
 
     if (req->nmsgs == 0 || req->msgs[0].role != NGX_HTTP_LLMROUTE_ROLE_SYSTEM)
     {
@@ -67,13 +73,14 @@ ngx_http_llmroute_scaffold_of(ngx_http_llmroute_req_t *req,
     sys = req->body + req->msgs[0].start;
     len = req->msgs[0].end - req->msgs[0].start;
 
-    for (at = NGX_HTTP_LLMROUTE_SCAFFOLD_SAMPLE;
+    for (at = NGX_HTTP_LLMROUTE_SCAFFOLD_STEP;
          at < len && sc->nlevels < NGX_HTTP_LLMROUTE_SCAFFOLD_LEVELS - 1;
          at *= 2)
     {
-        ngx_crc32_update(&crc, sys + at - NGX_HTTP_LLMROUTE_SCAFFOLD_SAMPLE,
-                         NGX_HTTP_LLMROUTE_SCAFFOLD_SAMPLE);
-        ngx_http_llmroute_scaffold_level(sc, crc, tools + at);
+        ngx_http_llmroute_scaffold_mix(&h,
+                                 sys + at - NGX_HTTP_LLMROUTE_SCAFFOLD_SAMPLE,
+                                 NGX_HTTP_LLMROUTE_SCAFFOLD_SAMPLE);
+        ngx_http_llmroute_scaffold_level(sc, h, tools + at);
     }
 
     /* then all the system messages before the first other one */
@@ -88,37 +95,44 @@ ngx_http_llmroute_scaffold_of(ngx_http_llmroute_req_t *req,
         }
 
         len = msg->end - msg->start;
-        ngx_http_llmroute_scaffold_part(&crc, req->body + msg->start, len);
+        ngx_http_llmroute_scaffold_part(&h, req->body + msg->start, len);
         bytes += len + 4 * 4;       /* as the prompt estimate counts */
     }
 
-    ngx_http_llmroute_scaffold_level(sc, crc, bytes);
+    ngx_http_llmroute_scaffold_level(sc, h, bytes);
 }
 
 
-/* a part's length, its first KB and the rest of its last KB */
+/* a part's length, its first sample and the rest of its last one */
 
 static void
-ngx_http_llmroute_scaffold_part(uint32_t *crc, u_char *p, size_t len)
+ngx_http_llmroute_scaffold_part(uint32_t *h, u_char *p, size_t len)
 {
     size_t  head, tail;
 
     head = ngx_min(len, NGX_HTTP_LLMROUTE_SCAFFOLD_SAMPLE);
     tail = ngx_min(len - head, NGX_HTTP_LLMROUTE_SCAFFOLD_SAMPLE);
 
-    ngx_crc32_update(crc, (u_char *) &len, sizeof(size_t));
-    ngx_crc32_update(crc, p, head);
-    ngx_crc32_update(crc, p + len - tail, tail);
+    ngx_http_llmroute_scaffold_mix(h, (u_char *) &len, sizeof(size_t));
+    ngx_http_llmroute_scaffold_mix(h, p, head);
+    ngx_http_llmroute_scaffold_mix(h, p + len - tail, tail);
+}
+
+
+/* murmur2 of the bytes, chained (FNV-1a's step) */
+
+static void
+ngx_http_llmroute_scaffold_mix(uint32_t *h, u_char *p, size_t len)
+{
+    *h = (*h ^ ngx_murmur_hash2(p, len)) * 16777619;
 }
 
 
 static void
 ngx_http_llmroute_scaffold_level(ngx_http_llmroute_scaffold_t *sc,
-    uint32_t crc, size_t bytes)
+    uint32_t h, size_t bytes)
 {
-    ngx_crc32_final(crc);
-
-    sc->level[sc->nlevels] = crc;
+    sc->level[sc->nlevels] = h ? h : 1;
     sc->tokens[sc->nlevels] = bytes / 4;
     sc->nlevels++;
 }
