@@ -56,14 +56,15 @@
  * An agent's scaffold (tools and system prompt, shared by its sessions)
  * at levels, and the models it was sent to: ngx_http_llmroute_scaffold.c
  */
-#define NGX_HTTP_LLMROUTE_SCAFFOLDS           64
-#define NGX_HTTP_LLMROUTE_SCAFFOLD_LEVELS     8
+#define NGX_HTTP_LLMROUTE_SCAFFOLDS           32
+#define NGX_HTTP_LLMROUTE_SCAFFOLD_LEVELS     6
 
+/* 64 bytes: the table is one 2 KB slab chunk */
 typedef struct {
     uint32_t                        holder;     /* crc32 provider/model */
+    uint32_t                        nlevels;
     uint32_t                        level[NGX_HTTP_LLMROUTE_SCAFFOLD_LEVELS];
     uint32_t                        tokens[NGX_HTTP_LLMROUTE_SCAFFOLD_LEVELS];
-    ngx_uint_t                      nlevels;
     uint64_t                        last;       /* ms since the epoch */
 } ngx_http_llmroute_scaffold_t;
 
@@ -245,7 +246,8 @@ typedef struct {
     ngx_queue_t                     session_lru;
     ngx_uint_t                      session_dirty;  /* not pushed yet */
     ngx_atomic_t                    moves[NGX_HTTP_LLMROUTE_NMOVES];
-    ngx_http_llmroute_scaffold_t    scaffolds[NGX_HTTP_LLMROUTE_SCAFFOLDS];
+    /* NGX_HTTP_LLMROUTE_SCAFFOLDS of them, from the first agent's on */
+    ngx_http_llmroute_scaffold_t   *scaffolds;
 } ngx_http_llmroute_shctx_t;
 
 
@@ -518,8 +520,9 @@ void ngx_http_llmroute_scaffold_of(ngx_http_llmroute_req_t *req,
 ngx_uint_t ngx_http_llmroute_scaffold_held_locked(
     ngx_http_llmroute_shctx_t *sh, ngx_http_llmroute_scaffold_t *sc,
     uint32_t *holder, uint64_t *tokens, uint64_t *last, ngx_uint_t max);
-void ngx_http_llmroute_scaffold_seen_locked(ngx_http_llmroute_shctx_t *sh,
-    uint32_t holder, ngx_http_llmroute_scaffold_t *sc, uint64_t now);
+void ngx_http_llmroute_scaffold_seen_locked(
+    ngx_http_llmroute_main_conf_t *lmcf, uint32_t holder,
+    ngx_http_llmroute_scaffold_t *sc, uint64_t now);
 extern const char  *ngx_http_llmroute_move_names[];
 
 ngx_int_t ngx_http_llmroute_send_error(ngx_http_request_t *r,

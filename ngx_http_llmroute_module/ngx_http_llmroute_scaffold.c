@@ -8,18 +8,23 @@
  * any session of the agent went to a model, another session moving there
  * re-reads only what it does not share.  What two prompts share is their
  * longest common prefix: the scaffold is hashed at levels (the tools, then
- * the tools and the system prompt's first 1, 2, 4 ... KB, then all of its
+ * the tools and the system prompt's first 1, 2, 4 and 8 KB, then all of its
  * leading system messages), so an agent whose system prompt ends with the
  * session's own directory or date still shares the levels before that.
  *
  * This file owns the zone's table of scaffolds: per model and agent (its
  * tools), the levels last sent there and when; the oldest slot is reused.
- * Callers hold the zone mutex.
+ * It is allocated when the first scaffold a provider caches is sent (a
+ * zone that serves no agent spends nothing on it) and lives as long as the
+ * zone.  Callers hold the zone mutex.
  */
 
 
 #include <ngx_http_llmroute_module.h>
 
+
+/* providers cache prompts from this many tokens up */
+#define NGX_HTTP_LLMROUTE_SCAFFOLD_MIN     1024
 
 /* the first checkpoint in a system text; the next ones double it */
 #define NGX_HTTP_LLMROUTE_SCAFFOLD_STEP    1024
@@ -68,7 +73,7 @@ ngx_http_llmroute_scaffold_of(ngx_http_llmroute_req_t *req,
         return;
     }
 
-    /* checkpoints in the first system message: 1, 2, 4 ... KB */
+    /* checkpoints in the first system message: 1, 2, 4, 8 KB */
 
     sys = req->body + req->msgs[0].start;
     len = req->msgs[0].end - req->msgs[0].start;
@@ -154,7 +159,9 @@ ngx_http_llmroute_scaffold_held_locked(ngx_http_llmroute_shctx_t *sh,
 
     n = 0;
 
-    for (i = 0; i < NGX_HTTP_LLMROUTE_SCAFFOLDS && n < max; i++) {
+    for (i = 0; sh->scaffolds && i < NGX_HTTP_LLMROUTE_SCAFFOLDS && n < max;
+         i++)
+    {
         s = &sh->scaffolds[i];
 
         if (s->holder == 0 || s->nlevels == 0 || s->level[0] != sc->level[0])
@@ -183,14 +190,30 @@ ngx_http_llmroute_scaffold_held_locked(ngx_http_llmroute_shctx_t *sh,
 /* the request's scaffold was sent to a model: its slot, else the oldest */
 
 void
-ngx_http_llmroute_scaffold_seen_locked(ngx_http_llmroute_shctx_t *sh,
+ngx_http_llmroute_scaffold_seen_locked(ngx_http_llmroute_main_conf_t *lmcf,
     uint32_t holder, ngx_http_llmroute_scaffold_t *sc, uint64_t now)
 {
     ngx_uint_t                     i;
+    ngx_http_llmroute_shctx_t     *sh;
     ngx_http_llmroute_scaffold_t  *s, *slot;
 
-    if (sc->nlevels == 0) {
+    /* too short for a provider to cache: nothing to remember */
+
+    if (sc->nlevels == 0
+        || sc->tokens[sc->nlevels - 1] < NGX_HTTP_LLMROUTE_SCAFFOLD_MIN)
+    {
         return;
+    }
+
+    sh = lmcf->sh;
+
+    if (sh->scaffolds == NULL) {
+        sh->scaffolds = ngx_slab_calloc_locked(lmcf->shpool,
+                                NGX_HTTP_LLMROUTE_SCAFFOLDS
+                                * sizeof(ngx_http_llmroute_scaffold_t));
+        if (sh->scaffolds == NULL) {
+            return;             /* a full zone: moves priced without them */
+        }
     }
 
     slot = &sh->scaffolds[0];

@@ -371,7 +371,7 @@ ngx_http_llmroute_session_admitted(ngx_http_llmroute_main_conf_t *lmcf,
 
     ngx_http_llmroute_session_dirty(lmcf->sh, sn);
 
-    ngx_http_llmroute_scaffold_seen_locked(lmcf->sh, holder, &ctx->scaffold,
+    ngx_http_llmroute_scaffold_seen_locked(lmcf, holder, &ctx->scaffold,
                                            sn->last);
 }
 
