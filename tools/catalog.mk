@@ -24,12 +24,8 @@ CATALOG_SRCS    := $(CATALOG_DIR)/main.c $(CATALOG_DIR)/source.c \
 # reprice runs the module's own selection code, built standalone as
 # classify_report builds it (no second implementation of the rules)
 CATALOG_MODSRC  := $(CATALOG_ROOT)/ngx_http_llmroute_module
-CATALOG_CORE    := $(CATALOG_ROOT)/tools/catalog_conf.c \
-                   $(CATALOG_MODSRC)/ngx_http_llmroute_json.c \
-                   $(CATALOG_MODSRC)/ngx_http_llmroute_scan.c \
-                   $(CATALOG_MODSRC)/ngx_http_llmroute_classify.c \
-                   $(CATALOG_MODSRC)/ngx_http_llmroute_ask.c \
-                   $(CATALOG_MODSRC)/ngx_http_llmroute_route.c
+include $(CATALOG_MODSRC)/standalone.mk
+CATALOG_CORE    := $(CATALOG_ROOT)/tools/catalog_conf.c $(LLMROUTE_CORE_SRCS)
 
 CATALOG_PYTHON ?= /usr/bin/python3
 CATALOG_PYTEST ?= $(CATALOG_PYTHON) -m pytest -q -p no:cacheprovider

@@ -30,13 +30,9 @@ CLASSIFY_WEIGHTS := $(CLASSIFY_SRC)/ngx_http_llmroute_classify_weights.h
 
 CLASSIFY_CC     ?= cc
 CLASSIFY_CFLAGS ?= -O2 -Wall -Wextra -Werror
+include $(CLASSIFY_SRC)/standalone.mk
 CLASSIFY_SRCS   := $(CLASSIFY_ROOT)/tools/classify_report.c \
-                   $(CLASSIFY_ROOT)/tools/catalog_conf.c \
-                   $(CLASSIFY_SRC)/ngx_http_llmroute_json.c \
-                   $(CLASSIFY_SRC)/ngx_http_llmroute_scan.c \
-                   $(CLASSIFY_SRC)/ngx_http_llmroute_classify.c \
-                   $(CLASSIFY_SRC)/ngx_http_llmroute_ask.c \
-                   $(CLASSIFY_SRC)/ngx_http_llmroute_route.c
+                   $(CLASSIFY_ROOT)/tools/catalog_conf.c $(LLMROUTE_CORE_SRCS)
 
 # the labeled corpus (make corpus writes it from corpus/)
 CORPUS_DIR ?= $(CLASSIFY_ROOT)/build/corpus
