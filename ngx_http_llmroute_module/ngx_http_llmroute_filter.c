@@ -164,7 +164,7 @@ ngx_http_llmroute_header_filter(ngx_http_request_t *r)
         }
 
         v.data = p;
-        v.len = ngx_sprintf(p, "%ui", ctx->attempts) - p;
+        v.len = ngx_http_llmroute_decimal(p, ctx->attempts) - p;
 
         if (ngx_http_llmroute_add_header(r, "X-LLMRoute-Provider",
                                          &ctx->provider->name) != NGX_OK

@@ -1148,12 +1148,16 @@ ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     if (req->has_model) {
         start[0] = req->model_start;
         end[0] = req->model_end;
-        q = ngx_sprintf(q, "\"%V\"", id);
+        *q++ = '"';
+        q = ngx_cpymem(q, id->data, id->len);
+        *q++ = '"';
 
     } else {
         start[0] = req->obj_open;
         end[0] = req->obj_open;
-        q = ngx_sprintf(q, "\"model\":\"%V\",", id);
+        q = ngx_cpymem(q, "\"model\":\"", sizeof("\"model\":\"") - 1);
+        q = ngx_cpymem(q, id->data, id->len);
+        q = ngx_cpymem(q, "\",", 2);
     }
 
     fix[0].len = q - fix[0].data;
@@ -1269,7 +1273,7 @@ ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
             return NGX_ERROR;
         }
 
-        h->value.len = ngx_sprintf(h->value.data, "%uz", total)
+        h->value.len = ngx_http_llmroute_decimal(h->value.data, total)
                        - h->value.data;
     }
 
@@ -1355,29 +1359,48 @@ ngx_http_llmroute_client_headers(ngx_http_request_t *r,
 /*
  * Headers of the client never sent to a provider: credentials,
  * Accept-Encoding (a compressed answer could not be read for its usage:
- * the client would switch billing off) and Content-Encoding.
+ * the client would switch billing off) and Content-Encoding.  Every
+ * header of every request is looked up here: the names are told apart by
+ * length first and compared inline, ASCII letters folded as
+ * ngx_strncasecmp() folds them (a call to it cost ~170 instructions).
  */
 
 static ngx_uint_t
 ngx_http_llmroute_hidden_header(ngx_str_t *name)
 {
-    ngx_uint_t  i;
+    u_char       c;
+    size_t       k;
+    ngx_uint_t   i;
 
     static ngx_str_t  names[] = {
-        ngx_string("Authorization"),
-        ngx_string("Proxy-Authorization"),
+        ngx_string("authorization"),
+        ngx_string("proxy-authorization"),
         ngx_string("x-api-key"),
         ngx_string("api-key"),
         ngx_string("x-goog-api-key"),
-        ngx_string("Accept-Encoding"),
-        ngx_string("Content-Encoding"),  /* we send the plain body we read */
+        ngx_string("accept-encoding"),
+        ngx_string("content-encoding"),  /* we send the plain body we read */
         ngx_null_string
     };
 
     for (i = 0; names[i].len; i++) {
-        if (name->len == names[i].len
-            && ngx_strncasecmp(name->data, names[i].data, name->len) == 0)
-        {
+        if (name->len != names[i].len) {
+            continue;
+        }
+
+        for (k = 0; k < name->len; k++) {
+            c = name->data[k];
+
+            if (c >= 'A' && c <= 'Z') {
+                c |= 0x20;
+            }
+
+            if (c != names[i].data[k]) {
+                break;
+            }
+        }
+
+        if (k == name->len) {
             return 1;
         }
     }

@@ -573,4 +573,25 @@ extern ngx_msec_t  ngx_http_llmroute_buckets[];
 extern ngx_module_t  ngx_http_llmroute_module;
 
 
+/*
+ * n in decimal at p, what ngx_sprintf(p, "%uL", n) writes, without its
+ * format parsing (~180 instructions a call on the request path)
+ */
+
+static ngx_inline u_char *
+ngx_http_llmroute_decimal(u_char *p, uint64_t n)
+{
+    u_char  tmp[NGX_INT64_LEN], *t;
+
+    t = tmp + NGX_INT64_LEN;
+
+    do {
+        *--t = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
+    return ngx_cpymem(p, t, tmp + NGX_INT64_LEN - t);
+}
+
+
 #endif /* _NGX_HTTP_LLMROUTE_MODULE_H_INCLUDED_ */
