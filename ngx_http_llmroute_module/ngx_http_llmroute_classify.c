@@ -37,8 +37,6 @@
 #define NGX_HTTP_LLMROUTE_SCAN_TAIL      1024
 #endif
 
-/* a short follow-up is read with up to two asks before it */
-#define NGX_HTTP_LLMROUTE_ASK_MAX        3
 #define NGX_HTTP_LLMROUTE_FOLLOWUP_WORDS 10
 
 #define NGX_HTTP_LLMROUTE_KW_HARD        0
@@ -652,13 +650,33 @@ ngx_http_llmroute_classify(ngx_http_llmroute_classifier_t *cl,
     ngx_http_llmroute_req_t *req, u_char *reason, size_t size,
     size_t *reason_len)
 {
-    u_char     *p, *last;
-    double      score, mscore, c, best, *w;
-    double      f[NGX_HTTP_LLMROUTE_NFEATURES];
-    double      contrib[NGX_HTTP_LLMROUTE_NFEATURES];
-    ngx_uint_t  i, k, j, tier, shown, utility;
+    ngx_uint_t                    tier;
+    ngx_http_llmroute_explain_t   ex;
 
+    tier = ngx_http_llmroute_classify_explained(cl, req, &ex);
+
+    *reason_len = (size == 0) ? 0
+                  : ngx_http_llmroute_classify_explain(cl, &ex, reason, size);
+
+    return tier;
+}
+
+
+/*
+ * The tier, and in ex what explains it: the explanation is printed by
+ * ngx_http_llmroute_classify_explain() only when it is read
+ * ($llmroute_reason), not for every request
+ */
+
+ngx_uint_t
+ngx_http_llmroute_classify_explained(ngx_http_llmroute_classifier_t *cl,
+    ngx_http_llmroute_req_t *req, ngx_http_llmroute_explain_t *ex)
+{
+    double                   score, mscore, *f;
+    ngx_uint_t               i, tier;
     ngx_http_llmroute_ask_t  ask;
+
+    f = ex->f;
 
     (void) ngx_http_llmroute_classify_vector(req, f,
                                              NGX_HTTP_LLMROUTE_NFEATURES,
@@ -678,7 +696,7 @@ ngx_http_llmroute_classify(ngx_http_llmroute_classifier_t *cl,
      * cost); the simple / moderate cut stays where it was fitted
      */
 
-    w = cl->weight;
+    ex->moderate = 0;
 
     if (score + cl->bias >= cl->complex) {
         tier = NGX_HTTP_LLMROUTE_TIER_COMPLEX;
@@ -686,60 +704,80 @@ ngx_http_llmroute_classify(ngx_http_llmroute_classifier_t *cl,
     } else {
         tier = mscore >= cl->moderate ? NGX_HTTP_LLMROUTE_TIER_MODERATE
                                       : NGX_HTTP_LLMROUTE_TIER_SIMPLE;
-        w = cl->moderate_weight;
+        ex->moderate = 1;
         score = mscore;
     }
 
     /* an agent's title call: simple, whatever the message it names */
 
-    utility = ngx_http_llmroute_ask_utility(req);
+    ex->utility = ngx_http_llmroute_ask_utility(req) ? 1 : 0;
 
-    if (utility) {
+    if (ex->utility) {
         tier = NGX_HTTP_LLMROUTE_TIER_SIMPLE;
     }
 
-    *reason_len = 0;
+    ex->score = score;
+    ex->tier = tier;
+    ex->tokens = req->prompt_tokens;
+    ex->nmsg = ask.n;
 
-    if (size == 0) {
-        return tier;
+    for (i = 0; i < ask.n; i++) {
+        ex->msg[i] = ask.msg[i];
     }
 
-    /*
-     * "score=0.71 reasoning=0.40 ask=0.16 mechanical=-0.20 tokens=1830
-     * -> complex": the largest contributions first, at most five, so the
-     * line stays well under 200 bytes whatever the weights; printed by
-     * hand, snprintf("%.2f") alone would cost more than the scan
-     */
+    return tier;
+}
+
+
+/*
+ * "score=0.71 reasoning=0.40 ask=0.16 mechanical=-0.20 tokens=1830
+ * -> complex": the largest contributions first, at most five, so the
+ * line stays well under 200 bytes whatever the weights; printed by
+ * hand, snprintf("%.2f") alone would cost more than the scan.  size > 0;
+ * the text is NUL-terminated, its length returned.
+ */
+
+size_t
+ngx_http_llmroute_classify_explain(ngx_http_llmroute_classifier_t *cl,
+    ngx_http_llmroute_explain_t *ex, u_char *reason, size_t size)
+{
+    u_char      *p, *last;
+    double       c, best, *w;
+    double       contrib[NGX_HTTP_LLMROUTE_NFEATURES];
+    ngx_uint_t   i, k, j, shown;
+
+    w = ex->moderate ? cl->moderate_weight : cl->weight;
 
     p = reason;
     last = reason + size - 1;
 
     /* the message(s) read as the ask: "ask=msg[7]", "ask=msg[9]+msg[7]" */
 
-    if (utility) {
+    if (ex->utility) {
         p = ngx_http_llmroute_classify_copy(p, last, "utility=title ");
     }
 
     p = ngx_http_llmroute_classify_copy(p, last, "ask=");
 
-    if (ask.n == 0) {
+    if (ex->nmsg == 0) {
         p = ngx_http_llmroute_classify_copy(p, last, "none");
     }
 
-    for (i = 0; i < ask.n; i++) {
+    for (i = 0; i < ex->nmsg; i++) {
         p = ngx_http_llmroute_classify_copy(p, last, i ? "+msg[" : "msg[");
-        p = ngx_http_llmroute_classify_number(p, last, (double) ask.msg[i], 0);
+        p = ngx_http_llmroute_classify_number(p, last, (double) ex->msg[i],
+                                              0);
         p = ngx_http_llmroute_classify_copy(p, last, "]");
     }
 
     /* the score and the contributions of the decision that set the tier */
 
     for (i = 0; i < NGX_HTTP_LLMROUTE_NFEATURES; i++) {
-        contrib[i] = w[i] * f[i];
+        contrib[i] = w[i] * ex->f[i];
     }
 
     p = ngx_http_llmroute_classify_copy(p, last, " score=");
-    p = ngx_http_llmroute_classify_number(p, last, score, 1);
+    p = ngx_http_llmroute_classify_number(p, last, ex->score, 1);
 
     shown = 0;
 
@@ -772,16 +810,14 @@ ngx_http_llmroute_classify(ngx_http_llmroute_classifier_t *cl,
     }
 
     p = ngx_http_llmroute_classify_copy(p, last, " tokens=");
-    p = ngx_http_llmroute_classify_number(p, last,
-                                          (double) req->prompt_tokens, 0);
+    p = ngx_http_llmroute_classify_number(p, last, (double) ex->tokens, 0);
     p = ngx_http_llmroute_classify_copy(p, last, " -> ");
     p = ngx_http_llmroute_classify_copy(p, last,
-                (char *) ngx_http_llmroute_tier_names[tier].data);
+                (char *) ngx_http_llmroute_tier_names[ex->tier].data);
 
     *p = '\0';
-    *reason_len = p - reason;
 
-    return tier;
+    return p - reason;
 }
 
 

@@ -116,6 +116,9 @@ ngx_http_llmroute_le64(const u_char *p)
 #define NGX_HTTP_LLMROUTE_MAX_PROVIDERS   64
 #define NGX_HTTP_LLMROUTE_REASON_LEN      256
 
+/* a short follow-up is read with up to two asks before it */
+#define NGX_HTTP_LLMROUTE_ASK_MAX         3
+
 /* how long a provider keeps a prompt cache unless the model says (ms) */
 #define NGX_HTTP_LLMROUTE_CACHE_TTL       300000
 
@@ -198,6 +201,19 @@ typedef struct {
     double                      complex;
     double                      bias;       /* added to every score */
 } ngx_http_llmroute_classifier_t;
+
+
+/* what decided a classification: $llmroute_reason is printed from it */
+typedef struct {
+    double                      f[NGX_HTTP_LLMROUTE_MAX_FEATURES];
+    double                      score;      /* of the deciding weights */
+    size_t                      tokens;
+    ngx_uint_t                  msg[NGX_HTTP_LLMROUTE_ASK_MAX];
+    ngx_uint_t                  nmsg;       /* the ask's messages */
+    ngx_uint_t                  tier;
+    unsigned                    moderate:1; /* moderate_weight decided */
+    unsigned                    utility:1;  /* an agent's title call */
+} ngx_http_llmroute_explain_t;
 
 
 typedef struct {
@@ -315,6 +331,11 @@ ngx_int_t ngx_http_llmroute_classifier_set(ngx_http_llmroute_classifier_t *cl,
 ngx_uint_t ngx_http_llmroute_classify(ngx_http_llmroute_classifier_t *cl,
     ngx_http_llmroute_req_t *req, u_char *reason, size_t size,
     size_t *reason_len);
+ngx_uint_t ngx_http_llmroute_classify_explained(
+    ngx_http_llmroute_classifier_t *cl, ngx_http_llmroute_req_t *req,
+    ngx_http_llmroute_explain_t *ex);
+size_t ngx_http_llmroute_classify_explain(ngx_http_llmroute_classifier_t *cl,
+    ngx_http_llmroute_explain_t *ex, u_char *reason, size_t size);
 
 /* the ask and the scaffolding around it: ngx_http_llmroute_ask.c */
 ngx_int_t ngx_http_llmroute_ask_prev(ngx_http_llmroute_req_t *req,

@@ -598,17 +598,20 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
                    NULL);
     }
 
+    ctx->reason_pending = 1;
+    ctx->reason_suffixes = 0;
+
     if (rc == NGX_OK) {
+        ctx->reason_explain = 0;
         ctx->reason_len = ngx_snprintf(ctx->reason, sizeof(ctx->reason),
                                        "header X-LLMRoute-Tier=%V",
                                        &ngx_http_llmroute_tier_names[tier])
                           - ctx->reason;
 
     } else {
-        classified = ngx_http_llmroute_classify(&lmcf->cat.classifier, req,
-                                                ctx->reason,
-                                                sizeof(ctx->reason),
-                                                &ctx->reason_len);
+        ctx->reason_explain = 1;
+        classified = ngx_http_llmroute_classify_explained(
+                         &lmcf->cat.classifier, req, &ctx->explain);
         tier = classified;
     }
 
@@ -692,6 +695,12 @@ ngx_http_llmroute_commit(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     }
 
     ctx->decided = 1;
+
+#if (NGX_DEBUG)
+    if (r->connection->log->log_level & NGX_LOG_DEBUG_HTTP) {
+        ngx_http_llmroute_reason(r, ctx);
+    }
+#endif
 
     ngx_log_debug6(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "llmroute: %V/%V tier %ui est %uL (%*s)",
@@ -1409,26 +1418,63 @@ ngx_http_llmroute_hidden_header(ngx_str_t *name)
 }
 
 
-/*
- * The longest prefix of s, at most max bytes, that is valid UTF-8: a
- * client's model name echoed in an error must not break the JSON's UTF-8.
- */
-
 /* "; floor complex": why the tier is above what the classifier said */
 
 static void
 ngx_http_llmroute_reason_tier(ngx_http_llmroute_ctx_t *ctx, const char *why,
     ngx_uint_t tier)
 {
-    if (ctx->reason_len + 24 < sizeof(ctx->reason)) {
-        ctx->reason_len = ngx_snprintf(ctx->reason + ctx->reason_len,
-                                       sizeof(ctx->reason) - ctx->reason_len,
-                                       "; %s %V", why,
-                                       &ngx_http_llmroute_tier_names[tier])
-                          - ctx->reason;
+    if (ctx->reason_suffixes < 2) {
+        ctx->reason_why[ctx->reason_suffixes] = why;
+        ctx->reason_tiers[ctx->reason_suffixes] = tier;
+        ctx->reason_suffixes++;
     }
 }
 
+
+/*
+ * ctx->reason and reason_len printed from what the decision kept: only
+ * when $llmroute_reason (or the debug log) reads them, not per request
+ */
+
+void
+ngx_http_llmroute_reason(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
+{
+    ngx_uint_t                      i;
+    ngx_http_llmroute_main_conf_t  *lmcf;
+
+    if (!ctx->reason_pending) {
+        return;
+    }
+
+    ctx->reason_pending = 0;
+
+    if (ctx->reason_explain) {
+        lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
+
+        ctx->reason_len = ngx_http_llmroute_classify_explain(
+                              &lmcf->cat.classifier, &ctx->explain,
+                              ctx->reason, sizeof(ctx->reason));
+    }
+
+    for (i = 0; i < ctx->reason_suffixes; i++) {
+        if (ctx->reason_len + 24 < sizeof(ctx->reason)) {
+            ctx->reason_len = ngx_snprintf(ctx->reason + ctx->reason_len,
+                                           sizeof(ctx->reason)
+                                           - ctx->reason_len,
+                                           "; %s %V", ctx->reason_why[i],
+                                           &ngx_http_llmroute_tier_names[
+                                               ctx->reason_tiers[i]])
+                              - ctx->reason;
+        }
+    }
+}
+
+
+/*
+ * The longest prefix of s, at most max bytes, that is valid UTF-8: a
+ * client's model name echoed in an error must not break the JSON's UTF-8.
+ */
 
 static size_t
 ngx_http_llmroute_utf8_prefix(ngx_str_t *s, size_t max)

@@ -444,6 +444,7 @@ ngx_http_llmroute_variable(ngx_http_request_t *r,
         break;
 
     case NGX_HTTP_LLMROUTE_VAR_REASON:
+        ngx_http_llmroute_reason(r, ctx);
         s.data = ctx->reason;
         s.len = ctx->reason_len;
         break;

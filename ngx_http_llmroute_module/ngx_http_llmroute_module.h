@@ -366,8 +366,18 @@ typedef struct {
     ngx_uint_t                      session_tier;
     ngx_http_llmroute_scaffold_t    scaffold;       /* the agent's */
 
+    /*
+     * $llmroute_reason, printed when read (ngx_http_llmroute_reason()):
+     * the classifier's explanation, then "; floor T", "; session T"
+     */
     u_char                          reason[NGX_HTTP_LLMROUTE_REASON_LEN];
     size_t                          reason_len;
+    ngx_http_llmroute_explain_t     explain;
+    const char                     *reason_why[2];
+    ngx_uint_t                      reason_tiers[2];
+    ngx_uint_t                      reason_suffixes;
+    unsigned                        reason_pending:1;   /* not printed */
+    unsigned                        reason_explain:1;   /* from explain */
 
     ngx_str_t                       error;      /* our JSON error body */
 
@@ -427,6 +437,8 @@ typedef struct {
 ngx_http_llmroute_ctx_t *ngx_http_llmroute_get_ctx(ngx_http_request_t *r,
     ngx_uint_t create);
 ngx_int_t ngx_http_llmroute_handler(ngx_http_request_t *r);
+void ngx_http_llmroute_reason(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx);
 void ngx_http_llmroute_client_headers(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 void ngx_http_llmroute_note_failure(ngx_http_request_t *r,

@@ -361,3 +361,20 @@ def test_code_between_the_windows_is_measured(gw):
                                         "value?\n" + code[:size]}]}).encode()
         got.append(contribution(classify(gw, body)[1], "code"))
     assert 0 < got[0] < got[1], got
+
+
+def test_reason_of_a_header_and_of_a_floor(gw):
+    # $llmroute_reason is printed only when read: the header's text, and
+    # the classifier's explanation with the floor that raised its tier
+    resp = post_json(gw.port, CHAT, json.dumps({"model": "auto", "messages": [
+        {"role": "user", "content": TRIVIAL}]}).encode(),
+        {"X-LLMRoute-Tier": "moderate"})
+    assert resp.status == 200, resp
+    assert resp.header("X-LLMRoute-Tier") == "moderate"
+    assert resp.header("X-Reason") == "header X-LLMRoute-Tier=moderate"
+
+    got, reason = classify(gw, json.dumps({"model": "auto:complex",
+        "messages": [{"role": "user", "content": TRIVIAL}]}).encode())
+    assert got == "complex", reason
+    assert reason.startswith("ask=msg[0] score="), reason
+    assert reason.endswith(" -> simple; floor complex"), reason
