@@ -399,14 +399,14 @@ ngx_http_llmroute_scan_init(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
     }
 
     if (r->headers_out.content_type.len >= 17
-        && ngx_strncasecmp(r->headers_out.content_type.data,
-                           (u_char *) "text/event-stream", 17) == 0)
+        && ngx_http_llmroute_equal_lc(r->headers_out.content_type.data,
+                                      "text/event-stream", 17))
     {
         sse = 1;
 
     } else if (r->headers_out.content_type.len >= 16
-               && ngx_strncasecmp(r->headers_out.content_type.data,
-                                  (u_char *) "application/json", 16) == 0)
+               && ngx_http_llmroute_equal_lc(r->headers_out.content_type.data,
+                                             "application/json", 16))
     {
         sse = 0;
 

@@ -1370,16 +1370,13 @@ ngx_http_llmroute_client_headers(ngx_http_request_t *r,
  * Accept-Encoding (a compressed answer could not be read for its usage:
  * the client would switch billing off) and Content-Encoding.  Every
  * header of every request is looked up here: the names are told apart by
- * length first and compared inline, ASCII letters folded as
- * ngx_strncasecmp() folds them (a call to it cost ~170 instructions).
+ * length first and compared inline.
  */
 
 static ngx_uint_t
 ngx_http_llmroute_hidden_header(ngx_str_t *name)
 {
-    u_char       c;
-    size_t       k;
-    ngx_uint_t   i;
+    ngx_uint_t  i;
 
     static ngx_str_t  names[] = {
         ngx_string("authorization"),
@@ -1393,23 +1390,10 @@ ngx_http_llmroute_hidden_header(ngx_str_t *name)
     };
 
     for (i = 0; names[i].len; i++) {
-        if (name->len != names[i].len) {
-            continue;
-        }
-
-        for (k = 0; k < name->len; k++) {
-            c = name->data[k];
-
-            if (c >= 'A' && c <= 'Z') {
-                c |= 0x20;
-            }
-
-            if (c != names[i].data[k]) {
-                break;
-            }
-        }
-
-        if (k == name->len) {
+        if (name->len == names[i].len
+            && ngx_http_llmroute_equal_lc(name->data,
+                                          (char *) names[i].data, name->len))
+        {
             return 1;
         }
     }
