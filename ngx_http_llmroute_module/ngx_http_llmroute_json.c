@@ -1525,19 +1525,11 @@ static ngx_uint_t
 ngx_http_llmroute_json_same(u_char *p, const char *name, size_t len,
     ngx_uint_t fold)
 {
-    size_t  k;
-
     if (!fold) {
         return ngx_memcmp(p, name, len) == 0;
     }
 
-    for (k = 0; k < len; k++) {
-        if (ngx_tolower(p[k]) != (u_char) name[k]) {
-            return 0;
-        }
-    }
-
-    return 1;
+    return ngx_http_llmroute_equal_lc(p, name, len);
 }
 
 

@@ -586,34 +586,6 @@ extern ngx_module_t  ngx_http_llmroute_module;
 
 
 /*
- * p[0..n) is lc (lower case) with ASCII letters folded, as
- * ngx_strncasecmp() folds them, inline (a call to it costs ~170
- * instructions on the request path)
- */
-
-static ngx_inline ngx_uint_t
-ngx_http_llmroute_equal_lc(u_char *p, const char *lc, size_t n)
-{
-    u_char  c;
-    size_t  k;
-
-    for (k = 0; k < n; k++) {
-        c = p[k];
-
-        if (c >= 'A' && c <= 'Z') {
-            c |= 0x20;
-        }
-
-        if (c != (u_char) lc[k]) {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
-/*
  * n in decimal at p, what ngx_sprintf(p, "%uL", n) writes, without its
  * format parsing (~180 instructions a call on the request path)
  */
