@@ -45,17 +45,17 @@ static int ngx_http_llmroute_jsmn(u_char *body, size_t len, jsmntok_t *tok,
     size_t ntok);
 static ngx_int_t ngx_http_llmroute_json_jsmn_path(ngx_http_llmroute_json_t *js,
     u_char *p, u_char *end);
-static int ngx_http_llmroute_json_skip(ngx_http_llmroute_json_t *js, int i);
-static inline ngx_int_t ngx_http_llmroute_json_key_fold(
-    ngx_http_llmroute_json_t *js, int i, const char *name, size_t len);
-static ngx_int_t ngx_http_llmroute_json_name(ngx_http_llmroute_json_t *js,
-    int i, const char *name, size_t len, ngx_uint_t fold);
-static ngx_uint_t ngx_http_llmroute_json_same(u_char *p, const char *name,
-    size_t len, ngx_uint_t fold);
+static inline int ngx_http_llmroute_json_skip(ngx_http_llmroute_json_t *js,
+    int i);
+static int ngx_http_llmroute_json_skip_nested(ngx_http_llmroute_json_t *js,
+    int j, int end);
 static inline ngx_int_t ngx_http_llmroute_json_key(
     ngx_http_llmroute_json_t *js, int i, const char *name, size_t len);
-static inline ngx_uint_t ngx_http_llmroute_json_may_be(
-    ngx_http_llmroute_json_t *js, int i, const char *name, size_t len,
+static ngx_int_t ngx_http_llmroute_json_escaped(ngx_http_llmroute_json_t *js,
+    int i, const char *name, size_t len);
+static ngx_int_t ngx_http_llmroute_json_member(ngx_http_llmroute_json_t *js,
+    int i, ngx_int_t *folded);
+static ngx_int_t ngx_http_llmroute_json_member_text(u_char *p, size_t l,
     ngx_uint_t fold);
 static ngx_int_t ngx_http_llmroute_json_fail(ngx_http_llmroute_req_t *req,
     ngx_uint_t error, const char *msg, const char *param);
@@ -63,13 +63,13 @@ static ngx_int_t ngx_http_llmroute_parse_format(ngx_http_llmroute_req_t *req,
     u_char *body, size_t len, ngx_http_llmroute_alloc_pt alloc, void *data,
     ngx_uint_t format);
 static ngx_int_t ngx_http_llmroute_json_messages(ngx_http_llmroute_json_t *js,
-    int i);
+    int i, int *next);
 static ngx_int_t ngx_http_llmroute_json_blocks(ngx_http_llmroute_json_t *js,
     int i, ngx_http_llmroute_msg_t *msg, ngx_uint_t *results);
 static ngx_int_t ngx_http_llmroute_json_system(ngx_http_llmroute_json_t *js,
     int i);
 static ngx_int_t ngx_http_llmroute_json_message(ngx_http_llmroute_json_t *js,
-    int i, ngx_http_llmroute_msg_t *msg);
+    int i, ngx_http_llmroute_msg_t *msg, int *next);
 static ngx_int_t ngx_http_llmroute_json_content(ngx_http_llmroute_json_t *js,
     int i, ngx_http_llmroute_msg_t *msg);
 static ngx_int_t ngx_http_llmroute_json_number(ngx_http_llmroute_json_t *js,
@@ -152,7 +152,7 @@ ngx_http_llmroute_parse_format(ngx_http_llmroute_req_t *req, u_char *body,
     u_char                     *p, *end;
     size_t                     ntok;
     uint32_t                   seen;
-    ngx_int_t                  rc;
+    ngx_int_t                  rc, mi, folded;
     ngx_uint_t                 m;
     ngx_http_llmroute_json_t   js;
 
@@ -303,17 +303,9 @@ ngx_http_llmroute_parse_format(ngx_http_llmroute_req_t *req, u_char *body,
 
         v = i + 1;
 
-        for (m = 0; ngx_http_llmroute_members[m].len; m++) {
-            if (ngx_http_llmroute_json_key(&js, i,
-                                   (char *) ngx_http_llmroute_members[m].data,
-                                   ngx_http_llmroute_members[m].len)
-                == NGX_OK)
-            {
-                break;
-            }
-        }
+        mi = ngx_http_llmroute_json_member(&js, i, &folded);
 
-        if (ngx_http_llmroute_members[m].len == 0) {
+        if (mi < 0) {
 
             /*
              * {"model":"cheap","Model":"premium"}: providers that match
@@ -321,24 +313,22 @@ ngx_http_llmroute_parse_format(ngx_http_llmroute_req_t *req, u_char *body,
              * did not price
              */
 
-            for (m = 0; ngx_http_llmroute_members[m].len; m++) {
-                if ((ngx_http_llmroute_format_members[format] & (1u << m))
-                    && ngx_http_llmroute_json_key_fold(&js, i,
-                           (char *) ngx_http_llmroute_members[m].data,
-                           ngx_http_llmroute_members[m].len)
-                       == NGX_OK)
-                {
-                    return ngx_http_llmroute_json_fail(req,
-                               NGX_HTTP_LLMROUTE_INVALID_REQUEST,
-                               "a member name differs from one the gateway "
-                               "reads only in case",
-                               (char *) ngx_http_llmroute_members[m].data);
-                }
+            if (folded >= 0
+                && (ngx_http_llmroute_format_members[format]
+                    & (1u << folded)))
+            {
+                return ngx_http_llmroute_json_fail(req,
+                           NGX_HTTP_LLMROUTE_INVALID_REQUEST,
+                           "a member name differs from one the gateway "
+                           "reads only in case",
+                           (char *) ngx_http_llmroute_members[folded].data);
             }
 
             i = ngx_http_llmroute_json_skip(&js, v);
             continue;
         }
+
+        m = mi;
 
         /* a member another format reads: this one passes it untouched */
 
@@ -397,11 +387,11 @@ ngx_http_llmroute_parse_format(ngx_http_llmroute_req_t *req, u_char *body,
             break;
 
         case 1: /* messages */
-            if (ngx_http_llmroute_json_messages(&js, v) != NGX_OK) {
+            if (ngx_http_llmroute_json_messages(&js, v, &i) != NGX_OK) {
                 return req->error ? NGX_OK : NGX_ERROR;
             }
 
-            break;
+            continue;           /* i is past the messages */
 
         case 2: /* stream */
             if (js.tok[v].type != JSMN_PRIMITIVE
@@ -620,7 +610,8 @@ ngx_http_llmroute_parse_cleanup(void)
 
 
 static ngx_int_t
-ngx_http_llmroute_json_messages(ngx_http_llmroute_json_t *js, int i)
+ngx_http_llmroute_json_messages(ngx_http_llmroute_json_t *js, int i,
+    int *next)
 {
     int                       j, e;
     ngx_http_llmroute_req_t  *req;
@@ -658,7 +649,7 @@ ngx_http_llmroute_json_messages(ngx_http_llmroute_json_t *js, int i)
             return NGX_DECLINED;
         }
 
-        if (ngx_http_llmroute_json_message(js, j, &req->msgs[req->nmsgs])
+        if (ngx_http_llmroute_json_message(js, j, &req->msgs[req->nmsgs], &j)
             != NGX_OK)
         {
             return req->error ? NGX_DECLINED : NGX_ERROR;
@@ -667,9 +658,11 @@ ngx_http_llmroute_json_messages(ngx_http_llmroute_json_t *js, int i)
         req->text_bytes += req->msgs[req->nmsgs].text;
         req->images += req->msgs[req->nmsgs].images;
         req->nmsgs++;
-
-        j = ngx_http_llmroute_json_skip(js, j);
     }
+
+    /* past the last message is past the array */
+
+    *next = j;
 
     return NGX_OK;
 }
@@ -677,7 +670,7 @@ ngx_http_llmroute_json_messages(ngx_http_llmroute_json_t *js, int i)
 
 static ngx_int_t
 ngx_http_llmroute_json_message(ngx_http_llmroute_json_t *js, int i,
-    ngx_http_llmroute_msg_t *msg)
+    ngx_http_llmroute_msg_t *msg, int *next)
 {
     int         j, e, v;
     u_char     *p;
@@ -757,6 +750,10 @@ ngx_http_llmroute_json_message(ngx_http_llmroute_json_t *js, int i,
 
         j = ngx_http_llmroute_json_skip(js, v);
     }
+
+    /* past its last member is past the message */
+
+    *next = (e == js->tok[i].size) ? j : ngx_http_llmroute_json_skip(js, i);
 
     if (!has_role) {
         (void) ngx_http_llmroute_json_fail(js->req,
@@ -1426,69 +1423,106 @@ ngx_http_llmroute_jsmn(u_char *body, size_t len, jsmntok_t *tok, size_t ntok)
 }
 
 
-/* index of the token after token i and everything nested in it */
+/*
+ * Index of the token after token i and everything nested in it: the first
+ * one that starts at its end or later.  Inline: a value is most often a
+ * string or a number, whose next token is the answer.
+ */
 
-static int
+static inline int
 ngx_http_llmroute_json_skip(ngx_http_llmroute_json_t *js, int i)
 {
-    int  end;
+    int  j;
 
-    end = js->tok[i].end;
+    j = i + 1;
 
-    for (i++; i < js->ntok && js->tok[i].start < end; i++) {
-        /* void */
+    if (j >= js->ntok || js->tok[j].start >= js->tok[i].end) {
+        return j;
     }
 
-    return i;
+    return ngx_http_llmroute_json_skip_nested(js, j, js->tok[i].end);
 }
 
 
-/* a string token equal to name; keys with escapes are decoded first */
+/*
+ * Past a container whose token j is nested: tokens are in the body's
+ * order, their starts increase, so past a large one (an agent's tool
+ * schemas, thousands of tokens) a galloping then binary search finds the
+ * first token at end or later in a few dozen steps.
+ */
+
+static int
+ngx_http_llmroute_json_skip_nested(ngx_http_llmroute_json_t *js, int j,
+    int end)
+{
+    int         lo, hi, mid, step;
+    jsmntok_t  *tok;
+
+    tok = js->tok;
+
+    /* tok[lo] is nested; the answer is in (lo, hi] */
+
+    lo = j;
+    hi = js->ntok;
+
+    for (step = 1; lo + step < hi && tok[lo + step].start < end; step *= 2) {
+        lo += step;
+    }
+
+    hi = ngx_min(hi, lo + step);
+
+    while (hi - lo > 1) {
+        mid = lo + (hi - lo) / 2;
+
+        if (tok[mid].start < end) {
+            lo = mid;
+
+        } else {
+            hi = mid;
+        }
+    }
+
+    return hi;
+}
+
+
+/*
+ * A string token equal to name; keys with escapes are decoded first.
+ * Inline with a constant name: a name of the same length is compared in
+ * place (the compiler unrolls the memcmp); only a longer one that starts
+ * with an escape or the name's first byte may hide an escape (an escape
+ * only lengthens a name) and goes through the call.
+ */
 
 static inline ngx_int_t
 ngx_http_llmroute_json_key(ngx_http_llmroute_json_t *js, int i,
     const char *name, size_t len)
 {
-    return ngx_http_llmroute_json_may_be(js, i, name, len, 0)
-           ? ngx_http_llmroute_json_name(js, i, name, len, 0) : NGX_DECLINED;
-}
+    u_char  *p;
+    size_t   l;
 
+    p = js->body + js->tok[i].start;
+    l = js->tok[i].end - js->tok[i].start;
 
-/* the same, ASCII letters compared without case */
-
-static inline ngx_int_t
-ngx_http_llmroute_json_key_fold(ngx_http_llmroute_json_t *js, int i,
-    const char *name, size_t len)
-{
-    return ngx_http_llmroute_json_may_be(js, i, name, len, 1)
-           ? ngx_http_llmroute_json_name(js, i, name, len, 1) : NGX_DECLINED;
-}
-
-
-/*
- * Inline, before the call: most tokens are told apart by their length (an
- * escape only lengthens a name) or by a first byte that is not an escape.
- */
-
-static inline ngx_uint_t
-ngx_http_llmroute_json_may_be(ngx_http_llmroute_json_t *js, int i,
-    const char *name, size_t len, ngx_uint_t fold)
-{
-    u_char  c;
-
-    if ((size_t) (js->tok[i].end - js->tok[i].start) < len) {
-        return 0;
+    if (l == len) {
+        return (js->tok[i].type == JSMN_STRING
+                && ngx_memcmp(p, name, len) == 0)
+               ? NGX_OK : NGX_DECLINED;
     }
 
-    c = js->body[js->tok[i].start];
+    if (l < len || (*p != '\\' && *p != (u_char) name[0])) {
+        return NGX_DECLINED;
+    }
 
-    return c == '\\' || (fold ? ngx_tolower(c) : c) == (u_char) name[0];
+    return ngx_http_llmroute_json_escaped(js, i, name, len);
 }
 
 
+/* a key with an escape equal to name */
+
 static ngx_int_t
-ngx_http_llmroute_json_name(ngx_http_llmroute_json_t *js, int i,
-    const char *name, size_t len, ngx_uint_t fold)
+ngx_http_llmroute_json_escaped(ngx_http_llmroute_json_t *js, int i,
+    const char *name, size_t len)
 {
     u_char   *p, buf[32];
     size_t    l;
@@ -1501,18 +1535,12 @@ ngx_http_llmroute_json_name(ngx_http_llmroute_json_t *js, int i,
     p = js->body + js->tok[i].start;
     l = js->tok[i].end - js->tok[i].start;
 
-    if (l == len && ngx_http_llmroute_json_same(p, name, len, fold)) {
-        return NGX_OK;
-    }
-
     /* "mod\u0065l" is "model" to the provider, so it is to us */
 
     if (l > len && l <= 6 * len && memchr(p, '\\', l) != NULL) {
         dl = ngx_http_llmroute_json_unescape(p, l, buf, sizeof(buf));
 
-        if (dl == (ssize_t) len
-            && ngx_http_llmroute_json_same(buf, name, len, fold))
-        {
+        if (dl == (ssize_t) len && ngx_memcmp(buf, name, len) == 0) {
             return NGX_OK;
         }
     }
@@ -1521,17 +1549,109 @@ ngx_http_llmroute_json_name(ngx_http_llmroute_json_t *js, int i,
 }
 
 
-static ngx_uint_t
-ngx_http_llmroute_json_same(u_char *p, const char *name, size_t len,
-    ngx_uint_t fold)
+/*
+ * Which of ngx_http_llmroute_members[] a top-level key names, -1 when
+ * none; then *folded: which one it names with ASCII letters compared
+ * without case.  By the key's length first (two names share one at most),
+ * then its bytes; a key with an escape is decoded first.
+ */
+
+static ngx_int_t
+ngx_http_llmroute_json_member(ngx_http_llmroute_json_t *js, int i,
+    ngx_int_t *folded)
 {
-    if (!fold) {
-        return ngx_memcmp(p, name, len) == 0;
+    u_char     *p;
+    size_t      l;
+    ssize_t     dl;
+    ngx_int_t   m;
+    u_char      buf[32];
+
+    p = js->body + js->tok[i].start;
+    l = js->tok[i].end - js->tok[i].start;
+
+    m = ngx_http_llmroute_json_member_text(p, l, 0);
+    if (m >= 0) {
+        return m;
     }
 
-    return ngx_http_llmroute_equal_lc(p, name, len);
+    *folded = ngx_http_llmroute_json_member_text(p, l, 1);
+
+    if (*folded >= 0 || l > 6 * 21 || memchr(p, '\\', l) == NULL) {
+        return -1;
+    }
+
+    /* "mod\u0065l" is "model" to the provider, so it is to us */
+
+    dl = ngx_http_llmroute_json_unescape(p, l, buf, sizeof(buf));
+    if (dl < 0) {
+        return -1;
+    }
+
+    m = ngx_http_llmroute_json_member_text(buf, dl, 0);
+
+    if (m < 0) {
+        m = ngx_http_llmroute_json_member_text(buf, dl, 1);
+        *folded = m;
+    }
+
+    /* a name of n bytes is at most 6 n escaped */
+
+    if (m >= 0 && l > 6 * ngx_http_llmroute_members[m].len) {
+        *folded = -1;
+        return -1;
+    }
+
+    return (*folded >= 0) ? -1 : m;
 }
 
+
+#define ngx_http_llmroute_json_is(p, name, fold)                             \
+    ((fold) ? ngx_http_llmroute_equal_lc(p, name, sizeof(name) - 1)          \
+            : ngx_memcmp(p, name, sizeof(name) - 1) == 0)
+
+/* the indexes are those of ngx_http_llmroute_members[] */
+
+static ngx_int_t
+ngx_http_llmroute_json_member_text(u_char *p, size_t l, ngx_uint_t fold)
+{
+    switch (l) {
+
+    case 5:
+        return ngx_http_llmroute_json_is(p, "model", fold) ? 0
+               : ngx_http_llmroute_json_is(p, "tools", fold) ? 6 : -1;
+
+    case 6:
+        return ngx_http_llmroute_json_is(p, "stream", fold) ? 2
+               : ngx_http_llmroute_json_is(p, "system", fold) ? 9 : -1;
+
+    case 8:
+        return ngx_http_llmroute_json_is(p, "messages", fold) ? 1
+               : ngx_http_llmroute_json_is(p, "metadata", fold) ? 11 : -1;
+
+    case 9:
+        return ngx_http_llmroute_json_is(p, "functions", fold) ? 7 : -1;
+
+    case 10:
+        return ngx_http_llmroute_json_is(p, "max_tokens", fold) ? 4 : -1;
+
+    case 14:
+        return ngx_http_llmroute_json_is(p, "stream_options", fold) ? 3 : -1;
+
+    case 15:
+        return ngx_http_llmroute_json_is(p, "response_format", fold) ? 8 : -1;
+
+    case 16:
+        return ngx_http_llmroute_json_is(p, "prompt_cache_key", fold) ? 10
+                                                                      : -1;
+
+    case 21:
+        return ngx_http_llmroute_json_is(p, "max_completion_tokens", fold)
+               ? 5 : -1;
+
+    default:
+        return -1;
+    }
+}
 
 
 static ngx_int_t
