@@ -34,11 +34,42 @@
 static void
 ngx_http_llmroute_siphash_store(u_char *p, uint64_t w)
 {
-    ngx_uint_t  i;
+#if (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+    w = __builtin_bswap64(w);
+#endif
 
-    for (i = 0; i < 8; i++) {
-        p[i] = (u_char) (w >> (8 * i));
+    ngx_memcpy(p, &w, 8);
+}
+
+
+/*
+ * n < 8 bytes at p as the low bytes of a word, first lowest: two loads
+ * that may overlap (the same bytes land in the same place), not a loop
+ */
+
+static inline uint64_t
+ngx_http_llmroute_siphash_bytes(const u_char *p, size_t n)
+{
+    uint32_t  lo, hi;
+
+    if (n >= 4) {
+        ngx_memcpy(&lo, p, 4);
+        ngx_memcpy(&hi, p + n - 4, 4);
+
+#if (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+        lo = __builtin_bswap32(lo);
+        hi = __builtin_bswap32(hi);
+#endif
+
+        return lo | (uint64_t) hi << (8 * (n - 4));
     }
+
+    if (n == 0) {
+        return 0;
+    }
+
+    return p[0] | (uint64_t) p[n >> 1] << (8 * (n >> 1))
+           | (uint64_t) p[n - 1] << (8 * (n - 1));
 }
 
 
@@ -64,32 +95,44 @@ void
 ngx_http_llmroute_siphash_update(ngx_http_llmroute_siphash_t *sh,
     const void *data, size_t len)
 {
-    size_t         words;
+    size_t         fill, need, words;
     uint64_t       m, v[4];
-    const u_char  *p, *end;
+    const u_char  *p;
 
     p = data;
-    end = p + len;
+    fill = sh->len & 7;
+
+    if (fill) {
+
+        /* the word a previous piece began: still short of it */
+
+        need = 8 - fill;
+
+        if (len < need) {
+            sh->tail |= ngx_http_llmroute_siphash_bytes(p, len) << (8 * fill);
+            sh->len += len;
+            return;
+        }
+
+        /* or completed */
+
+        m = sh->tail | ngx_http_llmroute_siphash_bytes(p, need) << (8 * fill);
+        sh->tail = 0;
+        sh->len += need;
+        p += need;
+        len -= need;
+
+        sh->v[3] ^= m;
+        ngx_http_llmroute_siphash_round(sh->v);
+        sh->v[0] ^= m;
+    }
 
     /* in registers, not stored back a word at a time (p may alias sh) */
 
     ngx_memcpy(v, sh->v, sizeof(v));
 
-    /* complete the word a previous piece began */
-
-    while ((sh->len & 7) && p < end) {
-        sh->tail |= (uint64_t) *p++ << (8 * (sh->len & 7));
-
-        if ((++sh->len & 7) == 0) {
-            v[3] ^= sh->tail;
-            ngx_http_llmroute_siphash_round(v);
-            v[0] ^= sh->tail;
-            sh->tail = 0;
-        }
-    }
-
-    words = (end - p) / 8;
-    sh->len += words * 8;
+    words = len / 8;
+    sh->len += len;
 
     for ( /* void */ ; words; words--, p += 8) {
         m = ngx_http_llmroute_le64(p);
@@ -100,10 +143,9 @@ ngx_http_llmroute_siphash_update(ngx_http_llmroute_siphash_t *sh,
 
     ngx_memcpy(sh->v, v, sizeof(v));
 
-    while (p < end) {
-        sh->tail |= (uint64_t) *p++ << (8 * (sh->len & 7));
-        sh->len++;
-    }
+    /* the rest, short of a word (the tail is empty at a word's end) */
+
+    sh->tail = ngx_http_llmroute_siphash_bytes(p, len & 7);
 }
 
 
