@@ -62,9 +62,33 @@ ngx_http_llmroute_scaffold_of(ngx_http_llmroute_req_t *req,
 
     ngx_memzero(sc, sizeof(ngx_http_llmroute_scaffold_t));
 
+    tools = req->tools_end - req->tools_start;
+
+    /* the deepest level's bytes: all the leading system messages */
+
+    bytes = tools;
+
+    for (i = 0; i < req->nmsgs; i++) {
+        msg = &req->msgs[i];
+
+        if (msg->role != NGX_HTTP_LLMROUTE_ROLE_SYSTEM) {
+            break;
+        }
+
+        bytes += msg->end - msg->start + 4 * 4;  /* as the prompt estimate */
+    }
+
+    /*
+     * too short for a provider to cache even whole: no level is ever
+     * remembered or counted (held and seen skip it), none is hashed
+     */
+
+    if (bytes / 4 < NGX_HTTP_LLMROUTE_SCAFFOLD_MIN) {
+        return;
+    }
+
     h = 0;
 
-    tools = req->tools_end - req->tools_start;
     ngx_http_llmroute_scaffold_part(&h, req->body + req->tools_start, tools);
     ngx_http_llmroute_scaffold_level(sc, h, tools);
 
@@ -90,8 +114,6 @@ ngx_http_llmroute_scaffold_of(ngx_http_llmroute_req_t *req,
 
     /* then all the system messages before the first other one */
 
-    bytes = tools;
-
     for (i = 0; i < req->nmsgs; i++) {
         msg = &req->msgs[i];
 
@@ -99,9 +121,8 @@ ngx_http_llmroute_scaffold_of(ngx_http_llmroute_req_t *req,
             break;
         }
 
-        len = msg->end - msg->start;
-        ngx_http_llmroute_scaffold_part(&h, req->body + msg->start, len);
-        bytes += len + 4 * 4;       /* as the prompt estimate counts */
+        ngx_http_llmroute_scaffold_part(&h, req->body + msg->start,
+                                        msg->end - msg->start);
     }
 
     ngx_http_llmroute_scaffold_level(sc, h, bytes);
