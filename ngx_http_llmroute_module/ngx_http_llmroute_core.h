@@ -277,6 +277,8 @@ typedef struct {
     unsigned                    stream_usage:1;
     uint64_t                    cache_write;    /* a prompt-cache write */
     uint64_t                    cache_ttl;      /* ms */
+    uint32_t                    holder;         /* crc32 of full, 0: not yet
+                                                   (session.c, per worker) */
 } ngx_http_llmroute_model_t;
 
 

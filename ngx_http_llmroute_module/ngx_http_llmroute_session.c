@@ -93,6 +93,8 @@ static void ngx_http_llmroute_session_holds(ngx_http_llmroute_ctx_t *ctx,
     ngx_uint_t model, uint64_t tokens);
 static ngx_int_t ngx_http_llmroute_session_model(
     ngx_http_llmroute_main_conf_t *lmcf, uint32_t holder);
+static uint32_t ngx_http_llmroute_session_holder(
+    ngx_http_llmroute_model_t *m);
 static uint64_t ngx_http_llmroute_session_now(void);
 
 
@@ -352,7 +354,7 @@ ngx_http_llmroute_session_admitted(ngx_http_llmroute_main_conf_t *lmcf,
     ngx_http_llmroute_session_moved(lmcf, ctx, cooling);
 
     m = &lmcf->cat.models[ctx->choice.model];
-    holder = ngx_crc32_short(m->full.data, m->full.len);
+    holder = ngx_http_llmroute_session_holder(m);
 
     if (sn->holder && sn->holder != holder) {
         sn->prev = sn->holder;
@@ -887,12 +889,16 @@ static void
 ngx_http_llmroute_session_hash_part(ngx_http_llmroute_siphash_t *sh,
     u_char *p, size_t len)
 {
-    u_char      n[8];
-    ngx_uint_t  i;
+    u_char    n[8];
+    uint64_t  w;
 
-    for (i = 0; i < 8; i++) {       /* the same 8 bytes on every node */
-        n[i] = (u_char) ((uint64_t) len >> (8 * i));
-    }
+    w = (uint64_t) len;
+
+#if (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+    w = __builtin_bswap64(w);       /* the same 8 bytes on every node */
+#endif
+
+    ngx_memcpy(n, &w, 8);
 
     ngx_http_llmroute_siphash_update(sh, n, 8);
 
@@ -1138,12 +1144,28 @@ ngx_http_llmroute_session_model(ngx_http_llmroute_main_conf_t *lmcf,
     for (i = 0; i < lmcf->cat.nmodels; i++) {
         m = &lmcf->cat.models[i];
 
-        if (ngx_crc32_short(m->full.data, m->full.len) == holder) {
+        if (ngx_http_llmroute_session_holder(m) == holder) {
             return i;
         }
     }
 
     return -1;
+}
+
+
+/*
+ * The crc32 of a model's "provider/id" that names it in an entry (and in
+ * Redis): computed once per worker, not on every lookup.
+ */
+
+static uint32_t
+ngx_http_llmroute_session_holder(ngx_http_llmroute_model_t *m)
+{
+    if (m->holder == 0) {
+        m->holder = ngx_crc32_short(m->full.data, m->full.len);
+    }
+
+    return m->holder;
 }
 
 
