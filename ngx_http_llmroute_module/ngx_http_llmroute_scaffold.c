@@ -21,6 +21,7 @@
 
 
 #include <ngx_http_llmroute_module.h>
+#include <ngx_http_llmroute_memo.h>
 
 
 /* providers cache prompts from this many tokens up */
@@ -33,12 +34,35 @@
 #define NGX_HTTP_LLMROUTE_SCAFFOLD_SAMPLE  256
 
 
-static void ngx_http_llmroute_scaffold_part(uint32_t *h, u_char *p,
-    size_t len);
-static void ngx_http_llmroute_scaffold_mix(uint32_t *h, u_char *p,
-    size_t len);
-static void ngx_http_llmroute_scaffold_level(ngx_http_llmroute_scaffold_t *sc,
-    uint32_t h, size_t bytes);
+/*
+ * Where the scaffold's pieces go: mixed into the hash chain (and its
+ * levels into sc), or collected as the memo's key (a level as a marked
+ * piece of its byte count; lengths and counts kept until the key is done).
+ */
+
+typedef struct {
+    ngx_http_llmroute_scaffold_t   *sc;
+    uint32_t                        h;
+    ngx_http_llmroute_memo_key_t   *key;
+    ngx_uint_t                      nwords;
+    size_t                          words[NGX_HTTP_LLMROUTE_MEMO_PIECES];
+} ngx_http_llmroute_scaffold_sink_t;
+
+
+static void ngx_http_llmroute_scaffold_ops(ngx_http_llmroute_req_t *req,
+    size_t tools, size_t bytes, ngx_http_llmroute_scaffold_sink_t *sink);
+static void ngx_http_llmroute_scaffold_part(
+    ngx_http_llmroute_scaffold_sink_t *sink, u_char *p, size_t len);
+static void ngx_http_llmroute_scaffold_mix(
+    ngx_http_llmroute_scaffold_sink_t *sink, u_char *p, size_t len);
+static void ngx_http_llmroute_scaffold_level(
+    ngx_http_llmroute_scaffold_sink_t *sink, size_t bytes);
+static size_t *ngx_http_llmroute_scaffold_word(
+    ngx_http_llmroute_scaffold_sink_t *sink, size_t w);
+
+
+/* the worker's levels of scaffolds it has hashed */
+static ngx_http_llmroute_memo_t  ngx_http_llmroute_scaffold_memo;
 
 
 /*
@@ -47,18 +71,20 @@ static void ngx_http_llmroute_scaffold_level(ngx_http_llmroute_scaffold_t *sc,
  * 256 bytes; the 256 bytes before each checkpoint of the system text):
  * two prompts alike there share the level.  That costs a routing estimate
  * when wrong, never an answer; hashing all of a 30 KB scaffold would cost
- * a quarter of the request's instructions.
+ * a quarter of the request's instructions.  An agent sends the same
+ * scaffold every turn: the same samples give the levels computed before.
  */
 
 void
 ngx_http_llmroute_scaffold_of(ngx_http_llmroute_req_t *req,
     ngx_http_llmroute_scaffold_t *sc)
 {
-    u_char                   *sys;
-    size_t                    tools, len, at, bytes;
-    uint32_t                  h;
-    ngx_uint_t                i;
-    ngx_http_llmroute_msg_t  *msg;
+    u_char                             *p;
+    size_t                              tools, bytes;
+    ngx_uint_t                          i;
+    ngx_http_llmroute_msg_t            *msg;
+    ngx_http_llmroute_memo_key_t        key;
+    ngx_http_llmroute_scaffold_sink_t   sink;
 
     ngx_memzero(sc, sizeof(ngx_http_llmroute_scaffold_t));
 
@@ -87,10 +113,43 @@ ngx_http_llmroute_scaffold_of(ngx_http_llmroute_req_t *req,
         return;
     }
 
-    h = 0;
+    sink.sc = NULL;
+    sink.key = &key;
+    sink.nwords = 0;
+    ngx_http_llmroute_memo_start(&key);
 
-    ngx_http_llmroute_scaffold_part(&h, req->body + req->tools_start, tools);
-    ngx_http_llmroute_scaffold_level(sc, h, tools);
+    ngx_http_llmroute_scaffold_ops(req, tools, bytes, &sink);
+
+    p = ngx_http_llmroute_memo_find(&ngx_http_llmroute_scaffold_memo, &key);
+
+    if (p) {
+        ngx_memcpy(sc, p, sizeof(ngx_http_llmroute_scaffold_t));
+        return;
+    }
+
+    sink.sc = sc;
+    sink.h = 0;
+    sink.key = NULL;
+
+    ngx_http_llmroute_scaffold_ops(req, tools, bytes, &sink);
+
+    ngx_http_llmroute_memo_keep(&ngx_http_llmroute_scaffold_memo, &key, sc,
+                                sizeof(ngx_http_llmroute_scaffold_t));
+}
+
+
+static void
+ngx_http_llmroute_scaffold_ops(ngx_http_llmroute_req_t *req, size_t tools,
+    size_t bytes, ngx_http_llmroute_scaffold_sink_t *sink)
+{
+    u_char                   *sys;
+    size_t                    len, at;
+    ngx_uint_t                i, nlevels;
+    ngx_http_llmroute_msg_t  *msg;
+
+    ngx_http_llmroute_scaffold_part(sink, req->body + req->tools_start,
+                                    tools);
+    ngx_http_llmroute_scaffold_level(sink, tools);
 
     if (req->nmsgs == 0 || req->msgs[0].role != NGX_HTTP_LLMROUTE_ROLE_SYSTEM)
     {
@@ -101,15 +160,17 @@ ngx_http_llmroute_scaffold_of(ngx_http_llmroute_req_t *req,
 
     sys = req->body + req->msgs[0].start;
     len = req->msgs[0].end - req->msgs[0].start;
+    nlevels = 1;
 
     for (at = NGX_HTTP_LLMROUTE_SCAFFOLD_STEP;
-         at < len && sc->nlevels < NGX_HTTP_LLMROUTE_SCAFFOLD_LEVELS - 1;
+         at < len && nlevels < NGX_HTTP_LLMROUTE_SCAFFOLD_LEVELS - 1;
          at *= 2)
     {
-        ngx_http_llmroute_scaffold_mix(&h,
+        ngx_http_llmroute_scaffold_mix(sink,
                                  sys + at - NGX_HTTP_LLMROUTE_SCAFFOLD_SAMPLE,
                                  NGX_HTTP_LLMROUTE_SCAFFOLD_SAMPLE);
-        ngx_http_llmroute_scaffold_level(sc, h, tools + at);
+        ngx_http_llmroute_scaffold_level(sink, tools + at);
+        nlevels++;
     }
 
     /* then all the system messages before the first other one */
@@ -121,46 +182,84 @@ ngx_http_llmroute_scaffold_of(ngx_http_llmroute_req_t *req,
             break;
         }
 
-        ngx_http_llmroute_scaffold_part(&h, req->body + msg->start,
+        ngx_http_llmroute_scaffold_part(sink, req->body + msg->start,
                                         msg->end - msg->start);
     }
 
-    ngx_http_llmroute_scaffold_level(sc, h, bytes);
+    ngx_http_llmroute_scaffold_level(sink, bytes);
 }
 
 
 /* a part's length, its first sample and the rest of its last one */
 
 static void
-ngx_http_llmroute_scaffold_part(uint32_t *h, u_char *p, size_t len)
+ngx_http_llmroute_scaffold_part(ngx_http_llmroute_scaffold_sink_t *sink,
+    u_char *p, size_t len)
 {
     size_t  head, tail;
 
     head = ngx_min(len, NGX_HTTP_LLMROUTE_SCAFFOLD_SAMPLE);
     tail = ngx_min(len - head, NGX_HTTP_LLMROUTE_SCAFFOLD_SAMPLE);
 
-    ngx_http_llmroute_scaffold_mix(h, (u_char *) &len, sizeof(size_t));
-    ngx_http_llmroute_scaffold_mix(h, p, head);
-    ngx_http_llmroute_scaffold_mix(h, p + len - tail, tail);
+    ngx_http_llmroute_scaffold_mix(sink,
+                                   (u_char *) ngx_http_llmroute_scaffold_word(
+                                                  sink, len),
+                                   sizeof(size_t));
+    ngx_http_llmroute_scaffold_mix(sink, p, head);
+    ngx_http_llmroute_scaffold_mix(sink, p + len - tail, tail);
 }
 
 
 /* murmur2 of the bytes, chained (FNV-1a's step) */
 
 static void
-ngx_http_llmroute_scaffold_mix(uint32_t *h, u_char *p, size_t len)
+ngx_http_llmroute_scaffold_mix(ngx_http_llmroute_scaffold_sink_t *sink,
+    u_char *p, size_t len)
 {
-    *h = (*h ^ ngx_murmur_hash2(p, len)) * 16777619;
+    if (sink->key) {
+        ngx_http_llmroute_memo_add(sink->key, p, len, 0);
+        return;
+    }
+
+    sink->h = (sink->h ^ ngx_murmur_hash2(p, len)) * 16777619;
 }
 
 
 static void
-ngx_http_llmroute_scaffold_level(ngx_http_llmroute_scaffold_t *sc,
-    uint32_t h, size_t bytes)
+ngx_http_llmroute_scaffold_level(ngx_http_llmroute_scaffold_sink_t *sink,
+    size_t bytes)
 {
-    sc->level[sc->nlevels] = h ? h : 1;
+    ngx_http_llmroute_scaffold_t  *sc;
+
+    if (sink->key) {
+        ngx_http_llmroute_memo_add(sink->key,
+                                   (u_char *) ngx_http_llmroute_scaffold_word(
+                                                  sink, bytes),
+                                   sizeof(size_t), 1);
+        return;
+    }
+
+    sc = sink->sc;
+
+    sc->level[sc->nlevels] = sink->h ? sink->h : 1;
     sc->tokens[sc->nlevels] = bytes / 4;
     sc->nlevels++;
+}
+
+
+/* a word the memo's key may point at until it is done with */
+
+static size_t *
+ngx_http_llmroute_scaffold_word(ngx_http_llmroute_scaffold_sink_t *sink,
+    size_t w)
+{
+    size_t  *p;
+
+    p = &sink->words[sink->nwords];
+    sink->nwords = (sink->nwords + 1) % NGX_HTTP_LLMROUTE_MEMO_PIECES;
+    *p = w;
+
+    return p;
 }
 
 

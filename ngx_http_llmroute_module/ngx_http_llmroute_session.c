@@ -20,6 +20,7 @@
 #include <ngx_http_llmroute_module.h>
 #include <ngx_md5.h>
 #include <ngx_http_llmroute_siphash.h>
+#include <ngx_http_llmroute_memo.h>
 
 
 /* bytes hashed at each end of a prefix part */
@@ -61,6 +62,19 @@ typedef struct {
 } ngx_http_llmroute_session_node_t;
 
 
+/*
+ * Where the pieces of a session's prefix go: into the hash, or into the
+ * memo's key (with the length words they need kept until it is done).
+ */
+
+typedef struct {
+    ngx_http_llmroute_siphash_t     *sh;
+    ngx_http_llmroute_memo_key_t    *key;
+    ngx_uint_t                       nlens;
+    u_char                           lens[NGX_HTTP_LLMROUTE_MEMO_PIECES][8];
+} ngx_http_llmroute_session_sink_t;
+
+
 /* the fields a node pushes to Redis, in order; older nodes push the first 5 */
 #define NGX_HTTP_LLMROUTE_SESSION_FIELDS  10
 
@@ -70,9 +84,12 @@ static ngx_int_t ngx_http_llmroute_session_key(ngx_http_request_t *r,
 static void ngx_http_llmroute_session_user_id(ngx_str_t *v);
 static u_char *ngx_http_llmroute_session_salt(
     ngx_http_llmroute_main_conf_t *lmcf);
+static ngx_int_t ngx_http_llmroute_session_prefix(
+    ngx_http_llmroute_req_t *req, ngx_http_llmroute_session_sink_t *sink);
+static void ngx_http_llmroute_session_feed(
+    ngx_http_llmroute_session_sink_t *sink, u_char *data, size_t len);
 static void ngx_http_llmroute_session_hash_part(
-    ngx_http_llmroute_siphash_t *sh, u_char *p,
-    size_t len);
+    ngx_http_llmroute_session_sink_t *sink, u_char *p, size_t len);
 static ngx_http_llmroute_session_node_t *ngx_http_llmroute_session_lookup(
     ngx_http_llmroute_main_conf_t *lmcf, u_char *key, uint64_t now);
 static ngx_http_llmroute_session_node_t *ngx_http_llmroute_session_find(
@@ -96,6 +113,10 @@ static ngx_int_t ngx_http_llmroute_session_model(
 static uint32_t ngx_http_llmroute_session_holder(
     ngx_http_llmroute_model_t *m);
 static uint64_t ngx_http_llmroute_session_now(void);
+
+
+/* the worker's session keys of prefixes it has hashed */
+static ngx_http_llmroute_memo_t  ngx_http_llmroute_session_memo;
 
 
 const char  *ngx_http_llmroute_move_names[] = {
@@ -735,13 +756,14 @@ static ngx_int_t
 ngx_http_llmroute_session_key(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx, ngx_http_llmroute_loc_conf_t *lcf)
 {
-    ngx_str_t                      v;
-    ngx_http_llmroute_siphash_t    sh;
-    ngx_uint_t                     i, user;
-    ngx_table_elt_t               *h;
-    ngx_http_llmroute_req_t       *req;
-    ngx_http_llmroute_msg_t       *msg;
-    ngx_http_llmroute_main_conf_t *lmcf;
+    u_char                            *p;
+    ngx_str_t                          v;
+    ngx_table_elt_t                   *h;
+    ngx_http_llmroute_req_t           *req;
+    ngx_http_llmroute_siphash_t        sh;
+    ngx_http_llmroute_memo_key_t       key;
+    ngx_http_llmroute_main_conf_t     *lmcf;
+    ngx_http_llmroute_session_sink_t   sink;
 
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
     req = &ctx->req;
@@ -776,49 +798,108 @@ ngx_http_llmroute_session_key(ngx_http_request_t *r,
         v = req->cache_key;
     }
 
-    ngx_http_llmroute_siphash_init(&sh,
-                                   ngx_http_llmroute_session_salt(lmcf));
-
-    if (v.len) {
-        ngx_http_llmroute_siphash_update(&sh, "k", 1);
-        ngx_http_llmroute_siphash_update(&sh, v.data, v.len);
-
-    } else {
-        /* the prefix: system, tools, the first user message */
-
-        ngx_http_llmroute_siphash_update(&sh, "p", 1);
-        user = 0;
-
-        for (i = 0; i < req->nmsgs && !user; i++) {
-            msg = &req->msgs[i];
-
-            if (msg->role != NGX_HTTP_LLMROUTE_ROLE_SYSTEM
-                && msg->role != NGX_HTTP_LLMROUTE_ROLE_USER)
-            {
-                continue;
-            }
-
-            user = (msg->role == NGX_HTTP_LLMROUTE_ROLE_USER);
-            ngx_http_llmroute_session_hash_part(&sh, req->body + msg->start,
-                                                msg->end - msg->start);
-        }
-
-        if (!user && req->tools_end == 0) {
-            return NGX_DECLINED;    /* nothing that recurs */
-        }
-
-        ngx_http_llmroute_session_hash_part(&sh,
-                                            req->body + req->tools_start,
-                                            req->tools_end - req->tools_start);
-    }
-
 #if (NGX_HTTP_LLMROUTE_SESSION_LEN != NGX_HTTP_LLMROUTE_SIPHASH_LEN)
 #error "the session key is the whole SipHash result"
 #endif
 
+    if (v.len) {
+        ngx_http_llmroute_siphash_init(&sh,
+                                       ngx_http_llmroute_session_salt(lmcf));
+        ngx_http_llmroute_siphash_update(&sh, "k", 1);
+        ngx_http_llmroute_siphash_update(&sh, v.data, v.len);
+        ngx_http_llmroute_siphash_final(&sh, ctx->session);
+
+        return NGX_OK;
+    }
+
+    /*
+     * the prefix: its pieces first; the same pieces as a turn before
+     * (an agent re-sends its prefix every turn) give the same key back
+     */
+
+    sink.sh = NULL;
+    sink.key = &key;
+    sink.nlens = 0;
+    ngx_http_llmroute_memo_start(&key);
+
+    if (ngx_http_llmroute_session_prefix(req, &sink) != NGX_OK) {
+        return NGX_DECLINED;        /* nothing that recurs */
+    }
+
+    p = ngx_http_llmroute_memo_find(&ngx_http_llmroute_session_memo, &key);
+
+    if (p) {
+        ngx_memcpy(ctx->session, p, NGX_HTTP_LLMROUTE_SESSION_LEN);
+        return NGX_OK;
+    }
+
+    ngx_http_llmroute_siphash_init(&sh, ngx_http_llmroute_session_salt(lmcf));
+
+    sink.sh = &sh;
+    sink.key = NULL;
+
+    (void) ngx_http_llmroute_session_prefix(req, &sink);
+
     ngx_http_llmroute_siphash_final(&sh, ctx->session);
 
+    ngx_http_llmroute_memo_keep(&ngx_http_llmroute_session_memo, &key,
+                                ctx->session, NGX_HTTP_LLMROUTE_SESSION_LEN);
+
     return NGX_OK;
+}
+
+
+/*
+ * The prefix every turn repeats: system messages, the first user message,
+ * tools; NGX_DECLINED when it has neither a user message nor tools.  Fed
+ * to the hash, or collected as the memo's key.
+ */
+
+static ngx_int_t
+ngx_http_llmroute_session_prefix(ngx_http_llmroute_req_t *req,
+    ngx_http_llmroute_session_sink_t *sink)
+{
+    ngx_uint_t                i, user;
+    ngx_http_llmroute_msg_t  *msg;
+
+    ngx_http_llmroute_session_feed(sink, (u_char *) "p", 1);
+    user = 0;
+
+    for (i = 0; i < req->nmsgs && !user; i++) {
+        msg = &req->msgs[i];
+
+        if (msg->role != NGX_HTTP_LLMROUTE_ROLE_SYSTEM
+            && msg->role != NGX_HTTP_LLMROUTE_ROLE_USER)
+        {
+            continue;
+        }
+
+        user = (msg->role == NGX_HTTP_LLMROUTE_ROLE_USER);
+        ngx_http_llmroute_session_hash_part(sink, req->body + msg->start,
+                                            msg->end - msg->start);
+    }
+
+    if (!user && req->tools_end == 0) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_llmroute_session_hash_part(sink, req->body + req->tools_start,
+                                        req->tools_end - req->tools_start);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_llmroute_session_feed(ngx_http_llmroute_session_sink_t *sink,
+    u_char *data, size_t len)
+{
+    if (sink->key) {
+        ngx_http_llmroute_memo_add(sink->key, data, len, 0);
+
+    } else {
+        ngx_http_llmroute_siphash_update(sink->sh, data, len);
+    }
 }
 
 
@@ -886,11 +967,11 @@ ngx_http_llmroute_session_user_id(ngx_str_t *v)
  */
 
 static void
-ngx_http_llmroute_session_hash_part(ngx_http_llmroute_siphash_t *sh,
+ngx_http_llmroute_session_hash_part(ngx_http_llmroute_session_sink_t *sink,
     u_char *p, size_t len)
 {
-    u_char    n[8];
-    uint64_t  w;
+    u_char    *n;
+    uint64_t   w;
 
     w = (uint64_t) len;
 
@@ -898,19 +979,24 @@ ngx_http_llmroute_session_hash_part(ngx_http_llmroute_siphash_t *sh,
     w = __builtin_bswap64(w);       /* the same 8 bytes on every node */
 #endif
 
+    /* the memo's key points at it until the key is done with */
+
+    n = sink->lens[sink->nlens];
+    sink->nlens = (sink->nlens + 1) % NGX_HTTP_LLMROUTE_MEMO_PIECES;
+
     ngx_memcpy(n, &w, 8);
 
-    ngx_http_llmroute_siphash_update(sh, n, 8);
+    ngx_http_llmroute_session_feed(sink, n, 8);
 
     if (len <= 2 * NGX_HTTP_LLMROUTE_SESSION_SAMPLE) {
-        ngx_http_llmroute_siphash_update(sh, p, len);
+        ngx_http_llmroute_session_feed(sink, p, len);
         return;
     }
 
-    ngx_http_llmroute_siphash_update(sh, p, NGX_HTTP_LLMROUTE_SESSION_SAMPLE);
-    ngx_http_llmroute_siphash_update(sh,
-                                     p + len - NGX_HTTP_LLMROUTE_SESSION_SAMPLE,
-                                     NGX_HTTP_LLMROUTE_SESSION_SAMPLE);
+    ngx_http_llmroute_session_feed(sink, p, NGX_HTTP_LLMROUTE_SESSION_SAMPLE);
+    ngx_http_llmroute_session_feed(sink,
+                                   p + len - NGX_HTTP_LLMROUTE_SESSION_SAMPLE,
+                                   NGX_HTTP_LLMROUTE_SESSION_SAMPLE);
 }
 
 

@@ -384,6 +384,46 @@ def test_default_key_chain(site):
     assert sid(turns=4, user="another task") != p1
 
 
+def test_prefix_key_is_the_same_from_the_worker_memo(site):
+    """A worker keeps the prefix keys (and scaffold levels) it computed,
+    with the sampled bytes they came from: a prefix sent again gets its
+    key back without hashing it again.  That key is the one hashing would
+    give: the same after the memo's 16 slots went to other prefixes, and a
+    prefix that differs in its length or in a sampled byte has its own;
+    one that differs only between the samples (the first and last 1024
+    bytes of each part) shares the key, as it always did."""
+    s = site()
+
+    def sid(system, user="fix the failing test", tools=True):
+        body = {"model": "auto", "messages": [
+            {"role": "system", "content": system},
+            {"role": "user", "content": user}]}
+        if tools:
+            body["tools"] = TOOLS
+        resp = post_json(s.port, "/v1/chat/completions", body,
+                         headers={"X-LLMRoute-Tier": "simple"})
+        assert resp.status == 200, resp
+        return session_of(resp)
+
+    k = sid(SYSTEM)                     # hashed, then kept
+    assert sid(SYSTEM) == k             # from the memo
+    middle = len(SYSTEM) // 2
+    longer = SYSTEM[:middle] + "x" + SYSTEM[middle:]
+    assert sid(longer) not in (k, sid(SYSTEM[:middle] + SYSTEM[middle + 1:]))
+    assert sid("Z" + SYSTEM[1:]) != k   # in the head sample
+    assert sid(SYSTEM[:-1] + "Y") != k  # in the tail sample
+    same = SYSTEM[:middle] + "Z" + SYSTEM[middle + 1:]
+    assert sid(same) == k               # between the samples
+    assert sid(SYSTEM, tools=False) != k
+    assert sid(SYSTEM, user="another task") != k
+
+    # every slot taken by other prefixes: hashed again, the same key
+    for i in range(20):
+        sid(SYSTEM, user="task %d" % i)
+    assert sid(SYSTEM) == k
+    assert sid(same) == k
+
+
 def test_session_directive_value_and_off(site):
     s = site(location="llmroute_session $http_x_conversation;")
     a = session_of(s.turn(None, headers={"X-Conversation": "abc"}))
