@@ -1122,10 +1122,10 @@ ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 {
     u_char                        *p, *q;
     size_t                         total, pos, start[3], end[3], t;
-    ngx_buf_t                     *b;
+    ngx_buf_t                     *b, *bufs;
     ngx_str_t                     *id, part[7], fix[3], f;
     ngx_uint_t                     i, k, n, ne, hint;
-    ngx_chain_t                   *cl, **ll;
+    ngx_chain_t                   *cl, **ll, *links;
     ngx_table_elt_t               *h;
     ngx_http_request_body_t       *rb;
     ngx_http_llmroute_req_t       *req;
@@ -1235,6 +1235,15 @@ ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     part[n].data = req->body + pos;
     part[n++].len = req->len - pos;
 
+    /* the buffers and their links in two allocations, not one per part */
+
+    bufs = ngx_pcalloc(r->pool, n * sizeof(ngx_buf_t));
+    links = ngx_palloc(r->pool, n * sizeof(ngx_chain_t));
+
+    if (bufs == NULL || links == NULL) {
+        return NGX_ERROR;
+    }
+
     rb = r->request_body;
     ll = &rb->bufs;
     total = 0;
@@ -1245,21 +1254,13 @@ ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
             continue;
         }
 
-        b = ngx_calloc_buf(r->pool);
-        if (b == NULL) {
-            return NGX_ERROR;
-        }
-
+        b = bufs++;
         b->pos = part[i].data;
         b->last = part[i].data + part[i].len;
         b->memory = 1;
         total += part[i].len;
 
-        cl = ngx_alloc_chain_link(r->pool);
-        if (cl == NULL) {
-            return NGX_ERROR;
-        }
-
+        cl = links++;
         cl->buf = b;
         *ll = cl;
         ll = &cl->next;
@@ -1376,29 +1377,22 @@ ngx_http_llmroute_client_headers(ngx_http_request_t *r,
 static ngx_uint_t
 ngx_http_llmroute_hidden_header(ngx_str_t *name)
 {
-    ngx_uint_t  i;
+    const char  *lc;
 
-    static ngx_str_t  names[] = {
-        ngx_string("authorization"),
-        ngx_string("proxy-authorization"),
-        ngx_string("x-api-key"),
-        ngx_string("api-key"),
-        ngx_string("x-goog-api-key"),
-        ngx_string("accept-encoding"),
-        ngx_string("content-encoding"),  /* we send the plain body we read */
-        ngx_null_string
-    };
+    /* no two of the names have the same length */
 
-    for (i = 0; names[i].len; i++) {
-        if (name->len == names[i].len
-            && ngx_http_llmroute_equal_lc(name->data,
-                                          (char *) names[i].data, name->len))
-        {
-            return 1;
-        }
+    switch (name->len) {
+    case 13: lc = "authorization"; break;
+    case 19: lc = "proxy-authorization"; break;
+    case 9:  lc = "x-api-key"; break;
+    case 7:  lc = "api-key"; break;
+    case 14: lc = "x-goog-api-key"; break;
+    case 15: lc = "accept-encoding"; break;
+    case 16: lc = "content-encoding"; break;   /* we send the plain body */
+    default: return 0;
     }
 
-    return 0;
+    return ngx_http_llmroute_equal_lc(name->data, lc, name->len);
 }
 
 
