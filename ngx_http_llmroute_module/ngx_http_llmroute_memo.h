@@ -27,7 +27,8 @@
 /* results kept per memo; the oldest goes */
 #define NGX_HTTP_LLMROUTE_MEMO_SLOTS    16
 
-#define NGX_HTTP_LLMROUTE_MEMO_RESULT   64
+/* a result's bytes, at most (a larger one is computed, never kept) */
+#define NGX_HTTP_LLMROUTE_MEMO_RESULT   128
 
 /* a piece's length with this bit set: a marker, apart from the bytes */
 #define NGX_HTTP_LLMROUTE_MEMO_MARK     0x80000000
