@@ -135,6 +135,10 @@ static ngx_int_t ngx_http_llmroute_usage_tail(ngx_http_llmroute_usage_t *u,
     u_char *p, u_char *last);
 static ngx_int_t ngx_http_llmroute_usage_member(ngx_http_llmroute_usage_t *u,
     u_char *v, size_t len, ngx_uint_t role);
+static u_char *ngx_http_llmroute_usage_direct(ngx_http_llmroute_usage_t *u,
+    u_char *p, u_char *last, ngx_uint_t role, ngx_uint_t depth,
+    ngx_uint_t *tokens);
+static u_char *ngx_http_llmroute_usage_plain_end(u_char *p, u_char *last);
 static u_char *ngx_http_llmroute_usage_ws(u_char *p, u_char *last);
 static u_char *ngx_http_llmroute_usage_string_end(u_char *p, u_char *last);
 static u_char *ngx_http_llmroute_usage_value_end(u_char *p, u_char *last);
@@ -199,6 +203,26 @@ static void *ngx_http_llmroute_usage_malloc(void *ctx, size_t size);
 static void *ngx_http_llmroute_usage_realloc(void *ctx, void *ptr,
     size_t size);
 static void ngx_http_llmroute_usage_free(void *ctx, void *ptr);
+
+
+#ifdef NGX_HTTP_LLMROUTE_STANDALONE
+
+/* the tests and the fuzzer compare direct() with the general path */
+ngx_uint_t  ngx_http_llmroute_usage_no_direct;
+ngx_uint_t  ngx_http_llmroute_usage_direct_reads;
+
+#define ngx_http_llmroute_usage_direct_read()                                \
+    ngx_http_llmroute_usage_direct_reads++
+
+#define ngx_http_llmroute_usage_direct_on()                                  \
+    (!ngx_http_llmroute_usage_no_direct)
+
+#else
+
+#define ngx_http_llmroute_usage_direct_on()  1
+#define ngx_http_llmroute_usage_direct_read()
+
+#endif
 
 
 ngx_str_t  ngx_http_llmroute_finish_reasons[] = {
@@ -921,7 +945,7 @@ ngx_http_llmroute_usage_members_from(ngx_http_llmroute_usage_t *u, u_char *q,
     u_char *last)
 {
     u_char      *key, *v;
-    ngx_uint_t   role;
+    ngx_uint_t   role, tokens;
 
     for ( ;; ) {
         if (*q != '"') {
@@ -947,16 +971,30 @@ ngx_http_llmroute_usage_members_from(ngx_http_llmroute_usage_t *u, u_char *q,
             return NGX_ERROR;
         }
 
-        q = ngx_http_llmroute_usage_value_end(v, last);
-        if (q == NULL) {
-            return NGX_ERROR;
-        }
+        tokens = NGX_HTTP_LLMROUTE_USAGE_DIRECT_TOKENS;
 
-        if (role != NGX_HTTP_LLMROUTE_R_NONE
-            && !(u->lazy && role == NGX_HTTP_LLMROUTE_R_CHOICES)
-            && ngx_http_llmroute_usage_member(u, v, q - v, role) != NGX_OK)
+        if ((role == NGX_HTTP_LLMROUTE_R_USAGE
+             || role == NGX_HTTP_LLMROUTE_R_AUSAGE)
+            && *v == '{' && ngx_http_llmroute_usage_direct_on()
+            && (q = ngx_http_llmroute_usage_direct(u, v, last, role, 0,
+                                                   &tokens))
+               != NULL)
         {
-            return NGX_ERROR;
+            ngx_http_llmroute_usage_direct_read();
+
+        } else {
+            q = ngx_http_llmroute_usage_value_end(v, last);
+            if (q == NULL) {
+                return NGX_ERROR;
+            }
+
+            if (role != NGX_HTTP_LLMROUTE_R_NONE
+                && !(u->lazy && role == NGX_HTTP_LLMROUTE_R_CHOICES)
+                && ngx_http_llmroute_usage_member(u, v, q - v, role)
+                   != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
         }
 
         q = ngx_http_llmroute_usage_ws(q, last);
@@ -1044,9 +1082,213 @@ ngx_http_llmroute_usage_member(ngx_http_llmroute_usage_t *u, u_char *v,
 }
 
 
+/*
+ * A usage object read in one pass, without delimiting it first and
+ * tokenizing it next: the usual shape, members whose values are objects
+ * (3 deep at most), strings without escapes or control characters,
+ * non-negative integers and literals.  Anything else (an array, an
+ * escape, a fraction, more than *tokens keys and values...) returns NULL,
+ * and the caller reads the object the general way, which then decides.
+ * What this accepts is JSON that the tokenizer reads into the tokens walk()
+ * follows, and it calls the hooks as walk() does, in the same order; the
+ * only state they change before the usage closes is u->tmp, which opening
+ * the usage again sets anew, so a NULL half-way leaves nothing behind.
+ */
+
+static u_char *
+ngx_http_llmroute_usage_direct(ngx_http_llmroute_usage_t *u, u_char *p,
+    u_char *last, ngx_uint_t role, ngx_uint_t depth, ngx_uint_t *tokens)
+{
+    u_char      *v, *q;
+    size_t       n;
+    const char  *lit;
+    ngx_uint_t   kind, vrole, type;
+
+    kind = ngx_http_llmroute_usage_open(u, role, 1);
+
+    p = ngx_http_llmroute_usage_ws(p + 1, last);
+
+    if (p < last && *p == '}') {
+        ngx_http_llmroute_usage_close(u, kind);
+        return p + 1;
+    }
+
+    for ( ;; ) {
+
+        /* the key */
+
+        if (p == last || *p != '"' || *tokens < 2) {
+            return NULL;
+        }
+
+        *tokens -= 2;
+
+        q = ngx_http_llmroute_usage_plain_end(p + 1, last);
+        if (q == NULL) {
+            return NULL;
+        }
+
+        vrole = (kind == NGX_HTTP_LLMROUTE_K_OTHER)
+                ? NGX_HTTP_LLMROUTE_R_NONE
+                : ngx_http_llmroute_usage_role(kind, p + 1, q - p - 1);
+
+        p = ngx_http_llmroute_usage_ws(q + 1, last);
+        if (p == last || *p != ':') {
+            return NULL;
+        }
+
+        v = ngx_http_llmroute_usage_ws(p + 1, last);
+        if (v == last) {
+            return NULL;
+        }
+
+        /* the value */
+
+        switch (*v) {
+
+        case '{':
+            if (depth == 2) {
+                return NULL;
+            }
+
+            p = ngx_http_llmroute_usage_direct(u, v, last, vrole, depth + 1,
+                                               tokens);
+            if (p == NULL) {
+                return NULL;
+            }
+
+            goto next;
+
+        case '"':
+            q = ngx_http_llmroute_usage_plain_end(v + 1, last);
+            if (q == NULL) {
+                return NULL;
+            }
+
+            type = NGX_HTTP_LLMROUTE_T_STRING;
+            v++;
+            p = q + 1;
+            break;
+
+        case '0': case '1': case '2': case '3': case '4':
+        case '5': case '6': case '7': case '8': case '9':
+            for (q = v + 1; q < last && *q >= '0' && *q <= '9'; q++) {
+                /* void */
+            }
+
+            if (*v == '0' && q - v > 1) {
+                return NULL;
+            }
+
+            type = NGX_HTTP_LLMROUTE_T_NUMBER;
+            p = q;
+            break;
+
+        case 'n':
+        case 't':
+        case 'f':
+            lit = (*v == 'n') ? "null" : (*v == 't') ? "true" : "false";
+            n = (*v == 'f') ? 5 : 4;
+
+            if ((size_t) (last - v) < n || ngx_memcmp(v, lit, n) != 0) {
+                return NULL;
+            }
+
+            type = (*v == 'n') ? NGX_HTTP_LLMROUTE_T_NULL
+                               : NGX_HTTP_LLMROUTE_T_OTHER;
+            q = v + n;
+            p = q;
+            break;
+
+        default:
+            return NULL;
+        }
+
+        /* a number or literal must end here, as the tokenizer ends it */
+
+        if (p == last
+            || (*p != ',' && *p != '}' && *p != ' ' && *p != '\t'
+                && *p != '\n' && *p != '\r'))
+        {
+            return NULL;
+        }
+
+        if (vrole != NGX_HTTP_LLMROUTE_R_NONE) {
+            ngx_http_llmroute_usage_scalar(u, vrole, type, v, q - v, 1);
+        }
+
+    next:
+
+        p = ngx_http_llmroute_usage_ws(p, last);
+        if (p == last) {
+            return NULL;
+        }
+
+        if (*p == '}') {
+            ngx_http_llmroute_usage_close(u, kind);
+            return p + 1;
+        }
+
+        if (*p != ',') {
+            return NULL;
+        }
+
+        p = ngx_http_llmroute_usage_ws(p + 1, last);
+    }
+}
+
+
+/*
+ * p is right after an opening quote: its closing quote, or NULL if a
+ * backslash, a control character or last comes first.  Eight bytes at a
+ * step: m flags each quote, backslash and byte below 0x20, and its lowest
+ * flag is always a true one (a borrow only runs upwards from one).
+ */
+
+static u_char *
+ngx_http_llmroute_usage_plain_end(u_char *p, u_char *last)
+{
+    uint64_t  x, q, b, m;
+
+    while (last - p >= 8) {
+        x = ngx_http_llmroute_le64(p);
+        q = x ^ 0x2222222222222222ULL;
+        b = x ^ 0x5c5c5c5c5c5c5c5cULL;
+
+        m = (((q - 0x0101010101010101ULL) & ~q)
+             | ((b - 0x0101010101010101ULL) & ~b)
+             | ((x - 0x2020202020202020ULL) & ~x))
+            & 0x8080808080808080ULL;
+
+        if (m) {
+            p += __builtin_ctzll(m) >> 3;
+            return (*p == '"') ? p : NULL;
+        }
+
+        p += 8;
+    }
+
+    for ( /* void */ ; p < last; p++) {
+        if (*p == '"') {
+            return p;
+        }
+
+        if (*p == '\\' || *p < 0x20) {
+            return NULL;
+        }
+    }
+
+    return NULL;
+}
+
+
 static u_char *
 ngx_http_llmroute_usage_ws(u_char *p, u_char *last)
 {
+    if (p < last && *p > ' ') {
+        return p;           /* the usual case: no blank at all */
+    }
+
     while (p < last && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
     {
         p++;
@@ -1833,22 +2075,26 @@ ngx_http_llmroute_usage_tail(ngx_http_llmroute_usage_t *u, u_char *p,
     u_char *last)
 {
     u_char    *q;
-    uint64_t   x;
+    uint64_t   x, y;
 
     /* from the end: usage is seldom more than a few hundred bytes away */
 
     for (q = last - 6; /* void */ ; q--) {
 
-        /* eight bytes at a step while none is a 'u' (x has a zero byte) */
+        /* 16 bytes at a step while none is a 'u' (x or y has a zero byte) */
 
-        while (q - p >= 9) {
+        while (q - p >= 17) {
             x = ngx_http_llmroute_le64(q - 7) ^ 0x7575757575757575ULL;
+            y = ngx_http_llmroute_le64(q - 15) ^ 0x7575757575757575ULL;
 
-            if ((x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL) {
+            if ((((x - 0x0101010101010101ULL) & ~x)
+                 | ((y - 0x0101010101010101ULL) & ~y))
+                & 0x8080808080808080ULL)
+            {
                 break;
             }
 
-            q -= 8;
+            q -= 16;
         }
 
         if (q - p < 2) {

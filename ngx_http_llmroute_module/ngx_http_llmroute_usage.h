@@ -131,6 +131,9 @@
 /* jsmn tokens per member read from an SSE chunk (20 bytes each, stack) */
 #define NGX_HTTP_LLMROUTE_USAGE_TOKENS        512
 
+/* keys and values of a usage object read without jsmn (see _usage.c) */
+#define NGX_HTTP_LLMROUTE_USAGE_DIRECT_TOKENS 256
+
 /* content_is_json is only computed for an answer shorter than this */
 #define NGX_HTTP_LLMROUTE_USAGE_JSON_MAX      (1024 * 1024)
 
@@ -246,6 +249,12 @@ void ngx_http_llmroute_usage_finish(ngx_http_llmroute_usage_t *u,
     ngx_http_llmroute_usage_span_t *span);
 
 extern ngx_str_t  ngx_http_llmroute_finish_reasons[];
+
+#ifdef NGX_HTTP_LLMROUTE_STANDALONE
+/* 1: usage objects only through the general path (tests compare) */
+extern ngx_uint_t  ngx_http_llmroute_usage_no_direct;
+extern ngx_uint_t  ngx_http_llmroute_usage_direct_reads;   /* it was used */
+#endif
 
 
 #endif /* _NGX_HTTP_LLMROUTE_USAGE_H_INCLUDED_ */

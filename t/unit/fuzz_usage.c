@@ -12,6 +12,9 @@
  *
  *   byte 0: bit 0 JSON (else SSE), bit 1 JSON_CHECK, bits 2-4 carry size
  *   byte 1: 0 one byte at a time, else seed of random buffer sizes
+ *
+ * Each run is made twice, with usage objects read by the one-pass reader
+ * and by the general path only: every result must be the same.
  */
 
 
@@ -27,6 +30,7 @@ typedef struct {
     int64_t     prompt;
     int64_t     completion;
     int64_t     cached;
+    int64_t     cache_write;
     size_t      content_bytes;
     ngx_uint_t  finish;
     ngx_uint_t  events;
@@ -164,6 +168,7 @@ run(const uint8_t *data, size_t size, ngx_uint_t flags, size_t carry_size,
     r->prompt = u.prompt_tokens;
     r->completion = u.completion_tokens;
     r->cached = u.cached_tokens;
+    r->cache_write = u.cache_write_tokens;
     r->content_bytes = u.content_bytes;
     r->finish = u.finish_reason;
     r->events = u.events;
@@ -186,7 +191,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t         carry_size;
     uint32_t       seed;
     ngx_uint_t     flags;
-    fuzz_result_t  a, b;
+    fuzz_result_t  a, b, c, d;
 
     if (size < 2) {
         return 0;
@@ -209,8 +214,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     carry_size = carry_sizes[(data[0] >> 2) & 7];
     seed = data[1];
 
+    /* a usage object read in one pass: as the general path reads it */
+
+    ngx_http_llmroute_usage_no_direct = 1;
     run(data + 2, size - 2, flags, carry_size, 0, 1, &a);
     run(data + 2, size - 2, flags, carry_size, seed, 0, &b);
+    ngx_http_llmroute_usage_no_direct = 0;
+    run(data + 2, size - 2, flags, carry_size, 0, 1, &c);
+    run(data + 2, size - 2, flags, carry_size, seed, 0, &d);
+
+    fuzz_assert(memcmp(&a, &c, sizeof(fuzz_result_t)) == 0);
+    fuzz_assert(memcmp(&b, &d, sizeof(fuzz_result_t)) == 0);
 
     /*
      * JSON_LAZY reads a whole answer's usage only, and without validating

@@ -1597,6 +1597,116 @@ test_anthropic(void)
 }
 
 
+/*
+ * The one-pass usage reader against the general path (value_end(), the
+ * tokenizer, walk()): the same results for the usual shapes and for every
+ * odd one it hands back, in a whole JSON answer (JSON_LAZY, length known:
+ * the tail walk), in one without its length (the full walk) and in an SSE
+ * chunk, OpenAI and Anthropic alike.  The usual shapes must take it.
+ */
+
+static void
+direct_case(const char *usage, int taken)
+{
+    int         k;
+    char        body[2048], sse[2048], name[2200];
+    result_t    a, b;
+    ngx_uint_t  reads, flags;
+
+    /* k: 0-3 JSON, length known or not, OpenAI or Anthropic; 4 SSE */
+
+    for (k = 0; k < 5; k++) {
+        flags = (k & 1) ? NGX_HTTP_LLMROUTE_USAGE_ANTHROPIC : 0;
+        snprintf(name, sizeof(name), "direct %d: %s", k, usage);
+
+        if (k < 4) {
+            snprintf(body, sizeof(body), "{\"id\":\"c\",\"choices\":[{\"index\""
+                     ":0,\"message\":{\"content\":\"Hi\"}}],\"usage\":%s}\n",
+                     usage);
+            length_known = (k < 2);
+
+        } else {
+            snprintf(sse, sizeof(sse), "data: {\"choices\":[],\"usage\":%s}"
+                     "\n\ndata: [DONE]\n\n", usage);
+        }
+
+        ngx_http_llmroute_usage_no_direct = 1;
+
+        if (k < 4) {
+            run_json(body, strlen(body), NULL, 0,
+                     NGX_HTTP_LLMROUTE_USAGE_JSON_LAZY | flags, 0, &a);
+        } else {
+            run_sse(sse, strlen(sse), NULL, 0, 65536, 1, &a);
+        }
+
+        ngx_http_llmroute_usage_no_direct = 0;
+        reads = ngx_http_llmroute_usage_direct_reads;
+
+        if (k < 4) {
+            run_json(body, strlen(body), NULL, 0,
+                     NGX_HTTP_LLMROUTE_USAGE_JSON_LAZY | flags, 0, &b);
+        } else {
+            run_sse(sse, strlen(sse), NULL, 0, 65536, 1, &b);
+        }
+
+        check(same(&a, &b), name);
+        check(!taken || ngx_http_llmroute_usage_direct_reads > reads, name);
+
+        result_free(&a);
+        result_free(&b);
+    }
+
+    length_known = 0;
+}
+
+
+static void
+test_usage_direct(void)
+{
+    /* the usual shapes */
+
+    direct_case("{\"prompt_tokens\":512,\"completion_tokens\":64,"
+                "\"total_tokens\":576,\"prompt_tokens_details\":"
+                "{\"cached_tokens\":0},\"completion_tokens_details\":"
+                "{\"reasoning_tokens\":0}}", 1);
+    direct_case("{\"input_tokens\":12,\"cache_creation_input_tokens\":3,"
+                "\"cache_read_input_tokens\":40,\"output_tokens\":7,"
+                "\"service_tier\":\"standard\",\"server_tool_use\":"
+                "{\"web_search_requests\":0}}", 1);
+    direct_case(" { \"prompt_tokens\" : 5 ,\t\"completion_tokens\":3 } ", 1);
+    direct_case("{\"prompt_tokens\":12,\"completion_tokens\":3,"
+                "\"prompt_cache_hit_tokens\":8,"
+                "\"prompt_cache_miss_tokens\":4}", 1);
+    direct_case("{}", 1);
+    direct_case("{\"prompt_tokens\":null,\"completion_tokens\":true,"
+                "\"total_tokens\":false,\"x\":\"\"}", 1);
+    direct_case("{\"prompt_tokens\":1,\"prompt_tokens\":\"2\","
+                "\"completion_tokens\":0}", 1);
+
+    /* handed back: the general path decides */
+
+    direct_case("{\"prompt_tokens\":5.0,\"completion_tokens\":1e2}", 0);
+    direct_case("{\"prompt_tokens\":-5,\"completion_tokens\":007}", 0);
+    direct_case("{\"prompt\\u005ftokens\":5,\"completion_tokens\":3}", 0);
+    direct_case("{\"prompt_tokens\":5,\"x\":\"a\\\"b\","
+                "\"completion_tokens\":3}", 0);
+    direct_case("{\"prompt_tokens\":5,\"d\":[1,2],\"completion_tokens\":3}", 0);
+    direct_case("{\"prompt_tokens\":5,\"completion_tokens\":3,}", 0);
+    direct_case("{\"prompt_tokens\":5,\"a\":{\"b\":{\"c\":{\"d\":1}}},"
+                "\"completion_tokens\":3}", 0);
+    direct_case("{\"prompt_tokens\":5 \"completion_tokens\":3}", 0);
+    direct_case("{\"prompt_tokens\":5x,\"completion_tokens\":3}", 0);
+    direct_case("{\"prompt_tokens\":5,\"completion_tokens\":3,\"t\":\"\x01\"}",
+                0);
+    direct_case("{\"prompt_tokens\":5,\"completion_tokens\":nul}", 0);
+    direct_case("{\"prompt_tokens\":99999999999999999999,"
+                "\"completion_tokens\":3}", 1);
+    direct_case("{\"prompt_tokens\":5,\"completion_tokens\":3", 0);
+    direct_case("{\"prompt_tokens\":5,\"completion_tokens\":3}}", 0);
+    direct_case("[1]", 0);
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -1622,6 +1732,7 @@ main(int argc, char **argv)
         test_json();
         test_json_check();
         test_json_lazy();
+        test_usage_direct();
         test_json_bad();
         test_json_large();
         bench();
