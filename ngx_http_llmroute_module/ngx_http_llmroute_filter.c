@@ -17,6 +17,8 @@
 
 
 static ngx_int_t ngx_http_llmroute_header_filter(ngx_http_request_t *r);
+static ngx_inline ngx_int_t ngx_http_llmroute_push_header(
+    ngx_http_request_t *r, const char *key, size_t len, ngx_str_t *value);
 static ngx_int_t ngx_http_llmroute_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static ngx_int_t ngx_http_llmroute_json_error_page(ngx_http_request_t *r,
@@ -41,6 +43,11 @@ static ngx_int_t ngx_http_llmroute_hold(ngx_http_request_t *r,
 static ngx_int_t ngx_http_llmroute_release_held(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 static ngx_msec_t ngx_http_llmroute_duration(ngx_str_t *s);
+
+
+/* a response header named by a literal: its length known at compile time */
+#define ngx_http_llmroute_header_out(r, key, value)                          \
+    ngx_http_llmroute_push_header(r, key, sizeof(key) - 1, value)
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -166,17 +173,17 @@ ngx_http_llmroute_header_filter(ngx_http_request_t *r)
         v.data = p;
         v.len = ngx_http_llmroute_decimal(p, ctx->attempts) - p;
 
-        if (ngx_http_llmroute_add_header(r, "X-LLMRoute-Provider",
+        if (ngx_http_llmroute_header_out(r, "X-LLMRoute-Provider",
                                          &ctx->provider->name) != NGX_OK
-            || ngx_http_llmroute_add_header(r, "X-LLMRoute-Model",
+            || ngx_http_llmroute_header_out(r, "X-LLMRoute-Model",
                                             &ctx->model->id) != NGX_OK
-            || ngx_http_llmroute_add_header(r, "X-LLMRoute-Tier",
+            || ngx_http_llmroute_header_out(r, "X-LLMRoute-Tier",
                                    &ngx_http_llmroute_tier_names[ctx->tier])
                != NGX_OK
-            || ngx_http_llmroute_add_header(r, "X-LLMRoute-Attempts", &v)
+            || ngx_http_llmroute_header_out(r, "X-LLMRoute-Attempts", &v)
                != NGX_OK
             || (ctx->escalated
-                && ngx_http_llmroute_add_header(r, "X-LLMRoute-Escalated",
+                && ngx_http_llmroute_header_out(r, "X-LLMRoute-Escalated",
                                                 &one)
                    != NGX_OK))
         {
@@ -342,6 +349,14 @@ ngx_int_t
 ngx_http_llmroute_add_header(ngx_http_request_t *r, const char *key,
     ngx_str_t *value)
 {
+    return ngx_http_llmroute_push_header(r, key, ngx_strlen(key), value);
+}
+
+
+static ngx_inline ngx_int_t
+ngx_http_llmroute_push_header(ngx_http_request_t *r, const char *key,
+    size_t len, ngx_str_t *value)
+{
     ngx_table_elt_t  *h;
 
     h = ngx_list_push(&r->headers_out.headers);
@@ -354,7 +369,7 @@ ngx_http_llmroute_add_header(ngx_http_request_t *r, const char *key,
     h->next = NULL;
 #endif
     h->key.data = (u_char *) key;
-    h->key.len = ngx_strlen(key);
+    h->key.len = len;
     h->value = *value;
 
     return NGX_OK;
@@ -371,6 +386,7 @@ static ngx_int_t
 ngx_http_llmroute_scan_init(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
     ngx_uint_t check)
 {
+    ngx_str_t                  *ct;
     ngx_uint_t                  sse;
     ngx_http_llmroute_usage_t  *u;
 
@@ -398,15 +414,20 @@ ngx_http_llmroute_scan_init(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
         return NGX_OK;
     }
 
-    if (r->headers_out.content_type.len >= 17
-        && ngx_http_llmroute_equal_lc(r->headers_out.content_type.data,
-                                      "text/event-stream", 17))
+    /* as providers send it first (a fixed-size memcmp() is two loads) */
+
+    ct = &r->headers_out.content_type;
+
+    if (ct->len >= 17
+        && (ngx_memcmp(ct->data, "text/event-stream", 17) == 0
+            || ngx_http_llmroute_equal_lc(ct->data, "text/event-stream", 17)))
     {
         sse = 1;
 
-    } else if (r->headers_out.content_type.len >= 16
-               && ngx_http_llmroute_equal_lc(r->headers_out.content_type.data,
-                                             "application/json", 16))
+    } else if (ct->len >= 16
+               && (ngx_memcmp(ct->data, "application/json", 16) == 0
+                   || ngx_http_llmroute_equal_lc(ct->data, "application/json",
+                                                 16)))
     {
         sse = 0;
 
@@ -414,7 +435,9 @@ ngx_http_llmroute_scan_init(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
         return NGX_OK;
     }
 
-    u = ngx_pcalloc(r->pool, sizeof(ngx_http_llmroute_usage_t));
+    /* not ngx_pcalloc(): init zeroes it */
+
+    u = ngx_palloc(r->pool, sizeof(ngx_http_llmroute_usage_t));
     if (u == NULL) {
         return NGX_ERROR;
     }
@@ -765,8 +788,10 @@ ngx_http_llmroute_filter_free(void *data, void *p)
 static void
 ngx_http_llmroute_steer(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 {
-    ngx_uint_t                           i;
+    size_t                               len;
+    ngx_uint_t                           i, k, seen, out;
     ngx_msec_t                           wait;
+    ngx_list_part_t                     *part;
     ngx_table_elt_t                     *h;
     ngx_http_llmroute_main_conf_t       *lmcf;
 
@@ -777,16 +802,57 @@ ngx_http_llmroute_steer(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         "x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"
     };
 
-    for (i = 0; i < 2; i++) {
-        h = ngx_http_llmroute_find_header(&r->upstream->headers_in.headers,
-                                          remaining[i]);
+    /*
+     * one pass over the answer's headers for both counts (a search for
+     * each cost twice as much on every answer); the first header of a
+     * name decides, bit k of seen and out for remaining[k]
+     */
 
-        if (h == NULL || h->value.len != 1 || h->value.data[0] != '0') {
+    seen = 0;
+    out = 0;
+    part = &r->upstream->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        len = h[i].key.len;
+
+        if (!h[i].hash || (len != 30 && len != 28)) {
+            continue;
+        }
+
+        k = (len == 30) ? 0 : 1;
+
+        if ((seen & (1 << k))
+            || !ngx_http_llmroute_equal_lc(h[i].key.data, remaining[k], len))
+        {
+            continue;
+        }
+
+        seen |= 1 << k;
+
+        if (h[i].value.len == 1 && h[i].value.data[0] == '0') {
+            out |= 1 << k;
+        }
+    }
+
+    for (k = 0; k < 2; k++) {
+        if (!(out & (1 << k))) {
             continue;
         }
 
         h = ngx_http_llmroute_find_header(&r->upstream->headers_in.headers,
-                                          reset[i]);
+                                          reset[k]);
 
         wait = h ? ngx_http_llmroute_duration(&h->value) : 1000;
         wait = ngx_max(wait, 100);
@@ -800,7 +866,7 @@ ngx_http_llmroute_steer(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "llmroute: provider \"%V\" reports no %s left, "
                       "cooling down %M ms", &ctx->provider->name,
-                      i ? "tokens" : "requests", wait);
+                      k ? "tokens" : "requests", wait);
     }
 }
 

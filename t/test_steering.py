@@ -50,3 +50,21 @@ def test_remaining_nonzero_keeps_provider(routed):
     for i in range(3):
         resp = post_json(r.port, CHAT, chat_body("a%d" % i), SIMPLE)
         assert resp.header("X-LLMRoute-Provider") == "cheap"
+
+
+def test_header_names_any_case_both_counts(routed):
+    """The names match in any case, and a zero for requests and one for
+    tokens in the same answer both count (read in one pass)."""
+    r = routed()
+    r.cheap.script([{"mode": "ok", "headers": {
+        "X-RateLimit-Remaining-Tokens": "0",
+        "X-RateLimit-Reset-Tokens": "6m0s",
+        "X-RateLimit-Remaining-Requests": "0"}}])
+    post_json(r.port, CHAT, chat_body("a"), SIMPLE)
+    resp = post_json(r.port, CHAT, chat_body("b"), SIMPLE)
+    assert resp.header("X-LLMRoute-Provider") == "premium"
+    assert len(r.cheap.requests) == 1
+    log = r.ngx.error_log()
+    assert 'provider "cheap" reports no requests left' in log
+    assert 'provider "cheap" reports no tokens left, cooling down 360000' \
+        in log
