@@ -19,6 +19,10 @@
  */
 
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE             /* memrchr() */
+#endif
+
 #include <ngx_http_llmroute_usage.h>
 
 #define JSMN_STATIC
@@ -138,7 +142,10 @@ static ngx_int_t ngx_http_llmroute_usage_member(ngx_http_llmroute_usage_t *u,
 static u_char *ngx_http_llmroute_usage_direct(ngx_http_llmroute_usage_t *u,
     u_char *p, u_char *last, ngx_uint_t role, ngx_uint_t depth,
     ngx_uint_t *tokens);
-static u_char *ngx_http_llmroute_usage_plain_end(u_char *p, u_char *last);
+static inline ngx_uint_t ngx_http_llmroute_usage_key(ngx_uint_t kind,
+    u_char *p, u_char *last, u_char **end);
+static inline u_char *ngx_http_llmroute_usage_plain_end(u_char *p,
+    u_char *last);
 static u_char *ngx_http_llmroute_usage_ws(u_char *p, u_char *last);
 static u_char *ngx_http_llmroute_usage_string_end(u_char *p, u_char *last);
 static u_char *ngx_http_llmroute_usage_value_end(u_char *p, u_char *last);
@@ -158,6 +165,8 @@ static void ngx_http_llmroute_usage_close(ngx_http_llmroute_usage_t *u,
 static void ngx_http_llmroute_usage_scalar(ngx_http_llmroute_usage_t *u,
     ngx_uint_t role, ngx_uint_t type, u_char *p, size_t len,
     ngx_uint_t raw);
+static inline void ngx_http_llmroute_usage_count(
+    ngx_http_llmroute_usage_t *u, ngx_uint_t role, int64_t v);
 static int64_t ngx_http_llmroute_usage_number(u_char *p, size_t len);
 static ngx_int_t ngx_http_llmroute_usage_carry_fit(
     ngx_http_llmroute_usage_t *u, size_t need);
@@ -954,12 +963,21 @@ ngx_http_llmroute_usage_members_from(ngx_http_llmroute_usage_t *u, u_char *q,
 
         key = q + 1;
 
-        q = ngx_http_llmroute_usage_string_end(q, last);
-        if (q == NULL) {
-            return NGX_ERROR;
-        }
+        role = ngx_http_llmroute_usage_key(u->root, key, last, &q);
 
-        role = ngx_http_llmroute_usage_role(u->root, key, q - 1 - key);
+        if (q != NULL) {
+            q++;
+
+        } else {
+            /* not a plain string: escapes, or cut */
+
+            q = ngx_http_llmroute_usage_string_end(key - 1, last);
+            if (q == NULL) {
+                return NGX_ERROR;
+            }
+
+            role = ngx_http_llmroute_usage_role(u->root, key, q - 1 - key);
+        }
 
         q = ngx_http_llmroute_usage_ws(q, last);
         if (q == last || *q != ':') {
@@ -1123,18 +1141,18 @@ ngx_http_llmroute_usage_direct(ngx_http_llmroute_usage_t *u, u_char *p,
 
         *tokens -= 2;
 
-        q = ngx_http_llmroute_usage_plain_end(p + 1, last);
+        vrole = ngx_http_llmroute_usage_key(kind, p + 1, last, &q);
         if (q == NULL) {
             return NULL;
         }
 
-        vrole = (kind == NGX_HTTP_LLMROUTE_K_OTHER)
-                ? NGX_HTTP_LLMROUTE_R_NONE
-                : ngx_http_llmroute_usage_role(kind, p + 1, q - p - 1);
+        p = q + 1;
 
-        p = ngx_http_llmroute_usage_ws(q + 1, last);
         if (p == last || *p != ':') {
-            return NULL;
+            p = ngx_http_llmroute_usage_ws(p, last);
+            if (p == last || *p != ':') {
+                return NULL;
+            }
         }
 
         v = ngx_http_llmroute_usage_ws(p + 1, last);
@@ -1213,7 +1231,17 @@ ngx_http_llmroute_usage_direct(ngx_http_llmroute_usage_t *u, u_char *p,
             return NULL;
         }
 
-        if (vrole != NGX_HTTP_LLMROUTE_R_NONE) {
+        if (vrole == NGX_HTTP_LLMROUTE_R_NONE) {
+            /* void */
+
+        } else if (type == NGX_HTTP_LLMROUTE_T_NUMBER
+                   && vrole != NGX_HTTP_LLMROUTE_R_ERROR)
+        {
+            /* all that scalar() does with it */
+            ngx_http_llmroute_usage_count(u, vrole,
+                               ngx_http_llmroute_usage_number(v, q - v));
+
+        } else {
             ngx_http_llmroute_usage_scalar(u, vrole, type, v, q - v, 1);
         }
 
@@ -1239,13 +1267,44 @@ ngx_http_llmroute_usage_direct(ngx_http_llmroute_usage_t *u, u_char *p,
 
 
 /*
+ * The role of the key starting at p (after its opening quote) in a
+ * container of kind, as ngx_http_llmroute_usage_role() gives it, and in
+ * *end its closing quote, NULL if it is not a plain string.  One of the
+ * kind's names followed by a quote is that key: its end is not looked for.
+ */
+
+static inline ngx_uint_t
+ngx_http_llmroute_usage_key(ngx_uint_t kind, u_char *p, u_char *last,
+    u_char **end)
+{
+    ngx_http_llmroute_usage_key_t  *k;
+
+    k = ngx_http_llmroute_usage_keys[kind];
+
+    for ( /* void */ ; k != NULL && k->name != NULL; k++) {
+        if ((size_t) (last - p) > k->len && p[k->len] == '"'
+            && p[0] == (u_char) k->name[0]
+            && ngx_memcmp(p, k->name, k->len) == 0)
+        {
+            *end = p + k->len;
+            return k->role;
+        }
+    }
+
+    *end = ngx_http_llmroute_usage_plain_end(p, last);
+
+    return NGX_HTTP_LLMROUTE_R_NONE;
+}
+
+
+/*
  * p is right after an opening quote: its closing quote, or NULL if a
  * backslash, a control character or last comes first.  Eight bytes at a
  * step: m flags each quote, backslash and byte below 0x20, and its lowest
  * flag is always a true one (a borrow only runs upwards from one).
  */
 
-static u_char *
+static inline u_char *
 ngx_http_llmroute_usage_plain_end(u_char *p, u_char *last)
 {
     uint64_t  x, q, b, m;
@@ -1713,36 +1772,9 @@ static void
 ngx_http_llmroute_usage_scalar(ngx_http_llmroute_usage_t *u, ngx_uint_t role,
     ngx_uint_t type, u_char *p, size_t len, ngx_uint_t raw)
 {
-    int64_t  v;
-
     if (type == NGX_HTTP_LLMROUTE_T_NUMBER) {
-        v = ngx_http_llmroute_usage_number(p, len);
-
-        switch (role) {
-
-        case NGX_HTTP_LLMROUTE_R_PROMPT:
-            u->tmp[0] = v;
-            break;
-
-        case NGX_HTTP_LLMROUTE_R_COMPLETION:
-            u->tmp[1] = v;
-            break;
-
-        case NGX_HTTP_LLMROUTE_R_HIT:
-        case NGX_HTTP_LLMROUTE_R_CACHED:
-            if (v >= 0) {
-                u->tmp[2] = v;
-            }
-
-            break;
-
-        case NGX_HTTP_LLMROUTE_R_WRITE:
-            if (v >= 0) {
-                u->tmp[3] = v;
-            }
-
-            break;
-        }
+        ngx_http_llmroute_usage_count(u, role,
+                                      ngx_http_llmroute_usage_number(p, len));
     }
 
     if (role == NGX_HTTP_LLMROUTE_R_ERROR && type != NGX_HTTP_LLMROUTE_T_NULL)
@@ -1794,6 +1826,40 @@ ngx_http_llmroute_usage_scalar(ngx_http_llmroute_usage_t *u, ngx_uint_t role,
     case NGX_HTTP_LLMROUTE_R_ARGUMENTS:
         u->content_bytes += raw ? ngx_http_llmroute_usage_unescaped(p, len)
                                 : len;
+        break;
+    }
+}
+
+
+/* a usage number read: the last value wins, a cache count only if valid */
+
+static inline void
+ngx_http_llmroute_usage_count(ngx_http_llmroute_usage_t *u, ngx_uint_t role,
+    int64_t v)
+{
+    switch (role) {
+
+    case NGX_HTTP_LLMROUTE_R_PROMPT:
+        u->tmp[0] = v;
+        break;
+
+    case NGX_HTTP_LLMROUTE_R_COMPLETION:
+        u->tmp[1] = v;
+        break;
+
+    case NGX_HTTP_LLMROUTE_R_HIT:
+    case NGX_HTTP_LLMROUTE_R_CACHED:
+        if (v >= 0) {
+            u->tmp[2] = v;
+        }
+
+        break;
+
+    case NGX_HTTP_LLMROUTE_R_WRITE:
+        if (v >= 0) {
+            u->tmp[3] = v;
+        }
+
         break;
     }
 }
@@ -2074,37 +2140,26 @@ static ngx_int_t
 ngx_http_llmroute_usage_tail(ngx_http_llmroute_usage_t *u, u_char *p,
     u_char *last)
 {
-    u_char    *q;
-    uint64_t   x, y;
+    u_char  *q;
 
-    /* from the end: usage is seldom more than a few hundred bytes away */
+    /*
+     * from the end: usage is seldom more than a few hundred bytes away;
+     * a 'u' at q with q[-1] and q[5] in the body: p + 2 <= q <= last - 6
+     */
 
-    for (q = last - 6; /* void */ ; q--) {
+    if (last - p < 8) {
+        return NGX_DECLINED;
+    }
 
-        /* 16 bytes at a step while none is a 'u' (x or y has a zero byte) */
+    q = last - 5;
 
-        while (q - p >= 17) {
-            x = ngx_http_llmroute_le64(q - 7) ^ 0x7575757575757575ULL;
-            y = ngx_http_llmroute_le64(q - 15) ^ 0x7575757575757575ULL;
-
-            if ((((x - 0x0101010101010101ULL) & ~x)
-                 | ((y - 0x0101010101010101ULL) & ~y))
-                & 0x8080808080808080ULL)
-            {
-                break;
-            }
-
-            q -= 16;
-        }
-
-        if (q - p < 2) {
+    do {
+        q = memrchr(p + 2, 'u', q - (p + 2));
+        if (q == NULL) {
             return NGX_DECLINED;
         }
 
-        if (*q == 'u' && q[-1] == '"' && ngx_memcmp(q, "usage\"", 6) == 0) {
-            break;
-        }
-    }
+    } while (q[-1] != '"' || ngx_memcmp(q, "usage\"", 6) != 0);
 
     if (ngx_http_llmroute_usage_backslashes(p, q - 1) & 1) {
         return NGX_DECLINED;    /* \"usage\" inside a string */

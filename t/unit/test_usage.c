@@ -1135,6 +1135,11 @@ test_json_lazy(void)
         "{\"prompt_tokens\":999,\"completion_tokens\":999}}}]}",
         1, 4, 2, -1, 0);
 
+    /* the key at the first place the search from the end may find it */
+
+    lazy_case("lazy: usage the only member",
+        "{\"usage\":{\"prompt_tokens\":1}}", 1, 1, -1, -1, 0);
+
     lazy_case("lazy: deepseek cache hits",
         "{\"choices\":[{\"message\":{\"content\":\"x\"}}],\"usage\":{"
         "\"prompt_tokens\":12,\"completion_tokens\":3,"
