@@ -146,6 +146,8 @@ static inline ngx_uint_t ngx_http_llmroute_usage_key(ngx_uint_t kind,
     u_char *p, u_char *last, u_char **end);
 static inline u_char *ngx_http_llmroute_usage_plain_end(u_char *p,
     u_char *last);
+static inline ngx_uint_t ngx_http_llmroute_usage_same(u_char *p,
+    const char *name, size_t len);
 static u_char *ngx_http_llmroute_usage_ws(u_char *p, u_char *last);
 static u_char *ngx_http_llmroute_usage_string_end(u_char *p, u_char *last);
 static u_char *ngx_http_llmroute_usage_value_end(u_char *p, u_char *last);
@@ -1277,23 +1279,72 @@ static inline ngx_uint_t
 ngx_http_llmroute_usage_key(ngx_uint_t kind, u_char *p, u_char *last,
     u_char **end)
 {
+    u_char                          c;
     ngx_http_llmroute_usage_key_t  *k;
 
     k = ngx_http_llmroute_usage_keys[kind];
 
-    for ( /* void */ ; k != NULL && k->name != NULL; k++) {
-        if ((size_t) (last - p) > k->len && p[k->len] == '"'
-            && p[0] == (u_char) k->name[0]
-            && ngx_memcmp(p, k->name, k->len) == 0)
-        {
-            *end = p + k->len;
-            return k->role;
+    if (k != NULL && p < last) {
+        c = p[0];
+
+        for ( /* void */ ; k->name != NULL; k++) {
+
+            /* names seldom share a first letter: it is tested first */
+
+            if ((u_char) k->name[0] == c
+                && (size_t) (last - p) > k->len && p[k->len] == '"'
+                && ngx_http_llmroute_usage_same(p, k->name, k->len))
+            {
+                *end = p + k->len;
+                return k->role;
+            }
         }
     }
 
     *end = ngx_http_llmroute_usage_plain_end(p, last);
 
     return NGX_HTTP_LLMROUTE_R_NONE;
+}
+
+
+/*
+ * p[0..len) is name, a key's name from the tables: compared in words that
+ * may overlap (no call to memcmp() for a dozen bytes, on every key)
+ */
+
+static inline ngx_uint_t
+ngx_http_llmroute_usage_same(u_char *p, const char *name, size_t len)
+{
+    size_t    i;
+    uint32_t  a, b, c, d;
+    uint64_t  x, y;
+
+    if (len < 4) {
+        return ngx_memcmp(p, name, len) == 0;
+    }
+
+    if (len < 8) {
+        ngx_memcpy(&a, p, 4);
+        ngx_memcpy(&b, name, 4);
+        ngx_memcpy(&c, p + len - 4, 4);
+        ngx_memcpy(&d, name + len - 4, 4);
+
+        return a == b && c == d;
+    }
+
+    for (i = 0; i < len - 8; i += 8) {
+        ngx_memcpy(&x, p + i, 8);
+        ngx_memcpy(&y, name + i, 8);
+
+        if (x != y) {
+            return 0;
+        }
+    }
+
+    ngx_memcpy(&x, p + len - 8, 8);
+    ngx_memcpy(&y, name + len - 8, 8);
+
+    return x == y;
 }
 
 
@@ -1609,7 +1660,7 @@ ngx_http_llmroute_usage_role(ngx_uint_t kind, u_char *p, size_t len)
 
     for ( /* void */ ; k->name != NULL; k++) {
         if (k->len == len && (u_char) k->name[0] == p[0]
-            && ngx_memcmp(k->name, p, len) == 0)
+            && ngx_http_llmroute_usage_same(p, k->name, len))
         {
             return k->role;
         }
