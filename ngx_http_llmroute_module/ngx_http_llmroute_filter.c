@@ -165,13 +165,20 @@ ngx_http_llmroute_header_filter(ngx_http_request_t *r)
     }
 
     if (lcf->headers) {
-        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
+        if (ctx->attempts < 10) {
+            /* the usual single digit: from a constant, not allocated */
+            v.data = (u_char *) "0123456789" + ctx->attempts;
+            v.len = 1;
 
-        v.data = p;
-        v.len = ngx_http_llmroute_decimal(p, ctx->attempts) - p;
+        } else {
+            p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            v.data = p;
+            v.len = ngx_http_llmroute_decimal(p, ctx->attempts) - p;
+        }
 
         if (ngx_http_llmroute_header_out(r, "X-LLMRoute-Provider",
                                          &ctx->provider->name) != NGX_OK

@@ -1688,7 +1688,21 @@ test_usage_direct(void)
     direct_case("{\"prompt_tokens\":1,\"prompt_tokens\":\"2\","
                 "\"completion_tokens\":0}", 1);
 
+    /* names and strings across the 8 and 16 byte steps of the search */
+
+    direct_case("{\"abcdefghijklmnop\":\"0123456789abcdef\","
+                "\"abcdefg\":\"01234567\",\"prompt_tokens\":1}", 1);
+    direct_case("{\"prompt_tokens\":5,\"a_member_name_longer_than_32_bytes_"
+                "xx\":1,\"completion_tokens\":3}", 1);
+
     /* handed back: the general path decides */
+
+    direct_case("{\"prompt_tokens\":5,\"a_member_name_longer_than_16_\\u0041"
+                "\":1,\"completion_tokens\":3}", 0);
+    direct_case("{\"prompt_tokens\":5,\"a_member_name_longer_than_16_\x1f\""
+                ":1,\"completion_tokens\":3}", 0);
+    direct_case("{\"prompt_tokens\":5,\"s\":\"0123456789abcdef0123\\\"\"}",
+                0);
 
     direct_case("{\"prompt_tokens\":5.0,\"completion_tokens\":1e2}", 0);
     direct_case("{\"prompt_tokens\":-5,\"completion_tokens\":007}", 0);
