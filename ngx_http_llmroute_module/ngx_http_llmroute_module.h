@@ -569,11 +569,11 @@ extern const char  *ngx_http_llmroute_reject_codes[];
 
 char *ngx_http_llmroute_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-ngx_http_llmroute_model_stats_t *ngx_http_llmroute_model_stats(
+ngx_http_llmroute_model_stats_t *ngx_http_llmroute_model_stats_new(
     ngx_http_llmroute_main_conf_t *lmcf, ngx_int_t model);
-ngx_http_llmroute_provider_stats_t *ngx_http_llmroute_provider_stats(
+ngx_http_llmroute_provider_stats_t *ngx_http_llmroute_provider_stats_new(
     ngx_http_llmroute_main_conf_t *lmcf, ngx_uint_t provider);
-ngx_http_llmroute_provider_stats_t *ngx_http_llmroute_provider_stats_locked(
+ngx_http_llmroute_provider_stats_t *ngx_http_llmroute_provider_stats_new_locked(
     ngx_http_llmroute_main_conf_t *lmcf, ngx_uint_t provider);
 void ngx_http_llmroute_money_counter_add(ngx_http_llmroute_counter_t *c,
     uint64_t n);
@@ -603,6 +603,49 @@ ngx_http_llmroute_decimal(u_char *p, uint64_t n)
     } while (n);
 
     return ngx_cpymem(p, t, tmp + NGX_INT64_LEN - t);
+}
+
+
+/*
+ * A model's or provider's series in the zone (NULL without a zone, or when
+ * it is full): a worker keeps the pointer once found, so all but the first
+ * lookup are inline; _locked with the zone mutex held.  Model -1: none.
+ */
+
+static ngx_inline ngx_http_llmroute_model_stats_t *
+ngx_http_llmroute_model_stats(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_int_t model)
+{
+    if (lmcf->sh != NULL && model >= 0 && lmcf->model_series[model] != NULL)
+    {
+        return &lmcf->model_series[model]->s.model;
+    }
+
+    return ngx_http_llmroute_model_stats_new(lmcf, model);
+}
+
+
+static ngx_inline ngx_http_llmroute_provider_stats_t *
+ngx_http_llmroute_provider_stats(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_uint_t provider)
+{
+    if (lmcf->sh != NULL && lmcf->provider_series[provider] != NULL) {
+        return &lmcf->provider_series[provider]->s.provider;
+    }
+
+    return ngx_http_llmroute_provider_stats_new(lmcf, provider);
+}
+
+
+static ngx_inline ngx_http_llmroute_provider_stats_t *
+ngx_http_llmroute_provider_stats_locked(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_uint_t provider)
+{
+    if (lmcf->sh != NULL && lmcf->provider_series[provider] != NULL) {
+        return &lmcf->provider_series[provider]->s.provider;
+    }
+
+    return ngx_http_llmroute_provider_stats_new_locked(lmcf, provider);
 }
 
 

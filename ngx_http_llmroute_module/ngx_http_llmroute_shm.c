@@ -170,8 +170,10 @@ ngx_http_llmroute_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
+/* the slow paths of the inline lookups in ngx_http_llmroute_module.h */
+
 ngx_http_llmroute_model_stats_t *
-ngx_http_llmroute_model_stats(ngx_http_llmroute_main_conf_t *lmcf,
+ngx_http_llmroute_model_stats_new(ngx_http_llmroute_main_conf_t *lmcf,
     ngx_int_t model)
 {
     ngx_str_t                      empty = ngx_null_string;
@@ -212,8 +214,8 @@ ngx_http_llmroute_model_stats(ngx_http_llmroute_main_conf_t *lmcf,
  */
 
 ngx_http_llmroute_provider_stats_t *
-ngx_http_llmroute_provider_stats_locked(ngx_http_llmroute_main_conf_t *lmcf,
-    ngx_uint_t provider)
+ngx_http_llmroute_provider_stats_new_locked(
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_uint_t provider)
 {
     ngx_str_t                    empty = ngx_null_string;
     ngx_http_llmroute_series_t  *s;
@@ -236,7 +238,7 @@ ngx_http_llmroute_provider_stats_locked(ngx_http_llmroute_main_conf_t *lmcf,
 
 
 ngx_http_llmroute_provider_stats_t *
-ngx_http_llmroute_provider_stats(ngx_http_llmroute_main_conf_t *lmcf,
+ngx_http_llmroute_provider_stats_new(ngx_http_llmroute_main_conf_t *lmcf,
     ngx_uint_t provider)
 {
     ngx_http_llmroute_provider_stats_t  *ps;
@@ -245,12 +247,8 @@ ngx_http_llmroute_provider_stats(ngx_http_llmroute_main_conf_t *lmcf,
         return NULL;
     }
 
-    if (lmcf->provider_series[provider]) {
-        return &lmcf->provider_series[provider]->s.provider;
-    }
-
     ngx_shmtx_lock(&lmcf->shpool->mutex);
-    ps = ngx_http_llmroute_provider_stats_locked(lmcf, provider);
+    ps = ngx_http_llmroute_provider_stats_new_locked(lmcf, provider);
     ngx_shmtx_unlock(&lmcf->shpool->mutex);
 
     return ps;
