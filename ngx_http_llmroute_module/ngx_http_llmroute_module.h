@@ -626,27 +626,21 @@ ngx_http_llmroute_model_stats(ngx_http_llmroute_main_conf_t *lmcf,
 
 
 static ngx_inline ngx_http_llmroute_provider_stats_t *
-ngx_http_llmroute_provider_stats(ngx_http_llmroute_main_conf_t *lmcf,
-    ngx_uint_t provider)
+ngx_http_llmroute_provider_stats_in(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_uint_t provider, ngx_uint_t locked)
 {
     if (lmcf->sh != NULL && lmcf->provider_series[provider] != NULL) {
         return &lmcf->provider_series[provider]->s.provider;
     }
 
-    return ngx_http_llmroute_provider_stats_new(lmcf, provider);
+    return locked ? ngx_http_llmroute_provider_stats_new_locked(lmcf, provider)
+                  : ngx_http_llmroute_provider_stats_new(lmcf, provider);
 }
 
-
-static ngx_inline ngx_http_llmroute_provider_stats_t *
-ngx_http_llmroute_provider_stats_locked(ngx_http_llmroute_main_conf_t *lmcf,
-    ngx_uint_t provider)
-{
-    if (lmcf->sh != NULL && lmcf->provider_series[provider] != NULL) {
-        return &lmcf->provider_series[provider]->s.provider;
-    }
-
-    return ngx_http_llmroute_provider_stats_new_locked(lmcf, provider);
-}
+#define ngx_http_llmroute_provider_stats(lmcf, provider)                     \
+    ngx_http_llmroute_provider_stats_in(lmcf, provider, 0)
+#define ngx_http_llmroute_provider_stats_locked(lmcf, provider)              \
+    ngx_http_llmroute_provider_stats_in(lmcf, provider, 1)
 
 
 #endif /* _NGX_HTTP_LLMROUTE_MODULE_H_INCLUDED_ */
