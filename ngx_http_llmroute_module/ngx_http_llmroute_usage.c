@@ -166,10 +166,10 @@ static int ngx_http_llmroute_usage_skip(jsmntok_t *tok, int n, int i);
 
 static ngx_uint_t ngx_http_llmroute_usage_role(ngx_uint_t kind, u_char *p,
     size_t len);
-static ngx_uint_t ngx_http_llmroute_usage_open(ngx_http_llmroute_usage_t *u,
-    ngx_uint_t role, ngx_uint_t map);
-static void ngx_http_llmroute_usage_close(ngx_http_llmroute_usage_t *u,
-    ngx_uint_t kind);
+static inline ngx_uint_t ngx_http_llmroute_usage_open(
+    ngx_http_llmroute_usage_t *u, ngx_uint_t role, ngx_uint_t map);
+static inline void ngx_http_llmroute_usage_close(
+    ngx_http_llmroute_usage_t *u, ngx_uint_t kind);
 static void ngx_http_llmroute_usage_scalar(ngx_http_llmroute_usage_t *u,
     ngx_uint_t role, ngx_uint_t type, u_char *p, size_t len,
     ngx_uint_t raw);
@@ -1702,7 +1702,7 @@ ngx_http_llmroute_usage_role(ngx_uint_t kind, u_char *p, size_t len)
 }
 
 
-static ngx_uint_t
+static inline ngx_uint_t
 ngx_http_llmroute_usage_open(ngx_http_llmroute_usage_t *u, ngx_uint_t role,
     ngx_uint_t map)
 {
@@ -1818,7 +1818,7 @@ ngx_http_llmroute_usage_open(ngx_http_llmroute_usage_t *u, ngx_uint_t role,
 
 /* a usage object counts once complete; each field: last value wins */
 
-static void
+static inline void
 ngx_http_llmroute_usage_close(ngx_http_llmroute_usage_t *u, ngx_uint_t kind)
 {
     if ((kind != NGX_HTTP_LLMROUTE_K_USAGE
