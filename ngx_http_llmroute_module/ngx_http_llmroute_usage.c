@@ -187,6 +187,7 @@ static ngx_uint_t ngx_http_llmroute_usage_hex(u_char *p);
 
 static ngx_int_t ngx_http_llmroute_usage_whole(ngx_http_llmroute_usage_t *u,
     u_char *p, size_t len);
+static void ngx_http_llmroute_usage_restart(ngx_http_llmroute_usage_t *u);
 static ngx_int_t ngx_http_llmroute_usage_yajl_init(
     ngx_http_llmroute_usage_t *u);
 static ngx_int_t ngx_http_llmroute_usage_json(ngx_http_llmroute_usage_t *u,
@@ -227,9 +228,12 @@ static void ngx_http_llmroute_usage_free(void *ctx, void *ptr);
 /* the tests and the fuzzer compare direct() with the general path */
 ngx_uint_t  ngx_http_llmroute_usage_no_direct;
 ngx_uint_t  ngx_http_llmroute_usage_direct_reads;
+ngx_uint_t  ngx_http_llmroute_usage_whole_reads;
 
 #define ngx_http_llmroute_usage_direct_read()                                \
     ngx_http_llmroute_usage_direct_reads++
+#define ngx_http_llmroute_usage_whole_read()                                 \
+    ngx_http_llmroute_usage_whole_reads++
 
 #define ngx_http_llmroute_usage_direct_on()                                  \
     (!ngx_http_llmroute_usage_no_direct)
@@ -238,6 +242,7 @@ ngx_uint_t  ngx_http_llmroute_usage_direct_reads;
 
 #define ngx_http_llmroute_usage_direct_on()  1
 #define ngx_http_llmroute_usage_direct_read()
+#define ngx_http_llmroute_usage_whole_read()
 
 #endif
 
@@ -2165,9 +2170,8 @@ static ngx_int_t
 ngx_http_llmroute_usage_whole(ngx_http_llmroute_usage_t *u, u_char *p,
     size_t len)
 {
-    u_char                     *last;
-    ngx_int_t                   rc;
-    ngx_http_llmroute_usage_t   saved;
+    u_char     *last;
+    ngx_int_t   rc;
 
     last = p + len;
     p = ngx_http_llmroute_usage_ws(p, last);
@@ -2182,8 +2186,6 @@ ngx_http_llmroute_usage_whole(ngx_http_llmroute_usage_t *u, u_char *p,
         return NGX_DECLINED;
     }
 
-    saved = *u;
-
     u->lazy = 1;
 
     /* from the end only when the end is known to be the body's */
@@ -2192,7 +2194,7 @@ ngx_http_llmroute_usage_whole(ngx_http_llmroute_usage_t *u, u_char *p,
                                     : NGX_DECLINED;
 
     if (rc != NGX_OK || !u->have_usage) {
-        *u = saved;
+        ngx_http_llmroute_usage_restart(u);
         u->lazy = 1;
         rc = ngx_http_llmroute_usage_members(u, p, last);
     }
@@ -2200,13 +2202,49 @@ ngx_http_llmroute_usage_whole(ngx_http_llmroute_usage_t *u, u_char *p,
     u->lazy = 0;
 
     if (rc != NGX_OK || !u->have_usage) {
-        *u = saved;
+        ngx_http_llmroute_usage_restart(u);
         return NGX_DECLINED;
     }
 
+    ngx_http_llmroute_usage_whole_read();
     u->done = 1;
 
     return NGX_OK;
+}
+
+
+/*
+ * What a walk in whole() did undone: u as usage_init() and the feeding of
+ * the first buffer left it, which is all the state there is when whole()
+ * runs (the first buffer of a JSON_LAZY answer).  Cheaper than a copy of
+ * u kept beforehand, on the usual way where nothing needs undoing.
+ */
+
+static void
+ngx_http_llmroute_usage_restart(ngx_http_llmroute_usage_t *u)
+{
+    off_t                        length, offset;
+    void                        *data;
+    ngx_uint_t                   flags;
+    ngx_http_llmroute_free_pt    release;
+    ngx_http_llmroute_alloc_pt   alloc;
+
+    flags = NGX_HTTP_LLMROUTE_USAGE_JSON | NGX_HTTP_LLMROUTE_USAGE_JSON_LAZY
+            | ((u->root == NGX_HTTP_LLMROUTE_K_AROOT)
+               ? NGX_HTTP_LLMROUTE_USAGE_ANTHROPIC : 0);
+
+    length = u->length;
+    offset = u->offset;
+    alloc = u->alloc;
+    release = u->free;
+    data = u->data;
+
+    (void) ngx_http_llmroute_usage_init(u, flags, NULL, 0, alloc, release,
+                                        data);
+
+    u->length = length;
+    u->offset = offset;
+    u->hold = offset;
 }
 
 

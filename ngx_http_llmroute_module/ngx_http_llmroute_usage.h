@@ -254,6 +254,7 @@ extern ngx_str_t  ngx_http_llmroute_finish_reasons[];
 /* 1: usage objects only through the general path (tests compare) */
 extern ngx_uint_t  ngx_http_llmroute_usage_no_direct;
 extern ngx_uint_t  ngx_http_llmroute_usage_direct_reads;   /* it was used */
+extern ngx_uint_t  ngx_http_llmroute_usage_whole_reads;    /* JSON_LAZY's */
 #endif
 
 

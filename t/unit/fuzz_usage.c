@@ -190,8 +190,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     size_t         carry_size;
     uint32_t       seed;
-    ngx_uint_t     flags;
-    fuzz_result_t  a, b, c, d;
+    ngx_uint_t     flags, reads;
+    fuzz_result_t  a, b, c, d, e;
 
     if (size < 2) {
         return 0;
@@ -225,6 +225,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     fuzz_assert(memcmp(&a, &c, sizeof(fuzz_result_t)) == 0);
     fuzz_assert(memcmp(&b, &d, sizeof(fuzz_result_t)) == 0);
+
+    /* a whole answer JSON_LAZY did not take reads as without it */
+
+    if (flags & NGX_HTTP_LLMROUTE_USAGE_JSON_LAZY) {
+        reads = ngx_http_llmroute_usage_whole_reads;
+        run(data + 2, size - 2, flags, carry_size, 0, 1, &c);
+
+        if (ngx_http_llmroute_usage_whole_reads == reads) {
+            run(data + 2, size - 2, flags & ~NGX_HTTP_LLMROUTE_USAGE_JSON_LAZY,
+                carry_size, 0, 1, &e);
+            fuzz_assert(memcmp(&c, &e, sizeof(fuzz_result_t)) == 0);
+        }
+    }
 
     /*
      * JSON_LAZY reads a whole answer's usage only, and without validating
