@@ -112,6 +112,44 @@ ngx_http_llmroute_scan_nonspace(u_char *p)
 }
 
 
+/*
+ * The masks of a chunk.  Its quotes and control characters come from one
+ * signed comparison: v ^ 0x82 is below -95 (0xa1) exactly when v ^ 2 is at
+ * most 0x20 unsigned, the same test as above with no minimum to take.
+ */
+
+#define ngx_http_llmroute_scan_bits(m, i)                                     \
+    ((uint64_t) (unsigned) _mm_movemask_epi8(m) << (i))
+
+#define ngx_http_llmroute_scan_qc(v)                                          \
+    _mm_cmplt_epi8(_mm_xor_si128(v, _mm_set1_epi8((char) 0x82)),             \
+                   _mm_set1_epi8((char) 0xa1))
+
+
+ngx_http_llmroute_scan_inline void
+ngx_http_llmroute_scan_chunk(u_char *p, uint64_t *bs, uint64_t *qc)
+{
+    __m128i  v0, v1, v2, v3, b;
+
+    v0 = _mm_loadu_si128((const __m128i *) p);
+    v1 = _mm_loadu_si128((const __m128i *) (p + 16));
+    v2 = _mm_loadu_si128((const __m128i *) (p + 32));
+    v3 = _mm_loadu_si128((const __m128i *) (p + 48));
+
+    *qc = ngx_http_llmroute_scan_bits(ngx_http_llmroute_scan_qc(v0), 0)
+          | ngx_http_llmroute_scan_bits(ngx_http_llmroute_scan_qc(v1), 16)
+          | ngx_http_llmroute_scan_bits(ngx_http_llmroute_scan_qc(v2), 32)
+          | ngx_http_llmroute_scan_bits(ngx_http_llmroute_scan_qc(v3), 48);
+
+    b = _mm_set1_epi8('\\');
+
+    *bs = ngx_http_llmroute_scan_bits(_mm_cmpeq_epi8(v0, b), 0)
+          | ngx_http_llmroute_scan_bits(_mm_cmpeq_epi8(v1, b), 16)
+          | ngx_http_llmroute_scan_bits(_mm_cmpeq_epi8(v2, b), 32)
+          | ngx_http_llmroute_scan_bits(_mm_cmpeq_epi8(v3, b), 48);
+}
+
+
 #elif (NGX_HTTP_LLMROUTE_SCAN_NEON)
 
 #define NGX_HTTP_LLMROUTE_SCAN_BLOCK  16
@@ -159,6 +197,47 @@ ngx_http_llmroute_scan_nonspace(u_char *p)
                                           vceqq_u8(v, vdupq_n_u8('\t'))))));
 
     return m ? (ngx_uint_t) (__builtin_ctzll(m) >> 2) : 16;
+}
+
+
+/* four comparison results as one bit a byte */
+
+ngx_http_llmroute_scan_inline uint64_t
+ngx_http_llmroute_scan_bits(uint8x16_t m0, uint8x16_t m1, uint8x16_t m2,
+    uint8x16_t m3)
+{
+    uint8x16_t  w, s0, s1;
+
+    static const uint8_t  weights[16] = {
+        1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128
+    };
+
+    w = vld1q_u8(weights);
+
+    s0 = vpaddq_u8(vandq_u8(m0, w), vandq_u8(m1, w));
+    s1 = vpaddq_u8(vandq_u8(m2, w), vandq_u8(m3, w));
+    s0 = vpaddq_u8(s0, s1);
+    s0 = vpaddq_u8(s0, s0);
+
+    return vgetq_lane_u64(vreinterpretq_u64_u8(s0), 0);
+}
+
+
+ngx_http_llmroute_scan_inline void
+ngx_http_llmroute_scan_chunk(u_char *p, uint64_t *bs, uint64_t *qc)
+{
+    int         i;
+    uint8x16_t  v[4], b[4], q[4];
+
+    for (i = 0; i < 4; i++) {
+        v[i] = vld1q_u8(p + 16 * i);
+        b[i] = vceqq_u8(v[i], vdupq_n_u8('\\'));
+        q[i] = vorrq_u8(vceqq_u8(v[i], vdupq_n_u8('"')),
+                        vcltq_u8(v[i], vdupq_n_u8(0x20)));
+    }
+
+    *bs = ngx_http_llmroute_scan_bits(b[0], b[1], b[2], b[3]);
+    *qc = ngx_http_llmroute_scan_bits(q[0], q[1], q[2], q[3]);
 }
 
 
@@ -230,6 +309,36 @@ ngx_http_llmroute_scan_nonspace(u_char *p)
         ^ NGX_HTTP_LLMROUTE_SCAN_HIGH;
 
     return m ? (ngx_uint_t) (__builtin_ctzll(m) >> 3) : 8;
+}
+
+
+/* the high bits of a mask as 8 bits, by a multiply that gathers them */
+
+#define ngx_http_llmroute_scan_gather(m)                                     \
+    ((((m) >> 7) * 0x0102040810204080ULL) >> 56)
+
+
+ngx_http_llmroute_scan_inline void
+ngx_http_llmroute_scan_chunk(u_char *p, uint64_t *bs, uint64_t *qc)
+{
+    int       i;
+    uint64_t  w, b, q;
+
+    b = 0;
+    q = 0;
+
+    for (i = 0; i < 64; i += 8) {
+        w = ngx_http_llmroute_le64(p + i);
+
+        b |= ngx_http_llmroute_scan_gather(ngx_http_llmroute_scan_eq(w, '\\'))
+             << i;
+        q |= ngx_http_llmroute_scan_gather(ngx_http_llmroute_scan_eq(w, '"')
+                                           | ngx_http_llmroute_scan_ctl(w))
+             << i;
+    }
+
+    *bs = b;
+    *qc = q;
 }
 
 #endif
@@ -317,12 +426,14 @@ ngx_http_llmroute_scan_escape(u_char *p, u_char *end, int *rc)
 
 
 /*
- * p is past the opening quote: the closing quote, or NULL if invalid.  The
- * escapes of a block are taken from its mask, not by reading it again.
+ * The last bytes of a string, a block then a byte at a step, escapes one by
+ * one: p is in a string, not inside an escape.  The closing quote, or NULL
+ * if invalid.  The escapes of a block are taken from its mask, not by
+ * reading it again.
  */
 
-ngx_http_llmroute_scan_inline u_char *
-ngx_http_llmroute_scan_string(u_char *p, u_char *end, int *rc)
+static u_char *
+ngx_http_llmroute_scan_tail(u_char *p, u_char *end, int *rc)
 {
     u_char    *q, *last;
     size_t     n;
@@ -404,6 +515,207 @@ ngx_http_llmroute_scan_string(u_char *p, u_char *end, int *rc)
 }
 
 
+#define NGX_HTTP_LLMROUTE_SCAN_EVEN  0x5555555555555555ULL
+
+
+/*
+ * The bytes of a 64-byte chunk that a backslash escapes, from its
+ * backslashes bs; *carry is 1 when the chunk's first byte is escaped (the
+ * previous chunk ended with an escaping backslash) and is set for the next
+ * chunk.  Only the byte after each run of backslashes matters: a run of odd
+ * length escapes it.  Adding a run's first bit to the run carries to the
+ * byte after it; runs starting on even and on odd bytes are added apart, so
+ * the parity of where the carry lands tells the run's length.  Backslashes
+ * escaped inside a run are left out: they are valid escapes.
+ */
+
+ngx_http_llmroute_scan_inline uint64_t
+ngx_http_llmroute_scan_escaped(uint64_t bs, uint64_t *carry)
+{
+    uint64_t  starts, even, odd, in;
+
+    in = *carry;
+    bs &= ~in;
+
+    starts = bs & ~(bs << 1);
+
+    even = bs + (starts & NGX_HTTP_LLMROUTE_SCAN_EVEN);
+    odd = bs + (starts & ~NGX_HTTP_LLMROUTE_SCAN_EVEN);
+
+    /* a run from an odd byte to the last one escapes the next chunk's first */
+
+    *carry = odd < bs;
+
+    return in | (((even & ~NGX_HTTP_LLMROUTE_SCAN_EVEN)
+                  | (odd & NGX_HTTP_LLMROUTE_SCAN_EVEN)) & ~bs);
+}
+
+
+/*
+ * The escaped bytes es at p are valid: '"', '\\', '/', b, f, n, r, t, or u
+ * and 4 hex digits.  The common ones are only looked up (1 in the table),
+ * without a branch each; any other byte, 'u' included, sends the chunk's
+ * escapes through the exact check.
+ */
+
+static const u_char  ngx_http_llmroute_scan_usual[256] = {
+    ['"'] = 1, ['\\'] = 1, ['/'] = 1, ['b'] = 1, ['f'] = 1, ['n'] = 1,
+    ['r'] = 1, ['t'] = 1
+};
+
+
+static ngx_uint_t
+ngx_http_llmroute_scan_valid_slow(u_char *p, uint64_t es)
+{
+    u_char  *q;
+
+    while (es) {
+        q = p + (unsigned) __builtin_ctzll(es);
+
+        if (ngx_http_llmroute_scan_escapes[*q] != 2
+            && (ngx_http_llmroute_scan_escapes[*q] != 6
+                || !ngx_http_llmroute_scan_hex(q[1])
+                || !ngx_http_llmroute_scan_hex(q[2])
+                || !ngx_http_llmroute_scan_hex(q[3])
+                || !ngx_http_llmroute_scan_hex(q[4])))
+        {
+            return 0;
+        }
+
+        es &= es - 1;
+    }
+
+    return 1;
+}
+
+
+ngx_http_llmroute_scan_inline ngx_uint_t
+ngx_http_llmroute_scan_valid(u_char *p, uint64_t es)
+{
+    uint64_t    e;
+    ngx_uint_t  usual;
+
+    usual = 1;
+
+    for (e = es; e; e &= e - 1) {
+        usual &= ngx_http_llmroute_scan_usual[p[__builtin_ctzll(e)]];
+    }
+
+    return usual ? 1 : ngx_http_llmroute_scan_valid_slow(p, es);
+}
+
+
+/*
+ * A string that does not end in its first block: p is past the opening
+ * quote, the result as ngx_http_llmroute_scan_string()'s.
+ *
+ * It is read 64 bytes at a step: the escaped bytes of a chunk come from its
+ * backslashes as a bit mask, its first quote or control character not
+ * escaped ends the string (a quote) or fails it, and the escapes before it
+ * are checked from the mask, no branch per escape while reading.  A chunk
+ * is only read so with 4 bytes after it (the hex digits of a \u at its last
+ * byte), so it never meets the end of the input: the last bytes go to
+ * ngx_http_llmroute_scan_tail(), which tells a cut body from a bad one.
+ */
+
+static u_char *
+ngx_http_llmroute_scan_long(u_char *p, u_char *end, int *rc)
+{
+    u_char      *q;
+    uint64_t     bs, qc, es, carry;
+    ngx_uint_t   i;
+
+    carry = 0;
+
+    while (end - p >= 64 + 4) {
+        ngx_http_llmroute_scan_chunk(p, &bs, &qc);
+
+        if ((bs | carry) == 0) {
+
+            /* no escape: the first quote or control character, if any */
+
+            if (qc == 0) {
+                p += 64;
+                continue;
+            }
+
+            q = p + (unsigned) __builtin_ctzll(qc);
+
+            if (*q != '"') {
+                *rc = NGX_HTTP_LLMROUTE_SCAN_INVAL;
+                return NULL;
+            }
+
+            return q;
+        }
+
+        if ((bs & ((bs << 1) | carry)) == 0) {
+
+            /* no backslash after another: each escapes the next byte */
+
+            es = (bs << 1) | carry;
+            carry = bs >> 63;
+
+        } else {
+            es = ngx_http_llmroute_scan_escaped(bs, &carry);
+        }
+
+        qc &= ~es;
+
+        if (qc) {
+            i = (unsigned) __builtin_ctzll(qc);
+
+            if (p[i] != '"'
+                || !ngx_http_llmroute_scan_valid(p, es & ((1ULL << i) - 1)))
+            {
+                *rc = NGX_HTTP_LLMROUTE_SCAN_INVAL;
+                return NULL;
+            }
+
+            return p + i;
+        }
+
+        if (!ngx_http_llmroute_scan_valid(p, es)) {
+            *rc = NGX_HTTP_LLMROUTE_SCAN_INVAL;
+            return NULL;
+        }
+
+        p += 64;
+    }
+
+    /* the tail starts at the backslash of an escape split across chunks */
+
+    return ngx_http_llmroute_scan_tail(p - carry, end, rc);
+}
+
+
+/*
+ * p is past the opening quote: the closing quote, or NULL if invalid.  A
+ * short string (a member name, an enum value) ends in its first block.
+ */
+
+ngx_http_llmroute_scan_inline u_char *
+ngx_http_llmroute_scan_string(u_char *p, u_char *end, int *rc)
+{
+    u_char    *q;
+    uint64_t   m;
+
+    if (end - p >= NGX_HTTP_LLMROUTE_SCAN_BLOCK) {
+        m = ngx_http_llmroute_scan_specials(p);
+
+        if (m) {
+            q = p + (__builtin_ctzll(m) >> NGX_HTTP_LLMROUTE_SCAN_SHIFT);
+
+            if (*q == '"') {
+                return q;
+            }
+        }
+    }
+
+    return ngx_http_llmroute_scan_long(p, end, rc);
+}
+
+
 /* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?: its end, or NULL */
 
 ngx_http_llmroute_scan_inline u_char *
@@ -459,54 +771,72 @@ ngx_http_llmroute_scan_number(u_char *p, u_char *end)
  * The tokens are jsmn's: pre-order; a string's span leaves its quotes out;
  * a key's parent is its object and its size 1, a member value's parent is
  * its key; a container's size counts its elements (members for objects).
+ *
+ * The innermost open container (its token, its closer, the values it has
+ * so far) is kept in locals, the outer ones on a stack; its end and size
+ * are written when it closes.  A key is written with size 1: on success it
+ * has its value.  Tokens are only whole on success: after an error or NOMEM
+ * the array holds nothing to read.
  */
 
 int
 ngx_http_llmroute_scan(u_char *body, size_t len, jsmntok_t *tok,
     size_t ntok)
 {
-    int         n, depth, parent, cur, rc;
-    u_char     *p, *end, *s, closer;
+    int         n, depth, parent, container, count, closer, cur, rc;
+    u_char     *p, *end, *s;
     jsmntok_t  *t;
     int         opened[NGX_HTTP_LLMROUTE_SCAN_DEPTH];
-    u_char      closers[NGX_HTTP_LLMROUTE_SCAN_DEPTH];
+    int         counts[NGX_HTTP_LLMROUTE_SCAN_DEPTH];
+    int         closers[NGX_HTTP_LLMROUTE_SCAN_DEPTH];
 
     p = body;
     end = body + len;
     n = 0;
     depth = 0;
     parent = -1;
+    container = -1;
+    closer = -1;            /* the top level: no byte closes it */
+    count = 0;
     rc = NGX_HTTP_LLMROUTE_SCAN_INVAL;
+
+    if (tok == NULL) {
+        ntok = 0;
+    }
 
     if (ntok > 0x7fffffff) {
         ntok = 0x7fffffff;
     }
 
-/* a new token: NOMEM when tok is full, nothing written when tok is NULL */
-#define ngx_http_llmroute_scan_token(ty, from, to)                           \
-    if (tok) {                                                               \
-        if ((size_t) n >= ntok) {                                            \
-            return NGX_HTTP_LLMROUTE_SCAN_NOMEM;                             \
-        }                                                                    \
+/*
+ * a new token: NOMEM when tok is full, only counted when tok is NULL (ntok
+ * is 0 then: one comparison on the way that writes)
+ */
+#define ngx_http_llmroute_scan_token(ty, from, to, sz, par)                  \
+    if ((size_t) n < ntok) {                                                 \
         t = &tok[n];                                                         \
         t->type = (ty);                                                      \
         t->start = (from);                                                   \
         t->end = (to);                                                       \
-        t->size = 0;                                                         \
-        t->parent = parent;                                                  \
-        if (parent >= 0) {                                                   \
-            tok[parent].size++;                                              \
-        }                                                                    \
+        t->size = (sz);                                                      \
+        t->parent = (par);                                                   \
+                                                                             \
+    } else if (tok) {                                                        \
+        return NGX_HTTP_LLMROUTE_SCAN_NOMEM;                                 \
     }                                                                        \
     n++
 
 value:
+
+    /* parent is the array or the key the value belongs to, -1 at the top */
 
     p = ngx_http_llmroute_scan_space(p, end);
 
     if (p == end) {
         return NGX_HTTP_LLMROUTE_SCAN_PART;
     }
+
+    count++;
 
     switch (*p) {
 
@@ -516,7 +846,8 @@ value:
             return rc;
         }
 
-        ngx_http_llmroute_scan_token(JSMN_STRING, p + 1 - body, s - body);
+        ngx_http_llmroute_scan_token(JSMN_STRING, p + 1 - body, s - body, 0,
+                                     parent);
         p = s + 1;
         goto next;
 
@@ -527,14 +858,18 @@ value:
         }
 
         cur = n;
-        closer = *p + 2;    /* '{' + 2 == '}', '[' + 2 == ']' */
 
-        ngx_http_llmroute_scan_token(closer == '}' ? JSMN_OBJECT : JSMN_ARRAY,
-                                     p - body, -1);
+        ngx_http_llmroute_scan_token(*p == '{' ? JSMN_OBJECT : JSMN_ARRAY,
+                                     p - body, -1, 0, parent);
 
-        opened[depth] = cur;
+        opened[depth] = container;
         closers[depth] = closer;
+        counts[depth] = count;
         depth++;
+
+        container = cur;
+        closer = *p + 2;    /* '{' + 2 == '}', '[' + 2 == ']' */
+        count = 0;
 
         p = ngx_http_llmroute_scan_space(p + 1, end);
 
@@ -546,12 +881,11 @@ value:
             goto closed;
         }
 
-        parent = cur;
-
         if (closer == '}') {
             goto key;
         }
 
+        parent = cur;
         goto value;
 
     case 't':
@@ -587,7 +921,8 @@ value:
 
     /* a literal or a number: what follows it is checked below */
 
-    ngx_http_llmroute_scan_token(JSMN_PRIMITIVE, p - body, s - body);
+    ngx_http_llmroute_scan_token(JSMN_PRIMITIVE, p - body, s - body, 0,
+                                 parent);
     p = s;
 
 next:
@@ -596,43 +931,47 @@ next:
 
     p = ngx_http_llmroute_scan_space(p, end);
 
-    if (depth == 0) {
-        return p == end ? n : NGX_HTTP_LLMROUTE_SCAN_INVAL;
-    }
-
     if (p == end) {
-        return NGX_HTTP_LLMROUTE_SCAN_PART;
+        return depth == 0 ? n : NGX_HTTP_LLMROUTE_SCAN_PART;
     }
 
     if (*p == ',') {
         p++;
-        parent = opened[depth - 1];
 
-        if (closers[depth - 1] == '}') {
+        if (closer == '}') {
             goto key;
         }
 
-        goto value;
+        if (closer == ']') {
+            parent = container;
+            goto value;
+        }
+
+        return NGX_HTTP_LLMROUTE_SCAN_INVAL;
     }
 
-    if (*p != closers[depth - 1]) {
+    if (*p != closer) {
         return NGX_HTTP_LLMROUTE_SCAN_INVAL;
     }
 
 closed:
 
-    depth--;
-
-    if (tok) {
-        tok[opened[depth]].end = p + 1 - body;
+    if ((size_t) container < ntok) {
+        tok[container].end = p + 1 - body;
+        tok[container].size = count;
     }
+
+    depth--;
+    container = opened[depth];
+    closer = closers[depth];
+    count = counts[depth];
 
     p++;
     goto next;
 
 key:
 
-    /* parent is the object */
+    /* in the object container */
 
     p = ngx_http_llmroute_scan_space(p, end);
 
@@ -649,8 +988,9 @@ key:
         return rc;
     }
 
-    cur = n;
-    ngx_http_llmroute_scan_token(JSMN_STRING, p + 1 - body, s - body);
+    parent = n;
+    ngx_http_llmroute_scan_token(JSMN_STRING, p + 1 - body, s - body, 1,
+                                 container);
 
     p = ngx_http_llmroute_scan_space(s + 1, end);
 
@@ -663,7 +1003,6 @@ key:
     }
 
     p++;
-    parent = cur;
     goto value;
 
 #undef ngx_http_llmroute_scan_token
