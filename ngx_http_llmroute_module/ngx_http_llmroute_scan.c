@@ -71,24 +71,42 @@ ngx_uint_t  ngx_http_llmroute_scan_off;
 const char  *ngx_http_llmroute_scan_kind = "sse2";
 
 
+/*
+ * The bytes that are not special, as a movemask: v ^ 0x82 is above -96
+ * (0xa0) exactly when v ^ 2 is above 0x20 unsigned: bit 1 flipped, '"'
+ * (0x22) and the control characters are the bytes at most 0x20, and with
+ * the sign bit flipped too one signed comparison tells them; then v is no
+ * backslash.
+ *
+ * gcc turns "x > constant" into "!(constant + 1 > x)", a copy and a
+ * comparison more; a constant it cannot see is compared as written.
+ */
+
+#define ngx_http_llmroute_scan_plain(v)                                       \
+    _mm_movemask_epi8(                                                        \
+        _mm_andnot_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\\')),             \
+                         _mm_cmpgt_epi8(                                      \
+                             _mm_xor_si128(v, _mm_set1_epi8((char) 0x82)),    \
+                             low)))
+
+#if (__GNUC__)
+#define ngx_http_llmroute_scan_opaque(v)  __asm__ ("" : "+x" (v))
+#else
+#define ngx_http_llmroute_scan_opaque(v)
+#endif
+
+
 ngx_http_llmroute_scan_inline uint64_t
 ngx_http_llmroute_scan_specials(u_char *p)
 {
-    __m128i  v, x;
+    __m128i  v, low;
 
     v = _mm_loadu_si128((const __m128i *) p);
 
-    /*
-     * v ^ 2 is at most 0x20 exactly for '"' (0x22) and the control
-     * characters (bit 1 flipped, they stay below 0x20): one test for both
-     */
+    low = _mm_set1_epi8((char) 0xa0);
+    ngx_http_llmroute_scan_opaque(low);
 
-    x = _mm_xor_si128(v, _mm_set1_epi8(0x02));
-
-    return (unsigned) _mm_movemask_epi8(
-               _mm_or_si128(
-                   _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(0x20)), x),
-                   _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))));
+    return (unsigned) ngx_http_llmroute_scan_plain(v) ^ 0xffff;
 }
 
 
@@ -112,41 +130,25 @@ ngx_http_llmroute_scan_nonspace(u_char *p)
 }
 
 
-/*
- * The masks of a chunk.  Its quotes and control characters come from one
- * signed comparison: v ^ 0x82 is below -95 (0xa1) exactly when v ^ 2 is at
- * most 0x20 unsigned, the same test as above with no minimum to take.
- */
+/* the specials of the 64 bytes at p */
 
-#define ngx_http_llmroute_scan_bits(m, i)                                     \
-    ((uint64_t) (unsigned) _mm_movemask_epi8(m) << (i))
-
-#define ngx_http_llmroute_scan_qc(v)                                          \
-    _mm_cmplt_epi8(_mm_xor_si128(v, _mm_set1_epi8((char) 0x82)),             \
-                   _mm_set1_epi8((char) 0xa1))
-
-
-ngx_http_llmroute_scan_inline void
-ngx_http_llmroute_scan_chunk(u_char *p, uint64_t *bs, uint64_t *qc)
+ngx_http_llmroute_scan_inline uint64_t
+ngx_http_llmroute_scan_chunk(u_char *p)
 {
-    __m128i  v0, v1, v2, v3, b;
+    __m128i  v0, v1, v2, v3, low;
 
     v0 = _mm_loadu_si128((const __m128i *) p);
     v1 = _mm_loadu_si128((const __m128i *) (p + 16));
     v2 = _mm_loadu_si128((const __m128i *) (p + 32));
     v3 = _mm_loadu_si128((const __m128i *) (p + 48));
 
-    *qc = ngx_http_llmroute_scan_bits(ngx_http_llmroute_scan_qc(v0), 0)
-          | ngx_http_llmroute_scan_bits(ngx_http_llmroute_scan_qc(v1), 16)
-          | ngx_http_llmroute_scan_bits(ngx_http_llmroute_scan_qc(v2), 32)
-          | ngx_http_llmroute_scan_bits(ngx_http_llmroute_scan_qc(v3), 48);
+    low = _mm_set1_epi8((char) 0xa0);
+    ngx_http_llmroute_scan_opaque(low);
 
-    b = _mm_set1_epi8('\\');
-
-    *bs = ngx_http_llmroute_scan_bits(_mm_cmpeq_epi8(v0, b), 0)
-          | ngx_http_llmroute_scan_bits(_mm_cmpeq_epi8(v1, b), 16)
-          | ngx_http_llmroute_scan_bits(_mm_cmpeq_epi8(v2, b), 32)
-          | ngx_http_llmroute_scan_bits(_mm_cmpeq_epi8(v3, b), 48);
+    return ~((uint64_t) (unsigned) ngx_http_llmroute_scan_plain(v0)
+             | (uint64_t) (unsigned) ngx_http_llmroute_scan_plain(v1) << 16
+             | (uint64_t) (unsigned) ngx_http_llmroute_scan_plain(v2) << 32
+             | (uint64_t) (unsigned) ngx_http_llmroute_scan_plain(v3) << 48);
 }
 
 
@@ -223,21 +225,20 @@ ngx_http_llmroute_scan_bits(uint8x16_t m0, uint8x16_t m1, uint8x16_t m2,
 }
 
 
-ngx_http_llmroute_scan_inline void
-ngx_http_llmroute_scan_chunk(u_char *p, uint64_t *bs, uint64_t *qc)
+ngx_http_llmroute_scan_inline uint64_t
+ngx_http_llmroute_scan_chunk(u_char *p)
 {
     int         i;
-    uint8x16_t  v[4], b[4], q[4];
+    uint8x16_t  v, m[4];
 
     for (i = 0; i < 4; i++) {
-        v[i] = vld1q_u8(p + 16 * i);
-        b[i] = vceqq_u8(v[i], vdupq_n_u8('\\'));
-        q[i] = vorrq_u8(vceqq_u8(v[i], vdupq_n_u8('"')),
-                        vcltq_u8(v[i], vdupq_n_u8(0x20)));
+        v = vld1q_u8(p + 16 * i);
+        m[i] = vorrq_u8(vorrq_u8(vceqq_u8(v, vdupq_n_u8('"')),
+                                 vceqq_u8(v, vdupq_n_u8('\\'))),
+                        vcltq_u8(v, vdupq_n_u8(0x20)));
     }
 
-    *bs = ngx_http_llmroute_scan_bits(b[0], b[1], b[2], b[3]);
-    *qc = ngx_http_llmroute_scan_bits(q[0], q[1], q[2], q[3]);
+    return ngx_http_llmroute_scan_bits(m[0], m[1], m[2], m[3]);
 }
 
 
@@ -318,27 +319,20 @@ ngx_http_llmroute_scan_nonspace(u_char *p)
     ((((m) >> 7) * 0x0102040810204080ULL) >> 56)
 
 
-ngx_http_llmroute_scan_inline void
-ngx_http_llmroute_scan_chunk(u_char *p, uint64_t *bs, uint64_t *qc)
+ngx_http_llmroute_scan_inline uint64_t
+ngx_http_llmroute_scan_chunk(u_char *p)
 {
     int       i;
-    uint64_t  w, b, q;
+    uint64_t  m;
 
-    b = 0;
-    q = 0;
+    m = 0;
 
     for (i = 0; i < 64; i += 8) {
-        w = ngx_http_llmroute_le64(p + i);
-
-        b |= ngx_http_llmroute_scan_gather(ngx_http_llmroute_scan_eq(w, '\\'))
-             << i;
-        q |= ngx_http_llmroute_scan_gather(ngx_http_llmroute_scan_eq(w, '"')
-                                           | ngx_http_llmroute_scan_ctl(w))
+        m |= ngx_http_llmroute_scan_gather(ngx_http_llmroute_scan_specials(p + i))
              << i;
     }
 
-    *bs = b;
-    *qc = q;
+    return m;
 }
 
 #endif
@@ -515,93 +509,14 @@ ngx_http_llmroute_scan_tail(u_char *p, u_char *end, int *rc)
 }
 
 
-#define NGX_HTTP_LLMROUTE_SCAN_EVEN  0x5555555555555555ULL
-
-
-/*
- * The bytes of a 64-byte chunk that a backslash escapes, from its
- * backslashes bs; *carry is 1 when the chunk's first byte is escaped (the
- * previous chunk ended with an escaping backslash) and is set for the next
- * chunk.  Only the byte after each run of backslashes matters: a run of odd
- * length escapes it.  Adding a run's first bit to the run carries to the
- * byte after it; runs starting on even and on odd bytes are added apart, so
- * the parity of where the carry lands tells the run's length.  Backslashes
- * escaped inside a run are left out: they are valid escapes.
- */
-
-ngx_http_llmroute_scan_inline uint64_t
-ngx_http_llmroute_scan_escaped(uint64_t bs, uint64_t *carry)
-{
-    uint64_t  starts, even, odd, in;
-
-    in = *carry;
-    bs &= ~in;
-
-    starts = bs & ~(bs << 1);
-
-    even = bs + (starts & NGX_HTTP_LLMROUTE_SCAN_EVEN);
-    odd = bs + (starts & ~NGX_HTTP_LLMROUTE_SCAN_EVEN);
-
-    /* a run from an odd byte to the last one escapes the next chunk's first */
-
-    *carry = odd < bs;
-
-    return in | (((even & ~NGX_HTTP_LLMROUTE_SCAN_EVEN)
-                  | (odd & NGX_HTTP_LLMROUTE_SCAN_EVEN)) & ~bs);
-}
-
-
-/*
- * The escaped bytes es at p are valid: '"', '\\', '/', b, f, n, r, t, or u
- * and 4 hex digits.  The common ones are only looked up (1 in the table),
- * without a branch each; any other byte, 'u' included, sends the chunk's
- * escapes through the exact check.
- */
-
-static const u_char  ngx_http_llmroute_scan_usual[256] = {
-    ['"'] = 1, ['\\'] = 1, ['/'] = 1, ['b'] = 1, ['f'] = 1, ['n'] = 1,
-    ['r'] = 1, ['t'] = 1
-};
-
+/* a \uXXXX escape at p */
 
 static ngx_uint_t
-ngx_http_llmroute_scan_valid_slow(u_char *p, uint64_t es)
+ngx_http_llmroute_scan_unicode(u_char *p)
 {
-    u_char  *q;
-
-    while (es) {
-        q = p + (unsigned) __builtin_ctzll(es);
-
-        if (ngx_http_llmroute_scan_escapes[*q] != 2
-            && (ngx_http_llmroute_scan_escapes[*q] != 6
-                || !ngx_http_llmroute_scan_hex(q[1])
-                || !ngx_http_llmroute_scan_hex(q[2])
-                || !ngx_http_llmroute_scan_hex(q[3])
-                || !ngx_http_llmroute_scan_hex(q[4])))
-        {
-            return 0;
-        }
-
-        es &= es - 1;
-    }
-
-    return 1;
-}
-
-
-ngx_http_llmroute_scan_inline ngx_uint_t
-ngx_http_llmroute_scan_valid(u_char *p, uint64_t es)
-{
-    uint64_t    e;
-    ngx_uint_t  usual;
-
-    usual = 1;
-
-    for (e = es; e; e &= e - 1) {
-        usual &= ngx_http_llmroute_scan_usual[p[__builtin_ctzll(e)]];
-    }
-
-    return usual ? 1 : ngx_http_llmroute_scan_valid_slow(p, es);
+    return p[1] == 'u'
+           && ngx_http_llmroute_scan_hex(p[2]) && ngx_http_llmroute_scan_hex(p[3])
+           && ngx_http_llmroute_scan_hex(p[4]) && ngx_http_llmroute_scan_hex(p[5]);
 }
 
 
@@ -609,12 +524,12 @@ ngx_http_llmroute_scan_valid(u_char *p, uint64_t es)
  * A string that does not end in its first block: p is past the opening
  * quote, the result as ngx_http_llmroute_scan_string()'s.
  *
- * It is read 64 bytes at a step: the escaped bytes of a chunk come from its
- * backslashes as a bit mask, its first quote or control character not
- * escaped ends the string (a quote) or fails it, and the escapes before it
- * are checked from the mask, no branch per escape while reading.  A chunk
- * is only read so with 4 bytes after it (the hex digits of a \u at its last
- * byte), so it never meets the end of the input: the last bytes go to
+ * It is read 64 bytes at a step, as one mask of the chunk's specials, then
+ * special by special from the mask: a quote ends the string, a backslash
+ * is checked with the byte it escapes, and both bits are cleared (an
+ * escaped quote or backslash is no special).  A chunk is only read so with
+ * 5 bytes after it (the rest of a \uXXXX at its last byte), so an escape
+ * never meets the end of the input: the last bytes go to
  * ngx_http_llmroute_scan_tail(), which tells a cut body from a bad one.
  */
 
@@ -622,70 +537,44 @@ static u_char *
 ngx_http_llmroute_scan_long(u_char *p, u_char *end, int *rc)
 {
     u_char      *q;
-    uint64_t     bs, qc, es, carry;
+    uint64_t     m;
     ngx_uint_t   i;
 
-    carry = 0;
+    while (end - p >= 64 + 5) {
+        m = ngx_http_llmroute_scan_chunk(p);
 
-    while (end - p >= 64 + 4) {
-        ngx_http_llmroute_scan_chunk(p, &bs, &qc);
+        /* bit 0 of m is the byte at q */
 
-        if ((bs | carry) == 0) {
+        for (q = p; m; m >>= 2, q += 2) {
+            i = (unsigned) __builtin_ctzll(m);
+            q += i;
+            m >>= i;
 
-            /* no escape: the first quote or control character, if any */
+            if (*q != '\\') {
+                if (*q == '"') {
+                    return q;
+                }
 
-            if (qc == 0) {
-                p += 64;
-                continue;
-            }
-
-            q = p + (unsigned) __builtin_ctzll(qc);
-
-            if (*q != '"') {
-                *rc = NGX_HTTP_LLMROUTE_SCAN_INVAL;
+                *rc = NGX_HTTP_LLMROUTE_SCAN_INVAL;      /* a control */
                 return NULL;
             }
 
-            return q;
-        }
-
-        if ((bs & ((bs << 1) | carry)) == 0) {
-
-            /* no backslash after another: each escapes the next byte */
-
-            es = (bs << 1) | carry;
-            carry = bs >> 63;
-
-        } else {
-            es = ngx_http_llmroute_scan_escaped(bs, &carry);
-        }
-
-        qc &= ~es;
-
-        if (qc) {
-            i = (unsigned) __builtin_ctzll(qc);
-
-            if (p[i] != '"'
-                || !ngx_http_llmroute_scan_valid(p, es & ((1ULL << i) - 1)))
+            if (ngx_http_llmroute_scan_escapes[q[1]] != 2
+                && !ngx_http_llmroute_scan_unicode(q))
             {
                 *rc = NGX_HTTP_LLMROUTE_SCAN_INVAL;
                 return NULL;
             }
 
-            return p + i;
+            /* the backslash and the byte it escapes go */
         }
 
-        if (!ngx_http_llmroute_scan_valid(p, es)) {
-            *rc = NGX_HTTP_LLMROUTE_SCAN_INVAL;
-            return NULL;
-        }
+        /* past the chunk, or past an escape that ends after it */
 
-        p += 64;
+        p = ngx_max(p + 64, q);
     }
 
-    /* the tail starts at the backslash of an escape split across chunks */
-
-    return ngx_http_llmroute_scan_tail(p - carry, end, rc);
+    return ngx_http_llmroute_scan_tail(p, end, rc);
 }
 
 
