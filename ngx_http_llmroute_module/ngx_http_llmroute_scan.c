@@ -584,16 +584,17 @@ ngx_http_llmroute_scan_long(u_char *p, u_char *end, int *rc)
  */
 
 ngx_http_llmroute_scan_inline u_char *
-ngx_http_llmroute_scan_string(u_char *p, u_char *end, int *rc)
+ngx_http_llmroute_scan_string(u_char *p, u_char *end, uintptr_t last,
+    int *rc)
 {
     u_char    *q;
     uint64_t   m;
 
-    if (end - p >= NGX_HTTP_LLMROUTE_SCAN_BLOCK) {
+    if ((uintptr_t) p <= last) {
         m = ngx_http_llmroute_scan_specials(p);
 
         if (m) {
-            q = p + (__builtin_ctzll(m) >> NGX_HTTP_LLMROUTE_SCAN_SHIFT);
+            q = p + ((size_t) __builtin_ctzll(m) >> NGX_HTTP_LLMROUTE_SCAN_SHIFT);
 
             if (*q == '"') {
                 return q;
@@ -674,7 +675,8 @@ ngx_http_llmroute_scan(u_char *body, size_t len, jsmntok_t *tok,
 {
     int         n, depth, parent, container, count, closer, cur, rc;
     u_char     *p, *end, *s;
-    jsmntok_t  *t;
+    uintptr_t   last;
+    jsmntok_t  *t, *full;
     int         opened[NGX_HTTP_LLMROUTE_SCAN_DEPTH];
     int         counts[NGX_HTTP_LLMROUTE_SCAN_DEPTH];
     int         closers[NGX_HTTP_LLMROUTE_SCAN_DEPTH];
@@ -682,6 +684,10 @@ ngx_http_llmroute_scan(u_char *body, size_t len, jsmntok_t *tok,
     p = body;
     end = body + len;
     n = 0;
+
+    /* the last place a block starts (an address is never below 16) */
+    last = (uintptr_t) end - NGX_HTTP_LLMROUTE_SCAN_BLOCK;
+
     depth = 0;
     parent = -1;
     container = -1;
@@ -689,26 +695,27 @@ ngx_http_llmroute_scan(u_char *body, size_t len, jsmntok_t *tok,
     count = 0;
     rc = NGX_HTTP_LLMROUTE_SCAN_INVAL;
 
-    if (tok == NULL) {
-        ntok = 0;
-    }
-
     if (ntok > 0x7fffffff) {
         ntok = 0x7fffffff;
     }
 
+    /* the next token to write and the end of the array: equal when NULL */
+
+    t = tok;
+    full = tok ? tok + ntok : NULL;
+
 /*
- * a new token: NOMEM when tok is full, only counted when tok is NULL (ntok
- * is 0 then: one comparison on the way that writes)
+ * a new token: NOMEM when tok is full, only counted when tok is NULL (one
+ * comparison on the way that writes)
  */
 #define ngx_http_llmroute_scan_token(ty, from, to, sz, par)                  \
-    if ((size_t) n < ntok) {                                                 \
-        t = &tok[n];                                                         \
+    if (t < full) {                                                          \
         t->type = (ty);                                                      \
         t->start = (from);                                                   \
         t->end = (to);                                                       \
         t->size = (sz);                                                      \
         t->parent = (par);                                                   \
+        t++;                                                                 \
                                                                              \
     } else if (tok) {                                                        \
         return NGX_HTTP_LLMROUTE_SCAN_NOMEM;                                 \
@@ -730,7 +737,7 @@ value:
     switch (*p) {
 
     case '"':
-        s = ngx_http_llmroute_scan_string(p + 1, end, &rc);
+        s = ngx_http_llmroute_scan_string(p + 1, end, last, &rc);
         if (s == NULL) {
             return rc;
         }
@@ -845,7 +852,7 @@ next:
 
 closed:
 
-    if ((size_t) container < ntok) {
+    if (tok) {
         tok[container].end = p + 1 - body;
         tok[container].size = count;
     }
@@ -872,7 +879,7 @@ key:
         return NGX_HTTP_LLMROUTE_SCAN_INVAL;
     }
 
-    s = ngx_http_llmroute_scan_string(p + 1, end, &rc);
+    s = ngx_http_llmroute_scan_string(p + 1, end, last, &rc);
     if (s == NULL) {
         return rc;
     }
