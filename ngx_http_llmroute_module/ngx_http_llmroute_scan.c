@@ -538,9 +538,14 @@ ngx_http_llmroute_scan_long(u_char *p, u_char *end, int *rc)
 {
     u_char      *q;
     uint64_t     m;
+    uintptr_t    last;
     ngx_uint_t   i;
 
-    while (end - p >= 64 + 5) {
+    /* the last place a chunk starts (an address is never below 69) */
+
+    last = (uintptr_t) end - (64 + 5);
+
+    while ((uintptr_t) p <= last) {
         m = ngx_http_llmroute_scan_chunk(p);
 
         /* bit 0 of m is the byte at q */
@@ -593,12 +598,15 @@ ngx_http_llmroute_scan_string(u_char *p, u_char *end, uintptr_t last,
     if ((uintptr_t) p <= last) {
         m = ngx_http_llmroute_scan_specials(p);
 
-        if (m) {
-            q = p + ((size_t) __builtin_ctzll(m) >> NGX_HTTP_LLMROUTE_SCAN_SHIFT);
+        if (m == 0) {
+            return ngx_http_llmroute_scan_long(p + NGX_HTTP_LLMROUTE_SCAN_BLOCK,
+                                               end, rc);
+        }
 
-            if (*q == '"') {
-                return q;
-            }
+        q = p + ((size_t) __builtin_ctzll(m) >> NGX_HTTP_LLMROUTE_SCAN_SHIFT);
+
+        if (*q == '"') {
+            return q;
         }
     }
 
@@ -673,7 +681,7 @@ int
 ngx_http_llmroute_scan(u_char *body, size_t len, jsmntok_t *tok,
     size_t ntok)
 {
-    int         n, depth, parent, container, count, closer, cur, rc;
+    int         n, depth, container, count, closer, cur, rc;
     u_char     *p, *end, *s;
     uintptr_t   last;
     jsmntok_t  *t, *full;
@@ -689,7 +697,6 @@ ngx_http_llmroute_scan(u_char *body, size_t len, jsmntok_t *tok,
     last = (uintptr_t) end - NGX_HTTP_LLMROUTE_SCAN_BLOCK;
 
     depth = 0;
-    parent = -1;
     container = -1;
     closer = -1;            /* the top level: no byte closes it */
     count = 0;
@@ -722,14 +729,27 @@ ngx_http_llmroute_scan(u_char *body, size_t len, jsmntok_t *tok,
     }                                                                        \
     n++
 
+/*
+ * compact JSON has no whitespace: the byte expected next is tried first,
+ * the whitespace skip only when it is not there
+ */
+#define ngx_http_llmroute_scan_at(c)  (p < end && *p == (c))
+
 value:
 
-    /* parent is the array or the key the value belongs to, -1 at the top */
+    /*
+     * a value's parent: in an object its key, the token before it; in an
+     * array the array; -1 at the top
+     */
 
-    p = ngx_http_llmroute_scan_space(p, end);
+#define ngx_http_llmroute_scan_parent  (closer == '}' ? n - 1 : container)
 
-    if (p == end) {
-        return NGX_HTTP_LLMROUTE_SCAN_PART;
+    if (!ngx_http_llmroute_scan_at('"')) {
+        p = ngx_http_llmroute_scan_space(p, end);
+
+        if (p == end) {
+            return NGX_HTTP_LLMROUTE_SCAN_PART;
+        }
     }
 
     count++;
@@ -743,7 +763,7 @@ value:
         }
 
         ngx_http_llmroute_scan_token(JSMN_STRING, p + 1 - body, s - body, 0,
-                                     parent);
+                                     ngx_http_llmroute_scan_parent);
         p = s + 1;
         goto next;
 
@@ -756,7 +776,8 @@ value:
         cur = n;
 
         ngx_http_llmroute_scan_token(*p == '{' ? JSMN_OBJECT : JSMN_ARRAY,
-                                     p - body, -1, 0, parent);
+                                     p - body, -1, 0,
+                                     ngx_http_llmroute_scan_parent);
 
         opened[depth] = container;
         closers[depth] = closer;
@@ -781,7 +802,6 @@ value:
             goto key;
         }
 
-        parent = cur;
         goto value;
 
     case 't':
@@ -818,17 +838,19 @@ value:
     /* a literal or a number: what follows it is checked below */
 
     ngx_http_llmroute_scan_token(JSMN_PRIMITIVE, p - body, s - body, 0,
-                                 parent);
+                                 ngx_http_llmroute_scan_parent);
     p = s;
 
 next:
 
     /* after a value: the end, a comma or the container's closer */
 
-    p = ngx_http_llmroute_scan_space(p, end);
+    if (!ngx_http_llmroute_scan_at(',')) {
+        p = ngx_http_llmroute_scan_space(p, end);
 
-    if (p == end) {
-        return depth == 0 ? n : NGX_HTTP_LLMROUTE_SCAN_PART;
+        if (p == end) {
+            return depth == 0 ? n : NGX_HTTP_LLMROUTE_SCAN_PART;
+        }
     }
 
     if (*p == ',') {
@@ -839,7 +861,6 @@ next:
         }
 
         if (closer == ']') {
-            parent = container;
             goto value;
         }
 
@@ -869,14 +890,16 @@ key:
 
     /* in the object container */
 
-    p = ngx_http_llmroute_scan_space(p, end);
+    if (!ngx_http_llmroute_scan_at('"')) {
+        p = ngx_http_llmroute_scan_space(p, end);
 
-    if (p == end) {
-        return NGX_HTTP_LLMROUTE_SCAN_PART;
-    }
+        if (p == end) {
+            return NGX_HTTP_LLMROUTE_SCAN_PART;
+        }
 
-    if (*p != '"') {
-        return NGX_HTTP_LLMROUTE_SCAN_INVAL;
+        if (*p != '"') {
+            return NGX_HTTP_LLMROUTE_SCAN_INVAL;
+        }
     }
 
     s = ngx_http_llmroute_scan_string(p + 1, end, last, &rc);
@@ -884,22 +907,27 @@ key:
         return rc;
     }
 
-    parent = n;
     ngx_http_llmroute_scan_token(JSMN_STRING, p + 1 - body, s - body, 1,
                                  container);
 
-    p = ngx_http_llmroute_scan_space(s + 1, end);
+    p = s + 1;
 
-    if (p == end) {
-        return NGX_HTTP_LLMROUTE_SCAN_PART;
-    }
+    if (!ngx_http_llmroute_scan_at(':')) {
+        p = ngx_http_llmroute_scan_space(p, end);
 
-    if (*p != ':') {
-        return NGX_HTTP_LLMROUTE_SCAN_INVAL;
+        if (p == end) {
+            return NGX_HTTP_LLMROUTE_SCAN_PART;
+        }
+
+        if (*p != ':') {
+            return NGX_HTTP_LLMROUTE_SCAN_INVAL;
+        }
     }
 
     p++;
     goto value;
 
+#undef ngx_http_llmroute_scan_at
+#undef ngx_http_llmroute_scan_parent
 #undef ngx_http_llmroute_scan_token
 }
