@@ -2,12 +2,15 @@
 /*
  * Copyright (C) ngx_http_llmroute_module authors
  *
- * A validating JSON tokenizer that reads a block of bytes at a step where
- * JSON has runs: string contents (nearly all of a chat body) and
- * whitespace.  16 bytes with SSE2 (x86-64) or NEON (arm64), both baseline
- * on their architecture, 8 with portable 64-bit SWAR otherwise or when built
- * with -DNGX_HTTP_LLMROUTE_SCAN_SWAR.  Structure is read a byte at a time
- * by a small state machine with an explicit stack (no recursion).
+ * A validating JSON tokenizer that reads many bytes at a step where JSON
+ * has runs: string contents (nearly all of a chat body) and whitespace.
+ * Vector code: SSE2 (x86-64) or NEON (arm64), both baseline on their
+ * architecture, portable 64-bit SWAR otherwise or when built with
+ * -DNGX_HTTP_LLMROUTE_SCAN_SWAR.  A string's first block (16 bytes, 8 with
+ * SWAR) ends most member names and short values; a longer string is read
+ * 64 bytes at a step, as one bit mask of its specials.  Structure is read a
+ * byte at a time by a small state machine with an explicit stack (no
+ * recursion).
  *
  * It refuses exactly what jsmn plus the checks of ngx_http_llmroute_json.c
  * refuse (fuzz/fuzz_scan.c holds it to that and to yajl), so the jsmn path
@@ -60,7 +63,8 @@ ngx_uint_t  ngx_http_llmroute_scan_off;
  * Per architecture, on the block at p: the bytes that end a run of string
  * contents ('"', '\\' or a control character) as a mask of SHIFT bits a
  * byte, first byte lowest; the index of its first byte that is not
- * whitespace, or the block size if there is none.
+ * whitespace, or the block size if there is none.  On the 64 bytes at p
+ * (ngx_http_llmroute_scan_chunk()): the same bytes, one bit a byte.
  */
 
 #if (NGX_HTTP_LLMROUTE_SCAN_SSE2)

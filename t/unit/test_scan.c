@@ -5,8 +5,8 @@
  * Unit tests of the request body's tokenizer (ngx_http_llmroute_scan.c):
  * bodies it must accept and refuse, jsmn's tokens for what it accepts, and
  * every special byte ('"', '\\', a control character, whitespace) and every
- * other byte value at every offset around the 8- and 16-byte blocks it
- * reads.  Built twice by the Makefile: vector code (SSE2 / NEON) and
+ * other byte value at every offset around the 8- and 16-byte blocks and
+ * the 64-byte chunks it reads.  Built twice by the Makefile: vector code (SSE2 / NEON) and
  * -DNGX_HTTP_LLMROUTE_SCAN_SWAR.
  */
 
@@ -246,11 +246,81 @@ test_blocks(void)
 }
 
 
+/*
+ * Long strings, read 64 bytes at a step: an escape, a bad escape, a control
+ * character or a quote at every offset of the first chunks (so across their
+ * edges and the 5 bytes a \uXXXX may reach past one), after a first block
+ * with or without a special, each string also cut at every length.
+ */
+
+static void
+test_long(void)
+{
+    int          at, lead, i, ok;
+    char         b[320];
+    size_t       len, plen, cut;
+    const char  *pat;
+
+    static const struct {
+        const char  *text;
+        int          ok;
+    } pats[] = {
+        { "\\n", 1 }, { "\\\"", 1 }, { "\\\\", 1 }, { "\\/", 1 },
+        { "\\\\\\\"", 1 }, { "\\\\\\\\\\\\", 1 }, { "\\u00e9", 1 },
+        { "\\uD83D\\uDE00", 1 }, { "\\\\\\n\\t", 1 },
+        { "\\u00g9", 0 }, { "\\u12\"", 0 }, { "\\x", 0 }, { "\\\x01", 0 },
+        { "\x01", 0 }, { "\x1f", 0 }, { "\\", 0 }, { "\\\\\\", 0 },
+        { "\"", 0 }, { "\\\\\"", 0 }
+    };
+
+    for (i = 0; i < (int) (sizeof(pats) / sizeof(pats[0])); i++) {
+        pat = pats[i].text;
+        plen = strlen(pat);
+
+        for (lead = 0; lead < 2; lead++) {
+            for (at = 0; at < 150; at++) {
+
+                /* ["<lead>xxx<pat>xxx"] with 200 bytes of contents */
+
+                memset(b, 'x', sizeof(b));
+                b[0] = '[';
+                b[1] = '"';
+
+                if (lead) {
+                    b[2] = '\\';     /* the first block ends in an escape */
+                    b[3] = 't';
+                }
+
+                memcpy(b + 2 + 2 * lead + at, pat, plen);
+                len = 2 + 200;
+                b[len++] = '"';
+                b[len++] = ']';
+
+                expect(b, len, pats[i].ok);
+
+                /* cut anywhere in the string: never accepted */
+
+                for (cut = 2 + at; cut < 2 + at + plen + 8; cut++) {
+                    expect(b, cut, 0);
+                }
+
+                /* the string then more members after it */
+
+                ok = pats[i].ok;
+                memcpy(b + len - 1, ",\"y\",1]", 7);
+                expect(b, len + 6, ok);
+            }
+        }
+    }
+}
+
+
 int
 main(void)
 {
     test_table();
     test_blocks();
+    test_long();
 
     printf("test_scan (%s): %d checks, %d failures\n",
            ngx_http_llmroute_scan_kind, checks, failures);
