@@ -545,9 +545,9 @@ ngx_http_llmroute_scan_long(u_char *p, u_char *end, int *rc)
     uintptr_t    last;
     ngx_uint_t   i;
 
-    /* the last place a chunk starts (an address is never below 69) */
+    /* the last place a chunk starts, as a number: no pointer before p */
 
-    last = (uintptr_t) end - (64 + 5);
+    last = (end - p >= 64 + 5) ? (uintptr_t) end - (64 + 5) : 0;
 
     while ((uintptr_t) p <= last) {
         m = ngx_http_llmroute_scan_chunk(p);
@@ -697,8 +697,9 @@ ngx_http_llmroute_scan(u_char *body, size_t len, jsmntok_t *tok,
     end = body + len;
     n = 0;
 
-    /* the last place a block starts (an address is never below 16) */
-    last = (uintptr_t) end - NGX_HTTP_LLMROUTE_SCAN_BLOCK;
+    /* the last place a block starts, as a number: no pointer before body */
+    last = (len >= NGX_HTTP_LLMROUTE_SCAN_BLOCK)
+           ? (uintptr_t) end - NGX_HTTP_LLMROUTE_SCAN_BLOCK : 0;
 
     depth = 0;
     container = -1;
