@@ -44,8 +44,11 @@
 
 #if (__GNUC__)
 #define ngx_http_llmroute_scan_inline  static inline __attribute__((always_inline))
+/* keeps an assignment on its branch: the compiler makes no cmov of it */
+#define ngx_http_llmroute_scan_branch(v)  __asm__ ("" : "+r" (v))
 #else
 #define ngx_http_llmroute_scan_inline  static inline
+#define ngx_http_llmroute_scan_branch(v)
 #endif
 
 #define ngx_http_llmroute_scan_ws(c)                                         \
@@ -578,9 +581,18 @@ ngx_http_llmroute_scan_long(u_char *p, u_char *end, int *rc)
             /* the backslash and the byte it escapes go */
         }
 
-        /* past the chunk, or past an escape that ends after it */
+        /*
+         * The next chunk, or past an escape begun at this one's last byte.
+         * A branch, rarely taken, not a conditional move: the next chunk's
+         * loads need not wait for the walk through this one's specials.
+         */
 
-        p = ngx_max(p + 64, q);
+        p += 64;
+
+        if (q > p) {
+            p = q;
+            ngx_http_llmroute_scan_branch(p);
+        }
     }
 
     return ngx_http_llmroute_scan_tail(p, end, rc);
