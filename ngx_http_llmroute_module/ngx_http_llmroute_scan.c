@@ -335,8 +335,8 @@ ngx_http_llmroute_scan_chunk(u_char *p)
     m = 0;
 
     for (i = 0; i < 64; i += 8) {
-        m |= ngx_http_llmroute_scan_gather(ngx_http_llmroute_scan_specials(p + i))
-             << i;
+        m |= ngx_http_llmroute_scan_gather(
+                 ngx_http_llmroute_scan_specials(p + i)) << i;
     }
 
     return m;
@@ -522,8 +522,10 @@ static ngx_uint_t
 ngx_http_llmroute_scan_unicode(u_char *p)
 {
     return p[1] == 'u'
-           && ngx_http_llmroute_scan_hex(p[2]) && ngx_http_llmroute_scan_hex(p[3])
-           && ngx_http_llmroute_scan_hex(p[4]) && ngx_http_llmroute_scan_hex(p[5]);
+           && ngx_http_llmroute_scan_hex(p[2])
+           && ngx_http_llmroute_scan_hex(p[3])
+           && ngx_http_llmroute_scan_hex(p[4])
+           && ngx_http_llmroute_scan_hex(p[5]);
 }
 
 

@@ -6,8 +6,8 @@
  * bodies it must accept and refuse, jsmn's tokens for what it accepts, and
  * every special byte ('"', '\\', a control character, whitespace) and every
  * other byte value at every offset around the 8- and 16-byte blocks and
- * the 64-byte chunks it reads.  Built twice by the Makefile: vector code (SSE2 / NEON) and
- * -DNGX_HTTP_LLMROUTE_SCAN_SWAR.
+ * the 64-byte chunks it reads.  Built twice by the Makefile: vector code
+ * (SSE2 / NEON) and -DNGX_HTTP_LLMROUTE_SCAN_SWAR.
  */
 
 
