@@ -8,6 +8,10 @@
 #   make -f tools/classify.mk classify-train    # refit the C defaults
 #   make -f tools/classify.mk classify-check TIERS=file.jsonl
 #       # the shipped weights on any labeled set (a holdout, a dev set)
+#   make -f tools/classify.mk classify-exact > before.txt
+#       # tier, reason and exact features of every corpus request: a
+#       # change to the classifier's code that must not change them is
+#       # proven by the same bytes after it (cmp before.txt)
 #
 # classify-report exits non-zero under the targets (accuracy >= 0.85,
 # complex recall >= 0.95, routed cost within 10 % of the labels' cost, bare
@@ -49,7 +53,7 @@ CLASSIFY_ARGS ?=
 CLASSIFY_STRICT ?= floors
 
 .PHONY: classify-report classify-train classify-check classify-features \
-        classify-tables
+        classify-tables classify-exact
 
 $(CLASSIFY_BIN): $(CLASSIFY_SRCS) $(CLASSIFY_SRC)/ngx_http_llmroute_core.h \
                  $(CLASSIFY_ROOT)/tools/catalog_conf.h \
@@ -113,3 +117,13 @@ classify-check: $(CLASSIFY_BIN)
 # the feature vector of every request, for tuning weights on your traffic
 classify-features: $(CLASSIFY_BIN)
 	@$(CLASSIFY_BIN) -c $(CATALOG) -f $(CLASSIFY_ARGS) $(TIERS)
+
+# the tier, the reason and the features (hex floats, every bit) of every
+# request of the corpus, its sessions, titles and DEV: the same bytes before
+# and after a change prove it changed no feature and no routing
+classify-exact: $(CLASSIFY_BIN)
+	@for f in $(TIERS) $(TIERS_ANTHROPIC) $(SESSIONS) \
+	    $(CORPUS_DIR)/sessions-anthropic.jsonl $(TITLES) $(DEV); do \
+	    if [ -f "$$f" ]; then \
+	        $(CLASSIFY_BIN) -c $(CATALOG) -x $(CLASSIFY_ARGS) "$$f" \
+	            || exit 1; fi; done

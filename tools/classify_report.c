@@ -13,7 +13,7 @@
  * [{"tier", "body"}, ...]}.
  *
  *   classify_report [-c catalog.conf] [-b simple,moderate,complex]
- *                   [-w name=value]... [-f] [-t] tiers.jsonl
+ *                   [-w name=value]... [-f | -x] [-t] tiers.jsonl
  *
  *   -c  catalog (default conf.d/catalog-example.conf): llmroute_provider,
  *       llmroute_model, llmroute_output_budget and llmroute_classifier are
@@ -23,6 +23,9 @@
  *   -w  override a classifier weight or threshold, as the directive does
  *   -f  print labels, per-tier model prices and the feature vector of
  *       every request (tab-separated), for tools/train_classifier.py
+ *   -x  print the classified tier, the reason and the feature vector of
+ *       every request exactly (hex floats): two builds of the classifier
+ *       compute the same features when their outputs are the same bytes
  *   -t  time parse + classify + select per request
  */
 
@@ -77,7 +80,7 @@ static void classify_label(classify_item_t *item, u_char *key, size_t klen,
 static ngx_int_t classify_turns(classify_item_t *session,
     classify_item_t *items, ngx_uint_t *n);
 static ngx_int_t classify_vector(ngx_http_llmroute_catalog_t *cat,
-    classify_item_t *item, ngx_uint_t got);
+    classify_item_t *item, ngx_uint_t got, u_char *reason, size_t rlen);
 static void *classify_alloc(void *data, size_t size);
 static void classify_pool_free(classify_pool_t *pool);
 static ngx_int_t classify_run(ngx_http_llmroute_catalog_t *cat,
@@ -89,7 +92,7 @@ static double classify_now(void);
 int
 main(int argc, char **argv)
 {
-    int                           i, opt_f, opt_t;
+    int                           i, opt_f, opt_t, opt_x;
     char                         *catalog, *budgets, *tiers, *e;
     u_char                       *data, *p, *last, *nl;
     u_char                        reason[NGX_HTTP_LLMROUTE_REASON_LEN];
@@ -113,6 +116,7 @@ main(int argc, char **argv)
     tiers = NULL;
     opt_f = 0;
     opt_t = 0;
+    opt_x = 0;
 
     ngx_memzero(&cat, sizeof(ngx_http_llmroute_catalog_t));
     ngx_http_llmroute_classifier_init(&cat.classifier);
@@ -137,6 +141,9 @@ main(int argc, char **argv)
         } else if (strcmp(argv[i], "-t") == 0) {
             opt_t = 1;
 
+        } else if (strcmp(argv[i], "-x") == 0) {
+            opt_x = 1;
+
         } else if (argv[i][0] != '-' && tiers == NULL) {
             tiers = argv[i];
 
@@ -148,7 +155,7 @@ main(int argc, char **argv)
 
     if (tiers == NULL) {
         fprintf(stderr, "usage: classify_report [-c catalog.conf] "
-                "[-b simple,moderate,complex] [-w name=value]... [-f] [-t] "
+                "[-b simple,moderate,complex] [-w name=value]... [-f | -x] [-t] "
                 "tiers.jsonl\n");
         return 2;
     }
@@ -217,7 +224,7 @@ main(int argc, char **argv)
         printf("\n");
     }
 
-    if (!opt_f) {
+    if (!opt_f && !opt_x) {
         printf("misrouted (expected -> got: reason):\n");
     }
 
@@ -286,8 +293,11 @@ main(int argc, char **argv)
                 over++;
             }
 
-            if (opt_f) {
-                if (classify_vector(&cat, &item, got) != NGX_OK) {
+            if (opt_f || opt_x) {
+                if (classify_vector(&cat, &item, got, opt_x ? reason : NULL,
+                                    rlen)
+                    != NGX_OK)
+                {
                     return 2;
                 }
 
@@ -304,7 +314,7 @@ main(int argc, char **argv)
         }
     }
 
-    if (opt_f) {
+    if (opt_f || opt_x) {
         return 0;
     }
 
@@ -638,12 +648,14 @@ classify_turns(classify_item_t *session, classify_item_t *items,
 /*
  * -f: the labels, the classified tier, the prompt tokens, per tier the
  * model select() picks with its prices (nano-USD per token) and output
- * budget, then the feature vector; tools/train_classifier.py reads this
+ * budget, then the feature vector; tools/train_classifier.py reads this.
+ * -x (reason set): the id, the classified tier, the reason, then the
+ * feature vector as hex floats, every bit shown
  */
 
 static ngx_int_t
 classify_vector(ngx_http_llmroute_catalog_t *cat, classify_item_t *item,
-    ngx_uint_t got)
+    ngx_uint_t got, u_char *reason, size_t rlen)
 {
     double                        f[NGX_HTTP_LLMROUTE_MAX_FEATURES];
     ngx_uint_t                    k, nf;
@@ -661,6 +673,12 @@ classify_vector(ngx_http_llmroute_catalog_t *cat, classify_item_t *item,
     {
         classify_pool_free(&pool);
         return NGX_ERROR;
+    }
+
+    if (reason) {
+        printf("%.*s\t%s\t%.*s", (int) item->id.len, item->id.data,
+               ngx_http_llmroute_tier_names[got].data, (int) rlen, reason);
+        goto features;
     }
 
     printf("%.*s\t%s\t%.*s\t%.*s\t%.*s\t%.*s\t%s\t%lu",
@@ -696,11 +714,13 @@ classify_vector(ngx_http_llmroute_catalog_t *cat, classify_item_t *item,
                (unsigned long) choice.output_budget);
     }
 
+features:
+
     nf = ngx_http_llmroute_classify_features(&req, f,
                                              NGX_HTTP_LLMROUTE_MAX_FEATURES);
 
     for (k = 0; k < nf; k++) {
-        printf("\t%.4f", f[k]);
+        printf(reason ? "\t%a" : "\t%.4f", f[k]);
     }
 
     printf("\n");
@@ -708,7 +728,6 @@ classify_vector(ngx_http_llmroute_catalog_t *cat, classify_item_t *item,
 
     return NGX_OK;
 }
-
 
 
 /* the parser's allocations live until the request is done, like r->pool */
