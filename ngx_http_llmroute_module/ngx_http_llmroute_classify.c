@@ -97,14 +97,6 @@ typedef struct {
 } ngx_http_llmroute_kw_slot_t;
 
 
-/* a word being read: hashes of its last prefixes, its last 8 letters */
-typedef struct {
-    uint64_t                    h[8];   /* h[n & 7]: the first n letters */
-    uint64_t                    tail;   /* the last letter in the low byte */
-    size_t                      len;
-} ngx_http_llmroute_word_t;
-
-
 typedef struct {
     uint64_t                    seen[NGX_HTTP_LLMROUTE_KW_MAX / 64];
     ngx_uint_t                  hits[NGX_HTTP_LLMROUTE_KW_NCLASS];
@@ -133,8 +125,14 @@ typedef struct {
 static void ngx_http_llmroute_classify_build(void);
 static void ngx_http_llmroute_classify_bit(uint64_t *set, uint64_t h);
 static void ngx_http_llmroute_classify_start(u_char *p, size_t len);
-static uint64_t ngx_http_llmroute_classify_hash(const u_char *p, size_t len);
-static uint64_t ngx_http_llmroute_classify_stem(ngx_http_llmroute_word_t *w);
+static uint64_t ngx_http_llmroute_classify_hash(u_char *p, size_t len);
+static size_t ngx_http_llmroute_classify_mark(u_char *p, u_char *last);
+static uint64_t ngx_http_llmroute_classify_fnv(u_char *p, size_t n,
+    size_t marks);
+static uint64_t ngx_http_llmroute_classify_stem(u_char *p, u_char *last,
+    size_t n, size_t marks, u_char *end);
+static inline uint64_t ngx_http_llmroute_be64(u_char *p);
+static size_t ngx_http_llmroute_classify_suffix(uint64_t t, size_t n);
 static void ngx_http_llmroute_classify_insert(uint64_t key, ngx_uint_t kw);
 static void ngx_http_llmroute_classify_lookup(ngx_http_llmroute_scan_t *sc,
     uint64_t key);
@@ -1088,11 +1086,10 @@ static void
 ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
     u_char *last)
 {
-    u_char                    c, lc, *q;
-    size_t                    n;
-    uint64_t                  h, prev, tail;
-    ngx_uint_t                k, code, bol, tick, pair;
-    ngx_http_llmroute_word_t  w;
+    u_char      c, lc, *q;
+    size_t      n, marks;
+    uint64_t    h, prev;
+    ngx_uint_t  k, code, bol, tick, pair;
 
     /*
      * the cursor lives in locals: through the calls made per word and per
@@ -1145,58 +1142,37 @@ ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
         }
 
         c = *p;
-        lc = ngx_http_llmroute_kw_lc[c];
 
-        if (lc) {
+        if (ngx_http_llmroute_kw_lc[c]) {
 
-            /* a word: FNV-1a of its lower-case letters */
+            /*
+             * a word: its letters are found first and hashed only when it
+             * may be a keyword; "don't" and "don\u2019t" are "dont"
+             */
 
-            h = NGX_HTTP_LLMROUTE_FNV_OFFSET;
-            w.h[0] = h;
-            tail = 0;
-            n = 0;
             q = p;
+            marks = 0;
 
-            for ( ;; ) {
-                tail = (tail << 8) | lc;
-                h = (h ^ lc) * NGX_HTTP_LLMROUTE_FNV_PRIME;
-                w.h[++n & 7] = h;
+            while (++p < last && ngx_http_llmroute_kw_lc[*p]) {
+                /* void */
+            }
 
-                if (++p == last) {
-                    break;
+            while (p < last && (k = ngx_http_llmroute_classify_mark(p, last)))
+            {
+                p += k;
+                marks += k;
+
+                while (++p < last && ngx_http_llmroute_kw_lc[*p]) {
+                    /* void */
                 }
-
-                lc = ngx_http_llmroute_kw_lc[*p];
-
-                if (lc) {
-                    continue;
-                }
-
-                /* "don't" and "don\u2019t" are "dont" */
-
-                if (*p == '\'' && p + 1 < last
-                    && ngx_http_llmroute_kw_lc[p[1]])
-                {
-                    lc = ngx_http_llmroute_kw_lc[*++p];
-                    continue;
-                }
-
-                if (*p == '\\' && last - p > 6 && p[1] == 'u'
-                    && ngx_memcmp(p + 2, "2019", 4) == 0
-                    && ngx_http_llmroute_kw_lc[p[6]])
-                {
-                    p += 6;
-                    lc = ngx_http_llmroute_kw_lc[*p];
-                    continue;
-                }
-
-                break;
             }
 
             if (tick) {
                 pair = 0;
                 continue;
             }
+
+            n = (p - q) - marks;
 
             sc->line_words++;
             sc->line_alnum += n;
@@ -1207,7 +1183,7 @@ ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
 
                 k = ngx_http_llmroute_kw_start(q[0], q[1], q[2]);
 
-                if ((size_t) (p - q) == n
+                if (marks == 0
                     && !(ngx_http_llmroute_kw_starts[k / 64]
                          & ((uint64_t) 1 << (k % 64))))
                 {
@@ -1215,18 +1191,19 @@ ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
                     continue;
                 }
 
-                w.tail = tail;
-                w.len = n;
-                h = ngx_http_llmroute_classify_stem(&w);
+                h = ngx_http_llmroute_classify_stem(q, p, n, marks, last);
 
                 /* "base64," starts a data URL: no words in there */
 
                 if (n == 6 && p < last && *p == ','
-                    && ngx_strncasecmp(p - 6, (u_char *) "base64", 6) == 0)
+                    && ngx_http_llmroute_equal_lc(p - 6, "base64", 6))
                 {
                     q = memchr(p, '"', last - p);
                     p = q ? q : last;
                 }
+
+            } else {
+                h = ngx_http_llmroute_classify_fnv(q, n, marks);
             }
 
             if (ngx_http_llmroute_kw_bit(ngx_http_llmroute_kw_words, h)) {
@@ -1686,31 +1663,133 @@ ngx_http_llmroute_classify_bit(uint64_t *set, uint64_t h)
 /* the hash the scan computes for one word of a keyword */
 
 static uint64_t
-ngx_http_llmroute_classify_hash(const u_char *p, size_t len)
+ngx_http_llmroute_classify_hash(u_char *p, size_t len)
 {
-    size_t                    i;
-    u_char                    lc;
-    uint64_t                  h;
-    ngx_http_llmroute_word_t  w;
+    size_t  i, n;
 
-    h = NGX_HTTP_LLMROUTE_FNV_OFFSET;
-    w.h[0] = h;
-    w.tail = 0;
-    w.len = 0;
-
-    for (i = 0; i < len; i++) {
-        lc = ngx_http_llmroute_kw_lc[p[i]];
-
-        if (lc == 0) {
-            continue;   /* "don't" */
-        }
-
-        w.tail = (w.tail << 8) | lc;
-        h = (h ^ lc) * NGX_HTTP_LLMROUTE_FNV_PRIME;
-        w.h[++w.len & 7] = h;
+    for (i = 0, n = 0; i < len; i++) {
+        n += (ngx_http_llmroute_kw_lc[p[i]] != 0);     /* "don't" */
     }
 
-    return w.len > 3 ? ngx_http_llmroute_classify_stem(&w) : h;
+    return ngx_http_llmroute_classify_stem(p, p + len, n, len - n, p + len);
+}
+
+
+/*
+ * the length of what joins two parts of a word at p: an apostrophe or an
+ * escaped right single quote ("\u2019") followed by a letter; 0: none
+ */
+
+static size_t
+ngx_http_llmroute_classify_mark(u_char *p, u_char *last)
+{
+    if (*p == '\'' && p + 1 < last && ngx_http_llmroute_kw_lc[p[1]]) {
+        return 1;
+    }
+
+    if (*p == '\\' && last - p > 6 && p[1] == 'u'
+        && ngx_memcmp(p + 2, "2019", 4) == 0
+        && ngx_http_llmroute_kw_lc[p[6]])
+    {
+        return 6;
+    }
+
+    return 0;
+}
+
+
+/*
+ * FNV-1a of the first n letters from p, lower case; marks: the word has
+ * some ("'", "\u2019"), skipped.  Letters and digits are lower case as
+ * c | 0x20
+ */
+
+static uint64_t
+ngx_http_llmroute_classify_fnv(u_char *p, size_t n, size_t marks)
+{
+    u_char    lc, *last;
+    uint64_t  h;
+
+    h = NGX_HTTP_LLMROUTE_FNV_OFFSET;
+
+    if (marks == 0) {
+        for (last = p + n; p < last; p++) {
+            h = (h ^ (*p | 0x20)) * NGX_HTTP_LLMROUTE_FNV_PRIME;
+        }
+
+        return h;
+    }
+
+    while (n) {
+        lc = ngx_http_llmroute_kw_lc[*p];
+
+        if (lc == 0) {
+            p += (*p == '\\') ? 6 : 1;
+            continue;
+        }
+
+        h = (h ^ lc) * NGX_HTTP_LLMROUTE_FNV_PRIME;
+        p++;
+        n--;
+    }
+
+    return h;
+}
+
+
+/*
+ * the hash of the stem of the word p..last of n letters (and marks bytes
+ * of marks): its last 8 letters give the stem's length, only that prefix
+ * is hashed; the bytes up to end may be read
+ */
+
+static uint64_t
+ngx_http_llmroute_classify_stem(u_char *p, u_char *last, size_t n,
+    size_t marks, u_char *end)
+{
+    u_char    lc;
+    uint64_t  t;
+
+    if (n <= 3) {
+        return ngx_http_llmroute_classify_fnv(p, n, marks);
+    }
+
+    /* the last 8 letters, the last one in the low byte */
+
+    if (marks == 0 && n >= 8) {
+        t = ngx_http_llmroute_be64(last - 8) | 0x2020202020202020ULL;
+
+    } else if (marks == 0 && end - p >= 8) {
+        t = (ngx_http_llmroute_be64(p) | 0x2020202020202020ULL)
+            >> (64 - 8 * n);
+
+    } else {
+        for (t = 0; p < last; p++) {
+            lc = ngx_http_llmroute_kw_lc[*p];
+
+            if (lc) {
+                t = (t << 8) | lc;
+
+            } else if (*p == '\\') {
+                p += 5;
+            }
+        }
+
+        p = last - (n + marks);
+    }
+
+    return ngx_http_llmroute_classify_fnv(p,
+                                ngx_http_llmroute_classify_suffix(t, n),
+                                marks);
+}
+
+
+/* 8 bytes, the first one in the high bits whatever the byte order */
+
+static inline uint64_t
+ngx_http_llmroute_be64(u_char *p)
+{
+    return __builtin_bswap64(ngx_http_llmroute_le64(p));
 }
 
 
@@ -1718,8 +1797,9 @@ ngx_http_llmroute_classify_hash(const u_char *p, size_t len)
  * a light suffix stripper, so that "partitioned", "partitioning" and
  * "partitions" are one keyword: plural "s", then one of "ization" (to
  * "iz"), "ation" (to "at"), "ing", "ed", "ly", a doubled consonant left by
- * those ("debugging"), and a final "e" ("races", "raced", "race"); the
- * hash of any prefix down to len - 7 is still in the ring
+ * those ("debugging"), and a final "e" ("races", "raced", "race").  t:
+ * the word's last 8 letters (the last in the low byte), n > 3 letters;
+ * returns the length of the stem
  */
 
 #define ngx_http_llmroute_suffix2(a, b)                                       \
@@ -1729,16 +1809,12 @@ ngx_http_llmroute_classify_hash(const u_char *p, size_t len)
 #define ngx_http_llmroute_suffix5(a, b, c, d, e)                              \
     (ngx_http_llmroute_suffix3(a, b, c) << 16 | ngx_http_llmroute_suffix2(d, e))
 
-static uint64_t
-ngx_http_llmroute_classify_stem(ngx_http_llmroute_word_t *w)
+static size_t
+ngx_http_llmroute_classify_suffix(uint64_t t, size_t n)
 {
-    size_t      n;
     u_char      c1, c2;
-    uint64_t    t;
     ngx_uint_t  doubled;
 
-    n = w->len;
-    t = w->tail;
     doubled = 0;
 
     if ((t & 0xff) == 's' && (t & 0xff00) != ('s' << 8)) {
@@ -1812,7 +1888,7 @@ ngx_http_llmroute_classify_stem(ngx_http_llmroute_word_t *w)
         n--;
     }
 
-    return w->h[n & 7];
+    return n;
 }
 
 
