@@ -53,6 +53,10 @@
 #define NGX_HTTP_LLMROUTE_FNV_PRIME      0x100000001b3ULL
 #define NGX_HTTP_LLMROUTE_PAIR_MIX       0x9e3779b97f4a7c15ULL
 
+/* one letter or digit into FNV-1a: lower case is c | 0x20 for them */
+#define ngx_http_llmroute_fnv_step(h, c)                                      \
+    h = ((h) ^ ((c) | 0x20)) * NGX_HTTP_LLMROUTE_FNV_PRIME
+
 #define ngx_http_llmroute_kw_bit(set, h)                                      \
     (set[((h) >> 52) & 63] & ((uint64_t) 1 << (((h) >> 46) & 63)))
 
@@ -147,6 +151,8 @@ static void ngx_http_llmroute_classify_text(ngx_http_llmroute_scan_t *sc,
     u_char *p, u_char *last, size_t head, size_t tail);
 static void ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc,
     u_char *p, u_char *last);
+static inline u_char *ngx_http_llmroute_classify_letters(u_char *p,
+    u_char *last, u_char *guard);
 static ngx_uint_t ngx_http_llmroute_classify_tick_closes(u_char *p,
     u_char *last);
 static void ngx_http_llmroute_classify_bol(ngx_http_llmroute_scan_t *sc,
@@ -1086,62 +1092,61 @@ static void
 ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
     u_char *last)
 {
-    u_char      c, lc, *q;
-    size_t      n, marks;
+    u_char      c, lc, *q, *guard;
+    size_t      n, marks, words, alnum;
     uint64_t    h, prev;
-    ngx_uint_t  k, code, bol, tick, pair;
+    ngx_uint_t  k, bol, tick, pair;
 
     /*
-     * the cursor lives in locals: through the calls made per word and per
-     * line the compiler would otherwise reload it for every byte
+     * the cursor and the counts of the line's words and letters live in
+     * locals (the counts are stored for eol()): through the calls made per
+     * word and per line the compiler would otherwise reload them for every
+     * byte.  The loop below reads one line's prose; the starts of lines
+     * and fenced code are handled apart, so it tests for neither per byte
      */
 
-    code = sc->in_code;
-    bol = 1;
     tick = 0;
     pair = 0;
     prev = 0;
+    words = 0;
+    alnum = 0;
+
+    /*
+     * the last byte that is no letter: a word that starts before it ends
+     * at it at the latest, so its letters are read without a test of last
+     */
+
+    for (guard = last; guard > p && ngx_http_llmroute_kw_lc[guard[-1]];
+         guard--)
+    {
+        /* void */
+    }
+
+    guard = (guard > p) ? guard - 1 : p;
 
     ngx_http_llmroute_classify_bol(sc, p);
 
+    if (sc->in_code) {
+        goto code;
+    }
+
+line:
+
+    /* at the start of a line, and after an escape right there */
+
+    p = ngx_http_llmroute_classify_indent(sc, p, last);
+    bol = (p < last && *p == '\\');
+
     while (p < last) {
 
-        if (code) {
-            q = memchr(p, '`', last - p);
+        c = *p;
 
-            if (q == NULL) {
-                sc->code += sc->count ? (size_t) (last - p) : 0;
-                sc->in_code = 1;
-                return;
-            }
+        /* pairs are joined by spaces, "-", "_", "/" and tabs only */
 
-            sc->code += sc->count ? (size_t) (q - p) : 0;
-            p = q + 1;
-
-            if (last - q >= 3 && q[1] == '`' && q[2] == '`') {
-                code = 0;
-                bol = 1;
-                tick = 0;
-                pair = 0;
-                p = q + 3;
-                ngx_http_llmroute_classify_bol(sc, p);
-            }
-
+        if (c == ' ') {
+            p++;
             continue;
         }
-
-        if (bol) {
-            p = ngx_http_llmroute_classify_indent(sc, p, last);
-
-            if (p == last) {
-                break;
-            }
-
-            /* blank so far, or an escape: decided on the next character */
-            bol = (*p == '\\');
-        }
-
-        c = *p;
 
         if (ngx_http_llmroute_kw_lc[c]) {
 
@@ -1152,18 +1157,15 @@ ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
 
             q = p;
             marks = 0;
+            p = ngx_http_llmroute_classify_letters(p + 1, last, guard);
 
-            while (++p < last && ngx_http_llmroute_kw_lc[*p]) {
-                /* void */
-            }
-
-            while (p < last && (k = ngx_http_llmroute_classify_mark(p, last)))
-            {
-                p += k;
-                marks += k;
-
-                while (++p < last && ngx_http_llmroute_kw_lc[*p]) {
-                    /* void */
+            if (p < last && (*p == '\'' || *p == '\\')) {
+                while (p < last
+                       && (k = ngx_http_llmroute_classify_mark(p, last)))
+                {
+                    p += k + 1;
+                    marks += k;
+                    p = ngx_http_llmroute_classify_letters(p, last, guard);
                 }
             }
 
@@ -1174,8 +1176,8 @@ ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
 
             n = (p - q) - marks;
 
-            sc->line_words++;
-            sc->line_alnum += n;
+            words++;
+            alnum += n;
 
             if (n > 3) {
 
@@ -1221,21 +1223,8 @@ ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
             continue;
         }
 
-        /* a raw CJK character (UTF-8, 3 bytes) is about a word of prose */
-
-        if (c >= 0xe3 && c <= 0xed) {
-            sc->line_words++;
-            sc->line_alnum += 2;
-            p += ngx_min(3, last - p);
-            pair = 0;
-            continue;
-        }
-
-        /* pairs are joined by spaces, "-", "_", "/" and tabs only */
-
         switch (c) {
 
-        case ' ':
         case '-':
         case '_':
         case '/':
@@ -1251,16 +1240,24 @@ ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
             switch (p[1]) {
 
             case 'n':
+                sc->line_words = words;
+                sc->line_alnum = alnum;
                 ngx_http_llmroute_classify_eol(sc, p);
                 p += 2;
                 ngx_http_llmroute_classify_bol(sc, p);
-                bol = 1;
+                words = 0;
+                alnum = 0;
                 tick = 0;
                 pair = 0;
-                continue;
+                goto line;
 
             case 't':
                 p += 2;
+
+                if (bol) {
+                    goto line;
+                }
+
                 continue;
 
             case 'u':
@@ -1269,8 +1266,8 @@ ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
                 lc = last - p >= 6 ? (p[2] | 0x20) : 0;
 
                 if ((lc >= '3' && lc <= '9') || (lc >= 'a' && lc <= 'c')) {
-                    sc->line_words++;
-                    sc->line_alnum += 2;
+                    words++;
+                    alnum += 2;
                 }
 
                 p += ngx_min(6, last - p);
@@ -1286,15 +1283,23 @@ ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
             }
 
             pair = 0;
+
+            if (bol) {
+                goto line;
+            }
+
             continue;
 
         case '`':
             if (last - p >= 3 && p[1] == '`' && p[2] == '`') {
+                sc->line_words = words;
+                sc->line_alnum = alnum;
                 ngx_http_llmroute_classify_eol(sc, p);
-                code = 1;
+                words = 0;
+                alnum = 0;
                 pair = 0;
                 p += 3;
-                continue;
+                goto code;
             }
 
             /*
@@ -1339,17 +1344,80 @@ ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
         case '"':
             sc->line_syms += !tick;
             break;
+
+        default:
+
+            /* a raw CJK character (UTF-8, 3 bytes) is about a word */
+
+            if (c >= 0xe3 && c <= 0xed) {
+                words++;
+                alnum += 2;
+                p += ngx_min(3, last - p);
+                pair = 0;
+                continue;
+            }
         }
 
         pair = 0;
         p++;
     }
 
-    sc->in_code = code;
+    sc->in_code = 0;
+    sc->line_words = words;
+    sc->line_alnum = alnum;
+    ngx_http_llmroute_classify_eol(sc, last);
 
-    if (!code) {
-        ngx_http_llmroute_classify_eol(sc, last);
+    return;
+
+code:
+
+    /* fenced code: measured up to the closing fence, not read */
+
+    while (p < last) {
+        q = memchr(p, '`', last - p);
+
+        if (q == NULL) {
+            break;
+        }
+
+        sc->code += sc->count ? (size_t) (q - p) : 0;
+        p = q + 1;
+
+        if (last - q >= 3 && q[1] == '`' && q[2] == '`') {
+            tick = 0;
+            pair = 0;
+            p = q + 3;
+            ngx_http_llmroute_classify_bol(sc, p);
+            goto line;
+        }
     }
+
+    sc->code += sc->count ? (size_t) (last - p) : 0;
+    sc->in_code = 1;
+}
+
+
+/*
+ * past the letters and digits from p on; before guard, a byte that is no
+ * letter, the loop needs no test of last
+ */
+
+static inline u_char *
+ngx_http_llmroute_classify_letters(u_char *p, u_char *last, u_char *guard)
+{
+    if (p < guard) {
+        while (ngx_http_llmroute_kw_lc[*p]) {
+            p++;
+        }
+
+        return p;
+    }
+
+    while (p < last && ngx_http_llmroute_kw_lc[*p]) {
+        p++;
+    }
+
+    return p;
 }
 
 
@@ -1713,8 +1781,43 @@ ngx_http_llmroute_classify_fnv(u_char *p, size_t n, size_t marks)
     h = NGX_HTTP_LLMROUTE_FNV_OFFSET;
 
     if (marks == 0) {
-        for (last = p + n; p < last; p++) {
-            h = (h ^ (*p | 0x20)) * NGX_HTTP_LLMROUTE_FNV_PRIME;
+
+        /* unrolled: no loop test per letter */
+
+        for ( /* void */ ; n >= 8; n -= 8, p += 8) {
+            ngx_http_llmroute_fnv_step(h, p[0]);
+            ngx_http_llmroute_fnv_step(h, p[1]);
+            ngx_http_llmroute_fnv_step(h, p[2]);
+            ngx_http_llmroute_fnv_step(h, p[3]);
+            ngx_http_llmroute_fnv_step(h, p[4]);
+            ngx_http_llmroute_fnv_step(h, p[5]);
+            ngx_http_llmroute_fnv_step(h, p[6]);
+            ngx_http_llmroute_fnv_step(h, p[7]);
+        }
+
+        last = p + n;
+
+        switch (n) {
+        case 7:
+            ngx_http_llmroute_fnv_step(h, last[-7]);
+            /* fall through */
+        case 6:
+            ngx_http_llmroute_fnv_step(h, last[-6]);
+            /* fall through */
+        case 5:
+            ngx_http_llmroute_fnv_step(h, last[-5]);
+            /* fall through */
+        case 4:
+            ngx_http_llmroute_fnv_step(h, last[-4]);
+            /* fall through */
+        case 3:
+            ngx_http_llmroute_fnv_step(h, last[-3]);
+            /* fall through */
+        case 2:
+            ngx_http_llmroute_fnv_step(h, last[-2]);
+            /* fall through */
+        case 1:
+            ngx_http_llmroute_fnv_step(h, last[-1]);
         }
 
         return h;
