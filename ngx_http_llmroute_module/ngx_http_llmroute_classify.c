@@ -57,9 +57,6 @@
 #define ngx_http_llmroute_fnv_step(h, c)                                      \
     h = ((h) ^ ((c) | 0x20)) * NGX_HTTP_LLMROUTE_FNV_PRIME
 
-#define ngx_http_llmroute_kw_bit(set, h)                                      \
-    (set[((h) >> 52) & 63] & ((uint64_t) 1 << (((h) >> 46) & 63)))
-
 #define ngx_http_llmroute_kw_start(a, b, c)                                   \
     (((ngx_uint_t) ((a) & 31) << 10) | ((ngx_uint_t) ((b) & 31) << 5)        \
      | ((c) & 31))
@@ -101,6 +98,13 @@ typedef struct {
 } ngx_http_llmroute_kw_slot_t;
 
 
+/* a word's two bits side by side: one index computed for both tests */
+typedef struct {
+    uint64_t                    words;  /* a keyword of one word */
+    uint64_t                    firsts; /* the first word of a pair */
+} ngx_http_llmroute_kw_bits_t;
+
+
 typedef struct {
     uint64_t                    seen[NGX_HTTP_LLMROUTE_KW_MAX / 64];
     ngx_uint_t                  hits[NGX_HTTP_LLMROUTE_KW_NCLASS];
@@ -127,7 +131,7 @@ typedef struct {
 
 
 static void ngx_http_llmroute_classify_build(void);
-static void ngx_http_llmroute_classify_bit(uint64_t *set, uint64_t h);
+static void ngx_http_llmroute_classify_bit(uint64_t h, ngx_uint_t first);
 static void ngx_http_llmroute_classify_start(u_char *p, size_t len);
 static uint64_t ngx_http_llmroute_classify_hash(u_char *p, size_t len);
 static size_t ngx_http_llmroute_classify_mark(u_char *p, u_char *last);
@@ -539,8 +543,7 @@ static ngx_uint_t                   ngx_http_llmroute_kw_ready;
  * no keyword, and most are no start of a pair, so one bit test spares a
  * table probe for them
  */
-static uint64_t                     ngx_http_llmroute_kw_words[64];
-static uint64_t                     ngx_http_llmroute_kw_firsts[64];
+static ngx_http_llmroute_kw_bits_t  ngx_http_llmroute_kw_bits[64];
 
 /*
  * the first three letters of every keyword word, 5 bits each: stemming
@@ -1092,10 +1095,11 @@ static void
 ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
     u_char *last)
 {
-    u_char      c, lc, *q, *guard;
-    size_t      n, marks, words, alnum;
-    uint64_t    h, prev;
-    ngx_uint_t  k, bol, tick, pair;
+    u_char                        c, lc, *q, *guard;
+    size_t                        n, marks, words, alnum;
+    uint64_t                      h, prev, bit;
+    ngx_uint_t                    k, bol, tick, pair;
+    ngx_http_llmroute_kw_bits_t  *bits;
 
     /*
      * the cursor and the counts of the line's words and letters live in
@@ -1204,11 +1208,31 @@ line:
                     p = q ? q : last;
                 }
 
+            } else if (marks == 0) {
+
+                /* most words of 3 letters or fewer: hashed here */
+
+                h = NGX_HTTP_LLMROUTE_FNV_OFFSET;
+
+                switch (n) {
+                case 3:
+                    ngx_http_llmroute_fnv_step(h, p[-3]);
+                    /* fall through */
+                case 2:
+                    ngx_http_llmroute_fnv_step(h, p[-2]);
+                    /* fall through */
+                default:
+                    ngx_http_llmroute_fnv_step(h, p[-1]);
+                }
+
             } else {
                 h = ngx_http_llmroute_classify_fnv(q, n, marks);
             }
 
-            if (ngx_http_llmroute_kw_bit(ngx_http_llmroute_kw_words, h)) {
+            bits = &ngx_http_llmroute_kw_bits[(h >> 52) & 63];
+            bit = (uint64_t) 1 << ((h >> 46) & 63);
+
+            if (bits->words & bit) {
                 ngx_http_llmroute_classify_lookup(sc, h);
             }
 
@@ -1218,8 +1242,7 @@ line:
             }
 
             prev = h;
-            pair = ngx_http_llmroute_kw_bit(ngx_http_llmroute_kw_firsts, h)
-                   != 0;
+            pair = (bits->firsts & bit) != 0;
             continue;
         }
 
@@ -1687,11 +1710,11 @@ ngx_http_llmroute_classify_build(void)
 
         if (sp == NULL) {
             key = ngx_http_llmroute_classify_hash(p, len);
-            ngx_http_llmroute_classify_bit(ngx_http_llmroute_kw_words, key);
+            ngx_http_llmroute_classify_bit(key, 0);
 
         } else {
             h = ngx_http_llmroute_classify_hash(p, sp - p);
-            ngx_http_llmroute_classify_bit(ngx_http_llmroute_kw_firsts, h);
+            ngx_http_llmroute_classify_bit(h, 1);
 
             key = (h * NGX_HTTP_LLMROUTE_PAIR_MIX)
                   ^ ngx_http_llmroute_classify_hash(sp + 1,
@@ -1721,10 +1744,23 @@ ngx_http_llmroute_classify_start(u_char *p, size_t len)
 }
 
 
+/* a keyword's bit, or a pair's first word's: as the scan tests them */
+
 static void
-ngx_http_llmroute_classify_bit(uint64_t *set, uint64_t h)
+ngx_http_llmroute_classify_bit(uint64_t h, ngx_uint_t first)
 {
-    set[(h >> 52) & 63] |= (uint64_t) 1 << ((h >> 46) & 63);
+    uint64_t                      bit;
+    ngx_http_llmroute_kw_bits_t  *bits;
+
+    bits = &ngx_http_llmroute_kw_bits[(h >> 52) & 63];
+    bit = (uint64_t) 1 << ((h >> 46) & 63);
+
+    if (first) {
+        bits->firsts |= bit;
+
+    } else {
+        bits->words |= bit;
+    }
 }
 
 
@@ -2083,15 +2119,22 @@ ngx_http_llmroute_classify_number(u_char *p, u_char *last, double v,
 static double
 ngx_http_llmroute_classify_log2(double x)
 {
-    double  e;
+    double    e;
+    uint64_t  bits;
 
     if (x <= 1) {
         return 0;
     }
 
-    for (e = 0; x >= 2; e++) {
-        x /= 2;
-    }
+    /*
+     * x = m * 2^e, 1 <= m < 2: the exponent and the mantissa of a normal
+     * double, no loop (x > 1 here: finite and normal)
+     */
+
+    ngx_memcpy(&bits, &x, sizeof(double));
+    e = (double) ((ngx_int_t) ((bits >> 52) & 0x7ff) - 1023);
+    bits = (bits & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL;
+    ngx_memcpy(&x, &bits, sizeof(double));
 
     return e + (x - 1);
 }
