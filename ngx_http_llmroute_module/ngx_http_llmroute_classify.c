@@ -142,8 +142,10 @@ static uint64_t ngx_http_llmroute_classify_stem(u_char *p, u_char *last,
 static inline uint64_t ngx_http_llmroute_be64(u_char *p);
 static size_t ngx_http_llmroute_classify_suffix(uint64_t t, size_t n);
 static void ngx_http_llmroute_classify_insert(uint64_t key, ngx_uint_t kw);
+static ngx_uint_t ngx_http_llmroute_classify_key(uint64_t key);
 static void ngx_http_llmroute_classify_lookup(ngx_http_llmroute_scan_t *sc,
     uint64_t key);
+static void ngx_http_llmroute_classify_short(void);
 static ngx_uint_t ngx_http_llmroute_classify_vector(
     ngx_http_llmroute_req_t *req, double *f, ngx_uint_t n,
     ngx_http_llmroute_ask_t *ask);
@@ -554,6 +556,19 @@ static uint64_t                     ngx_http_llmroute_kw_starts[512];
 
 /* lower-case letter or digit; 0 for everything else */
 static u_char                       ngx_http_llmroute_kw_lc[256];
+
+/*
+ * words of 1 to 3 letters, numbered in base 37 by the letters' codes (1 to
+ * 36, ngx_http_llmroute_kw_code): a bit for each whose hash is no keyword
+ * and no first word of a pair.  There are only 50 652 such words, so this
+ * is exact, computed once from the same hashes: the scan skips hashing
+ * them when no pair is open, as their hash would change nothing
+ */
+#define NGX_HTTP_LLMROUTE_KW_SHORT       (37 * 37 * 37)
+
+static u_char                       ngx_http_llmroute_kw_code[256];
+static uint64_t                     ngx_http_llmroute_kw_inert[
+                                        NGX_HTTP_LLMROUTE_KW_SHORT / 64 + 1];
 
 
 void
@@ -1210,7 +1225,22 @@ line:
 
             } else if (marks == 0) {
 
-                /* most words of 3 letters or fewer: hashed here */
+                /* most words of 3 letters or fewer: hashed here, if at all */
+
+                if (!pair) {
+                    k = ngx_http_llmroute_kw_code[p[-1]];
+                    k += (n > 1) ? 37 * ngx_http_llmroute_kw_code[p[-2]]
+                                   + ((n > 2) ? 37 * 37
+                                        * ngx_http_llmroute_kw_code[p[-3]]
+                                                : 0)
+                                 : 0;
+
+                    if (ngx_http_llmroute_kw_inert[k / 64]
+                        & ((uint64_t) 1 << (k % 64)))
+                    {
+                        continue;
+                    }
+                }
 
                 h = NGX_HTTP_LLMROUTE_FNV_OFFSET;
 
@@ -1429,11 +1459,15 @@ static inline u_char *
 ngx_http_llmroute_classify_letters(u_char *p, u_char *last, u_char *guard)
 {
     if (p < guard) {
-        while (ngx_http_llmroute_kw_lc[*p]) {
-            p++;
+
+        /* two letters a step: p[1] is read only after a letter at p[0] */
+
+        while (ngx_http_llmroute_kw_lc[p[0]] && ngx_http_llmroute_kw_lc[p[1]])
+        {
+            p += 2;
         }
 
-        return p;
+        return p + (ngx_http_llmroute_kw_lc[*p] != 0);
     }
 
     while (p < last && ngx_http_llmroute_kw_lc[*p]) {
@@ -1645,33 +1679,48 @@ ngx_http_llmroute_classify_fences(ngx_http_llmroute_scan_t *sc, u_char *p,
 }
 
 
-static void
-ngx_http_llmroute_classify_lookup(ngx_http_llmroute_scan_t *sc, uint64_t key)
+/* the keyword a key is, + 1; 0: none */
+
+static ngx_uint_t
+ngx_http_llmroute_classify_key(uint64_t key)
 {
-    ngx_uint_t  i, kw;
+    ngx_uint_t  i;
 
     i = (key ^ (key >> 29)) & (NGX_HTTP_LLMROUTE_KW_SLOTS - 1);
 
     while (ngx_http_llmroute_kw_table[i].kw) {
 
         if (ngx_http_llmroute_kw_table[i].key == key) {
-            kw = ngx_http_llmroute_kw_table[i].kw - 1;
-
-            /* distinct keywords: a word repeated is one piece of evidence */
-
-            if (!(sc->seen[kw / 64] & ((uint64_t) 1 << (kw % 64)))) {
-                sc->seen[kw / 64] |= (uint64_t) 1 << (kw % 64);
-                sc->hits[ngx_http_llmroute_keywords[kw].cls]++;
-
-                if (sc->npending < NGX_HTTP_LLMROUTE_KW_PENDING) {
-                    sc->pending[sc->npending++] = kw;
-                }
-            }
-
-            return;
+            return ngx_http_llmroute_kw_table[i].kw;
         }
 
         i = (i + 1) & (NGX_HTTP_LLMROUTE_KW_SLOTS - 1);
+    }
+
+    return 0;
+}
+
+
+static void
+ngx_http_llmroute_classify_lookup(ngx_http_llmroute_scan_t *sc, uint64_t key)
+{
+    ngx_uint_t  kw;
+
+    kw = ngx_http_llmroute_classify_key(key);
+
+    if (kw-- == 0) {
+        return;
+    }
+
+    /* distinct keywords: a word repeated is one piece of evidence */
+
+    if (!(sc->seen[kw / 64] & ((uint64_t) 1 << (kw % 64)))) {
+        sc->seen[kw / 64] |= (uint64_t) 1 << (kw % 64);
+        sc->hits[ngx_http_llmroute_keywords[kw].cls]++;
+
+        if (sc->npending < NGX_HTTP_LLMROUTE_KW_PENDING) {
+            sc->pending[sc->npending++] = kw;
+        }
     }
 }
 
@@ -1724,7 +1773,68 @@ ngx_http_llmroute_classify_build(void)
         ngx_http_llmroute_classify_insert(key, i);
     }
 
+    ngx_http_llmroute_classify_short();
+
     ngx_http_llmroute_kw_ready = 1;
+}
+
+
+/* the words of 1 to 3 letters whose hash changes nothing: see kw_inert */
+
+static void
+ngx_http_llmroute_classify_short(void)
+{
+    u_char       w[3];
+    uint64_t     h;
+    ngx_uint_t   c, i, k, n, code[3];
+
+    static const char  letters[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+
+    for (c = 0; letters[c]; c++) {
+        ngx_http_llmroute_kw_code[(u_char) letters[c]] = (u_char) (c + 1);
+
+        if (letters[c] >= 'a') {
+            ngx_http_llmroute_kw_code[letters[c] & ~0x20] = (u_char) (c + 1);
+        }
+    }
+
+    for (n = 1; n <= 3; n++) {
+        code[0] = 1;
+        code[1] = 1;
+        code[2] = 1;
+
+        for ( ;; ) {
+            k = 0;
+
+            for (i = 0; i < n; i++) {
+                w[i] = (u_char) letters[code[i] - 1];
+                k = k * 37 + code[i];
+            }
+
+            h = ngx_http_llmroute_classify_fnv(w, n, 0);
+
+            if (!ngx_http_llmroute_classify_key(h)
+                && !(ngx_http_llmroute_kw_bits[(h >> 52) & 63].firsts
+                     & ((uint64_t) 1 << ((h >> 46) & 63))))
+            {
+                ngx_http_llmroute_kw_inert[k / 64] |= (uint64_t) 1 << (k % 64);
+            }
+
+            /* the next word of n letters */
+
+            for (i = n; i-- > 0; /* void */ ) {
+                if (++code[i] <= 36) {
+                    break;
+                }
+
+                code[i] = 1;
+            }
+
+            if (i == (ngx_uint_t) -1) {
+                break;
+            }
+        }
+    }
 }
 
 
