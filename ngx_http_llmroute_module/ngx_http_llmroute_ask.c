@@ -278,6 +278,12 @@ ngx_http_llmroute_ask_has_text(u_char *p, u_char *last)
             return 0;
         }
 
+        /* a block starts with its "<": any other byte is text, no search */
+
+        if (*p != '<') {
+            return 1;
+        }
+
         b = ngx_http_llmroute_ask_block(p, last, &e);
 
         if (b != p) {
