@@ -1178,7 +1178,7 @@ line:
             marks = 0;
             p = ngx_http_llmroute_classify_letters(p + 1, last, guard);
 
-            if (p < last && (*p == '\'' || *p == '\\')) {
+            if (p < last && *p != ' ' && (*p == '\'' || *p == '\\')) {
                 while (p < last
                        && (k = ngx_http_llmroute_classify_mark(p, last)))
                 {
