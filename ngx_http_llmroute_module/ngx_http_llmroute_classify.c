@@ -137,6 +137,8 @@ static uint64_t ngx_http_llmroute_classify_hash(u_char *p, size_t len);
 static size_t ngx_http_llmroute_classify_mark(u_char *p, u_char *last);
 static uint64_t ngx_http_llmroute_classify_fnv(u_char *p, size_t n,
     size_t marks);
+static inline uint64_t ngx_http_llmroute_classify_fnv_lc(u_char *p,
+    size_t n);
 static uint64_t ngx_http_llmroute_classify_stem(u_char *p, u_char *last,
     size_t n, size_t marks, u_char *end);
 static inline uint64_t ngx_http_llmroute_be64(u_char *p);
@@ -1885,7 +1887,9 @@ ngx_http_llmroute_classify_hash(u_char *p, size_t len)
         n += (ngx_http_llmroute_kw_lc[p[i]] != 0);     /* "don't" */
     }
 
-    return ngx_http_llmroute_classify_stem(p, p + len, n, len - n, p + len);
+    return (n > 3) ? ngx_http_llmroute_classify_stem(p, p + len, n, len - n,
+                                                     p + len)
+                   : ngx_http_llmroute_classify_fnv(p, n, len - n);
 }
 
 
@@ -1914,60 +1918,20 @@ ngx_http_llmroute_classify_mark(u_char *p, u_char *last)
 
 /*
  * FNV-1a of the first n letters from p, lower case; marks: the word has
- * some ("'", "\u2019"), skipped.  Letters and digits are lower case as
- * c | 0x20
+ * some ("'", "\u2019"), skipped
  */
 
 static uint64_t
 ngx_http_llmroute_classify_fnv(u_char *p, size_t n, size_t marks)
 {
-    u_char    lc, *last;
+    u_char    lc;
     uint64_t  h;
 
-    h = NGX_HTTP_LLMROUTE_FNV_OFFSET;
-
     if (marks == 0) {
-
-        /* unrolled: no loop test per letter */
-
-        for ( /* void */ ; n >= 8; n -= 8, p += 8) {
-            ngx_http_llmroute_fnv_step(h, p[0]);
-            ngx_http_llmroute_fnv_step(h, p[1]);
-            ngx_http_llmroute_fnv_step(h, p[2]);
-            ngx_http_llmroute_fnv_step(h, p[3]);
-            ngx_http_llmroute_fnv_step(h, p[4]);
-            ngx_http_llmroute_fnv_step(h, p[5]);
-            ngx_http_llmroute_fnv_step(h, p[6]);
-            ngx_http_llmroute_fnv_step(h, p[7]);
-        }
-
-        last = p + n;
-
-        switch (n) {
-        case 7:
-            ngx_http_llmroute_fnv_step(h, last[-7]);
-            /* fall through */
-        case 6:
-            ngx_http_llmroute_fnv_step(h, last[-6]);
-            /* fall through */
-        case 5:
-            ngx_http_llmroute_fnv_step(h, last[-5]);
-            /* fall through */
-        case 4:
-            ngx_http_llmroute_fnv_step(h, last[-4]);
-            /* fall through */
-        case 3:
-            ngx_http_llmroute_fnv_step(h, last[-3]);
-            /* fall through */
-        case 2:
-            ngx_http_llmroute_fnv_step(h, last[-2]);
-            /* fall through */
-        case 1:
-            ngx_http_llmroute_fnv_step(h, last[-1]);
-        }
-
-        return h;
+        return ngx_http_llmroute_classify_fnv_lc(p, n);
     }
+
+    h = NGX_HTTP_LLMROUTE_FNV_OFFSET;
 
     while (n) {
         lc = ngx_http_llmroute_kw_lc[*p];
@@ -1986,10 +1950,60 @@ ngx_http_llmroute_classify_fnv(u_char *p, size_t n, size_t marks)
 }
 
 
+/* FNV-1a of n letters and digits from p: unrolled, no test per letter */
+
+static inline uint64_t
+ngx_http_llmroute_classify_fnv_lc(u_char *p, size_t n)
+{
+    u_char    *last;
+    uint64_t   h;
+
+    h = NGX_HTTP_LLMROUTE_FNV_OFFSET;
+
+    for ( /* void */ ; n >= 8; n -= 8, p += 8) {
+        ngx_http_llmroute_fnv_step(h, p[0]);
+        ngx_http_llmroute_fnv_step(h, p[1]);
+        ngx_http_llmroute_fnv_step(h, p[2]);
+        ngx_http_llmroute_fnv_step(h, p[3]);
+        ngx_http_llmroute_fnv_step(h, p[4]);
+        ngx_http_llmroute_fnv_step(h, p[5]);
+        ngx_http_llmroute_fnv_step(h, p[6]);
+        ngx_http_llmroute_fnv_step(h, p[7]);
+    }
+
+    last = p + n;
+
+    switch (n) {
+    case 7:
+        ngx_http_llmroute_fnv_step(h, last[-7]);
+        /* fall through */
+    case 6:
+        ngx_http_llmroute_fnv_step(h, last[-6]);
+        /* fall through */
+    case 5:
+        ngx_http_llmroute_fnv_step(h, last[-5]);
+        /* fall through */
+    case 4:
+        ngx_http_llmroute_fnv_step(h, last[-4]);
+        /* fall through */
+    case 3:
+        ngx_http_llmroute_fnv_step(h, last[-3]);
+        /* fall through */
+    case 2:
+        ngx_http_llmroute_fnv_step(h, last[-2]);
+        /* fall through */
+    case 1:
+        ngx_http_llmroute_fnv_step(h, last[-1]);
+    }
+
+    return h;
+}
+
+
 /*
- * the hash of the stem of the word p..last of n letters (and marks bytes
- * of marks): its last 8 letters give the stem's length, only that prefix
- * is hashed; the bytes up to end may be read
+ * the hash of the stem of the word p..last of n > 3 letters (and marks
+ * bytes of marks): its last 8 letters give the stem's length, only that
+ * prefix is hashed; the bytes up to end may be read
  */
 
 static uint64_t
@@ -1998,10 +2012,6 @@ ngx_http_llmroute_classify_stem(u_char *p, u_char *last, size_t n,
 {
     u_char    lc;
     uint64_t  t;
-
-    if (n <= 3) {
-        return ngx_http_llmroute_classify_fnv(p, n, marks);
-    }
 
     /* the last 8 letters, the last one in the low byte */
 
@@ -2027,9 +2037,10 @@ ngx_http_llmroute_classify_stem(u_char *p, u_char *last, size_t n,
         p = last - (n + marks);
     }
 
-    return ngx_http_llmroute_classify_fnv(p,
-                                ngx_http_llmroute_classify_suffix(t, n),
-                                marks);
+    n = ngx_http_llmroute_classify_suffix(t, n);
+
+    return marks ? ngx_http_llmroute_classify_fnv(p, n, marks)
+                 : ngx_http_llmroute_classify_fnv_lc(p, n);
 }
 
 
