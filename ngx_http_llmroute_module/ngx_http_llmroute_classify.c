@@ -1295,11 +1295,27 @@ line:
             switch (p[1]) {
 
             case 'n':
+                if (p == sc->line) {
+
+                    /*
+                     * an empty line: nothing was read on it, so nothing is
+                     * counted and nothing needs resetting
+                     */
+
+                    p += 2;
+                    sc->line = p;
+                    goto line;
+                }
+
                 sc->line_words = words;
                 sc->line_alnum = alnum;
                 ngx_http_llmroute_classify_eol(sc, p);
+
+                /* eol() reset the line's counts: what bol() does besides */
+
                 p += 2;
-                ngx_http_llmroute_classify_bol(sc, p);
+                sc->line = p;
+                sc->code_line = 0;
                 words = 0;
                 alnum = 0;
                 tick = 0;
