@@ -79,13 +79,6 @@ typedef enum {
 } ngx_http_llmroute_feature_e;
 
 
-/* the messages read as the ask, latest first */
-typedef struct {
-    ngx_uint_t                  msg[NGX_HTTP_LLMROUTE_ASK_MAX];
-    ngx_uint_t                  n;
-} ngx_http_llmroute_ask_t;
-
-
 typedef struct {
     const char                 *text;   /* a word, or two words and a space */
     ngx_uint_t                  cls;
@@ -121,12 +114,14 @@ typedef struct {
     ngx_uint_t                  line_items;
     ngx_uint_t                  line_questions;
     ngx_uint_t                  line_commas;
-    ngx_uint_t                  pending[NGX_HTTP_LLMROUTE_KW_PENDING];
     ngx_uint_t                  npending;   /* keywords first hit here */
 
     unsigned                    count:1;    /* the ask: count words, code */
     unsigned                    in_code:1;  /* kept across windows */
     unsigned                    code_line:1;
+
+    /* last: read up to npending only, so never cleared */
+    ngx_uint_t                  pending[NGX_HTTP_LLMROUTE_KW_PENDING];
 } ngx_http_llmroute_scan_t;
 
 
@@ -150,7 +145,7 @@ static void ngx_http_llmroute_classify_lookup(ngx_http_llmroute_scan_t *sc,
 static void ngx_http_llmroute_classify_short(void);
 static ngx_uint_t ngx_http_llmroute_classify_vector(
     ngx_http_llmroute_req_t *req, double *f, ngx_uint_t n,
-    ngx_http_llmroute_ask_t *ask);
+    ngx_uint_t *msg, ngx_uint_t *nmsg);
 static void ngx_http_llmroute_classify_message(ngx_http_llmroute_scan_t *sc,
     u_char *p, u_char *last, ngx_uint_t parts, size_t head, size_t tail);
 static void ngx_http_llmroute_classify_prose(ngx_http_llmroute_scan_t *sc,
@@ -696,15 +691,14 @@ ngx_uint_t
 ngx_http_llmroute_classify_explained(ngx_http_llmroute_classifier_t *cl,
     ngx_http_llmroute_req_t *req, ngx_http_llmroute_explain_t *ex)
 {
-    double                   score, mscore, *f;
-    ngx_uint_t               i, tier;
-    ngx_http_llmroute_ask_t  ask;
+    double      score, mscore, *f;
+    ngx_uint_t  i, tier;
 
     f = ex->f;
 
     (void) ngx_http_llmroute_classify_vector(req, f,
                                              NGX_HTTP_LLMROUTE_NFEATURES,
-                                             &ask);
+                                             ex->msg, &ex->nmsg);
 
     score = 0;
     mscore = 0;
@@ -743,11 +737,6 @@ ngx_http_llmroute_classify_explained(ngx_http_llmroute_classifier_t *cl,
     ex->score = score;
     ex->tier = tier;
     ex->tokens = req->prompt_tokens;
-    ex->nmsg = ask.n;
-
-    for (i = 0; i < ask.n; i++) {
-        ex->msg[i] = ask.msg[i];
-    }
 
     return tier;
 }
@@ -849,9 +838,9 @@ ngx_uint_t
 ngx_http_llmroute_classify_features(ngx_http_llmroute_req_t *req, double *f,
     ngx_uint_t n)
 {
-    ngx_http_llmroute_ask_t  ask;
+    ngx_uint_t  msg[NGX_HTTP_LLMROUTE_ASK_MAX], nmsg;
 
-    return ngx_http_llmroute_classify_vector(req, f, n, &ask);
+    return ngx_http_llmroute_classify_vector(req, f, n, msg, &nmsg);
 }
 
 
@@ -865,13 +854,13 @@ ngx_http_llmroute_classify_features(ngx_http_llmroute_req_t *req, double *f,
 
 static ngx_uint_t
 ngx_http_llmroute_classify_vector(ngx_http_llmroute_req_t *req, double *f,
-    ngx_uint_t n, ngx_http_llmroute_ask_t *ask)
+    ngx_uint_t n, ngx_uint_t *msg, ngx_uint_t *nmsg)
 {
     u_char                    *body;
     size_t                     text;
-    double                     v[NGX_HTTP_LLMROUTE_NFEATURES];
+    double                     v[NGX_HTTP_LLMROUTE_NFEATURES], *out;
     ngx_int_t                  k;
-    ngx_uint_t                 i, users, results, calls, parts;
+    ngx_uint_t                 i, users, results, calls, parts, na;
     ngx_http_llmroute_msg_t   *m;
     ngx_http_llmroute_scan_t   sc;
 
@@ -879,7 +868,7 @@ ngx_http_llmroute_classify_vector(ngx_http_llmroute_req_t *req, double *f,
         ngx_http_llmroute_classify_build();
     }
 
-    ngx_memzero(&sc, sizeof(ngx_http_llmroute_scan_t));
+    ngx_memzero(&sc, offsetof(ngx_http_llmroute_scan_t, pending));
 
     body = req->body;
     text = req->text_bytes;
@@ -911,10 +900,10 @@ ngx_http_llmroute_classify_vector(ngx_http_llmroute_req_t *req, double *f,
     }
 
     sc.count = 1;
-    ask->n = 0;
+    na = 0;
     k = req->nmsgs;
 
-    while (ask->n < NGX_HTTP_LLMROUTE_ASK_MAX) {
+    while (na < NGX_HTTP_LLMROUTE_ASK_MAX) {
         k = ngx_http_llmroute_ask_prev(req, k);
 
         if (k < 0) {
@@ -922,7 +911,7 @@ ngx_http_llmroute_classify_vector(ngx_http_llmroute_req_t *req, double *f,
         }
 
         m = &req->msgs[k];
-        ask->msg[ask->n++] = k;
+        msg[na++] = k;
 
         parts = ngx_http_llmroute_ask_is_parts(req, m);
 
@@ -945,47 +934,54 @@ ngx_http_llmroute_classify_vector(ngx_http_llmroute_req_t *req, double *f,
         }
     }
 
-    /* scales: where a feature starts to count and where it saturates */
+    *nmsg = na;
 
-    v[NGX_HTTP_LLMROUTE_F_LENGTH] = ngx_http_llmroute_classify_ramp(
+    /*
+     * scales: where a feature starts to count and where it saturates;
+     * written into f itself when it has room for all
+     */
+
+    out = (n >= NGX_HTTP_LLMROUTE_NFEATURES) ? f : v;
+
+    out[NGX_HTTP_LLMROUTE_F_LENGTH] = ngx_http_llmroute_classify_ramp(
         ngx_http_llmroute_classify_log2((double) text / 4 + 1),
         ngx_http_llmroute_classify_log2(128),
         ngx_http_llmroute_classify_log2(8192));
 
-    v[NGX_HTTP_LLMROUTE_F_WORDS] = ngx_http_llmroute_classify_ramp(
+    out[NGX_HTTP_LLMROUTE_F_WORDS] = ngx_http_llmroute_classify_ramp(
         ngx_http_llmroute_classify_log2((double) sc.words + 1),
         ngx_http_llmroute_classify_log2(16),
         ngx_http_llmroute_classify_log2(256));
 
-    v[NGX_HTTP_LLMROUTE_F_STEPS] = ngx_http_llmroute_classify_ramp(
+    out[NGX_HTTP_LLMROUTE_F_STEPS] = ngx_http_llmroute_classify_ramp(
         (double) (sc.items + sc.questions), 1, 9);
 
-    v[NGX_HTTP_LLMROUTE_F_CODE] = ngx_http_llmroute_classify_ramp(
+    out[NGX_HTTP_LLMROUTE_F_CODE] = ngx_http_llmroute_classify_ramp(
         ngx_http_llmroute_classify_log2((double) sc.code + 1),
         ngx_http_llmroute_classify_log2(256),
         ngx_http_llmroute_classify_log2(16384));
 
-    v[NGX_HTTP_LLMROUTE_F_REASONING] = ngx_http_llmroute_classify_ramp(
+    out[NGX_HTTP_LLMROUTE_F_REASONING] = ngx_http_llmroute_classify_ramp(
         (double) sc.hits[NGX_HTTP_LLMROUTE_KW_HARD], 0, 3);
 
-    v[NGX_HTTP_LLMROUTE_F_TASK] = ngx_http_llmroute_classify_ramp(
+    out[NGX_HTTP_LLMROUTE_F_TASK] = ngx_http_llmroute_classify_ramp(
         (double) sc.hits[NGX_HTTP_LLMROUTE_KW_TASK], 0, 2);
 
-    v[NGX_HTTP_LLMROUTE_F_MECHANICAL] = ngx_http_llmroute_classify_ramp(
+    out[NGX_HTTP_LLMROUTE_F_MECHANICAL] = ngx_http_llmroute_classify_ramp(
         (double) sc.hits[NGX_HTTP_LLMROUTE_KW_MECH], 0, 2);
 
-    v[NGX_HTTP_LLMROUTE_F_EASY] = ngx_http_llmroute_classify_ramp(
+    out[NGX_HTTP_LLMROUTE_F_EASY] = ngx_http_llmroute_classify_ramp(
         (double) sc.hits[NGX_HTTP_LLMROUTE_KW_EASY], 0, 2);
 
-    v[NGX_HTTP_LLMROUTE_F_TURNS] = ngx_http_llmroute_classify_ramp(
+    out[NGX_HTTP_LLMROUTE_F_TURNS] = ngx_http_llmroute_classify_ramp(
         (double) users, 1, 4);
 
-    v[NGX_HTTP_LLMROUTE_F_TOOLS] = ngx_http_llmroute_classify_ramp(
+    out[NGX_HTTP_LLMROUTE_F_TOOLS] = ngx_http_llmroute_classify_ramp(
         (double) (results + calls), 0, 8);
 
     /* a small max_tokens is a strong hint, so the output scale is -1..1 */
 
-    v[NGX_HTTP_LLMROUTE_F_OUTPUT] = req->max_tokens < 0 ? 0
+    out[NGX_HTTP_LLMROUTE_F_OUTPUT] = req->max_tokens < 0 ? 0
         : 2 * ngx_http_llmroute_classify_ramp(
                   ngx_http_llmroute_classify_log2(
                       (double) req->max_tokens + 1),
@@ -993,13 +989,13 @@ ngx_http_llmroute_classify_vector(ngx_http_llmroute_req_t *req, double *f,
                   ngx_http_llmroute_classify_log2(8192))
           - 1;
 
-    v[NGX_HTTP_LLMROUTE_F_JSON] = req->json_schema ? 1
+    out[NGX_HTTP_LLMROUTE_F_JSON] = req->json_schema ? 1
                                   : req->json_mode ? 0.5 : 0;
 
-    n = ngx_min(n, (ngx_uint_t) NGX_HTTP_LLMROUTE_NFEATURES);
-
-    for (i = 0; i < n; i++) {
-        f[i] = v[i];
+    if (out == v) {
+        for (i = 0; i < n; i++) {
+            f[i] = v[i];
+        }
     }
 
     return NGX_HTTP_LLMROUTE_NFEATURES;
