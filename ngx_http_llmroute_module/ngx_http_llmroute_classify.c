@@ -53,6 +53,13 @@
 #define NGX_HTTP_LLMROUTE_FNV_PRIME      0x100000001b3ULL
 #define NGX_HTTP_LLMROUTE_PAIR_MIX       0x9e3779b97f4a7c15ULL
 
+/* the stemmer, and its hash, inline: not calls per word */
+#if defined(__GNUC__)
+#define ngx_http_llmroute_inline  inline __attribute__((always_inline))
+#else
+#define ngx_http_llmroute_inline  inline
+#endif
+
 /* one letter or digit into FNV-1a: lower case is c | 0x20 for them */
 #define ngx_http_llmroute_fnv_step(h, c)                                      \
     h = ((h) ^ ((c) | 0x20)) * NGX_HTTP_LLMROUTE_FNV_PRIME
@@ -132,12 +139,13 @@ static uint64_t ngx_http_llmroute_classify_hash(u_char *p, size_t len);
 static size_t ngx_http_llmroute_classify_mark(u_char *p, u_char *last);
 static uint64_t ngx_http_llmroute_classify_fnv(u_char *p, size_t n,
     size_t marks);
-static inline uint64_t ngx_http_llmroute_classify_fnv_lc(u_char *p,
-    size_t n);
-static uint64_t ngx_http_llmroute_classify_stem(u_char *p, u_char *last,
-    size_t n, size_t marks, u_char *end);
+static ngx_http_llmroute_inline uint64_t
+    ngx_http_llmroute_classify_fnv_lc(u_char *p, size_t n);
+static ngx_http_llmroute_inline uint64_t ngx_http_llmroute_classify_stem(
+    u_char *p, u_char *last, size_t n, size_t marks, u_char *end);
 static inline uint64_t ngx_http_llmroute_be64(u_char *p);
-static size_t ngx_http_llmroute_classify_suffix(uint64_t t, size_t n);
+static ngx_http_llmroute_inline size_t ngx_http_llmroute_classify_suffix(
+    uint64_t t, size_t n);
 static void ngx_http_llmroute_classify_insert(uint64_t key, ngx_uint_t kw);
 static ngx_uint_t ngx_http_llmroute_classify_key(uint64_t key);
 static void ngx_http_llmroute_classify_lookup(ngx_http_llmroute_scan_t *sc,
@@ -1964,7 +1972,7 @@ ngx_http_llmroute_classify_fnv(u_char *p, size_t n, size_t marks)
 
 /* FNV-1a of n letters and digits from p: unrolled, no test per letter */
 
-static inline uint64_t
+static ngx_http_llmroute_inline uint64_t
 ngx_http_llmroute_classify_fnv_lc(u_char *p, size_t n)
 {
     u_char    *last;
@@ -2018,7 +2026,7 @@ ngx_http_llmroute_classify_fnv_lc(u_char *p, size_t n)
  * prefix is hashed; the bytes up to end may be read
  */
 
-static uint64_t
+static ngx_http_llmroute_inline uint64_t
 ngx_http_llmroute_classify_stem(u_char *p, u_char *last, size_t n,
     size_t marks, u_char *end)
 {
@@ -2081,7 +2089,7 @@ ngx_http_llmroute_be64(u_char *p)
 #define ngx_http_llmroute_suffix5(a, b, c, d, e)                              \
     (ngx_http_llmroute_suffix3(a, b, c) << 16 | ngx_http_llmroute_suffix2(d, e))
 
-static size_t
+static ngx_http_llmroute_inline size_t
 ngx_http_llmroute_classify_suffix(uint64_t t, size_t n)
 {
     u_char      c1, c2;
