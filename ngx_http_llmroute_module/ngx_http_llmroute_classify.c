@@ -64,9 +64,11 @@
 #define ngx_http_llmroute_fnv_step(h, c)                                      \
     h = ((h) ^ ((c) | 0x20)) * NGX_HTTP_LLMROUTE_FNV_PRIME
 
+/* a word's first three letters, 5 bits each: in the set of keyword starts */
 #define ngx_http_llmroute_kw_start(a, b, c)                                   \
-    (((ngx_uint_t) ((a) & 31) << 10) | ((ngx_uint_t) ((b) & 31) << 5)        \
-     | ((c) & 31))
+    (ngx_http_llmroute_kw_starts[((ngx_uint_t) ((a) & 31) << 5)              \
+                                 | ((b) & 31)]                                \
+     & ((uint32_t) 1 << ((c) & 31)))
 
 
 typedef enum {
@@ -555,9 +557,10 @@ static ngx_http_llmroute_kw_bits_t  ngx_http_llmroute_kw_bits[64];
 /*
  * the first three letters of every keyword word, 5 bits each: stemming
  * only cuts suffixes, so a longer word whose start is not here is neither
- * a keyword nor half of a pair, and is skipped before it is stemmed
+ * a keyword nor half of a pair, and is skipped before it is stemmed.  The
+ * first two letters pick a word, the third a bit of it
  */
-static uint64_t                     ngx_http_llmroute_kw_starts[512];
+static uint32_t                     ngx_http_llmroute_kw_starts[1024];
 
 /* lower-case letter or digit; 0 for everything else */
 static u_char                       ngx_http_llmroute_kw_lc[256];
@@ -1208,11 +1211,8 @@ line:
 
                 /* q + 3 <= p: no apostrophe was skipped in the start */
 
-                k = ngx_http_llmroute_kw_start(q[0], q[1], q[2]);
-
                 if (marks == 0
-                    && !(ngx_http_llmroute_kw_starts[k / 64]
-                         & ((uint64_t) 1 << (k % 64))))
+                    && !ngx_http_llmroute_kw_start(q[0], q[1], q[2]))
                 {
                     pair = 0;
                     continue;
@@ -1863,15 +1863,13 @@ ngx_http_llmroute_classify_short(void)
 static void
 ngx_http_llmroute_classify_start(u_char *p, size_t len)
 {
-    ngx_uint_t  k;
-
     /* words of 3 letters too: "fixes" is stemmed to "fix" */
 
     if (len >= 3) {
-        k = ngx_http_llmroute_kw_start(ngx_http_llmroute_kw_lc[p[0]],
-                                       ngx_http_llmroute_kw_lc[p[1]],
-                                       ngx_http_llmroute_kw_lc[p[2]]);
-        ngx_http_llmroute_kw_starts[k / 64] |= (uint64_t) 1 << (k % 64);
+        ngx_http_llmroute_kw_starts[
+            ((ngx_uint_t) (ngx_http_llmroute_kw_lc[p[0]] & 31) << 5)
+            | (ngx_http_llmroute_kw_lc[p[1]] & 31)]
+            |= (uint32_t) 1 << (ngx_http_llmroute_kw_lc[p[2]] & 31);
     }
 }
 
