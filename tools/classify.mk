@@ -12,6 +12,10 @@
 #       # tier, reason and exact features of every corpus request: a
 #       # change to the classifier's code that must not change them is
 #       # proven by the same bytes after it (cmp before.txt)
+#   make -f tools/classify.mk classify-diff [OLD=main] [FUZZ=20]
+#       # the classifier of commit OLD against the current one, request
+#       # by request and on random mutations of the asks
+#       # (tools/classify_diff.c)
 #
 # classify-report exits non-zero under the targets (accuracy >= 0.85,
 # complex recall >= 0.95, routed cost within 10 % of the labels' cost, bare
@@ -53,7 +57,7 @@ CLASSIFY_ARGS ?=
 CLASSIFY_STRICT ?= floors
 
 .PHONY: classify-report classify-train classify-check classify-features \
-        classify-tables classify-exact
+        classify-tables classify-exact classify-diff
 
 $(CLASSIFY_BIN): $(CLASSIFY_SRCS) $(CLASSIFY_SRC)/ngx_http_llmroute_core.h \
                  $(CLASSIFY_ROOT)/tools/catalog_conf.h \
@@ -127,3 +131,35 @@ classify-exact: $(CLASSIFY_BIN)
 	    if [ -f "$$f" ]; then \
 	        $(CLASSIFY_BIN) -c $(CATALOG) -x $(CLASSIFY_ARGS) "$$f" \
 	            || exit 1; fi; done
+
+# the classifier of commit OLD against the current one, under ASan and
+# UBSan: features, tiers and explanations of the corpus (CLASSIFY_DIFF_FILES)
+# and the counts of every scan of its messages and of FUZZ random mutations
+# of each must be the same (tools/classify_diff.c)
+OLD                 ?= main
+FUZZ                ?= 20
+CLASSIFY_DIFF_OUT   := $(CLASSIFY_ROOT)/build/classify-diff
+CLASSIFY_DIFF_FILES ?= $(TIERS) $(TIERS_ANTHROPIC) $(TITLES) $(DEV)
+CLASSIFY_DIFF_CC     = $(CLASSIFY_CC) -O1 -g -fsanitize=address,undefined \
+                       -fno-sanitize-recover=all -Wall -Wextra -Werror \
+                       -Wno-unused-function -DNGX_HTTP_LLMROUTE_STANDALONE \
+                       -I $(CLASSIFY_SRC) -I $(CLASSIFY_DIFF_OUT)
+
+classify-diff:
+	@mkdir -p $(CLASSIFY_DIFF_OUT)/old
+	@for f in classify ask; do \
+	    git -C $(CLASSIFY_ROOT) show \
+	        $(OLD):ngx_http_llmroute_module/ngx_http_llmroute_$$f.c \
+	        > $(CLASSIFY_DIFF_OUT)/old/ngx_http_llmroute_$$f.c || exit 2; \
+	done
+	$(CLASSIFY_DIFF_CC) -DCLASSIFY_DIFF_OLD=1 -c \
+	    -o $(CLASSIFY_DIFF_OUT)/old.o $(CLASSIFY_ROOT)/tools/classify_diff.c
+	$(CLASSIFY_DIFF_CC) -DCLASSIFY_DIFF_NEW=1 -c \
+	    -o $(CLASSIFY_DIFF_OUT)/new.o $(CLASSIFY_ROOT)/tools/classify_diff.c
+	$(CLASSIFY_DIFF_CC) -o $(CLASSIFY_DIFF_OUT)/classify_diff \
+	    $(CLASSIFY_ROOT)/tools/classify_diff.c $(CLASSIFY_DIFF_OUT)/old.o \
+	    $(CLASSIFY_DIFF_OUT)/new.o \
+	    $(addprefix $(CLASSIFY_SRC)/ngx_http_llmroute_, \
+	        json.c scan.c ask.c route.c)
+	$(CLASSIFY_DIFF_OUT)/classify_diff $(FUZZ) \
+	    $(wildcard $(CLASSIFY_DIFF_FILES))
