@@ -754,6 +754,20 @@ ngx_http_llmroute_scan(u_char *body, size_t len, jsmntok_t *tok,
  */
 #define ngx_http_llmroute_scan_at(c)  (p < end && *p == (c))
 
+/* the byte c next, whitespace aside: PART at the end, INVAL on another */
+#define ngx_http_llmroute_scan_expect(c)                                     \
+    if (!ngx_http_llmroute_scan_at(c)) {                                     \
+        p = ngx_http_llmroute_scan_space(p, end);                            \
+                                                                             \
+        if (p == end) {                                                      \
+            return NGX_HTTP_LLMROUTE_SCAN_PART;                              \
+        }                                                                    \
+                                                                             \
+        if (*p != (c)) {                                                     \
+            return NGX_HTTP_LLMROUTE_SCAN_INVAL;                             \
+        }                                                                    \
+    }
+
 value:
 
     /*
@@ -909,17 +923,7 @@ key:
 
     /* in the object container */
 
-    if (!ngx_http_llmroute_scan_at('"')) {
-        p = ngx_http_llmroute_scan_space(p, end);
-
-        if (p == end) {
-            return NGX_HTTP_LLMROUTE_SCAN_PART;
-        }
-
-        if (*p != '"') {
-            return NGX_HTTP_LLMROUTE_SCAN_INVAL;
-        }
-    }
+    ngx_http_llmroute_scan_expect('"');
 
     s = ngx_http_llmroute_scan_string(p + 1, end, last, &rc);
     if (s == NULL) {
@@ -931,21 +935,12 @@ key:
 
     p = s + 1;
 
-    if (!ngx_http_llmroute_scan_at(':')) {
-        p = ngx_http_llmroute_scan_space(p, end);
-
-        if (p == end) {
-            return NGX_HTTP_LLMROUTE_SCAN_PART;
-        }
-
-        if (*p != ':') {
-            return NGX_HTTP_LLMROUTE_SCAN_INVAL;
-        }
-    }
+    ngx_http_llmroute_scan_expect(':');
 
     p++;
     goto value;
 
+#undef ngx_http_llmroute_scan_expect
 #undef ngx_http_llmroute_scan_at
 #undef ngx_http_llmroute_scan_parent
 #undef ngx_http_llmroute_scan_token
