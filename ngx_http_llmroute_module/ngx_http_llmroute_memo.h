@@ -37,6 +37,7 @@
 typedef struct {
     u_char                     *data[NGX_HTTP_LLMROUTE_MEMO_PIECES];
     uint32_t                    len[NGX_HTTP_LLMROUTE_MEMO_PIECES];
+    uint64_t                    words[NGX_HTTP_LLMROUTE_MEMO_PIECES];
     ngx_uint_t                  n;
     size_t                      size;       /* as kept: length words too */
     unsigned                    full:1;     /* too many or too long */
@@ -94,6 +95,23 @@ ngx_http_llmroute_memo_add(ngx_http_llmroute_memo_key_t *key, u_char *data,
                                               : 0);
     key->n++;
     key->size += 4 + len;
+}
+
+
+/* a number as a piece: the key keeps its 8 bytes, so callers need not */
+
+static ngx_inline void
+ngx_http_llmroute_memo_add_word(ngx_http_llmroute_memo_key_t *key,
+    uint64_t w, ngx_uint_t mark)
+{
+    if (key->n == NGX_HTTP_LLMROUTE_MEMO_PIECES) {
+        key->full = 1;
+        return;
+    }
+
+    key->words[key->n] = w;
+    ngx_http_llmroute_memo_add(key, (u_char *) &key->words[key->n],
+                               sizeof(uint64_t), mark);
 }
 
 

@@ -44,8 +44,6 @@ typedef struct {
     ngx_http_llmroute_scaffold_t   *sc;
     uint32_t                        h;
     ngx_http_llmroute_memo_key_t   *key;
-    ngx_uint_t                      nwords;
-    size_t                          words[NGX_HTTP_LLMROUTE_MEMO_PIECES];
 } ngx_http_llmroute_scaffold_sink_t;
 
 
@@ -57,8 +55,6 @@ static void ngx_http_llmroute_scaffold_mix(
     ngx_http_llmroute_scaffold_sink_t *sink, u_char *p, size_t len);
 static void ngx_http_llmroute_scaffold_level(
     ngx_http_llmroute_scaffold_sink_t *sink, size_t bytes);
-static size_t *ngx_http_llmroute_scaffold_word(
-    ngx_http_llmroute_scaffold_sink_t *sink, size_t w);
 
 
 /* the worker's levels of scaffolds it has hashed */
@@ -115,7 +111,6 @@ ngx_http_llmroute_scaffold_of(ngx_http_llmroute_req_t *req,
 
     sink.sc = NULL;
     sink.key = &key;
-    sink.nwords = 0;
     ngx_http_llmroute_memo_start(&key);
 
     ngx_http_llmroute_scaffold_ops(req, tools, bytes, &sink);
@@ -201,10 +196,13 @@ ngx_http_llmroute_scaffold_part(ngx_http_llmroute_scaffold_sink_t *sink,
     head = ngx_min(len, NGX_HTTP_LLMROUTE_SCAFFOLD_SAMPLE);
     tail = ngx_min(len - head, NGX_HTTP_LLMROUTE_SCAFFOLD_SAMPLE);
 
-    ngx_http_llmroute_scaffold_mix(sink,
-                                   (u_char *) ngx_http_llmroute_scaffold_word(
-                                                  sink, len),
-                                   sizeof(size_t));
+    if (sink->key) {
+        ngx_http_llmroute_memo_add_word(sink->key, len, 0);
+
+    } else {
+        ngx_http_llmroute_scaffold_mix(sink, (u_char *) &len, sizeof(size_t));
+    }
+
     ngx_http_llmroute_scaffold_mix(sink, p, head);
     ngx_http_llmroute_scaffold_mix(sink, p + len - tail, tail);
 }
@@ -232,10 +230,7 @@ ngx_http_llmroute_scaffold_level(ngx_http_llmroute_scaffold_sink_t *sink,
     ngx_http_llmroute_scaffold_t  *sc;
 
     if (sink->key) {
-        ngx_http_llmroute_memo_add(sink->key,
-                                   (u_char *) ngx_http_llmroute_scaffold_word(
-                                                  sink, bytes),
-                                   sizeof(size_t), 1);
+        ngx_http_llmroute_memo_add_word(sink->key, bytes, 1);
         return;
     }
 
@@ -244,22 +239,6 @@ ngx_http_llmroute_scaffold_level(ngx_http_llmroute_scaffold_sink_t *sink,
     sc->level[sc->nlevels] = sink->h ? sink->h : 1;
     sc->tokens[sc->nlevels] = bytes / 4;
     sc->nlevels++;
-}
-
-
-/* a word the memo's key may point at until it is done with */
-
-static size_t *
-ngx_http_llmroute_scaffold_word(ngx_http_llmroute_scaffold_sink_t *sink,
-    size_t w)
-{
-    size_t  *p;
-
-    p = &sink->words[sink->nwords];
-    sink->nwords = (sink->nwords + 1) % NGX_HTTP_LLMROUTE_MEMO_PIECES;
-    *p = w;
-
-    return p;
 }
 
 

@@ -70,8 +70,6 @@ typedef struct {
 typedef struct {
     ngx_http_llmroute_siphash_t     *sh;
     ngx_http_llmroute_memo_key_t    *key;
-    ngx_uint_t                       nlens;
-    u_char                           lens[NGX_HTTP_LLMROUTE_MEMO_PIECES][8];
 } ngx_http_llmroute_session_sink_t;
 
 
@@ -819,7 +817,6 @@ ngx_http_llmroute_session_key(ngx_http_request_t *r,
 
     sink.sh = NULL;
     sink.key = &key;
-    sink.nlens = 0;
     ngx_http_llmroute_memo_start(&key);
 
     if (ngx_http_llmroute_session_prefix(req, &sink) != NGX_OK) {
@@ -970,8 +967,7 @@ static void
 ngx_http_llmroute_session_hash_part(ngx_http_llmroute_session_sink_t *sink,
     u_char *p, size_t len)
 {
-    u_char    *n;
-    uint64_t   w;
+    uint64_t  w;
 
     w = (uint64_t) len;
 
@@ -979,14 +975,12 @@ ngx_http_llmroute_session_hash_part(ngx_http_llmroute_session_sink_t *sink,
     w = __builtin_bswap64(w);       /* the same 8 bytes on every node */
 #endif
 
-    /* the memo's key points at it until the key is done with */
+    if (sink->key) {
+        ngx_http_llmroute_memo_add_word(sink->key, w, 0);
 
-    n = sink->lens[sink->nlens];
-    sink->nlens = (sink->nlens + 1) % NGX_HTTP_LLMROUTE_MEMO_PIECES;
-
-    ngx_memcpy(n, &w, 8);
-
-    ngx_http_llmroute_session_feed(sink, n, 8);
+    } else {
+        ngx_http_llmroute_siphash_update(sink->sh, (u_char *) &w, 8);
+    }
 
     if (len <= 2 * NGX_HTTP_LLMROUTE_SESSION_SAMPLE) {
         ngx_http_llmroute_session_feed(sink, p, len);
