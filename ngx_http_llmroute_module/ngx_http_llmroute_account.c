@@ -127,13 +127,11 @@ ngx_http_llmroute_log_handler(ngx_http_request_t *r)
 
     ngx_http_llmroute_account_usage(r, lmcf, ctx);
 
-    ngx_http_llmroute_session_settle(r, ctx);
+    /* the circuit, limits, spend and session: one critical section */
 
-    if (ctx->failure_noted != ctx->attempts && upstream_status != 0) {
-        ngx_http_llmroute_provider_result(lmcf, ctx->provider->index, 1);
-    }
-
-    ngx_http_llmroute_release(r, ctx, 1);
+    ngx_http_llmroute_settle(r, ctx,
+                             ctx->failure_noted != ctx->attempts
+                             && upstream_status != 0, 1);
 
     ngx_http_llmroute_account_stats(r, lmcf, ctx, code);
 
@@ -155,8 +153,7 @@ ngx_http_llmroute_account_attempt(ngx_http_request_t *r,
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
 
     ngx_http_llmroute_account_usage(r, lmcf, ctx);
-    ngx_http_llmroute_provider_result(lmcf, ctx->provider->index, 1);
-    ngx_http_llmroute_release(r, ctx, 1);
+    ngx_http_llmroute_settle(r, ctx, 1, 0);
     ngx_http_llmroute_account_stats(r, lmcf, ctx,
         ngx_http_llmroute_code_index(r->upstream->headers_in.status_n));
 

@@ -16,7 +16,11 @@
  *
  * One locking rule: provider health (cooldown, circuit, limits) and client
  * nodes are read and written only here, only under the zone mutex, and no
- * function called with the mutex held takes it again.
+ * function called with the mutex held takes it again (those are named
+ * *_locked).  A request takes the mutex once to be admitted and once to be
+ * settled (ngx_http_llmroute_settle(): circuit, limits, spend and its
+ * session entry in one critical section); a failed attempt takes it again
+ * to record its failure.
  *
  * Client nodes: a request that was admitted pins its client's node
  * (count, as limit_req does) until its pool goes; a pinned node is never
@@ -55,6 +59,11 @@ static void ngx_http_llmroute_clients_expire_locked(
 static ngx_http_llmroute_client_node_t *ngx_http_llmroute_client_lookup(
     ngx_http_llmroute_main_conf_t *lmcf, ngx_str_t *key, time_t now);
 static void ngx_http_llmroute_spend_add(int64_t *spend, int64_t delta);
+static void ngx_http_llmroute_release_locked(
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_http_llmroute_ctx_t *ctx,
+    ngx_uint_t settle, time_t now);
+static void ngx_http_llmroute_provider_result_locked(
+    ngx_http_llmroute_provider_stats_t *ps, ngx_uint_t ok, time_t now);
 
 
 static ngx_int_t ngx_http_llmroute_client_list(ngx_conf_t *cf, ngx_str_t *s,
@@ -337,20 +346,80 @@ void
 ngx_http_llmroute_release(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
     ngx_uint_t settle)
 {
-    time_t                               now;
-    int64_t                              actual;
-    ngx_http_llmroute_main_conf_t       *lmcf;
-    ngx_http_llmroute_provider_stats_t  *ps;
+    ngx_http_llmroute_main_conf_t  *lmcf;
 
     if (ctx->admitted < 0 && (ctx->client == NULL || !settle)) {
         return;
     }
 
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
-    now = ngx_time();
-    actual = settle ? ctx->prompt_tokens + ctx->completion_tokens : 0;
 
     ngx_shmtx_lock(&lmcf->shpool->mutex);
+    ngx_http_llmroute_release_locked(lmcf, ctx, settle, ngx_time());
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+}
+
+
+/*
+ * An attempt's answer is settled (the log phase, or an answer withheld for
+ * escalation): its provider's success told to the circuit breaker (ok),
+ * the attempt released with its actual usage, and, when the request ends
+ * (end), its session entry unpinned; one critical section for all three.
+ */
+
+void
+ngx_http_llmroute_settle(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
+    ngx_uint_t ok, ngx_uint_t end)
+{
+    time_t                               now;
+    ngx_uint_t                           release;
+    ngx_http_llmroute_main_conf_t       *lmcf;
+    ngx_http_llmroute_provider_stats_t  *ps;
+
+    lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
+
+    ok = ok && lmcf->sh != NULL;
+    release = (ctx->admitted >= 0 || ctx->client != NULL);
+    end = end && ctx->session_node != NULL;
+
+    if (!ok && !release && !end) {
+        return;
+    }
+
+    now = ngx_time();
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    if (end) {
+        ngx_http_llmroute_session_settle_locked(lmcf, ctx);
+    }
+
+    if (ok) {
+        ps = ngx_http_llmroute_provider_stats_locked(lmcf,
+                                                     ctx->provider->index);
+        if (ps) {
+            ngx_http_llmroute_provider_result_locked(ps, 1, now);
+        }
+    }
+
+    if (release) {
+        ngx_http_llmroute_release_locked(lmcf, ctx, 1, now);
+    }
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+}
+
+
+/* release()'s work, the zone mutex held */
+
+static void
+ngx_http_llmroute_release_locked(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_http_llmroute_ctx_t *ctx, ngx_uint_t settle, time_t now)
+{
+    int64_t                              actual;
+    ngx_http_llmroute_provider_stats_t  *ps;
+
+    actual = settle ? ctx->prompt_tokens + ctx->completion_tokens : 0;
 
     ps = ctx->admitted >= 0
          ? ngx_http_llmroute_provider_stats_locked(lmcf, ctx->admitted)
@@ -384,8 +453,6 @@ ngx_http_llmroute_release(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
         ctx->client_est = actual;
         ctx->reserved = ctx->cost;
     }
-
-    ngx_shmtx_unlock(&lmcf->shpool->mutex);
 
     ctx->admitted = -1;
     ctx->est_tokens = 0;
@@ -471,7 +538,6 @@ void
 ngx_http_llmroute_provider_result(ngx_http_llmroute_main_conf_t *lmcf,
     ngx_uint_t provider, ngx_uint_t ok)
 {
-    uint64_t                             until;
     ngx_http_llmroute_provider_stats_t  *ps;
 
     if (lmcf->sh == NULL) {
@@ -481,10 +547,19 @@ ngx_http_llmroute_provider_result(ngx_http_llmroute_main_conf_t *lmcf,
     ngx_shmtx_lock(&lmcf->shpool->mutex);
 
     ps = ngx_http_llmroute_provider_stats_locked(lmcf, provider);
-    if (ps == NULL) {
-        ngx_shmtx_unlock(&lmcf->shpool->mutex);
-        return;
+    if (ps) {
+        ngx_http_llmroute_provider_result_locked(ps, ok, ngx_time());
     }
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+}
+
+
+static void
+ngx_http_llmroute_provider_result_locked(
+    ngx_http_llmroute_provider_stats_t *ps, ngx_uint_t ok, time_t now)
+{
+    uint64_t  until;
 
     ps->probing = 0;
 
@@ -492,14 +567,12 @@ ngx_http_llmroute_provider_result(ngx_http_llmroute_main_conf_t *lmcf,
         ps->fails = 0;
 
     } else if (++ps->fails >= NGX_HTTP_LLMROUTE_CIRCUIT_FAILS) {
-        until = (uint64_t) ngx_time() * 1000 + NGX_HTTP_LLMROUTE_CIRCUIT_MS;
+        until = (uint64_t) now * 1000 + NGX_HTTP_LLMROUTE_CIRCUIT_MS;
 
         if (until > ps->cooldown_until) {
             ps->cooldown_until = until;
         }
     }
-
-    ngx_shmtx_unlock(&lmcf->shpool->mutex);
 }
 
 

@@ -495,6 +495,8 @@ ngx_int_t ngx_http_llmroute_admit(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 void ngx_http_llmroute_release(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx, ngx_uint_t settle);
+void ngx_http_llmroute_settle(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx, ngx_uint_t ok, ngx_uint_t end);
 void ngx_http_llmroute_provider_result(ngx_http_llmroute_main_conf_t *lmcf,
     ngx_uint_t provider, ngx_uint_t ok);
 void ngx_http_llmroute_cool_down(ngx_http_llmroute_main_conf_t *lmcf,
@@ -519,6 +521,8 @@ void ngx_http_llmroute_session_admitted(
     uint64_t cooling);
 void ngx_http_llmroute_session_settle(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
+void ngx_http_llmroute_session_settle_locked(
+    ngx_http_llmroute_main_conf_t *lmcf, ngx_http_llmroute_ctx_t *ctx);
 ngx_uint_t ngx_http_llmroute_session_changed(
     ngx_http_llmroute_main_conf_t *lmcf, ngx_pool_t *pool, ngx_str_t *out,
     ngx_uint_t max);

@@ -467,25 +467,35 @@ ngx_http_llmroute_session_moved(ngx_http_llmroute_main_conf_t *lmcf,
 
 /*
  * The request is over: its entry is unpinned, and a provider's answer
- * counts toward the session's expected answer size.
+ * counts toward the session's expected answer size.  A decided request is
+ * settled by ngx_http_llmroute_settle(), under the mutex it holds anyway.
  */
 
 void
 ngx_http_llmroute_session_settle(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx)
 {
-    ngx_http_llmroute_main_conf_t     *lmcf;
-    ngx_http_llmroute_session_node_t  *sn;
+    ngx_http_llmroute_main_conf_t  *lmcf;
 
-    sn = ctx->session_node;
-
-    if (sn == NULL) {
+    if (ctx->session_node == NULL) {
         return;
     }
 
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
 
     ngx_shmtx_lock(&lmcf->shpool->mutex);
+    ngx_http_llmroute_session_settle_locked(lmcf, ctx);
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+}
+
+
+void
+ngx_http_llmroute_session_settle_locked(ngx_http_llmroute_main_conf_t *lmcf,
+    ngx_http_llmroute_ctx_t *ctx)
+{
+    ngx_http_llmroute_session_node_t  *sn;
+
+    sn = ctx->session_node;
 
     sn->count--;
 
@@ -494,8 +504,6 @@ ngx_http_llmroute_session_settle(ngx_http_request_t *r,
         sn->answers++;
         ngx_http_llmroute_session_dirty(lmcf->sh, sn);
     }
-
-    ngx_shmtx_unlock(&lmcf->shpool->mutex);
 
     ctx->session_node = NULL;
 }
