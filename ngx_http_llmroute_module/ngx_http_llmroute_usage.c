@@ -124,6 +124,33 @@ typedef struct {
 } ngx_http_llmroute_usage_key_t;
 
 
+/*
+ * A usage object's shape: its bytes with each number cut out (seg[i]
+ * bytes before number i, seg[n] after the last) and each number's role.
+ * Providers send the same members in the same order on every answer, only
+ * the numbers change; see ngx_http_llmroute_usage_shaped().
+ */
+
+#define NGX_HTTP_LLMROUTE_SHAPE_SIZE   512
+#define NGX_HTTP_LLMROUTE_SHAPE_NUMS   16
+
+typedef struct {
+    ngx_uint_t                   n;          /* numbers; 0: no shape */
+    uint16_t                     seg[NGX_HTTP_LLMROUTE_SHAPE_NUMS + 1];
+    uint8_t                      role[NGX_HTTP_LLMROUTE_SHAPE_NUMS];
+    u_char                       bytes[NGX_HTTP_LLMROUTE_SHAPE_SIZE];
+} ngx_http_llmroute_usage_shape_t;
+
+/* the numbers direct() read, where they are; n > NUMS: no shape to keep */
+
+typedef struct {
+    ngx_uint_t                   n;
+    u_char                      *start[NGX_HTTP_LLMROUTE_SHAPE_NUMS];
+    u_char                      *end[NGX_HTTP_LLMROUTE_SHAPE_NUMS];
+    uint8_t                      role[NGX_HTTP_LLMROUTE_SHAPE_NUMS];
+} ngx_http_llmroute_usage_rec_t;
+
+
 static size_t ngx_http_llmroute_usage_sse(ngx_http_llmroute_usage_t *u,
     u_char *p, size_t len, ngx_uint_t stop);
 static void ngx_http_llmroute_usage_overlong(ngx_http_llmroute_usage_t *u,
@@ -145,9 +172,17 @@ static ngx_int_t ngx_http_llmroute_usage_tail(ngx_http_llmroute_usage_t *u,
     u_char *p, u_char *last);
 static ngx_int_t ngx_http_llmroute_usage_member(ngx_http_llmroute_usage_t *u,
     u_char *v, size_t len, ngx_uint_t role);
+static u_char *ngx_http_llmroute_usage_shaped(ngx_http_llmroute_usage_t *u,
+    u_char *p, u_char *last, ngx_uint_t role);
+static u_char *ngx_http_llmroute_usage_again(ngx_http_llmroute_usage_t *u,
+    ngx_http_llmroute_usage_shape_t *s, u_char *p, u_char *last,
+    ngx_uint_t role);
+static ngx_uint_t ngx_http_llmroute_usage_remember(
+    ngx_http_llmroute_usage_shape_t *s, ngx_http_llmroute_usage_rec_t *rec,
+    u_char *p, u_char *end);
 static u_char *ngx_http_llmroute_usage_direct(ngx_http_llmroute_usage_t *u,
     u_char *p, u_char *last, ngx_uint_t role, ngx_uint_t depth,
-    ngx_uint_t *tokens);
+    ngx_uint_t *tokens, ngx_http_llmroute_usage_rec_t *rec);
 static inline ngx_uint_t ngx_http_llmroute_usage_key(ngx_uint_t kind,
     u_char *p, u_char *last, u_char **end);
 static inline u_char *ngx_http_llmroute_usage_plain_end(u_char *p,
@@ -155,6 +190,7 @@ static inline u_char *ngx_http_llmroute_usage_plain_end(u_char *p,
 static inline ngx_uint_t ngx_http_llmroute_usage_same(u_char *p,
     const char *name, size_t len);
 static u_char *ngx_http_llmroute_usage_ws(u_char *p, u_char *last);
+static inline u_char *ngx_http_llmroute_usage_blanks(u_char *p);
 static u_char *ngx_http_llmroute_usage_string_end(u_char *p, u_char *last);
 static u_char *ngx_http_llmroute_usage_value_end(u_char *p, u_char *last);
 static size_t ngx_http_llmroute_usage_backslashes(u_char *start, u_char *q);
@@ -229,9 +265,12 @@ static void ngx_http_llmroute_usage_free(void *ctx, void *ptr);
 ngx_uint_t  ngx_http_llmroute_usage_no_direct;
 ngx_uint_t  ngx_http_llmroute_usage_direct_reads;
 ngx_uint_t  ngx_http_llmroute_usage_whole_reads;
+ngx_uint_t  ngx_http_llmroute_usage_shape_reads;
 
 #define ngx_http_llmroute_usage_direct_read()                                \
     ngx_http_llmroute_usage_direct_reads++
+#define ngx_http_llmroute_usage_shape_read()                                 \
+    ngx_http_llmroute_usage_shape_reads++
 #define ngx_http_llmroute_usage_whole_read()                                 \
     ngx_http_llmroute_usage_whole_reads++
 
@@ -242,7 +281,32 @@ ngx_uint_t  ngx_http_llmroute_usage_whole_reads;
 
 #define ngx_http_llmroute_usage_direct_on()  1
 #define ngx_http_llmroute_usage_direct_read()
+#define ngx_http_llmroute_usage_shape_read()
 #define ngx_http_llmroute_usage_whole_read()
+
+#endif
+
+
+/*
+ * The last two usage shapes read, OpenAI's and Anthropic's (whose streams
+ * carry two: message_start's and message_delta's), and which of the two
+ * was used last: per process, only ever compared with what a provider
+ * sends, never sent anywhere.
+ */
+static ngx_http_llmroute_usage_shape_t  ngx_http_llmroute_usage_shapes[2][2];
+static ngx_uint_t  ngx_http_llmroute_usage_shape_last[2];
+
+
+#ifdef NGX_HTTP_LLMROUTE_STANDALONE
+
+/* the tests start a case with no shape kept */
+
+void
+ngx_http_llmroute_usage_forget(void)
+{
+    ngx_memzero(ngx_http_llmroute_usage_shapes,
+                sizeof(ngx_http_llmroute_usage_shapes));
+}
 
 #endif
 
@@ -967,7 +1031,7 @@ ngx_http_llmroute_usage_members_from(ngx_http_llmroute_usage_t *u, u_char *q,
     u_char *last)
 {
     u_char      *key, *v;
-    ngx_uint_t   role, tokens;
+    ngx_uint_t   role;
 
     for ( ;; ) {
         if (*q != '"') {
@@ -1002,14 +1066,10 @@ ngx_http_llmroute_usage_members_from(ngx_http_llmroute_usage_t *u, u_char *q,
             return NGX_ERROR;
         }
 
-        tokens = NGX_HTTP_LLMROUTE_USAGE_DIRECT_TOKENS;
-
         if ((role == NGX_HTTP_LLMROUTE_R_USAGE
              || role == NGX_HTTP_LLMROUTE_R_AUSAGE)
             && *v == '{' && ngx_http_llmroute_usage_direct_on()
-            && (q = ngx_http_llmroute_usage_direct(u, v, last, role, 0,
-                                                   &tokens))
-               != NULL)
+            && (q = ngx_http_llmroute_usage_shaped(u, v, last, role)) != NULL)
         {
             ngx_http_llmroute_usage_direct_read();
 
@@ -1114,6 +1174,165 @@ ngx_http_llmroute_usage_member(ngx_http_llmroute_usage_t *u, u_char *v,
 
 
 /*
+ * A usage object at p: as one of the last two of its kind if it has its
+ * shape (the same bytes around other numbers), else read by direct(),
+ * whose shape then replaces the one used least recently.  Same results as
+ * direct() either way: an object that matches a shape direct() accepted
+ * byte for byte, but for integers where it had integers, is the same JSON
+ * with the same members and only other numbers in it, and the numbers go
+ * to the same count()s in the same order.  What matches neither costs two
+ * compares that fail early.
+ */
+
+static u_char *
+ngx_http_llmroute_usage_shaped(ngx_http_llmroute_usage_t *u, u_char *p,
+    u_char *last, ngx_uint_t role)
+{
+    u_char                           *q;
+    ngx_uint_t                        k, i, tokens;
+    ngx_http_llmroute_usage_rec_t     rec;
+    ngx_http_llmroute_usage_shape_t  *s;
+
+    k = (role == NGX_HTTP_LLMROUTE_R_AUSAGE);
+    i = ngx_http_llmroute_usage_shape_last[k];
+
+    s = &ngx_http_llmroute_usage_shapes[k][i];
+
+    if (s->n && (q = ngx_http_llmroute_usage_again(u, s, p, last, role))) {
+        ngx_http_llmroute_usage_shape_read();
+        return q;
+    }
+
+    i ^= 1;
+    s = &ngx_http_llmroute_usage_shapes[k][i];
+
+    if (s->n && (q = ngx_http_llmroute_usage_again(u, s, p, last, role))) {
+        ngx_http_llmroute_usage_shape_last[k] = i;
+        ngx_http_llmroute_usage_shape_read();
+        return q;
+    }
+
+    tokens = NGX_HTTP_LLMROUTE_USAGE_DIRECT_TOKENS;
+    rec.n = 0;
+
+    q = ngx_http_llmroute_usage_direct(u, p, last, role, 0, &tokens, &rec);
+
+    if (q != NULL && ngx_http_llmroute_usage_remember(s, &rec, p, q)) {
+        ngx_http_llmroute_usage_shape_last[k] = i;
+    }
+
+    return q;
+}
+
+
+/* the object at p read by its shape s, or NULL if it does not have it */
+
+static u_char *
+ngx_http_llmroute_usage_again(ngx_http_llmroute_usage_t *u,
+    ngx_http_llmroute_usage_shape_t *s, u_char *p, u_char *last,
+    ngx_uint_t role)
+{
+    u_char      *b, *v;
+    size_t       n;
+    uint64_t     num, d;
+    ngx_uint_t   i, kind;
+
+    /* count() changes u->tmp only, which direct() opens anew after a NULL */
+
+    kind = ngx_http_llmroute_usage_open(u, role, 1);
+    b = s->bytes;
+
+    for (i = 0; /* void */ ; i++) {
+        n = s->seg[i];
+
+        if ((size_t) (last - p) <= n
+            || ngx_http_llmroute_usage_same(p, (const char *) b, n) == 0)
+        {
+            return NULL;
+        }
+
+        p += n;
+        b += n;
+
+        if (i == s->n) {
+            break;
+        }
+
+        /*
+         * an integer as direct() reads it, the shape has what ends it; up
+         * to 16 digits direct() never reaches its cap, more go to it
+         */
+
+        v = p;
+        num = (uint64_t) *v - '0';
+
+        if (num > 9 || (num == 0 && v[1] >= '0' && v[1] <= '9')) {
+            return NULL;
+        }
+
+        for (p = v + 1; (d = (uint64_t) *p - '0') <= 9; p++) {
+            num = num * 10 + d;     /* unsigned: more than 16 wrap, unread */
+        }
+
+        if (p - v > 16) {
+            return NULL;
+        }
+
+        ngx_http_llmroute_usage_count(u, s->role[i], (int64_t) num);
+    }
+
+    ngx_http_llmroute_usage_close(u, kind);
+
+    return p;
+}
+
+
+/* s becomes the shape of [p, end), which direct() read as rec tells */
+
+static ngx_uint_t
+ngx_http_llmroute_usage_remember(ngx_http_llmroute_usage_shape_t *s,
+    ngx_http_llmroute_usage_rec_t *rec, u_char *p, u_char *end)
+{
+    u_char      *b, *from;
+    size_t       size;
+    ngx_uint_t   i;
+
+    if (rec->n == 0 || rec->n > NGX_HTTP_LLMROUTE_SHAPE_NUMS) {
+        return 0;   /* nothing to gain, or more than count()s */
+    }
+
+    size = end - p;
+
+    for (i = 0; i < rec->n; i++) {
+        size -= rec->end[i] - rec->start[i];
+    }
+
+    if (size > NGX_HTTP_LLMROUTE_SHAPE_SIZE) {
+        return 0;
+    }
+
+    b = s->bytes;
+    from = p;
+
+    for (i = 0; i <= rec->n; i++) {
+        size = ((i < rec->n) ? rec->start[i] : end) - from;
+
+        b = ngx_cpymem(b, from, size);
+        s->seg[i] = (uint16_t) size;
+
+        if (i < rec->n) {
+            s->role[i] = rec->role[i];
+            from = rec->end[i];
+        }
+    }
+
+    s->n = rec->n;
+
+    return 1;
+}
+
+
+/*
  * A usage object read in one pass, without delimiting it first and
  * tokenizing it next: the usual shape, members whose values are objects
  * (3 deep at most), strings without escapes or control characters,
@@ -1124,31 +1343,38 @@ ngx_http_llmroute_usage_member(ngx_http_llmroute_usage_t *u, u_char *v,
  * follows, and it calls the hooks as walk() does, in the same order; the
  * only state they change before the usage closes is u->tmp, which opening
  * the usage again sets anew, so a NULL half-way leaves nothing behind.
+ *
+ * last[-1] is the "}" that ends the members being read (every caller
+ * checks it): a run of blanks or digits stops there at the latest, so
+ * such runs are followed without comparing with last.  Only the end of a
+ * nested object may be last itself.
  */
 
 static u_char *
 ngx_http_llmroute_usage_direct(ngx_http_llmroute_usage_t *u, u_char *p,
-    u_char *last, ngx_uint_t role, ngx_uint_t depth, ngx_uint_t *tokens)
+    u_char *last, ngx_uint_t role, ngx_uint_t depth, ngx_uint_t *tokens,
+    ngx_http_llmroute_usage_rec_t *rec)
 {
     u_char      *v, *q;
     size_t       n;
+    int64_t      num;
     const char  *lit;
     ngx_uint_t   kind, vrole, type;
 
     kind = ngx_http_llmroute_usage_open(u, role, 1);
 
-    p = ngx_http_llmroute_usage_ws(p + 1, last);
+    p = ngx_http_llmroute_usage_blanks(p + 1);
 
-    if (p < last && *p == '}') {
+    if (*p == '}') {
         ngx_http_llmroute_usage_close(u, kind);
         return p + 1;
     }
 
     for ( ;; ) {
 
-        /* the key */
+        /* the key; p < last - 1 here */
 
-        if (p == last || *p != '"' || *tokens < 2) {
+        if (*p != '"' || *tokens < 2) {
             return NULL;
         }
 
@@ -1161,17 +1387,14 @@ ngx_http_llmroute_usage_direct(ngx_http_llmroute_usage_t *u, u_char *p,
 
         p = q + 1;
 
-        if (p == last || *p != ':') {
-            p = ngx_http_llmroute_usage_ws(p, last);
-            if (p == last || *p != ':') {
+        if (*p != ':') {
+            p = ngx_http_llmroute_usage_blanks(p);
+            if (*p != ':') {
                 return NULL;
             }
         }
 
-        v = ngx_http_llmroute_usage_ws(p + 1, last);
-        if (v == last) {
-            return NULL;
-        }
+        v = ngx_http_llmroute_usage_blanks(p + 1);
 
         /* the value */
 
@@ -1182,9 +1405,17 @@ ngx_http_llmroute_usage_direct(ngx_http_llmroute_usage_t *u, u_char *p,
                 return NULL;
             }
 
+            /* a shape holds no hook but count()s and the usage's own */
+
+            if (vrole != NGX_HTTP_LLMROUTE_R_NONE
+                && vrole != NGX_HTTP_LLMROUTE_R_DETAILS)
+            {
+                rec->n = NGX_HTTP_LLMROUTE_SHAPE_NUMS + 1;
+            }
+
             p = ngx_http_llmroute_usage_direct(u, v, last, vrole, depth + 1,
-                                               tokens);
-            if (p == NULL) {
+                                               tokens, rec);
+            if (p == NULL || p == last) {
                 return NULL;
             }
 
@@ -1201,19 +1432,54 @@ ngx_http_llmroute_usage_direct(ngx_http_llmroute_usage_t *u, u_char *p,
             p = q + 1;
             break;
 
-        case '0': case '1': case '2': case '3': case '4':
-        case '5': case '6': case '7': case '8': case '9':
-            for (q = v + 1; q < last && *q >= '0' && *q <= '9'; q++) {
-                /* void */
-            }
-
-            if (*v == '0' && q - v > 1) {
+        case '0':
+            if (v[1] >= '0' && v[1] <= '9') {
                 return NULL;
             }
 
-            type = NGX_HTTP_LLMROUTE_T_NUMBER;
+            /* fall through */
+
+        case '1': case '2': case '3': case '4':
+        case '5': case '6': case '7': case '8': case '9':
+
+            /* as ngx_http_llmroute_usage_number() reads it */
+
+            num = *v - '0';
+
+            for (q = v + 1; *q >= '0' && *q <= '9'; q++) {
+                if (num < 1000000000000000LL) {
+                    num = num * 10 + (*q - '0');
+                }
+            }
+
+            if (*q != ',' && *q != '}' && *q != ' ' && *q != '\t'
+                && *q != '\n' && *q != '\r')
+            {
+                return NULL;
+            }
+
+            /* all that scalar() does with it */
+
+            if (vrole == NGX_HTTP_LLMROUTE_R_ERROR) {
+                ngx_http_llmroute_usage_scalar(u, vrole,
+                                               NGX_HTTP_LLMROUTE_T_NUMBER,
+                                               v, q - v, 1);
+                rec->n = NGX_HTTP_LLMROUTE_SHAPE_NUMS + 1;
+
+            } else {
+                ngx_http_llmroute_usage_count(u, vrole, num);
+            }
+
+            if (rec->n < NGX_HTTP_LLMROUTE_SHAPE_NUMS) {
+                rec->start[rec->n] = v;
+                rec->end[rec->n] = q;
+                rec->role[rec->n] = (uint8_t) vrole;
+            }
+
+            rec->n++;
+
             p = q;
-            break;
+            goto next;
 
         case 'n':
         case 't':
@@ -1235,7 +1501,7 @@ ngx_http_llmroute_usage_direct(ngx_http_llmroute_usage_t *u, u_char *p,
             return NULL;
         }
 
-        /* a number or literal must end here, as the tokenizer ends it */
+        /* a string or literal must end here, as the tokenizer ends it */
 
         if (p == last
             || (*p != ',' && *p != '}' && *p != ' ' && *p != '\t'
@@ -1244,25 +1510,17 @@ ngx_http_llmroute_usage_direct(ngx_http_llmroute_usage_t *u, u_char *p,
             return NULL;
         }
 
-        if (vrole == NGX_HTTP_LLMROUTE_R_NONE) {
-            /* void */
-
-        } else if (type == NGX_HTTP_LLMROUTE_T_NUMBER
-                   && vrole != NGX_HTTP_LLMROUTE_R_ERROR)
-        {
-            /* all that scalar() does with it */
-            ngx_http_llmroute_usage_count(u, vrole,
-                               ngx_http_llmroute_usage_number(v, q - v));
-
-        } else {
+        if (vrole != NGX_HTTP_LLMROUTE_R_NONE) {
             ngx_http_llmroute_usage_scalar(u, vrole, type, v, q - v, 1);
+            rec->n = NGX_HTTP_LLMROUTE_SHAPE_NUMS + 1;
         }
 
     next:
 
-        p = ngx_http_llmroute_usage_ws(p, last);
-        if (p == last) {
-            return NULL;
+        /* p < last */
+
+        if (*p != ',' && *p != '}') {
+            p = ngx_http_llmroute_usage_blanks(p);
         }
 
         if (*p == '}') {
@@ -1274,8 +1532,21 @@ ngx_http_llmroute_usage_direct(ngx_http_llmroute_usage_t *u, u_char *p,
             return NULL;
         }
 
-        p = ngx_http_llmroute_usage_ws(p + 1, last);
+        p = ngx_http_llmroute_usage_blanks(p + 1);
     }
+}
+
+
+/* blanks from p on, before a byte that is not one: see direct() */
+
+static inline u_char *
+ngx_http_llmroute_usage_blanks(u_char *p)
+{
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
+        p++;
+    }
+
+    return p;
 }
 
 
@@ -1329,9 +1600,18 @@ ngx_http_llmroute_usage_same(u_char *p, const char *name, size_t len)
     size_t    i;
     uint32_t  a, b, c, d;
     uint64_t  x, y;
+#if (NGX_HTTP_LLMROUTE_USAGE_SSE2)
+    __m128i   v, w;
+#endif
 
     if (len < 4) {
-        return ngx_memcmp(p, name, len) == 0;
+        for (i = 0; i < len; i++) {
+            if (p[i] != (u_char) name[i]) {
+                return 0;
+            }
+        }
+
+        return 1;
     }
 
     if (len < 8) {
@@ -1342,6 +1622,27 @@ ngx_http_llmroute_usage_same(u_char *p, const char *name, size_t len)
 
         return a == b && c == d;
     }
+
+#if (NGX_HTTP_LLMROUTE_USAGE_SSE2)
+
+    /* a shape's spans run to some 50 bytes: 16 at a step */
+
+    if (len >= 16) {
+        for (i = 0; i < len - 16; i += 16) {
+            v = _mm_loadu_si128((const __m128i *) (p + i));
+            w = _mm_loadu_si128((const __m128i *) (name + i));
+
+            if (_mm_movemask_epi8(_mm_cmpeq_epi8(v, w)) != 0xffff) {
+                return 0;
+            }
+        }
+
+        v = _mm_loadu_si128((const __m128i *) (p + len - 16));
+        w = _mm_loadu_si128((const __m128i *) (name + len - 16));
+
+        return _mm_movemask_epi8(_mm_cmpeq_epi8(v, w)) == 0xffff;
+    }
+#endif
 
     for (i = 0; i < len - 8; i += 8) {
         ngx_memcpy(&x, p + i, 8);

@@ -255,6 +255,8 @@ extern ngx_str_t  ngx_http_llmroute_finish_reasons[];
 extern ngx_uint_t  ngx_http_llmroute_usage_no_direct;
 extern ngx_uint_t  ngx_http_llmroute_usage_direct_reads;   /* it was used */
 extern ngx_uint_t  ngx_http_llmroute_usage_whole_reads;    /* JSON_LAZY's */
+extern ngx_uint_t  ngx_http_llmroute_usage_shape_reads;    /* by a shape */
+void ngx_http_llmroute_usage_forget(void);                  /* no shape */
 #endif
 
 

@@ -134,6 +134,42 @@ def test_json_usage_whole_or_split(acct, split_at):
     assert nano(line["cost"]) == 282000
 
 
+# The usage reader keeps the shape of the last usage object it read (its
+# bytes around the numbers) and reads the next one of that shape by
+# comparing spans: each answer must still bill its own numbers, and one
+# that only looks like the shape (a number written otherwise) must be read
+# by the general path, as before (the figures are those of b116b8c, which
+# had no shape).  One worker: each answer meets the last one's shape.
+SHAPE = (b'{"id":"x","object":"chat.completion","model":"small-1",'
+         b'"choices":[{"index":0,"finish_reason":"stop","message":'
+         b'{"role":"assistant","content":"ok"}}],"usage":'
+         b'{"prompt_tokens":%s,"completion_tokens":%s,"total_tokens":1,'
+         b'"prompt_tokens_details":{"cached_tokens":%s}}}')
+
+
+def test_usage_shape_bills_each_answers_numbers(acct):
+    r = acct(worker_processes=1)
+    answers = [
+        ((b"1000", b"500", b"200"), ("1000", "500", "200")),
+        ((b"7", b"123456", b"0"), ("7", "123456", "0")),
+        ((b"1000000", b"1", b"999999"), ("1000000", "1", "999999")),
+        ((b"0100", b"5", b"0"), ("100", "5", "0")),
+        ((b"12", b"5.5", b"0"), ("12", "5", "0")),
+        ((b"30", b"-4", b"0"), ("30", "0", "0")),
+        ((b"1000", b"500", b"200"), ("1000", "500", "200")),
+    ]
+    for nums, _ in answers:
+        r.cheap.default = {"mode": "ok", "body": SHAPE % nums}
+        resp = post_json(r.port, CHAT, chat_body("hi"),
+                         {"X-LLMRoute-Tier": "simple"})
+        assert resp.status == 200 and resp.body == SHAPE % nums
+    lines = acct_lines(r, len(answers))
+    for (_, want), line in zip(answers, lines):
+        assert line["source"] == "provider", line
+        assert (line["prompt"], line["completion"], line["cached"]) == \
+            want, line
+
+
 def test_stream_usage_injected_and_stripped(acct):
     r = acct()
     r.cheap.default = {"mode": "ok", "usage": {

@@ -1603,6 +1603,37 @@ test_anthropic(void)
 
 
 /*
+ * usage in an answer of case k: 0-3 JSON, length known or not, OpenAI or
+ * Anthropic; 4 SSE
+ */
+
+static void
+run_usage(int k, const char *usage, result_t *r)
+{
+    char        body[2048];
+    ngx_uint_t  flags;
+
+    flags = (k & 1) ? NGX_HTTP_LLMROUTE_USAGE_ANTHROPIC : 0;
+    length_known = (k < 2);
+
+    if (k < 4) {
+        snprintf(body, sizeof(body), "{\"id\":\"c\",\"choices\":[{\"index\""
+                 ":0,\"message\":{\"content\":\"Hi\"}}],\"usage\":%s}\n",
+                 usage);
+        run_json(body, strlen(body), NULL, 0,
+                 NGX_HTTP_LLMROUTE_USAGE_JSON_LAZY | flags, 0, r);
+
+    } else {
+        snprintf(body, sizeof(body), "data: {\"choices\":[],\"usage\":%s}"
+                 "\n\ndata: [DONE]\n\n", usage);
+        run_sse(body, strlen(body), NULL, 0, 65536, 1, r);
+    }
+
+    length_known = 0;
+}
+
+
+/*
  * The one-pass usage reader against the general path (value_end(), the
  * tokenizer, walk()): the same results for the usual shapes and for every
  * odd one it hands back, in a whole JSON answer (JSON_LAZY, length known:
@@ -1614,45 +1645,19 @@ static void
 direct_case(const char *usage, int taken)
 {
     int         k;
-    char        body[2048], sse[2048], name[2200];
+    char        name[2200];
     result_t    a, b;
-    ngx_uint_t  reads, flags;
-
-    /* k: 0-3 JSON, length known or not, OpenAI or Anthropic; 4 SSE */
+    ngx_uint_t  reads;
 
     for (k = 0; k < 5; k++) {
-        flags = (k & 1) ? NGX_HTTP_LLMROUTE_USAGE_ANTHROPIC : 0;
         snprintf(name, sizeof(name), "direct %d: %s", k, usage);
 
-        if (k < 4) {
-            snprintf(body, sizeof(body), "{\"id\":\"c\",\"choices\":[{\"index\""
-                     ":0,\"message\":{\"content\":\"Hi\"}}],\"usage\":%s}\n",
-                     usage);
-            length_known = (k < 2);
-
-        } else {
-            snprintf(sse, sizeof(sse), "data: {\"choices\":[],\"usage\":%s}"
-                     "\n\ndata: [DONE]\n\n", usage);
-        }
-
         ngx_http_llmroute_usage_no_direct = 1;
-
-        if (k < 4) {
-            run_json(body, strlen(body), NULL, 0,
-                     NGX_HTTP_LLMROUTE_USAGE_JSON_LAZY | flags, 0, &a);
-        } else {
-            run_sse(sse, strlen(sse), NULL, 0, 65536, 1, &a);
-        }
-
+        run_usage(k, usage, &a);
         ngx_http_llmroute_usage_no_direct = 0;
-        reads = ngx_http_llmroute_usage_direct_reads;
 
-        if (k < 4) {
-            run_json(body, strlen(body), NULL, 0,
-                     NGX_HTTP_LLMROUTE_USAGE_JSON_LAZY | flags, 0, &b);
-        } else {
-            run_sse(sse, strlen(sse), NULL, 0, 65536, 1, &b);
-        }
+        reads = ngx_http_llmroute_usage_direct_reads;
+        run_usage(k, usage, &b);
 
         check(same(&a, &b), name);
         check(!taken || ngx_http_llmroute_usage_direct_reads > reads, name);
@@ -1660,8 +1665,6 @@ direct_case(const char *usage, int taken)
         result_free(&a);
         result_free(&b);
     }
-
-    length_known = 0;
 }
 
 
@@ -1726,6 +1729,163 @@ test_usage_direct(void)
 }
 
 
+/*
+ * The shape of the last usage read (ngx_http_llmroute_usage_shaped()):
+ * first leaves its shape, second is read by it when taken, and every
+ * result is the general path's either way.
+ */
+
+static void
+shape_case(const char *first, const char *second, int taken)
+{
+    int         k;
+    char        name[4400];
+    result_t    a, b;
+    ngx_uint_t  reads;
+
+    for (k = 0; k < 5; k++) {
+        snprintf(name, sizeof(name), "shape %d: %s then %s", k, first, second);
+
+        ngx_http_llmroute_usage_forget();
+        run_usage(k, first, &a);        /* its shape is kept */
+        result_free(&a);
+
+        reads = ngx_http_llmroute_usage_shape_reads;
+        run_usage(k, second, &b);
+        check((ngx_http_llmroute_usage_shape_reads > reads) == taken, name);
+
+        ngx_http_llmroute_usage_no_direct = 1;
+        run_usage(k, second, &a);
+        ngx_http_llmroute_usage_no_direct = 0;
+
+        check(same(&a, &b), name);
+
+        result_free(&a);
+        result_free(&b);
+    }
+}
+
+
+static void
+shape_pair(void)
+{
+    int          i;
+    result_t     a, b;
+    ngx_uint_t   reads;
+    const char  *usage[] = {
+        "{\"input_tokens\":472,\"cache_creation_input_tokens\":0,"
+        "\"cache_read_input_tokens\":0,\"output_tokens\":2}",
+        "{\"output_tokens\":15}",
+        "{\"input_tokens\":9,\"cache_creation_input_tokens\":100,"
+        "\"cache_read_input_tokens\":7,\"output_tokens\":1}",
+        "{\"output_tokens\":3000}",
+    };
+
+    ngx_http_llmroute_usage_forget();
+
+    for (i = 0; i < 4; i++) {
+        reads = ngx_http_llmroute_usage_shape_reads;
+        run_usage(4, usage[i], &b);
+        check((ngx_http_llmroute_usage_shape_reads > reads) == (i >= 2),
+              usage[i]);
+
+        ngx_http_llmroute_usage_no_direct = 1;
+        run_usage(4, usage[i], &a);
+        ngx_http_llmroute_usage_no_direct = 0;
+
+        check(same(&a, &b), usage[i]);
+
+        result_free(&a);
+        result_free(&b);
+    }
+}
+
+
+static void
+test_usage_shape(void)
+{
+    const char  *openai, *anthropic;
+
+    openai = "{\"prompt_tokens\":512,\"completion_tokens\":64,"
+             "\"total_tokens\":576,\"prompt_tokens_details\":"
+             "{\"cached_tokens\":0},\"completion_tokens_details\":"
+             "{\"reasoning_tokens\":0}}";
+    anthropic = "{\"input_tokens\":12,\"cache_creation_input_tokens\":3,"
+                "\"cache_read_input_tokens\":40,\"output_tokens\":7,"
+                "\"service_tier\":\"standard\",\"server_tool_use\":"
+                "{\"web_search_requests\":0}}";
+
+    /* the same members, other numbers: longer, shorter, zero */
+
+    shape_case(openai, openai, 1);
+    shape_case(openai, "{\"prompt_tokens\":7,\"completion_tokens\":123456,"
+               "\"total_tokens\":123463,\"prompt_tokens_details\":"
+               "{\"cached_tokens\":1024},\"completion_tokens_details\":"
+               "{\"reasoning_tokens\":99}}", 1);
+    shape_case(anthropic, "{\"input_tokens\":0,"
+               "\"cache_creation_input_tokens\":30000,"
+               "\"cache_read_input_tokens\":4,\"output_tokens\":70,"
+               "\"service_tier\":\"standard\",\"server_tool_use\":"
+               "{\"web_search_requests\":2}}", 1);
+    shape_case(" { \"prompt_tokens\" : 5 ,\t\"completion_tokens\":3 } ",
+               " { \"prompt_tokens\" : 50 ,\t\"completion_tokens\":0 } ", 1);
+
+    /* up to 16 digits by the shape; more reach direct()'s cap */
+
+    shape_case("{\"prompt_tokens\":1,\"completion_tokens\":2}",
+               "{\"prompt_tokens\":9999999999999999,"
+               "\"completion_tokens\":2}", 1);
+    shape_case("{\"prompt_tokens\":1,\"completion_tokens\":2}",
+               "{\"prompt_tokens\":99999999999999999,"
+               "\"completion_tokens\":2}", 0);
+    shape_case("{\"prompt_tokens\":1,\"completion_tokens\":2}",
+               "{\"prompt_tokens\":99999999999999999999,"
+               "\"completion_tokens\":2}", 0);
+
+    /* where a number was, something else: direct() or the general path */
+
+    shape_case(openai, "{\"prompt_tokens\":012,\"completion_tokens\":64,"
+               "\"total_tokens\":576,\"prompt_tokens_details\":"
+               "{\"cached_tokens\":0},\"completion_tokens_details\":"
+               "{\"reasoning_tokens\":0}}", 0);
+    shape_case("{\"prompt_tokens\":1,\"completion_tokens\":2}",
+               "{\"prompt_tokens\":1.5,\"completion_tokens\":2}", 0);
+    shape_case("{\"prompt_tokens\":1,\"completion_tokens\":2}",
+               "{\"prompt_tokens\":-1,\"completion_tokens\":2}", 0);
+    shape_case("{\"prompt_tokens\":1,\"completion_tokens\":2}",
+               "{\"prompt_tokens\":1e3,\"completion_tokens\":2}", 0);
+    shape_case("{\"prompt_tokens\":1,\"completion_tokens\":2}",
+               "{\"prompt_tokens\":null,\"completion_tokens\":2}", 0);
+    shape_case("{\"prompt_tokens\":1,\"completion_tokens\":2}",
+               "{\"prompt_tokens\":\"1\",\"completion_tokens\":2}", 0);
+    shape_case("{\"prompt_tokens\":1,\"completion_tokens\":2}",
+               "{\"prompt_tokens\":,\"completion_tokens\":2}", 0);
+
+    /* other members, or the same ones otherwise */
+
+    shape_case(openai, "{\"completion_tokens\":64,\"prompt_tokens\":512}", 0);
+    shape_case("{\"prompt_tokens\":1,\"completion_tokens\":2}",
+               "{\"prompt_tokens\":1, \"completion_tokens\":2}", 0);
+    shape_case("{\"prompt_tokens\":1,\"completion_tokens\":2}",
+               "{\"prompt_tokens\":1,\"completion_tokens\":2,\"x\":3}", 0);
+    shape_case("{\"prompt_tokens\":1,\"completion_tokens\":2}",
+               "{\"prompt_tokens\":1}", 0);
+
+    /* two shapes of a kind are kept, as an Anthropic stream has */
+
+    shape_pair();
+
+    /* a shape of strings and literals keeps them: they must match too */
+
+    shape_case("{\"prompt_tokens\":1,\"x\":\"ab\",\"completion_tokens\":2}",
+               "{\"prompt_tokens\":8,\"x\":\"ab\",\"completion_tokens\":9}",
+               1);
+    shape_case("{\"prompt_tokens\":1,\"x\":\"ab\",\"completion_tokens\":2}",
+               "{\"prompt_tokens\":8,\"x\":\"ac\",\"completion_tokens\":9}",
+               0);
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -1752,6 +1912,7 @@ main(int argc, char **argv)
         test_json_check();
         test_json_lazy();
         test_usage_direct();
+        test_usage_shape();
         test_json_bad();
         test_json_large();
         bench();
