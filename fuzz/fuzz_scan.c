@@ -19,7 +19,9 @@
  *     reads and splices.
  *
  * Built twice by fuzz/Makefile: with the vector code of the machine and
- * with -DNGX_HTTP_LLMROUTE_SCAN_SWAR (fuzz_scan_swar).
+ * with -DNGX_HTTP_LLMROUTE_SCAN_SWAR (fuzz_scan_swar).  Each input is
+ * checked on every walk of the build the CPU has: on x86-64 with AVX2,
+ * the AVX2 walk of long strings and the SSE2 one.
  */
 
 
@@ -56,6 +58,7 @@ static fuzz_block_t  *fuzz_blocks;
 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+static void fuzz_one(const uint8_t *data, size_t size);
 
 
 static void *
@@ -326,8 +329,30 @@ fuzz_same_req(ngx_http_llmroute_req_t *a, ngx_http_llmroute_req_t *b)
 }
 
 
+/* every walk this build and CPU have (the AVX2 one and the build's own) */
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    int  i, runs;
+
+    runs = 0;
+
+    for (i = 0; i < 2; i++) {
+        if (ngx_http_llmroute_scan_use(i == 0) == NGX_OK) {
+            fuzz_one(data, size);
+            runs++;
+        }
+    }
+
+    fuzz_assert(runs > 0);
+
+    return 0;
+}
+
+
+static void
+fuzz_one(const uint8_t *data, size_t size)
 {
     int                       n, c, j, yes, deep;
     u_char                   *body;
@@ -420,6 +445,4 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(jt);
     free(tok);
     free(body);
-
-    return 0;
 }

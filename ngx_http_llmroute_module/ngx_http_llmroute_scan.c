@@ -41,6 +41,16 @@
 #endif
 #endif
 
+/*
+ * x86-64 with gcc or clang: long strings also have an AVX2 walk, compiled
+ * for that target whatever the build's flags and taken when the CPU has
+ * AVX2 and BMI1 (decided once, when the module is loaded).
+ */
+#if (NGX_HTTP_LLMROUTE_SCAN_SSE2) && defined(__x86_64__) && (__GNUC__)
+#define NGX_HTTP_LLMROUTE_SCAN_AVX2  1
+#include <immintrin.h>
+#endif
+
 
 #if (__GNUC__)
 #define ngx_http_llmroute_scan_inline  static inline __attribute__((always_inline))
@@ -61,6 +71,10 @@
 ngx_uint_t  ngx_http_llmroute_scan_off;
 #endif
 
+#if (NGX_HTTP_LLMROUTE_SCAN_AVX2)
+static ngx_uint_t  ngx_http_llmroute_scan_avx2;
+#endif
+
 
 /*
  * Per architecture, on the block at p: the bytes that end a run of string
@@ -75,7 +89,7 @@ ngx_uint_t  ngx_http_llmroute_scan_off;
 #define NGX_HTTP_LLMROUTE_SCAN_BLOCK  16
 #define NGX_HTTP_LLMROUTE_SCAN_SHIFT  0
 
-const char  *ngx_http_llmroute_scan_kind = "sse2";
+const char  *ngx_http_llmroute_scan_kind = "sse2";    /* or "avx2" */
 
 
 /*
@@ -601,6 +615,187 @@ ngx_http_llmroute_scan_long(u_char *p, u_char *end, int *rc)
 }
 
 
+#if (NGX_HTTP_LLMROUTE_SCAN_AVX2)
+
+#define ngx_http_llmroute_scan_avx2_fn                                       \
+    static inline __attribute__((always_inline, target("avx2,bmi")))
+
+
+/*
+ * The 64 bytes at p as two masks, one bit a byte: the return value has the
+ * quotes and control characters (the bytes at most 0x20 once bit 1 is
+ * flipped, as ngx_http_llmroute_scan_plain() tells them), *bs the
+ * backslashes.
+ */
+
+ngx_http_llmroute_scan_avx2_fn uint64_t
+ngx_http_llmroute_scan_chunk_avx2(u_char *p, uint64_t *bs)
+{
+    __m256i  v0, v1, low, flip, bsl;
+
+    v0 = _mm256_loadu_si256((const __m256i *) p);
+    v1 = _mm256_loadu_si256((const __m256i *) (p + 32));
+
+    low = _mm256_set1_epi8((char) 0xa0);
+    ngx_http_llmroute_scan_opaque(low);
+    flip = _mm256_set1_epi8((char) 0x82);
+    bsl = _mm256_set1_epi8('\\');
+
+    *bs = (uint64_t) (unsigned) _mm256_movemask_epi8(
+                                    _mm256_cmpeq_epi8(v0, bsl))
+          | (uint64_t) (unsigned) _mm256_movemask_epi8(
+                                      _mm256_cmpeq_epi8(v1, bsl)) << 32;
+
+    return ~((uint64_t) (unsigned) _mm256_movemask_epi8(
+                 _mm256_cmpgt_epi8(_mm256_xor_si256(v0, flip), low))
+             | (uint64_t) (unsigned) _mm256_movemask_epi8(
+                   _mm256_cmpgt_epi8(_mm256_xor_si256(v1, flip), low))
+               << 32);
+}
+
+
+/*
+ * The bytes a backslash escapes, from the chunk's backslashes bs and
+ * *carry (1: its first byte is escaped by the last backslash of the chunk
+ * before): a run of backslashes escapes every second byte from its start
+ * on, and the byte after it if it is odd.  Odd bits minus the run starts
+ * (shifted to the byte after them) carry through each run and leave the
+ * bits of its escaped bytes flipped against the pattern.  *carry is set
+ * for the next chunk.
+ */
+
+#define NGX_HTTP_LLMROUTE_SCAN_ODD  0xaaaaaaaaaaaaaaaaULL
+
+ngx_http_llmroute_scan_avx2_fn uint64_t
+ngx_http_llmroute_scan_escaped(uint64_t bs, uint64_t *carry)
+{
+    uint64_t  starts, code;
+
+    starts = bs & ~*carry;
+    code = (((starts << 1) | NGX_HTTP_LLMROUTE_SCAN_ODD) - starts)
+           ^ NGX_HTTP_LLMROUTE_SCAN_ODD;
+
+    starts = code ^ (bs | *carry);
+    *carry = (code & bs) >> 63;
+
+    return starts;
+}
+
+
+/*
+ * ngx_http_llmroute_scan_long() with AVX2: a chunk's escaped bytes are
+ * known from its backslashes alone, so its first quote or control
+ * character not escaped is where the string ends (or is invalid), and
+ * only the bytes escaped before it are checked, by a table, without a
+ * walk through the backslashes.
+ */
+
+static __attribute__((target("avx2,bmi"))) u_char *
+ngx_http_llmroute_scan_long_avx2(u_char *p, u_char *end, int *rc)
+{
+    u_char     *q;
+    uint64_t    s, e, bs, carry;
+    uintptr_t   last;
+
+    last = (end - p >= 64 + 5) ? (uintptr_t) end - (64 + 5) : 0;
+    carry = 0;
+
+    while ((uintptr_t) p <= last) {
+        s = ngx_http_llmroute_scan_chunk_avx2(p, &bs);
+
+        if (bs | carry) {
+            e = ngx_http_llmroute_scan_escaped(bs, &carry);
+            s &= ~e;
+
+            /* the escapes before the string's end, if it is in this chunk */
+
+            for (e &= (s & (0 - s)) - 1; e; e &= e - 1) {
+                q = p + __builtin_ctzll(e);
+
+                /* a \\uXXXX: the backslash, at q - 1, and 5 bytes after */
+
+                if (ngx_http_llmroute_scan_escapes[*q] != 2
+                    && !ngx_http_llmroute_scan_unicode(q - 1))
+                {
+                    *rc = NGX_HTTP_LLMROUTE_SCAN_INVAL;
+                    return NULL;
+                }
+            }
+        }
+
+        if (s) {
+            q = p + __builtin_ctzll(s);
+
+            if (*q == '"') {
+                return q;
+            }
+
+            *rc = NGX_HTTP_LLMROUTE_SCAN_INVAL;      /* a control */
+            return NULL;
+        }
+
+        p += 64;
+    }
+
+    /* an escape begun at the last chunk's last byte is the tail's */
+
+    return ngx_http_llmroute_scan_tail(p - carry, end, rc);
+}
+
+
+static void __attribute__((constructor))
+ngx_http_llmroute_scan_pick(void)
+{
+    __builtin_cpu_init();
+
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi")) {
+        ngx_http_llmroute_scan_avx2 = 1;
+        ngx_http_llmroute_scan_kind = "avx2";
+    }
+}
+
+#endif
+
+
+#ifdef NGX_HTTP_LLMROUTE_STANDALONE
+
+ngx_int_t
+ngx_http_llmroute_scan_use(ngx_uint_t avx2)
+{
+#if (NGX_HTTP_LLMROUTE_SCAN_AVX2)
+    if (avx2 && !(__builtin_cpu_supports("avx2")
+                  && __builtin_cpu_supports("bmi")))
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_llmroute_scan_avx2 = avx2;
+    ngx_http_llmroute_scan_kind = avx2 ? "avx2" : "sse2";
+
+    return NGX_OK;
+#else
+    return avx2 ? NGX_ERROR : NGX_OK;
+#endif
+}
+
+#endif
+
+
+/* a string's bytes from p on, by the walk the CPU is best at */
+
+ngx_http_llmroute_scan_inline u_char *
+ngx_http_llmroute_scan_rest(u_char *p, u_char *end, int *rc)
+{
+#if (NGX_HTTP_LLMROUTE_SCAN_AVX2)
+    if (ngx_http_llmroute_scan_avx2) {
+        return ngx_http_llmroute_scan_long_avx2(p, end, rc);
+    }
+#endif
+
+    return ngx_http_llmroute_scan_long(p, end, rc);
+}
+
+
 /*
  * p is past the opening quote: the closing quote, or NULL if invalid.  A
  * short string (a member name, an enum value) ends in its first block.
@@ -617,7 +812,7 @@ ngx_http_llmroute_scan_string(u_char *p, u_char *end, uintptr_t last,
         m = ngx_http_llmroute_scan_specials(p);
 
         if (m == 0) {
-            return ngx_http_llmroute_scan_long(p + NGX_HTTP_LLMROUTE_SCAN_BLOCK,
+            return ngx_http_llmroute_scan_rest(p + NGX_HTTP_LLMROUTE_SCAN_BLOCK,
                                                end, rc);
         }
 
@@ -628,7 +823,7 @@ ngx_http_llmroute_scan_string(u_char *p, u_char *end, uintptr_t last,
         }
     }
 
-    return ngx_http_llmroute_scan_long(p, end, rc);
+    return ngx_http_llmroute_scan_rest(p, end, rc);
 }
 
 

@@ -40,12 +40,21 @@
 int ngx_http_llmroute_scan(u_char *body, size_t len, jsmntok_t *tok,
     size_t ntok);
 
-/* the code the scanner was compiled with: "sse2", "neon" or "swar" */
+/*
+ * the code the scanner runs: "sse2", "neon" or "swar" as compiled, or
+ * "avx2" for long strings on an x86-64 CPU with AVX2 (picked at load)
+ */
 extern const char  *ngx_http_llmroute_scan_kind;
 
 #ifdef NGX_HTTP_LLMROUTE_STANDALONE
 /* 1: ngx_http_llmroute_parse() takes the jsmn path (fuzzer, benchmark) */
 extern ngx_uint_t  ngx_http_llmroute_scan_off;
+
+/*
+ * the AVX2 walk (1) or the build's own code (0) from now on, so tests run
+ * every path: NGX_ERROR if this build or CPU has no AVX2 walk
+ */
+ngx_int_t ngx_http_llmroute_scan_use(ngx_uint_t avx2);
 #endif
 
 
