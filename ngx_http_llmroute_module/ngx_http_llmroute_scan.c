@@ -621,36 +621,36 @@ ngx_http_llmroute_scan_long(u_char *p, u_char *end, int *rc)
     static inline __attribute__((always_inline, target("avx2,bmi")))
 
 
-/*
- * The 64 bytes at p as two masks, one bit a byte: the return value has the
- * quotes and control characters (the bytes at most 0x20 once bit 1 is
- * flipped, as ngx_http_llmroute_scan_plain() tells them), *bs the
- * backslashes.
- */
+/* two comparison results as one bit a byte, the first byte lowest */
 
 ngx_http_llmroute_scan_avx2_fn uint64_t
-ngx_http_llmroute_scan_chunk_avx2(u_char *p, uint64_t *bs)
+ngx_http_llmroute_scan_mask_avx2(__m256i m0, __m256i m1)
 {
-    __m256i  v0, v1, low, flip, bsl;
+    return (uint64_t) (unsigned) _mm256_movemask_epi8(m0)
+           | (uint64_t) (unsigned) _mm256_movemask_epi8(m1) << 32;
+}
 
-    v0 = _mm256_loadu_si256((const __m256i *) p);
-    v1 = _mm256_loadu_si256((const __m256i *) (p + 32));
 
-    low = _mm256_set1_epi8((char) 0xa0);
-    ngx_http_llmroute_scan_opaque(low);
-    flip = _mm256_set1_epi8((char) 0x82);
-    bsl = _mm256_set1_epi8('\\');
+/*
+ * The bytes of v that need no check after a backslash: '"', '\\', '/',
+ * 'f', 'n', 'r' and 't' (\b and \uXXXX go to the table).  Their low
+ * nibbles differ but for '"' and 'r': one table gives each nibble its byte
+ * (0xff where none, a byte of another nibble; 0 above 0x7f), a comparison
+ * adds '"'.
+ */
 
-    *bs = (uint64_t) (unsigned) _mm256_movemask_epi8(
-                                    _mm256_cmpeq_epi8(v0, bsl))
-          | (uint64_t) (unsigned) _mm256_movemask_epi8(
-                                      _mm256_cmpeq_epi8(v1, bsl)) << 32;
+ngx_http_llmroute_scan_avx2_fn __m256i
+ngx_http_llmroute_scan_simple_avx2(__m256i v)
+{
+    __m256i  t;
 
-    return ~((uint64_t) (unsigned) _mm256_movemask_epi8(
-                 _mm256_cmpgt_epi8(_mm256_xor_si256(v0, flip), low))
-             | (uint64_t) (unsigned) _mm256_movemask_epi8(
-                   _mm256_cmpgt_epi8(_mm256_xor_si256(v1, flip), low))
-               << 32);
+    t = _mm256_setr_epi8(-1, -1, 'r', -1, 't', -1, 'f', -1,
+                         -1, -1, -1, -1, '\\', -1, 'n', '/',
+                         -1, -1, 'r', -1, 't', -1, 'f', -1,
+                         -1, -1, -1, -1, '\\', -1, 'n', '/');
+
+    return _mm256_or_si256(_mm256_cmpeq_epi8(_mm256_shuffle_epi8(t, v), v),
+                           _mm256_cmpeq_epi8(v, _mm256_set1_epi8('"')));
 }
 
 
@@ -685,34 +685,58 @@ ngx_http_llmroute_scan_escaped(uint64_t bs, uint64_t *carry)
 /*
  * ngx_http_llmroute_scan_long() with AVX2: a chunk's escaped bytes are
  * known from its backslashes alone, so its first quote or control
- * character not escaped is where the string ends (or is invalid), and
- * only the bytes escaped before it are checked, by a table, without a
- * walk through the backslashes.
+ * character not escaped is where the string ends (or is invalid), and the
+ * bytes escaped before it are checked as a mask, the rare ones by a table,
+ * without a walk through the backslashes.
  */
 
 static __attribute__((target("avx2,bmi"))) u_char *
 ngx_http_llmroute_scan_long_avx2(u_char *p, u_char *end, int *rc)
 {
     u_char     *q;
+    __m256i     v0, v1, low, flip, bsl;
     uint64_t    s, e, bs, carry;
     uintptr_t   last;
 
     last = (end - p >= 64 + 5) ? (uintptr_t) end - (64 + 5) : 0;
     carry = 0;
 
+    low = _mm256_set1_epi8((char) 0xa0);
+    ngx_http_llmroute_scan_opaque(low);
+    flip = _mm256_set1_epi8((char) 0x82);
+    bsl = _mm256_set1_epi8('\\');
+
     while ((uintptr_t) p <= last) {
-        s = ngx_http_llmroute_scan_chunk_avx2(p, &bs);
+        v0 = _mm256_loadu_si256((const __m256i *) p);
+        v1 = _mm256_loadu_si256((const __m256i *) (p + 32));
+
+        /* quotes and controls, as ngx_http_llmroute_scan_plain() */
+
+        s = ~ngx_http_llmroute_scan_mask_avx2(
+                 _mm256_cmpgt_epi8(_mm256_xor_si256(v0, flip), low),
+                 _mm256_cmpgt_epi8(_mm256_xor_si256(v1, flip), low));
+
+        bs = ngx_http_llmroute_scan_mask_avx2(_mm256_cmpeq_epi8(v0, bsl),
+                                              _mm256_cmpeq_epi8(v1, bsl));
 
         if (bs | carry) {
             e = ngx_http_llmroute_scan_escaped(bs, &carry);
             s &= ~e;
 
-            /* the escapes before the string's end, if it is in this chunk */
+            /*
+             * the escapes before the string's end, if it is in this
+             * chunk, but for the common ones
+             */
 
-            for (e &= (s & (0 - s)) - 1; e; e &= e - 1) {
+            e &= (s & (0 - s)) - 1;
+            e &= ~ngx_http_llmroute_scan_mask_avx2(
+                      ngx_http_llmroute_scan_simple_avx2(v0),
+                      ngx_http_llmroute_scan_simple_avx2(v1));
+
+            for ( /* void */ ; e; e &= e - 1) {
                 q = p + __builtin_ctzll(e);
 
-                /* a \\uXXXX: the backslash, at q - 1, and 5 bytes after */
+                /* a \uXXXX: the backslash, at q - 1, and 5 bytes after */
 
                 if (ngx_http_llmroute_scan_escapes[*q] != 2
                     && !ngx_http_llmroute_scan_unicode(q - 1))
