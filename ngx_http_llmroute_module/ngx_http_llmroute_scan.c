@@ -532,7 +532,7 @@ ngx_http_llmroute_scan_tail(u_char *p, u_char *end, int *rc)
 
 /* a \uXXXX escape at p */
 
-static ngx_uint_t
+ngx_http_llmroute_scan_inline ngx_uint_t
 ngx_http_llmroute_scan_unicode(u_char *p)
 {
     return p[1] == 'u'
@@ -996,19 +996,24 @@ value:
 
 #define ngx_http_llmroute_scan_parent  (closer == '}' ? n - 1 : container)
 
-    if (!ngx_http_llmroute_scan_at('"')) {
-        p = ngx_http_llmroute_scan_space(p, end);
+    count++;
 
-        if (p == end) {
-            return NGX_HTTP_LLMROUTE_SCAN_PART;
-        }
+    /* a string, the common value of compact JSON: straight to it */
+
+    if (ngx_http_llmroute_scan_at('"')) {
+        goto string;
     }
 
-    count++;
+    p = ngx_http_llmroute_scan_space(p, end);
+
+    if (p == end) {
+        return NGX_HTTP_LLMROUTE_SCAN_PART;
+    }
 
     switch (*p) {
 
     case '"':
+    string:
         s = ngx_http_llmroute_scan_string(p + 1, end, last, &rc);
         if (s == NULL) {
             return rc;
