@@ -68,3 +68,48 @@ def test_refusals_keep_their_error(routed, body, code, message):
     err = assert_error(post_json(r.port, CHAT, body, SIMPLE), 400, code)
     assert message in err["message"], err
     assert r.provider_requests() == []
+
+
+# a long string read 64 bytes at a step (AVX2 on a CPU that has it, else the
+# build's vector code): escapes, runs of backslashes and \uXXXX put at every
+# offset of a chunk's edge, then one bad byte after them
+LONG_PIECES = ['\\n', '\\"', '\\\\', '\\/', '\\u00e9', '\\\\' * 20 + '\\"',
+               '\\b\\f\\r\\t']
+
+
+def long_content(shift, piece):
+    return "x" * shift + (piece + "y" * 37) * 12
+
+
+def test_long_strings_with_escapes_at_chunk_edges_are_spliced(routed):
+    r = routed()
+    for shift in range(0, 64, 7):
+        for piece in LONG_PIECES:
+            content = long_content(shift, piece)
+            body = ('{"model":"auto","messages":[{"role":"user",'
+                    '"content":"%s"}],"temperature":0.5}' % content).encode()
+            resp = post_json(r.port, CHAT, body, SIMPLE)
+            assert resp.status == 200, (shift, piece, resp)
+            assert r.cheap.last.body == body.replace(b'"auto"',
+                                                     b'"small-1"', 1)
+            # what the provider got is the same JSON string
+            assert json.loads(r.cheap.last.body)["messages"][0]["content"] \
+                == json.loads('"%s"' % content)
+
+
+@pytest.mark.parametrize("bad,message", [
+    ('\\q', "not valid JSON"), ('\\u12g4', "not valid JSON"),
+    ('\\\x01', "not valid JSON"), ('\x1f', "control character"),
+    ('\\\\\\\\\\', "not valid JSON"),
+], ids=["bad-escape", "bad-unicode", "escaped-ctl", "ctl", "odd-run"])
+def test_long_strings_refuse_a_bad_byte_after_many_escapes(routed, bad,
+                                                           message):
+    r = routed()
+    for shift in (0, 13, 61):
+        content = long_content(shift, '\\n') + bad + "z" * 80
+        body = ('{"model":"auto","messages":[{"role":"user",'
+                '"content":"%s"}]}' % content).encode()
+        err = assert_error(post_json(r.port, CHAT, body, SIMPLE), 400,
+                           "invalid_json")
+        assert message in err["message"], (shift, bad, err)
+    assert r.provider_requests() == []
