@@ -633,10 +633,10 @@ ngx_http_llmroute_scan_mask_avx2(__m256i m0, __m256i m1)
 
 /*
  * The bytes of v that need no check after a backslash: '"', '\\', '/',
- * 'f', 'n', 'r' and 't' (\b and \uXXXX go to the table).  Their low
- * nibbles differ but for '"' and 'r': one table gives each nibble its byte
- * (0xff where none, a byte of another nibble; 0 above 0x7f), a comparison
- * adds '"'.
+ * 'f', 'n' and 't' (\b, \r and \uXXXX go to the table).  Their low
+ * nibbles differ: a table gives each nibble its byte (0xff where none, a
+ * byte of another nibble; 0 above 0x7f), and a byte is one of them if it
+ * is its nibble's.
  */
 
 ngx_http_llmroute_scan_avx2_fn __m256i
@@ -644,13 +644,12 @@ ngx_http_llmroute_scan_simple_avx2(__m256i v)
 {
     __m256i  t;
 
-    t = _mm256_setr_epi8(-1, -1, 'r', -1, 't', -1, 'f', -1,
+    t = _mm256_setr_epi8(-1, -1, '"', -1, 't', -1, 'f', -1,
                          -1, -1, -1, -1, '\\', -1, 'n', '/',
-                         -1, -1, 'r', -1, 't', -1, 'f', -1,
+                         -1, -1, '"', -1, 't', -1, 'f', -1,
                          -1, -1, -1, -1, '\\', -1, 'n', '/');
 
-    return _mm256_or_si256(_mm256_cmpeq_epi8(_mm256_shuffle_epi8(t, v), v),
-                           _mm256_cmpeq_epi8(v, _mm256_set1_epi8('"')));
+    return _mm256_cmpeq_epi8(_mm256_shuffle_epi8(t, v), v);
 }
 
 
