@@ -766,12 +766,21 @@ ngx_http_llmroute_scan_long_avx2(u_char *p, u_char *end, int *rc)
 }
 
 
-static void __attribute__((constructor))
-ngx_http_llmroute_scan_pick(void)
+/* the CPU and the OS (its saved AVX state) run the AVX2 walk */
+
+static ngx_uint_t
+ngx_http_llmroute_scan_has_avx2(void)
 {
     __builtin_cpu_init();
 
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi")) {
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi");
+}
+
+
+static void __attribute__((constructor))
+ngx_http_llmroute_scan_pick(void)
+{
+    if (ngx_http_llmroute_scan_has_avx2()) {
         ngx_http_llmroute_scan_avx2 = 1;
         ngx_http_llmroute_scan_kind = "avx2";
     }
@@ -786,9 +795,7 @@ ngx_int_t
 ngx_http_llmroute_scan_use(ngx_uint_t avx2)
 {
 #if (NGX_HTTP_LLMROUTE_SCAN_AVX2)
-    if (avx2 && !(__builtin_cpu_supports("avx2")
-                  && __builtin_cpu_supports("bmi")))
-    {
+    if (avx2 && !ngx_http_llmroute_scan_has_avx2()) {
         return NGX_ERROR;
     }
 
