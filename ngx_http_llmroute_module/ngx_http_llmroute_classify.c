@@ -64,11 +64,13 @@
 #define ngx_http_llmroute_fnv_step(h, c)                                      \
     h = ((h) ^ ((c) | 0x20)) * NGX_HTTP_LLMROUTE_FNV_PRIME
 
-/* a word's first three letters, 5 bits each: in the set of keyword starts */
-#define ngx_http_llmroute_kw_start(a, b, c)                                   \
-    (ngx_http_llmroute_kw_starts[((ngx_uint_t) ((a) & 31) << 5)              \
-                                 | ((b) & 31)]                                \
-     & ((uint32_t) 1 << ((c) & 31)))
+/* a word's first four letters (or digits): in the set of keyword starts */
+#define NGX_HTTP_LLMROUTE_KW_STARTS_LOG  14
+#define NGX_HTTP_LLMROUTE_KW_STARTS      (1 << NGX_HTTP_LLMROUTE_KW_STARTS_LOG)
+
+#define ngx_http_llmroute_kw_start(p)                                         \
+    (ngx_http_llmroute_kw_starts[ngx_http_llmroute_classify_start4(p) / 64]  \
+     & ((uint64_t) 1 << (ngx_http_llmroute_classify_start4(p) % 64)))
 
 
 typedef enum {
@@ -137,6 +139,8 @@ typedef struct {
 static void ngx_http_llmroute_classify_build(void);
 static void ngx_http_llmroute_classify_bit(uint64_t h, ngx_uint_t first);
 static void ngx_http_llmroute_classify_start(u_char *p, size_t len);
+static ngx_http_llmroute_inline uint32_t ngx_http_llmroute_classify_start4(
+    u_char *p);
 static uint64_t ngx_http_llmroute_classify_hash(u_char *p, size_t len);
 static size_t ngx_http_llmroute_classify_mark(u_char *p, u_char *last);
 static uint64_t ngx_http_llmroute_classify_fnv(u_char *p, size_t n,
@@ -555,12 +559,14 @@ static ngx_uint_t                   ngx_http_llmroute_kw_ready;
 static ngx_http_llmroute_kw_bits_t  ngx_http_llmroute_kw_bits[64];
 
 /*
- * the first three letters of every keyword word, 5 bits each: stemming
- * only cuts suffixes, so a longer word whose start is not here is neither
- * a keyword nor half of a pair, and is skipped before it is stemmed.  The
- * first two letters pick a word, the third a bit of it
+ * the first four letters of every keyword word's stem, hashed to a bit:
+ * stemming only cuts suffixes, so a word of four letters or more whose
+ * start is not here is neither a keyword nor half of a pair, and is
+ * skipped before it is stemmed.  A stem of three letters ("fix", from
+ * "fixes") sets the bits of its 36 starts of four ("fixe", "fixi", ...)
  */
-static uint32_t                     ngx_http_llmroute_kw_starts[1024];
+static uint64_t                     ngx_http_llmroute_kw_starts[
+                                        NGX_HTTP_LLMROUTE_KW_STARTS / 64];
 
 /* lower-case letter or digit; 0 for everything else */
 static u_char                       ngx_http_llmroute_kw_lc[256];
@@ -1209,10 +1215,9 @@ line:
 
             if (n > 3) {
 
-                /* q + 3 <= p: no apostrophe was skipped in the start */
+                /* q + 4 <= p: no apostrophe was skipped in the start */
 
-                if (marks == 0
-                    && !ngx_http_llmroute_kw_start(q[0], q[1], q[2]))
+                if (marks == 0 && !ngx_http_llmroute_kw_start(q))
                 {
                     pair = 0;
                     continue;
@@ -1795,6 +1800,10 @@ ngx_http_llmroute_classify_build(void)
         ngx_http_llmroute_classify_insert(key, i);
     }
 
+    /* "base64," is tested for once the word passed the starts: it must */
+
+    ngx_http_llmroute_classify_start((u_char *) "base", 4);
+
     ngx_http_llmroute_classify_short();
 
     ngx_http_llmroute_kw_ready = 1;
@@ -1863,14 +1872,64 @@ ngx_http_llmroute_classify_short(void)
 static void
 ngx_http_llmroute_classify_start(u_char *p, size_t len)
 {
-    /* words of 3 letters too: "fixes" is stemmed to "fix" */
+    u_char      w[8];
+    size_t      i, n;
+    uint32_t    bit;
+    uint64_t    t;
+    ngx_uint_t  c;
 
-    if (len >= 3) {
-        ngx_http_llmroute_kw_starts[
-            ((ngx_uint_t) (ngx_http_llmroute_kw_lc[p[0]] & 31) << 5)
-            | (ngx_http_llmroute_kw_lc[p[1]] & 31)]
-            |= (uint32_t) 1 << (ngx_http_llmroute_kw_lc[p[2]] & 31);
+    static const char  letters[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+
+    /* the letters, lower case, and the last 8 of them for the stemmer */
+
+    for (i = 0, n = 0, t = 0; i < len; i++) {
+        if (ngx_http_llmroute_kw_lc[p[i]]) {
+            if (n < 4) {
+                w[n] = ngx_http_llmroute_kw_lc[p[i]];
+            }
+
+            t = (t << 8) | ngx_http_llmroute_kw_lc[p[i]];
+            n++;
+        }
     }
+
+    /* a word of 3 letters, or stemmed to 3: "fix" is "fixes" too */
+
+    if (n < 3) {
+        return;
+    }
+
+    if (n == 3 || ngx_http_llmroute_classify_suffix(t, n) == 3) {
+
+        for (c = 0; letters[c]; c++) {
+            w[3] = (u_char) letters[c];
+            bit = ngx_http_llmroute_classify_start4(w);
+            ngx_http_llmroute_kw_starts[bit / 64] |= (uint64_t) 1
+                                                     << (bit % 64);
+        }
+
+        return;
+    }
+
+    bit = ngx_http_llmroute_classify_start4(w);
+    ngx_http_llmroute_kw_starts[bit / 64] |= (uint64_t) 1 << (bit % 64);
+}
+
+
+/*
+ * the bit of a word's first four bytes, letters or digits: | 0x20 is their
+ * lower case
+ */
+
+static ngx_http_llmroute_inline uint32_t
+ngx_http_llmroute_classify_start4(u_char *p)
+{
+    uint32_t  w;
+
+    ngx_memcpy(&w, p, sizeof(uint32_t));
+
+    return ((w | 0x20202020) * 0x9e3779b1U)
+           >> (32 - NGX_HTTP_LLMROUTE_KW_STARTS_LOG);
 }
 
 
