@@ -154,8 +154,8 @@ static ngx_http_llmroute_inline size_t ngx_http_llmroute_classify_suffix(
     uint64_t t, size_t n);
 static void ngx_http_llmroute_classify_insert(uint64_t key, ngx_uint_t kw);
 static ngx_uint_t ngx_http_llmroute_classify_key(uint64_t key);
-static void ngx_http_llmroute_classify_lookup(ngx_http_llmroute_scan_t *sc,
-    uint64_t key);
+static ngx_http_llmroute_inline void ngx_http_llmroute_classify_lookup(
+    ngx_http_llmroute_scan_t *sc, uint64_t key);
 static void ngx_http_llmroute_classify_short(void);
 static ngx_uint_t ngx_http_llmroute_classify_vector(
     ngx_http_llmroute_req_t *req, double *f, ngx_uint_t n,
@@ -1728,7 +1728,7 @@ ngx_http_llmroute_classify_key(uint64_t key)
 }
 
 
-static void
+static ngx_http_llmroute_inline void
 ngx_http_llmroute_classify_lookup(ngx_http_llmroute_scan_t *sc, uint64_t key)
 {
     ngx_uint_t  kw;
