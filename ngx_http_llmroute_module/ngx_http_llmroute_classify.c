@@ -49,8 +49,9 @@
 #define NGX_HTTP_LLMROUTE_KW_MAX         512
 #define NGX_HTTP_LLMROUTE_KW_PENDING     16
 
-#define NGX_HTTP_LLMROUTE_FNV_OFFSET     0xcbf29ce484222325ULL
-#define NGX_HTTP_LLMROUTE_FNV_PRIME      0x100000001b3ULL
+#define NGX_HTTP_LLMROUTE_HASH_SEED      0xcbf29ce484222325ULL
+#define NGX_HTTP_LLMROUTE_HASH_MUL       0xff51afd7ed558ccdULL
+#define NGX_HTTP_LLMROUTE_HASH_END       0xc4ceb9fe1a85ec53ULL
 #define NGX_HTTP_LLMROUTE_PAIR_MIX       0x9e3779b97f4a7c15ULL
 
 /* the stemmer, and its hash, inline: not calls per word */
@@ -60,9 +61,20 @@
 #define ngx_http_llmroute_inline  inline
 #endif
 
-/* one letter or digit into FNV-1a: lower case is c | 0x20 for them */
-#define ngx_http_llmroute_fnv_step(h, c)                                      \
-    h = ((h) ^ ((c) | 0x20)) * NGX_HTTP_LLMROUTE_FNV_PRIME
+/*
+ * a word's hash takes its letters 8 at a time: each group of 8 (the last
+ * one of 1 to 8) as a number, its first letter in the high byte, mixed in
+ * by a multiplication; the count of letters is in the seed.  Every step
+ * is invertible, so no two words of up to 8 letters share a hash.  Letters
+ * and digits are lower case as c | 0x20
+ */
+#define ngx_http_llmroute_hash_step(h, v)                                     \
+    h = ((h) ^ (v)) * NGX_HTTP_LLMROUTE_HASH_MUL;                            \
+    h ^= (h) >> 29
+
+#define ngx_http_llmroute_hash_end(h)                                         \
+    ((((h) ^ ((h) >> 33)) * NGX_HTTP_LLMROUTE_HASH_END)                      \
+     ^ ((((h) ^ ((h) >> 33)) * NGX_HTTP_LLMROUTE_HASH_END) >> 33))
 
 /* a word's first four letters (or digits): in the set of keyword starts */
 #define NGX_HTTP_LLMROUTE_KW_STARTS_LOG  14
@@ -143,10 +155,10 @@ static ngx_http_llmroute_inline uint32_t ngx_http_llmroute_classify_start4(
     u_char *p);
 static uint64_t ngx_http_llmroute_classify_hash(u_char *p, size_t len);
 static size_t ngx_http_llmroute_classify_mark(u_char *p, u_char *last);
-static uint64_t ngx_http_llmroute_classify_fnv(u_char *p, size_t n,
-    size_t marks);
+static uint64_t ngx_http_llmroute_classify_letters_hash(u_char *p,
+    size_t n, size_t marks);
 static ngx_http_llmroute_inline uint64_t
-    ngx_http_llmroute_classify_fnv_lc(u_char *p, size_t n);
+    ngx_http_llmroute_classify_hash_lc(u_char *p, size_t n);
 static ngx_http_llmroute_inline uint64_t ngx_http_llmroute_classify_stem(
     u_char *p, u_char *last, size_t n, size_t marks, u_char *end);
 static inline uint64_t ngx_http_llmroute_be64(u_char *p);
@@ -1127,7 +1139,7 @@ ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
 {
     u_char                        c, lc, *q, *guard;
     size_t                        n, marks, words, alnum;
-    uint64_t                      h, prev, bit;
+    uint64_t                      h, prev, bit, v;
     ngx_uint_t                    k, bol, tick, pair;
     ngx_http_llmroute_kw_bits_t  *bits;
 
@@ -1253,21 +1265,16 @@ line:
                     }
                 }
 
-                h = NGX_HTTP_LLMROUTE_FNV_OFFSET;
+                v = p[-1] | 0x20;
+                v |= (n > 1) ? (uint64_t) (p[-2] | 0x20) << 8 : 0;
+                v |= (n > 2) ? (uint64_t) (p[-3] | 0x20) << 16 : 0;
 
-                switch (n) {
-                case 3:
-                    ngx_http_llmroute_fnv_step(h, p[-3]);
-                    /* fall through */
-                case 2:
-                    ngx_http_llmroute_fnv_step(h, p[-2]);
-                    /* fall through */
-                default:
-                    ngx_http_llmroute_fnv_step(h, p[-1]);
-                }
+                h = NGX_HTTP_LLMROUTE_HASH_SEED ^ n;
+                ngx_http_llmroute_hash_step(h, v);
+                h = ngx_http_llmroute_hash_end(h);
 
             } else {
-                h = ngx_http_llmroute_classify_fnv(q, n, marks);
+                h = ngx_http_llmroute_classify_letters_hash(q, n, marks);
             }
 
             bits = &ngx_http_llmroute_kw_bits[(h >> 52) & 63];
@@ -1842,7 +1849,7 @@ ngx_http_llmroute_classify_short(void)
                 k = k * 37 + code[i];
             }
 
-            h = ngx_http_llmroute_classify_fnv(w, n, 0);
+            h = ngx_http_llmroute_classify_letters_hash(w, n, 0);
 
             if (!ngx_http_llmroute_classify_key(h)
                 && !(ngx_http_llmroute_kw_bits[(h >> 52) & 63].firsts
@@ -1966,7 +1973,7 @@ ngx_http_llmroute_classify_hash(u_char *p, size_t len)
 
     return (n > 3) ? ngx_http_llmroute_classify_stem(p, p + len, n, len - n,
                                                      p + len)
-                   : ngx_http_llmroute_classify_fnv(p, n, len - n);
+                   : ngx_http_llmroute_classify_letters_hash(p, n, len - n);
 }
 
 
@@ -1994,21 +2001,24 @@ ngx_http_llmroute_classify_mark(u_char *p, u_char *last)
 
 
 /*
- * FNV-1a of the first n letters from p, lower case; marks: the word has
+ * the hash of the first n letters from p, lower case; marks: the word has
  * some ("'", "\u2019"), skipped
  */
 
 static uint64_t
-ngx_http_llmroute_classify_fnv(u_char *p, size_t n, size_t marks)
+ngx_http_llmroute_classify_letters_hash(u_char *p, size_t n, size_t marks)
 {
-    u_char    lc;
-    uint64_t  h;
+    u_char      lc;
+    uint64_t    h, v;
+    ngx_uint_t  k;
 
     if (marks == 0) {
-        return ngx_http_llmroute_classify_fnv_lc(p, n);
+        return ngx_http_llmroute_classify_hash_lc(p, n);
     }
 
-    h = NGX_HTTP_LLMROUTE_FNV_OFFSET;
+    h = NGX_HTTP_LLMROUTE_HASH_SEED ^ n;
+    v = 0;
+    k = 0;
 
     while (n) {
         lc = ngx_http_llmroute_kw_lc[*p];
@@ -2018,62 +2028,48 @@ ngx_http_llmroute_classify_fnv(u_char *p, size_t n, size_t marks)
             continue;
         }
 
-        h = (h ^ lc) * NGX_HTTP_LLMROUTE_FNV_PRIME;
+        v = (v << 8) | lc;
         p++;
         n--;
+
+        if (++k == 8) {
+            ngx_http_llmroute_hash_step(h, v);
+            v = 0;
+            k = 0;
+        }
     }
 
-    return h;
+    if (k) {
+        ngx_http_llmroute_hash_step(h, v);
+    }
+
+    return ngx_http_llmroute_hash_end(h);
 }
 
 
-/* FNV-1a of n letters and digits from p: unrolled, no test per letter */
+/* the hash of n letters and digits from p: 8 in one load */
 
 static ngx_http_llmroute_inline uint64_t
-ngx_http_llmroute_classify_fnv_lc(u_char *p, size_t n)
+ngx_http_llmroute_classify_hash_lc(u_char *p, size_t n)
 {
-    u_char    *last;
-    uint64_t   h;
+    uint64_t  h, v;
 
-    h = NGX_HTTP_LLMROUTE_FNV_OFFSET;
+    h = NGX_HTTP_LLMROUTE_HASH_SEED ^ n;
 
     for ( /* void */ ; n >= 8; n -= 8, p += 8) {
-        ngx_http_llmroute_fnv_step(h, p[0]);
-        ngx_http_llmroute_fnv_step(h, p[1]);
-        ngx_http_llmroute_fnv_step(h, p[2]);
-        ngx_http_llmroute_fnv_step(h, p[3]);
-        ngx_http_llmroute_fnv_step(h, p[4]);
-        ngx_http_llmroute_fnv_step(h, p[5]);
-        ngx_http_llmroute_fnv_step(h, p[6]);
-        ngx_http_llmroute_fnv_step(h, p[7]);
+        v = ngx_http_llmroute_be64(p) | 0x2020202020202020ULL;
+        ngx_http_llmroute_hash_step(h, v);
     }
 
-    last = p + n;
+    if (n) {
+        for (v = 0; n; n--) {
+            v = (v << 8) | (*p++ | 0x20);
+        }
 
-    switch (n) {
-    case 7:
-        ngx_http_llmroute_fnv_step(h, last[-7]);
-        /* fall through */
-    case 6:
-        ngx_http_llmroute_fnv_step(h, last[-6]);
-        /* fall through */
-    case 5:
-        ngx_http_llmroute_fnv_step(h, last[-5]);
-        /* fall through */
-    case 4:
-        ngx_http_llmroute_fnv_step(h, last[-4]);
-        /* fall through */
-    case 3:
-        ngx_http_llmroute_fnv_step(h, last[-3]);
-        /* fall through */
-    case 2:
-        ngx_http_llmroute_fnv_step(h, last[-2]);
-        /* fall through */
-    case 1:
-        ngx_http_llmroute_fnv_step(h, last[-1]);
+        ngx_http_llmroute_hash_step(h, v);
     }
 
-    return h;
+    return ngx_http_llmroute_hash_end(h);
 }
 
 
@@ -2088,7 +2084,8 @@ ngx_http_llmroute_classify_stem(u_char *p, u_char *last, size_t n,
     size_t marks, u_char *end)
 {
     u_char    lc;
-    uint64_t  t;
+    size_t    m;
+    uint64_t  t, h;
 
     /* the last 8 letters, the last one in the low byte */
 
@@ -2114,10 +2111,22 @@ ngx_http_llmroute_classify_stem(u_char *p, u_char *last, size_t n,
         p = last - (n + marks);
     }
 
+    if (n <= 8) {
+
+        /* t is the whole word: its stem is t's first letters */
+
+        m = ngx_http_llmroute_classify_suffix(t, n);
+        t >>= 8 * (n - m);
+
+        h = NGX_HTTP_LLMROUTE_HASH_SEED ^ m;
+        ngx_http_llmroute_hash_step(h, t);
+
+        return ngx_http_llmroute_hash_end(h);
+    }
+
     n = ngx_http_llmroute_classify_suffix(t, n);
 
-    return marks ? ngx_http_llmroute_classify_fnv(p, n, marks)
-                 : ngx_http_llmroute_classify_fnv_lc(p, n);
+    return ngx_http_llmroute_classify_letters_hash(p, n, marks);
 }
 
 
