@@ -1187,11 +1187,21 @@ line:
 
         c = *p;
 
-        /* pairs are joined by spaces, "-", "_", "/" and tabs only */
+        /*
+         * pairs are joined by spaces, "-", "_", "/" and tabs only; a single
+         * space and the byte after it are read in one step
+         */
 
         if (c == ' ') {
-            p++;
-            continue;
+            if (++p == last) {
+                break;
+            }
+
+            c = *p;
+
+            if (c == ' ') {
+                continue;
+            }
         }
 
         if (ngx_http_llmroute_kw_lc[c]) {
