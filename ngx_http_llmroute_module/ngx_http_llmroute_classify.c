@@ -69,8 +69,7 @@
  * and digits are lower case as c | 0x20
  */
 #define ngx_http_llmroute_hash_step(h, v)                                     \
-    h = ((h) ^ (v)) * NGX_HTTP_LLMROUTE_HASH_MUL;                            \
-    h ^= (h) >> 29
+    (h = ((h) ^ (v)) * NGX_HTTP_LLMROUTE_HASH_MUL, h ^= (h) >> 29)
 
 #define ngx_http_llmroute_hash_end(h)                                         \
     ((((h) ^ ((h) >> 33)) * NGX_HTTP_LLMROUTE_HASH_END)                      \
@@ -1239,8 +1238,7 @@ line:
 
                 /* q + 4 <= p: no apostrophe was skipped in the start */
 
-                if (marks == 0 && !ngx_http_llmroute_kw_start(q))
-                {
+                if (marks == 0 && !ngx_http_llmroute_kw_start(q)) {
                     pair = 0;
                     continue;
                 }
@@ -1817,7 +1815,7 @@ ngx_http_llmroute_classify_build(void)
         ngx_http_llmroute_classify_insert(key, i);
     }
 
-    /* "base64," is tested for once the word passed the starts: it must */
+    /* a data URL's "base64," is found only in words that pass the starts */
 
     ngx_http_llmroute_classify_start((u_char *) "base", 4);
 
