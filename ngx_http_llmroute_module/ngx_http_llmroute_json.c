@@ -613,19 +613,26 @@ static ngx_int_t
 ngx_http_llmroute_json_messages(ngx_http_llmroute_json_t *js, int i,
     int *next)
 {
-    int                       j, e;
+    int                       j, e, size;
+    size_t                    text;
+    ngx_uint_t                images;
+    jsmntok_t                *tok;
     ngx_http_llmroute_req_t  *req;
+    ngx_http_llmroute_msg_t  *msg;
 
     req = js->req;
+    tok = js->tok;
 
-    if (js->tok[i].type != JSMN_ARRAY) {
+    if (tok[i].type != JSMN_ARRAY) {
         (void) ngx_http_llmroute_json_fail(req,
                    NGX_HTTP_LLMROUTE_INVALID_REQUEST,
                    "\"messages\" must be an array", "messages");
         return NGX_DECLINED;
     }
 
-    if (js->tok[i].size == 0) {
+    size = tok[i].size;
+
+    if (size == 0) {
         (void) ngx_http_llmroute_json_fail(req,
                    NGX_HTTP_LLMROUTE_INVALID_REQUEST,
                    "\"messages\" must contain at least one message",
@@ -633,32 +640,40 @@ ngx_http_llmroute_json_messages(ngx_http_llmroute_json_t *js, int i,
         return NGX_DECLINED;
     }
 
-    req->msgs = js->alloc(js->data,
-                          js->tok[i].size * sizeof(ngx_http_llmroute_msg_t));
-    if (req->msgs == NULL) {
+    msg = js->alloc(js->data, size * sizeof(ngx_http_llmroute_msg_t));
+    if (msg == NULL) {
         return NGX_ERROR;
     }
 
+    req->msgs = msg;
+
+    /* sums in locals: a store through req would reload the tokens */
+
+    text = 0;
+    images = 0;
     j = i + 1;
 
-    for (e = 0; e < js->tok[i].size; e++) {
-        if (j >= js->ntok || js->tok[j].type != JSMN_OBJECT) {
+    for (e = 0; e < size; e++, msg++) {
+        if (j >= js->ntok || tok[j].type != JSMN_OBJECT) {
+            req->nmsgs = e;
             (void) ngx_http_llmroute_json_fail(req,
                        NGX_HTTP_LLMROUTE_INVALID_REQUEST,
                        "each message must be an object", "messages");
             return NGX_DECLINED;
         }
 
-        if (ngx_http_llmroute_json_message(js, j, &req->msgs[req->nmsgs], &j)
-            != NGX_OK)
-        {
+        if (ngx_http_llmroute_json_message(js, j, msg, &j) != NGX_OK) {
+            req->nmsgs = e;
             return req->error ? NGX_DECLINED : NGX_ERROR;
         }
 
-        req->text_bytes += req->msgs[req->nmsgs].text;
-        req->images += req->msgs[req->nmsgs].images;
-        req->nmsgs++;
+        text += msg->text;
+        images += msg->images;
     }
+
+    req->nmsgs = size;
+    req->text_bytes += text;
+    req->images += images;
 
     /* past the last message is past the array */
 
@@ -668,31 +683,103 @@ ngx_http_llmroute_json_messages(ngx_http_llmroute_json_t *js, int i,
 }
 
 
+/*
+ * Which member of a message key j names.  A key of the length of "role",
+ * "content" or "tool_calls" is that name or none (an escape lengthens a
+ * name); only a longer key may hide one behind escapes and is decoded.
+ */
+
+#define NGX_HTTP_LLMROUTE_KEY_OTHER       0
+#define NGX_HTTP_LLMROUTE_KEY_ROLE        1
+#define NGX_HTTP_LLMROUTE_KEY_CONTENT     2
+#define NGX_HTTP_LLMROUTE_KEY_TOOL_CALLS  3
+
+static inline ngx_uint_t
+ngx_http_llmroute_json_message_key(ngx_http_llmroute_json_t *js, int j)
+{
+    u_char  *p;
+
+    p = js->body + js->tok[j].start;
+
+    switch (js->tok[j].end - js->tok[j].start) {
+
+    case 4:
+        return (js->tok[j].type == JSMN_STRING
+                && ngx_memcmp(p, "role", 4) == 0)
+               ? NGX_HTTP_LLMROUTE_KEY_ROLE : NGX_HTTP_LLMROUTE_KEY_OTHER;
+
+    case 7:
+        if (js->tok[j].type == JSMN_STRING
+            && ngx_memcmp(p, "content", 7) == 0)
+        {
+            return NGX_HTTP_LLMROUTE_KEY_CONTENT;
+        }
+
+        break;
+
+    case 10:
+        if (js->tok[j].type == JSMN_STRING
+            && ngx_memcmp(p, "tool_calls", 10) == 0)
+        {
+            return NGX_HTTP_LLMROUTE_KEY_TOOL_CALLS;
+        }
+
+        break;
+
+    default:
+        if (js->tok[j].end - js->tok[j].start < 4) {
+            return NGX_HTTP_LLMROUTE_KEY_OTHER;
+        }
+    }
+
+    if (ngx_http_llmroute_json_key(js, j, "role", 4) == NGX_OK) {
+        return NGX_HTTP_LLMROUTE_KEY_ROLE;
+    }
+
+    if (ngx_http_llmroute_json_key(js, j, "content", 7) == NGX_OK) {
+        return NGX_HTTP_LLMROUTE_KEY_CONTENT;
+    }
+
+    if (ngx_http_llmroute_json_key(js, j, "tool_calls", 10) == NGX_OK) {
+        return NGX_HTTP_LLMROUTE_KEY_TOOL_CALLS;
+    }
+
+    return NGX_HTTP_LLMROUTE_KEY_OTHER;
+}
+
+
 static ngx_int_t
 ngx_http_llmroute_json_message(ngx_http_llmroute_json_t *js, int i,
     ngx_http_llmroute_msg_t *msg, int *next)
 {
-    int         j, e, v;
-    u_char     *p;
-    size_t      len;
-    ngx_int_t   has_role;
-    ngx_uint_t  results;
+    int          j, e, v, size, ntok;
+    u_char      *p;
+    size_t       len;
+    jsmntok_t   *tok;
+    ngx_int_t    has_role;
+    ngx_uint_t   results, role;
 
     ngx_memzero(msg, sizeof(ngx_http_llmroute_msg_t));
 
+    tok = js->tok;
+    ntok = js->ntok;
+    size = tok[i].size;
     has_role = 0;
     results = 0;
+    role = NGX_HTTP_LLMROUTE_ROLE_OTHER;
     j = i + 1;
 
-    for (e = 0; e < js->tok[i].size; e++) {
-        if (j + 1 >= js->ntok) {
+    for (e = 0; e < size; e++) {
+        if (j + 1 >= ntok) {
             break;
         }
 
         v = j + 1;
 
-        if (ngx_http_llmroute_json_key(js, j, "role", 4) == NGX_OK) {
-            if (js->tok[v].type != JSMN_STRING) {
+        switch (ngx_http_llmroute_json_message_key(js, j)) {
+
+        case NGX_HTTP_LLMROUTE_KEY_ROLE:
+            if (tok[v].type != JSMN_STRING) {
                 (void) ngx_http_llmroute_json_fail(js->req,
                            NGX_HTTP_LLMROUTE_INVALID_REQUEST,
                            "message \"role\" must be a string", "messages");
@@ -700,29 +787,61 @@ ngx_http_llmroute_json_message(ngx_http_llmroute_json_t *js, int i,
             }
 
             has_role = 1;
-            p = js->body + js->tok[v].start;
-            len = js->tok[v].end - js->tok[v].start;
+            p = js->body + tok[v].start;
+            len = tok[v].end - tok[v].start;
 
-            if (len == 4 && ngx_memcmp(p, "user", 4) == 0) {
-                msg->role = NGX_HTTP_LLMROUTE_ROLE_USER;
+            /* an unknown role leaves the one before (as it always did) */
 
-            } else if (len == 9 && ngx_memcmp(p, "assistant", 9) == 0) {
-                msg->role = NGX_HTTP_LLMROUTE_ROLE_ASSISTANT;
+            switch (len) {
 
-            } else if ((len == 6 && ngx_memcmp(p, "system", 6) == 0)
-                       || (len == 9 && ngx_memcmp(p, "developer", 9) == 0))
-            {
-                msg->role = NGX_HTTP_LLMROUTE_ROLE_SYSTEM;
+            case 4:
+                if (ngx_memcmp(p, "user", 4) == 0) {
+                    role = NGX_HTTP_LLMROUTE_ROLE_USER;
 
-            } else if ((len == 4 && ngx_memcmp(p, "tool", 4) == 0)
-                       || (len == 8 && ngx_memcmp(p, "function", 8) == 0))
-            {
-                msg->role = NGX_HTTP_LLMROUTE_ROLE_TOOL;
+                } else if (ngx_memcmp(p, "tool", 4) == 0) {
+                    role = NGX_HTTP_LLMROUTE_ROLE_TOOL;
+                }
+
+                break;
+
+            case 9:
+                if (ngx_memcmp(p, "assistant", 9) == 0) {
+                    role = NGX_HTTP_LLMROUTE_ROLE_ASSISTANT;
+
+                } else if (ngx_memcmp(p, "developer", 9) == 0) {
+                    role = NGX_HTTP_LLMROUTE_ROLE_SYSTEM;
+                }
+
+                break;
+
+            case 6:
+                if (ngx_memcmp(p, "system", 6) == 0) {
+                    role = NGX_HTTP_LLMROUTE_ROLE_SYSTEM;
+                }
+
+                break;
+
+            case 8:
+                if (ngx_memcmp(p, "function", 8) == 0) {
+                    role = NGX_HTTP_LLMROUTE_ROLE_TOOL;
+                }
+
+                break;
             }
 
-        } else if (ngx_http_llmroute_json_key(js, j, "content", 7) == NGX_OK) {
-            if (js->req->format == NGX_HTTP_LLMROUTE_FORMAT_ANTHROPIC
-                && js->tok[v].type == JSMN_ARRAY)
+            break;
+
+        case NGX_HTTP_LLMROUTE_KEY_CONTENT:
+            if (tok[v].type == JSMN_STRING) {
+
+                /* the common case, as json_content() sets it */
+
+                msg->start = tok[v].start;
+                msg->end = tok[v].end;
+                msg->text = msg->end - msg->start;
+
+            } else if (js->req->format == NGX_HTTP_LLMROUTE_FORMAT_ANTHROPIC
+                       && tok[v].type == JSMN_ARRAY)
             {
                 if (ngx_http_llmroute_json_blocks(js, v, msg, &results)
                     != NGX_OK)
@@ -734,18 +853,23 @@ ngx_http_llmroute_json_message(ngx_http_llmroute_json_t *js, int i,
                 return NGX_DECLINED;
             }
 
-        } else if (ngx_http_llmroute_json_key(js, j, "tool_calls", 10)
-                   == NGX_OK
-                   && js->tok[v].type == JSMN_ARRAY)
-        {
-            msg->tool_calls = js->tok[v].size;
+            break;
+
+        case NGX_HTTP_LLMROUTE_KEY_TOOL_CALLS:
+            if (tok[v].type != JSMN_ARRAY) {
+                break;
+            }
+
+            msg->tool_calls = tok[v].size;
 
             /* arguments the model produced are part of the prompt */
             if (msg->end == msg->start) {
-                msg->start = js->tok[v].start;
-                msg->end = js->tok[v].end;
+                msg->start = tok[v].start;
+                msg->end = tok[v].end;
                 msg->text = msg->end - msg->start;
             }
+
+            break;
         }
 
         j = ngx_http_llmroute_json_skip(js, v);
@@ -753,7 +877,7 @@ ngx_http_llmroute_json_message(ngx_http_llmroute_json_t *js, int i,
 
     /* past its last member is past the message */
 
-    *next = (e == js->tok[i].size) ? j : ngx_http_llmroute_json_skip(js, i);
+    *next = (e == size) ? j : ngx_http_llmroute_json_skip(js, i);
 
     if (!has_role) {
         (void) ngx_http_llmroute_json_fail(js->req,
@@ -764,9 +888,11 @@ ngx_http_llmroute_json_message(ngx_http_llmroute_json_t *js, int i,
 
     /* a user turn of tool results only carries tool output, not an ask */
 
-    if (results && msg->role == NGX_HTTP_LLMROUTE_ROLE_USER) {
-        msg->role = NGX_HTTP_LLMROUTE_ROLE_TOOL;
+    if (results && role == NGX_HTTP_LLMROUTE_ROLE_USER) {
+        role = NGX_HTTP_LLMROUTE_ROLE_TOOL;
     }
+
+    msg->role = role;
 
     return NGX_OK;
 }
