@@ -15,6 +15,18 @@
 #define NGX_HTTP_LLMROUTE_SYNC_POLL  10
 
 
+/*
+ * nginx's lower-case copy of the name where it made one (HTTP/1, 2 and 3
+ * always do: its letters folded as equal_lc() folds them), compared at a
+ * constant length
+ */
+
+#define ngx_http_llmroute_header_is(h, lc)                                   \
+    ((h)->lowcase_key                                                         \
+     ? ngx_memcmp((h)->lowcase_key, lc, sizeof(lc) - 1) == 0                  \
+     : ngx_http_llmroute_equal_lc((h)->key.data, lc, sizeof(lc) - 1))
+
+
 static void ngx_http_llmroute_ctx_cleanup(void *data);
 static void ngx_http_llmroute_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_llmroute_decide(ngx_http_request_t *r,
@@ -26,7 +38,9 @@ static ngx_int_t ngx_http_llmroute_read_body(ngx_http_request_t *r,
     u_char **body, size_t *len);
 static ngx_int_t ngx_http_llmroute_body_in_place(ngx_http_request_t *r);
 static void ngx_http_llmroute_header_in_restore(void *data);
-static ngx_int_t ngx_http_llmroute_tier_header(ngx_http_request_t *r,
+static void ngx_http_llmroute_read_headers(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx);
+static ngx_int_t ngx_http_llmroute_tier_header(ngx_http_llmroute_ctx_t *ctx,
     ngx_uint_t *tier);
 static ngx_int_t ngx_http_llmroute_region(ngx_http_request_t *r,
     ngx_http_llmroute_main_conf_t *lmcf, ngx_http_llmroute_loc_conf_t *lcf,
@@ -35,7 +49,7 @@ static ngx_int_t ngx_http_llmroute_set_body(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 static ngx_int_t ngx_http_llmroute_set_credentials(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
-static ngx_uint_t ngx_http_llmroute_hidden_header(ngx_str_t *name);
+static ngx_uint_t ngx_http_llmroute_hidden_header(ngx_table_elt_t *h);
 static ngx_int_t ngx_http_llmroute_retry(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 static ngx_int_t ngx_http_llmroute_refuse(ngx_http_request_t *r,
@@ -79,14 +93,19 @@ ngx_http_llmroute_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
         return ctx;
     }
 
-    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_llmroute_ctx_t));
+    /* zeroed by nginx's memset: gcc's inline one costs ~4x at this size */
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_llmroute_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
         return NULL;
     }
 
-    ctx = cln->data;
-    ngx_memzero(ctx, sizeof(ngx_http_llmroute_ctx_t));
-
+    cln->data = ctx;
     cln->handler = ngx_http_llmroute_ctx_cleanup;
     ctx->admitted = -1;
     ctx->lmcf = ngx_http_get_module_main_conf(r, ngx_http_llmroute_module);
@@ -486,6 +505,8 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 
     format = ngx_http_llmroute_request_format(r);
 
+    ngx_http_llmroute_read_headers(r, ctx);
+
     rc = ngx_http_llmroute_formats[format].parse(req, body, len,
                                                  ngx_http_llmroute_palloc,
                                                  r->pool);
@@ -589,7 +610,8 @@ ngx_http_llmroute_decide(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 
     /* the tier: header override, else the classifier; auto:T is a floor */
 
-    rc = use_header ? ngx_http_llmroute_tier_header(r, &tier) : NGX_DECLINED;
+    rc = use_header ? ngx_http_llmroute_tier_header(ctx, &tier)
+                    : NGX_DECLINED;
 
     if (rc == NGX_ERROR) {
         return ngx_http_llmroute_send_error(r, NGX_HTTP_BAD_REQUEST,
@@ -1041,14 +1063,75 @@ ngx_http_llmroute_read_body(ngx_http_request_t *r, u_char **body, size_t *len)
 }
 
 
+/*
+ * The client's headers the decision reads, each the first of its name as
+ * ngx_http_llmroute_find_header() finds it, in one walk of the list: the
+ * names are told apart by length and compared inline.
+ */
+
+static void
+ngx_http_llmroute_read_headers(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    ctx->tier_header = NULL;
+    ctx->session_header[0] = NULL;
+    ctx->session_header[1] = NULL;
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+
+            if (h[i].hash == 0) {
+                continue;
+            }
+
+            switch (h[i].key.len) {
+
+            case sizeof("x-llmroute-tier") - 1:
+                if (ctx->tier_header == NULL
+                    && ngx_http_llmroute_header_is(&h[i], "x-llmroute-tier"))
+                {
+                    ctx->tier_header = &h[i];
+                }
+
+                break;
+
+            case sizeof("x-claude-code-session-id") - 1:
+                if (ctx->session_header[0] == NULL
+                    && ngx_http_llmroute_header_is(&h[i],
+                                                   "x-claude-code-session-id"))
+                {
+                    ctx->session_header[0] = &h[i];
+                }
+
+                break;
+
+            case sizeof("x-session-id") - 1:
+                if (ctx->session_header[1] == NULL
+                    && ngx_http_llmroute_header_is(&h[i], "x-session-id"))
+                {
+                    ctx->session_header[1] = &h[i];
+                }
+
+                break;
+            }
+        }
+    }
+}
+
+
 static ngx_int_t
-ngx_http_llmroute_tier_header(ngx_http_request_t *r, ngx_uint_t *tier)
+ngx_http_llmroute_tier_header(ngx_http_llmroute_ctx_t *ctx, ngx_uint_t *tier)
 {
     ngx_int_t         t;
     ngx_table_elt_t  *h;
 
-    h = ngx_http_llmroute_find_header(&r->headers_in.headers,
-                                      "X-LLMRoute-Tier");
+    h = ctx->tier_header;
     if (h == NULL) {
         return NGX_DECLINED;
     }
@@ -1331,23 +1414,25 @@ ngx_http_llmroute_set_credentials(ngx_http_request_t *r,
 
     ctx->headers_hidden = 1;
 
+    /* the new list's one part holds them all: no ngx_list_push() */
+
+    copy = r->headers_in.headers.part.elts;
+
     for (part = &ctx->client_headers.part; part; part = part->next) {
         h = part->elts;
 
         for (i = 0; i < part->nelts; i++) {
 
-            if (ngx_http_llmroute_hidden_header(&h[i].key)) {
+            if (ngx_http_llmroute_hidden_header(&h[i])) {
                 continue;
             }
 
-            copy = ngx_list_push(&r->headers_in.headers);
-            if (copy == NULL) {
-                return NGX_ERROR;
-            }
-
-            *copy = h[i];
+            *copy++ = h[i];
         }
     }
+
+    r->headers_in.headers.part.nelts =
+        copy - (ngx_table_elt_t *) r->headers_in.headers.part.elts;
 
     return NGX_OK;
 }
@@ -1375,24 +1460,21 @@ ngx_http_llmroute_client_headers(ngx_http_request_t *r,
  */
 
 static ngx_uint_t
-ngx_http_llmroute_hidden_header(ngx_str_t *name)
+ngx_http_llmroute_hidden_header(ngx_table_elt_t *h)
 {
-    const char  *lc;
-
     /* no two of the names have the same length */
 
-    switch (name->len) {
-    case 13: lc = "authorization"; break;
-    case 19: lc = "proxy-authorization"; break;
-    case 9:  lc = "x-api-key"; break;
-    case 7:  lc = "api-key"; break;
-    case 14: lc = "x-goog-api-key"; break;
-    case 15: lc = "accept-encoding"; break;
-    case 16: lc = "content-encoding"; break;   /* we send the plain body */
+    switch (h->key.len) {
+    case 13: return ngx_http_llmroute_header_is(h, "authorization");
+    case 19: return ngx_http_llmroute_header_is(h, "proxy-authorization");
+    case 9:  return ngx_http_llmroute_header_is(h, "x-api-key");
+    case 7:  return ngx_http_llmroute_header_is(h, "api-key");
+    case 14: return ngx_http_llmroute_header_is(h, "x-goog-api-key");
+    case 15: return ngx_http_llmroute_header_is(h, "accept-encoding");
+    case 16: return ngx_http_llmroute_header_is(h, "content-encoding");
+                                            /* we send the plain body */
     default: return 0;
     }
-
-    return ngx_http_llmroute_equal_lc(name->data, lc, name->len);
 }
 
 

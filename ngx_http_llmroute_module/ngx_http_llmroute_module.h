@@ -384,6 +384,12 @@ typedef struct {
     /* the client's header list while a copy without credentials is used */
     ngx_list_t                      client_headers;
 
+    /* headers the decision reads, found in one walk (read_headers()) */
+    ngx_table_elt_t                *tier_header;       /* X-LLMRoute-Tier */
+    ngx_table_elt_t                *session_header[2]; /* X-Claude-Code-
+                                                          Session-Id,
+                                                          X-Session-Id */
+
     ngx_chain_t                    *held;       /* escalation: the answer */
     ngx_chain_t                   **held_last;
     size_t                          held_size;

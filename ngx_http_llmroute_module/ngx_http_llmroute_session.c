@@ -783,13 +783,8 @@ ngx_http_llmroute_session_key(ngx_http_request_t *r,
     }
 
     if (v.len == 0) {
-        h = ngx_http_llmroute_find_header(&r->headers_in.headers,
-                                          "X-Claude-Code-Session-Id");
-        if (h == NULL) {
-            h = ngx_http_llmroute_find_header(&r->headers_in.headers,
-                                              "x-session-id");
-        }
-
+        h = ctx->session_header[0] ? ctx->session_header[0]
+                                   : ctx->session_header[1];
         if (h) {
             v = h->value;
         }

@@ -149,6 +149,36 @@ def test_retry_keeps_headers_after_removed_credentials(routed):
     assert r.premium.last.header_all("Host") == [r.premium.host]
 
 
+def test_header_names_in_any_case_and_the_first_of_a_name(routed):
+    """HTTP/1 names arrive as the client spelled them: the credentials and
+    Accept-Encoding stay home however they are spelled (nginx refuses a
+    second Authorization; a second x-api-key comes), every other header
+    goes through in its order, and of two X-LLMRoute-Tier headers the
+    first one counts."""
+    r = routed()
+    body = chat_body("prove the theorem in full generality")
+    head = ("POST %s HTTP/1.1\r\nHost: localhost\r\n"
+            "AUTHORIZATION: Bearer cred-0-9913\r\n"
+            "X-Api-KEY: cred-1-9913\r\nx-api-key: cred-2-9913\r\n"
+            "Api-Key: cred-3-9913\r\n"
+            "X-GOOG-API-KEY: cred-4-9913\r\n"
+            "Proxy-AUTHORIZATION: Basic cred-5-9913\r\n"
+            "ACCEPT-ENCODING: gzip\r\nX-Trace: abc\r\n"
+            "x-llmroute-TIER: simple\r\nX-LLMRoute-Tier: complex\r\n"
+            "X-Other: def\r\nContent-Type: application/json\r\n"
+            "Connection: close\r\nContent-Length: %d\r\n\r\n"
+            % (CHAT, len(body))).encode()
+    resp = raw_request(r.port, head + body)
+    assert_routed(resp, "cheap", "small-1", "simple")
+    got = r.cheap.last
+    no_credentials(got, *("cred-%d-9913" % i for i in range(6)))
+    for name in ("x-goog-api-key", "Proxy-Authorization", "Accept-Encoding"):
+        assert got.header(name) is None, (name, got.headers)
+    names = [n.lower() for n, _ in got.headers]
+    assert names.index("x-trace") < names.index("x-other"), names
+    assert got.header_all("X-Trace") == ["abc"], got.headers
+
+
 def test_client_credentials_not_forwarded_without_proxy_set_header(
         nginx, mocks):
     """An operator who forgets proxy_set_header Authorization (and any

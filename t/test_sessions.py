@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from llmroute_harness import get, post_json, with_model
+from llmroute_harness import get, post_json, raw_request, with_model
 from redis_server import RedisServer
 
 # a first provider 3 % dearer than b for the same simple model: a session
@@ -382,6 +382,32 @@ def test_default_key_chain(site):
     assert p1 != base
     assert sid(turns=4) == p1
     assert sid(turns=4, user="another task") != p1
+
+
+def test_session_headers_in_any_case_the_first_of_a_name(site):
+    """The session headers are found whatever their case; of two of a
+    name the first counts; X-Claude-Code-Session-Id comes before
+    x-session-id wherever it stands."""
+    s = site()
+
+    def sid(*lines):
+        body = json.dumps({"model": "auto", "messages": [
+            {"role": "user", "content": "hello"}]}).encode()
+        head = ("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
+                "%sContent-Type: application/json\r\nConnection: close\r\n"
+                "Content-Length: %d\r\n\r\n"
+                % ("".join(l + "\r\n" for l in lines), len(body))).encode()
+        resp = raw_request(s.port, head + body)
+        assert resp.status == 200, resp
+        return session_of(resp)
+
+    base = session_of(s.turn("abc"))
+    assert sid("X-SESSION-ID: abc") == base
+    assert sid("x-session-id: abc", "X-Session-Id: zzz") == base
+    assert sid("X-Session-Id: zzz", "X-CLAUDE-CODE-SESSION-ID: abc") == base
+    assert sid("x-claude-code-session-id: abc",
+               "X-Claude-Code-Session-Id: zzz") == base
+    assert sid("X-Session-Id: zzz") != base
 
 
 def test_prefix_key_is_the_same_from_the_worker_memo(site):
