@@ -21,7 +21,7 @@ static ngx_int_t ngx_http_llmroute_openai_error(ngx_http_request_t *r,
 static ngx_int_t ngx_http_llmroute_anthropic_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, ngx_str_t *message,
     const char *param, ngx_str_t *out);
-static ngx_uint_t ngx_http_llmroute_uri_ends(ngx_str_t *uri, const char *s);
+static ngx_uint_t ngx_http_llmroute_uri_ends(ngx_str_t *uri, ngx_str_t *end);
 
 
 /* error "type" by status; a 4xx not listed is an invalid request */
@@ -66,8 +66,9 @@ ngx_http_llmroute_error_type(ngx_http_llmroute_error_type_t *t,
 }
 
 
-static const char  *ngx_http_llmroute_anthropic_uris[] = {
-    "/messages", "/messages/count_tokens", NULL
+static ngx_str_t  ngx_http_llmroute_anthropic_uris[] = {
+    ngx_string("/messages"), ngx_string("/messages/count_tokens"),
+    ngx_null_string
 };
 
 
@@ -80,7 +81,7 @@ ngx_http_llmroute_format_t  ngx_http_llmroute_formats[] = {
       ngx_http_llmroute_openai_error,
       0,
       NULL,
-      NULL,
+      ngx_null_string,
       1, 1, 0, 0, 1 },
 
     /*
@@ -93,7 +94,7 @@ ngx_http_llmroute_format_t  ngx_http_llmroute_formats[] = {
       ngx_http_llmroute_anthropic_error,
       NGX_HTTP_LLMROUTE_USAGE_ANTHROPIC,
       ngx_http_llmroute_anthropic_uris,
-      "/messages/count_tokens",
+      ngx_string("/messages/count_tokens"),
       0, 0, 1, 1, 0 }
 };
 
@@ -125,8 +126,8 @@ ngx_http_llmroute_format_by_name(ngx_str_t *name)
 ngx_uint_t
 ngx_http_llmroute_request_format(ngx_http_request_t *r)
 {
+    ngx_str_t                     *u;
     ngx_uint_t                     f;
-    const char                   **u;
     ngx_http_llmroute_loc_conf_t  *lcf;
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_llmroute_module);
@@ -138,8 +139,8 @@ ngx_http_llmroute_request_format(ngx_http_request_t *r)
     }
 
     for (f = 0; f < NGX_HTTP_LLMROUTE_NFORMATS; f++) {
-        for (u = ngx_http_llmroute_formats[f].uris; u && *u; u++) {
-            if (ngx_http_llmroute_uri_ends(&r->uri, *u)) {
+        for (u = ngx_http_llmroute_formats[f].uris; u && u->len; u++) {
+            if (ngx_http_llmroute_uri_ends(&r->uri, u)) {
                 return f;
             }
         }
@@ -154,23 +155,20 @@ ngx_http_llmroute_request_format(ngx_http_request_t *r)
 ngx_uint_t
 ngx_http_llmroute_is_count_tokens(ngx_http_request_t *r, ngx_uint_t format)
 {
-    const char  *uri;
+    ngx_str_t  *end;
 
-    uri = ngx_http_llmroute_formats[format].count_tokens;
+    end = &ngx_http_llmroute_formats[format].count_tokens;
 
-    return uri != NULL && ngx_http_llmroute_uri_ends(&r->uri, uri);
+    return end->len && ngx_http_llmroute_uri_ends(&r->uri, end);
 }
 
 
 static ngx_uint_t
-ngx_http_llmroute_uri_ends(ngx_str_t *uri, const char *s)
+ngx_http_llmroute_uri_ends(ngx_str_t *uri, ngx_str_t *end)
 {
-    size_t  n;
-
-    n = ngx_strlen(s);
-
-    return uri->len >= n
-           && ngx_strncmp(uri->data + uri->len - n, s, n) == 0;
+    return uri->len >= end->len
+           && ngx_memcmp(uri->data + uri->len - end->len, end->data,
+                         end->len) == 0;
 }
 
 

@@ -21,15 +21,23 @@ ngx_http_llmroute_memo_find(ngx_http_llmroute_memo_t *memo,
 {
     u_char                         *p;
     uint32_t                        len;
-    ngx_uint_t                      i, k;
+    uint64_t                        a, b;
+    ngx_uint_t                      i, k, slot;
     ngx_http_llmroute_memo_slot_t  *s;
 
     if (key->full || key->n == 0) {
         return NULL;
     }
 
+    /*
+     * no two slots keep the same pieces (one is kept only when none had
+     * them): the slot found last, the one an agent's next turn finds, is
+     * looked at first
+     */
+
     for (i = 0; i < NGX_HTTP_LLMROUTE_MEMO_SLOTS; i++) {
-        s = &memo->slot[i];
+        slot = (memo->last + i) % NGX_HTTP_LLMROUTE_MEMO_SLOTS;
+        s = &memo->slot[slot];
 
         if (s->size != key->size) {
             continue;
@@ -46,7 +54,17 @@ ngx_http_llmroute_memo_find(ngx_http_llmroute_memo_t *memo,
 
             len &= ~NGX_HTTP_LLMROUTE_MEMO_MARK;
 
-            if (ngx_memcmp(p + 4, key->data[k], len) != 0) {
+            /* a number (a part's length) compared inline, not by a call */
+
+            if (len == sizeof(uint64_t)) {
+                ngx_memcpy(&a, p + 4, sizeof(uint64_t));
+                ngx_memcpy(&b, key->data[k], sizeof(uint64_t));
+
+                if (a != b) {
+                    break;
+                }
+
+            } else if (ngx_memcmp(p + 4, key->data[k], len) != 0) {
                 break;
             }
 
@@ -54,6 +72,7 @@ ngx_http_llmroute_memo_find(ngx_http_llmroute_memo_t *memo,
         }
 
         if (k == key->n) {
+            memo->last = slot;
             return s->result;
         }
     }
@@ -78,6 +97,7 @@ ngx_http_llmroute_memo_keep(ngx_http_llmroute_memo_t *memo,
     }
 
     s = &memo->slot[memo->next];
+    memo->last = memo->next;
     memo->next = (memo->next + 1) % NGX_HTTP_LLMROUTE_MEMO_SLOTS;
 
     p = s->bytes;

@@ -54,6 +54,8 @@ typedef struct {
 typedef struct {
     ngx_http_llmroute_memo_slot_t   slot[NGX_HTTP_LLMROUTE_MEMO_SLOTS];
     ngx_uint_t                      next;
+    ngx_uint_t                      last;   /* found or kept last: looked
+                                               at first */
 } ngx_http_llmroute_memo_t;
 
 

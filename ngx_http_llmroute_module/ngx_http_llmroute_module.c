@@ -1268,7 +1268,7 @@ ngx_http_llmroute_provider(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     if (pr->count_tokens
-        && ngx_http_llmroute_formats[pr->format].count_tokens == NULL)
+        && ngx_http_llmroute_formats[pr->format].count_tokens.len == 0)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"count_tokens=on\" needs \"format=anthropic\"");

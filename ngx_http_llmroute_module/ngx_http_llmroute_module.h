@@ -293,8 +293,9 @@ typedef struct {
                                       ngx_str_t *message, const char *param,
                                       ngx_str_t *out);
     ngx_uint_t                      usage_flags;    /* usage scanner */
-    const char                    **uris;       /* URI ends, for "auto" */
-    const char                     *count_tokens;  /* its URI end, or NULL */
+    ngx_str_t                      *uris;       /* URI ends, for "auto";
+                                                   a null string ends them */
+    ngx_str_t                       count_tokens;   /* its URI end, or "" */
 
     unsigned                        bearer:1;   /* key: Authorization, else
                                                    x-api-key */
