@@ -684,7 +684,7 @@ ngx_http_llmroute_json_messages(ngx_http_llmroute_json_t *js, int i,
 
 
 /*
- * Which member of a message key j names.  A key of the length of "role",
+ * Which member of a message key k names.  A key of the length of "role",
  * "content" or "tool_calls" is that name or none (an escape lengthens a
  * name); only a longer key may hide one behind escapes and is decoded.
  */
@@ -695,42 +695,41 @@ ngx_http_llmroute_json_messages(ngx_http_llmroute_json_t *js, int i,
 #define NGX_HTTP_LLMROUTE_KEY_TOOL_CALLS  3
 
 static inline ngx_uint_t
-ngx_http_llmroute_json_message_key(ngx_http_llmroute_json_t *js, int j)
+ngx_http_llmroute_json_message_key(ngx_http_llmroute_json_t *js,
+    jsmntok_t *k)
 {
+    int      j;
     u_char  *p;
 
-    p = js->body + js->tok[j].start;
+    p = js->body + k->start;
 
-    switch (js->tok[j].end - js->tok[j].start) {
+    switch (k->end - k->start) {
 
     case 4:
-        return (js->tok[j].type == JSMN_STRING
-                && ngx_memcmp(p, "role", 4) == 0)
+        return (k->type == JSMN_STRING && ngx_memcmp(p, "role", 4) == 0)
                ? NGX_HTTP_LLMROUTE_KEY_ROLE : NGX_HTTP_LLMROUTE_KEY_OTHER;
 
     case 7:
-        if (js->tok[j].type == JSMN_STRING
-            && ngx_memcmp(p, "content", 7) == 0)
-        {
+        if (k->type == JSMN_STRING && ngx_memcmp(p, "content", 7) == 0) {
             return NGX_HTTP_LLMROUTE_KEY_CONTENT;
         }
 
         break;
 
     case 10:
-        if (js->tok[j].type == JSMN_STRING
-            && ngx_memcmp(p, "tool_calls", 10) == 0)
-        {
+        if (k->type == JSMN_STRING && ngx_memcmp(p, "tool_calls", 10) == 0) {
             return NGX_HTTP_LLMROUTE_KEY_TOOL_CALLS;
         }
 
         break;
 
     default:
-        if (js->tok[j].end - js->tok[j].start < 4) {
+        if (k->end - k->start < 4) {
             return NGX_HTTP_LLMROUTE_KEY_OTHER;
         }
     }
+
+    j = k - js->tok;
 
     if (ngx_http_llmroute_json_key(js, j, "role", 4) == NGX_OK) {
         return NGX_HTTP_LLMROUTE_KEY_ROLE;
@@ -748,38 +747,44 @@ ngx_http_llmroute_json_message_key(ngx_http_llmroute_json_t *js, int j)
 }
 
 
+/*
+ * One message.  Its members are walked by token pointer, not index: a
+ * message's few members cost what their bytes cost, times the messages
+ * of a long conversation.
+ */
+
 static ngx_int_t
 ngx_http_llmroute_json_message(ngx_http_llmroute_json_t *js, int i,
     ngx_http_llmroute_msg_t *msg, int *next)
 {
-    int          j, e, v, size, ntok;
+    int          e, size;
     u_char      *p;
     size_t       len;
-    jsmntok_t   *tok;
+    jsmntok_t   *tok, *k, *v, *last;
     ngx_int_t    has_role;
     ngx_uint_t   results, role;
 
     ngx_memzero(msg, sizeof(ngx_http_llmroute_msg_t));
 
     tok = js->tok;
-    ntok = js->ntok;
+    last = tok + js->ntok;
     size = tok[i].size;
     has_role = 0;
     results = 0;
     role = NGX_HTTP_LLMROUTE_ROLE_OTHER;
-    j = i + 1;
+    k = &tok[i + 1];
 
     for (e = 0; e < size; e++) {
-        if (j + 1 >= ntok) {
+        v = k + 1;
+
+        if (v >= last) {
             break;
         }
 
-        v = j + 1;
-
-        switch (ngx_http_llmroute_json_message_key(js, j)) {
+        switch (ngx_http_llmroute_json_message_key(js, k)) {
 
         case NGX_HTTP_LLMROUTE_KEY_ROLE:
-            if (tok[v].type != JSMN_STRING) {
+            if (v->type != JSMN_STRING) {
                 (void) ngx_http_llmroute_json_fail(js->req,
                            NGX_HTTP_LLMROUTE_INVALID_REQUEST,
                            "message \"role\" must be a string", "messages");
@@ -787,8 +792,8 @@ ngx_http_llmroute_json_message(ngx_http_llmroute_json_t *js, int i,
             }
 
             has_role = 1;
-            p = js->body + tok[v].start;
-            len = tok[v].end - tok[v].start;
+            p = js->body + v->start;
+            len = v->end - v->start;
 
             /* an unknown role leaves the one before (as it always did) */
 
@@ -832,52 +837,60 @@ ngx_http_llmroute_json_message(ngx_http_llmroute_json_t *js, int i,
             break;
 
         case NGX_HTTP_LLMROUTE_KEY_CONTENT:
-            if (tok[v].type == JSMN_STRING) {
+            if (v->type == JSMN_STRING) {
 
                 /* the common case, as json_content() sets it */
 
-                msg->start = tok[v].start;
-                msg->end = tok[v].end;
+                msg->start = v->start;
+                msg->end = v->end;
                 msg->text = msg->end - msg->start;
 
             } else if (js->req->format == NGX_HTTP_LLMROUTE_FORMAT_ANTHROPIC
-                       && tok[v].type == JSMN_ARRAY)
+                       && v->type == JSMN_ARRAY)
             {
-                if (ngx_http_llmroute_json_blocks(js, v, msg, &results)
+                if (ngx_http_llmroute_json_blocks(js, v - tok, msg, &results)
                     != NGX_OK)
                 {
                     return NGX_DECLINED;
                 }
 
-            } else if (ngx_http_llmroute_json_content(js, v, msg) != NGX_OK) {
+            } else if (ngx_http_llmroute_json_content(js, v - tok, msg)
+                       != NGX_OK)
+            {
                 return NGX_DECLINED;
             }
 
             break;
 
         case NGX_HTTP_LLMROUTE_KEY_TOOL_CALLS:
-            if (tok[v].type != JSMN_ARRAY) {
+            if (v->type != JSMN_ARRAY) {
                 break;
             }
 
-            msg->tool_calls = tok[v].size;
+            msg->tool_calls = v->size;
 
             /* arguments the model produced are part of the prompt */
             if (msg->end == msg->start) {
-                msg->start = tok[v].start;
-                msg->end = tok[v].end;
+                msg->start = v->start;
+                msg->end = v->end;
                 msg->text = msg->end - msg->start;
             }
 
             break;
         }
 
-        j = ngx_http_llmroute_json_skip(js, v);
+        /* past the value: json_skip() by pointer */
+
+        k = v + 1;
+
+        if (k < last && k->start < v->end) {
+            k = tok + ngx_http_llmroute_json_skip_nested(js, k - tok, v->end);
+        }
     }
 
     /* past its last member is past the message */
 
-    *next = (e == size) ? j : ngx_http_llmroute_json_skip(js, i);
+    *next = (e == size) ? k - tok : ngx_http_llmroute_json_skip(js, i);
 
     if (!has_role) {
         (void) ngx_http_llmroute_json_fail(js->req,
