@@ -72,7 +72,7 @@ static void *ngx_http_llmroute_palloc(void *data, size_t size);
  */
 
 ngx_http_llmroute_ctx_t *
-ngx_http_llmroute_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
+ngx_http_llmroute_find_ctx(ngx_http_request_t *r, ngx_uint_t create)
 {
     ngx_pool_cleanup_t       *cln;
     ngx_http_llmroute_ctx_t  *ctx;
@@ -1203,7 +1203,7 @@ ngx_http_llmroute_region(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
 {
-    u_char                        *p, *q;
+    u_char                        *p, *q, *cl_value;
     size_t                         total, pos, start[3], end[3], t;
     ngx_buf_t                     *b, *bufs;
     ngx_str_t                     *id, part[7], fix[3], f;
@@ -1223,14 +1223,21 @@ ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     hint = lcf->cache_key && ctx->has_session && req->cache_key.data == NULL
            && ngx_http_llmroute_formats[req->format].cache_key;
 
-    /* model ids are checked at configuration time: nothing to escape */
+    /*
+     * model ids are checked at configuration time: nothing to escape;
+     * the new Content-Length's digits go first
+     */
 
-    p = ngx_pnalloc(r->pool, id->len + sizeof("\"model\":\"\",")
-                             + sizeof(NGX_HTTP_LLMROUTE_CACHE_KEY "\"\",")
-                             + 2 * NGX_HTTP_LLMROUTE_SESSION_LEN);
-    if (p == NULL) {
+    cl_value = ngx_pnalloc(r->pool,
+                           NGX_OFF_T_LEN + id->len
+                           + sizeof("\"model\":\"\",")
+                           + sizeof(NGX_HTTP_LLMROUTE_CACHE_KEY "\"\",")
+                           + 2 * NGX_HTTP_LLMROUTE_SESSION_LEN);
+    if (cl_value == NULL) {
         return NGX_ERROR;
     }
+
+    p = cl_value + NGX_OFF_T_LEN;
 
     /* at most three edits of the client's bytes, sorted below */
 
@@ -1318,14 +1325,14 @@ ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     part[n].data = req->body + pos;
     part[n++].len = req->len - pos;
 
-    /* the buffers and their links in two allocations, not one per part */
+    /* the buffers and their links in one allocation, not one per part */
 
-    bufs = ngx_pcalloc(r->pool, n * sizeof(ngx_buf_t));
-    links = ngx_palloc(r->pool, n * sizeof(ngx_chain_t));
-
-    if (bufs == NULL || links == NULL) {
+    bufs = ngx_pcalloc(r->pool, n * (sizeof(ngx_buf_t) + sizeof(ngx_chain_t)));
+    if (bufs == NULL) {
         return NGX_ERROR;
     }
+
+    links = (ngx_chain_t *) &bufs[n];
 
     rb = r->request_body;
     ll = &rb->bufs;
@@ -1361,11 +1368,7 @@ ngx_http_llmroute_set_body(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx)
     h = r->headers_in.content_length;
 
     if (h != NULL) {
-        h->value.data = ngx_pnalloc(r->pool, NGX_OFF_T_LEN);
-        if (h->value.data == NULL) {
-            return NGX_ERROR;
-        }
-
+        h->value.data = cl_value;
         h->value.len = ngx_http_llmroute_decimal(h->value.data, total)
                        - h->value.data;
     }

@@ -441,7 +441,7 @@ typedef struct {
 } ngx_http_llmroute_ctx_t;
 
 
-ngx_http_llmroute_ctx_t *ngx_http_llmroute_get_ctx(ngx_http_request_t *r,
+ngx_http_llmroute_ctx_t *ngx_http_llmroute_find_ctx(ngx_http_request_t *r,
     ngx_uint_t create);
 ngx_int_t ngx_http_llmroute_handler(ngx_http_request_t *r);
 void ngx_http_llmroute_reason(ngx_http_request_t *r,
@@ -594,6 +594,23 @@ extern ngx_msec_t  ngx_http_llmroute_buckets[];
 
 
 extern ngx_module_t  ngx_http_llmroute_module;
+
+
+/*
+ * The request's ctx: inline when r->ctx holds it, as it does for every
+ * call but the first and those after an internal redirect (the handler,
+ * the filters and the variables ask for it about ten times a request)
+ */
+
+static ngx_inline ngx_http_llmroute_ctx_t *
+ngx_http_llmroute_get_ctx(ngx_http_request_t *r, ngx_uint_t create)
+{
+    ngx_http_llmroute_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_llmroute_module);
+
+    return ctx ? ctx : ngx_http_llmroute_find_ctx(r, create);
+}
 
 
 /*
