@@ -84,9 +84,9 @@ static u_char *ngx_http_llmroute_session_salt(
     ngx_http_llmroute_main_conf_t *lmcf);
 static ngx_int_t ngx_http_llmroute_session_prefix(
     ngx_http_llmroute_req_t *req, ngx_http_llmroute_session_sink_t *sink);
-static void ngx_http_llmroute_session_feed(
+static ngx_inline void ngx_http_llmroute_session_feed(
     ngx_http_llmroute_session_sink_t *sink, u_char *data, size_t len);
-static void ngx_http_llmroute_session_hash_part(
+static ngx_inline void ngx_http_llmroute_session_hash_part(
     ngx_http_llmroute_session_sink_t *sink, u_char *p, size_t len);
 static ngx_http_llmroute_session_node_t *ngx_http_llmroute_session_lookup(
     ngx_http_llmroute_main_conf_t *lmcf, u_char *key, uint64_t now);
@@ -890,7 +890,7 @@ ngx_http_llmroute_session_prefix(ngx_http_llmroute_req_t *req,
 }
 
 
-static void
+static ngx_inline void
 ngx_http_llmroute_session_feed(ngx_http_llmroute_session_sink_t *sink,
     u_char *data, size_t len)
 {
@@ -966,7 +966,7 @@ ngx_http_llmroute_session_user_id(ngx_str_t *v)
  * part share a session: that costs a routing choice, never an answer.
  */
 
-static void
+static ngx_inline void
 ngx_http_llmroute_session_hash_part(ngx_http_llmroute_session_sink_t *sink,
     u_char *p, size_t len)
 {
