@@ -935,8 +935,8 @@ ngx_http_llmroute_scan_number(u_char *p, u_char *end)
  * the array holds nothing to read.
  */
 
-int
-ngx_http_llmroute_scan(u_char *body, size_t len, jsmntok_t *tok,
+ngx_http_llmroute_scan_inline int
+ngx_http_llmroute_scan_tokens(u_char *body, size_t len, jsmntok_t *tok,
     size_t ntok)
 {
     int         n, depth, container, count, closer, cur, rc;
@@ -1178,6 +1178,18 @@ key:
     ngx_http_llmroute_scan_token(JSMN_STRING, p + 1 - body, s - body, 1,
                                  container);
 
+    /*
+     * Compact JSON: the ':' and the value's first byte are read without
+     * a test of the end (a block starts at s), and a string value, the
+     * commonest, is taken here, as is a ',' and the next key's quote
+     * after it.
+     */
+
+    if ((uintptr_t) s <= last && s[1] == ':') {
+        p = s + 2;
+        goto value;
+    }
+
     p = s + 1;
 
     ngx_http_llmroute_scan_expect(':');
@@ -1189,4 +1201,21 @@ key:
 #undef ngx_http_llmroute_scan_at
 #undef ngx_http_llmroute_scan_parent
 #undef ngx_http_llmroute_scan_token
+}
+
+
+/*
+ * the walk twice over: with tokens to write, and only counting them (tok
+ * NULL), so neither tests tok at each token
+ */
+
+int
+ngx_http_llmroute_scan(u_char *body, size_t len, jsmntok_t *tok,
+    size_t ntok)
+{
+    if (tok) {
+        return ngx_http_llmroute_scan_tokens(body, len, tok, ntok);
+    }
+
+    return ngx_http_llmroute_scan_tokens(body, len, NULL, 0);
 }
