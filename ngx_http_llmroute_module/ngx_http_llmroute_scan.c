@@ -95,22 +95,22 @@ const char  *ngx_http_llmroute_scan_kind = "sse2";    /* or "avx2" */
 
 
 /*
- * The bytes that are not special, as a movemask: v ^ 0x82 is above -96
- * (0xa0) exactly when v ^ 2 is above 0x20 unsigned: bit 1 flipped, '"'
- * (0x22) and the control characters are the bytes at most 0x20, and with
- * the sign bit flipped too one signed comparison tells them; then v is no
- * backslash.
+ * The special bytes, as a movemask: v ^ 0x82 is at most -96 (0xa0), that
+ * is below -95 (high), exactly when v ^ 2 is at most 0x20 unsigned: bit 1
+ * flipped, '"' (0x22) and the control characters are the bytes at most
+ * 0x20, and with the sign bit flipped too one signed comparison tells
+ * them; or v is a backslash.
  *
- * gcc turns "x > constant" into "!(constant + 1 > x)", a copy and a
+ * gcc turns "constant > x" into "!(x > constant - 1)", a copy and a
  * comparison more; a constant it cannot see is compared as written.
  */
 
-#define ngx_http_llmroute_scan_plain(v)                                       \
+#define ngx_http_llmroute_scan_special(v)                                     \
     _mm_movemask_epi8(                                                        \
-        _mm_andnot_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\\')),             \
-                         _mm_cmpgt_epi8(                                      \
-                             _mm_xor_si128(v, _mm_set1_epi8((char) 0x82)),    \
-                             low)))
+        _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\\')),                 \
+                     _mm_cmpgt_epi8(                                          \
+                         high,                                                \
+                         _mm_xor_si128(v, _mm_set1_epi8((char) 0x82)))))
 
 #if (__GNUC__)
 #define ngx_http_llmroute_scan_opaque(v)  __asm__ ("" : "+x" (v))
@@ -122,14 +122,14 @@ const char  *ngx_http_llmroute_scan_kind = "sse2";    /* or "avx2" */
 ngx_http_llmroute_scan_inline uint64_t
 ngx_http_llmroute_scan_specials(u_char *p)
 {
-    __m128i  v, low;
+    __m128i  v, high;
 
     v = _mm_loadu_si128((const __m128i *) p);
 
-    low = _mm_set1_epi8((char) 0xa0);
-    ngx_http_llmroute_scan_opaque(low);
+    high = _mm_set1_epi8((char) 0xa1);
+    ngx_http_llmroute_scan_opaque(high);
 
-    return (unsigned) ngx_http_llmroute_scan_plain(v) ^ 0xffff;
+    return (unsigned) ngx_http_llmroute_scan_special(v);
 }
 
 
@@ -158,20 +158,20 @@ ngx_http_llmroute_scan_nonspace(u_char *p)
 ngx_http_llmroute_scan_inline uint64_t
 ngx_http_llmroute_scan_chunk(u_char *p)
 {
-    __m128i  v0, v1, v2, v3, low;
+    __m128i  v0, v1, v2, v3, high;
 
     v0 = _mm_loadu_si128((const __m128i *) p);
     v1 = _mm_loadu_si128((const __m128i *) (p + 16));
     v2 = _mm_loadu_si128((const __m128i *) (p + 32));
     v3 = _mm_loadu_si128((const __m128i *) (p + 48));
 
-    low = _mm_set1_epi8((char) 0xa0);
-    ngx_http_llmroute_scan_opaque(low);
+    high = _mm_set1_epi8((char) 0xa1);
+    ngx_http_llmroute_scan_opaque(high);
 
-    return ~((uint64_t) (unsigned) ngx_http_llmroute_scan_plain(v0)
-             | (uint64_t) (unsigned) ngx_http_llmroute_scan_plain(v1) << 16
-             | (uint64_t) (unsigned) ngx_http_llmroute_scan_plain(v2) << 32
-             | (uint64_t) (unsigned) ngx_http_llmroute_scan_plain(v3) << 48);
+    return (uint64_t) (unsigned) ngx_http_llmroute_scan_special(v0)
+           | (uint64_t) (unsigned) ngx_http_llmroute_scan_special(v1) << 16
+           | (uint64_t) (unsigned) ngx_http_llmroute_scan_special(v2) << 32
+           | (uint64_t) (unsigned) ngx_http_llmroute_scan_special(v3) << 48;
 }
 
 
@@ -695,15 +695,15 @@ static __attribute__((target("avx2,bmi"))) u_char *
 ngx_http_llmroute_scan_long_avx2(u_char *p, u_char *end, int *rc)
 {
     u_char     *q;
-    __m256i     v0, v1, low, flip, bsl;
+    __m256i     v0, v1, high, flip, bsl;
     uint64_t    s, e, bs, carry;
     uintptr_t   last;
 
     last = (end - p >= 64 + 5) ? (uintptr_t) end - (64 + 5) : 0;
     carry = 0;
 
-    low = _mm256_set1_epi8((char) 0xa0);
-    ngx_http_llmroute_scan_opaque(low);
+    high = _mm256_set1_epi8((char) 0xa1);
+    ngx_http_llmroute_scan_opaque(high);
     flip = _mm256_set1_epi8((char) 0x82);
     bsl = _mm256_set1_epi8('\\');
 
@@ -711,11 +711,11 @@ ngx_http_llmroute_scan_long_avx2(u_char *p, u_char *end, int *rc)
         v0 = _mm256_loadu_si256((const __m256i *) p);
         v1 = _mm256_loadu_si256((const __m256i *) (p + 32));
 
-        /* quotes and controls, as ngx_http_llmroute_scan_plain() */
+        /* quotes and controls, as ngx_http_llmroute_scan_special() */
 
-        s = ~ngx_http_llmroute_scan_mask_avx2(
-                 _mm256_cmpgt_epi8(_mm256_xor_si256(v0, flip), low),
-                 _mm256_cmpgt_epi8(_mm256_xor_si256(v1, flip), low));
+        s = ngx_http_llmroute_scan_mask_avx2(
+                _mm256_cmpgt_epi8(high, _mm256_xor_si256(v0, flip)),
+                _mm256_cmpgt_epi8(high, _mm256_xor_si256(v1, flip)));
 
         bs = ngx_http_llmroute_scan_mask_avx2(_mm256_cmpeq_epi8(v0, bsl),
                                               _mm256_cmpeq_epi8(v1, bsl));
@@ -739,10 +739,11 @@ ngx_http_llmroute_scan_long_avx2(u_char *p, u_char *end, int *rc)
 
             /*
              * the escapes before the string's end, if it is in this
-             * chunk, but for the common ones
+             * chunk (up to s's lowest bit, which is no escape: one BMI
+             * blsmsk), but for the common ones
              */
 
-            e &= (s & (0 - s)) - 1;
+            e &= s ^ (s - 1);
             e &= ~ngx_http_llmroute_scan_mask_avx2(
                       ngx_http_llmroute_scan_simple_avx2(v0),
                       ngx_http_llmroute_scan_simple_avx2(v1));
