@@ -862,7 +862,8 @@ ngx_http_llmroute_scan_string(u_char *p, u_char *end, uintptr_t last,
                                                end, rc);
         }
 
-        q = p + ((size_t) __builtin_ctzll(m) >> NGX_HTTP_LLMROUTE_SCAN_SHIFT);
+        q = p + ((size_t) (unsigned) __builtin_ctzll(m)
+                 >> NGX_HTTP_LLMROUTE_SCAN_SHIFT);
 
         if (*q == '"') {
             return q;

@@ -324,6 +324,56 @@ test_long(void)
 }
 
 
+/*
+ * Members in compact JSON, where a key's ':' and a string value's quote are
+ * read without an end test when a block follows the key: each value kind,
+ * with and without whitespace, every prefix (never accepted) and a bad byte
+ * for the ':' at every key.
+ */
+
+static void
+test_members(void)
+{
+    int          i;
+    char         b[256];
+    size_t       len, cut, at;
+    const char  *obj;
+
+    static const char  *objs[] = {
+        "{\"model\":\"auto\",\"n\":1,\"tools\":[{\"type\":\"function\","
+        "\"function\":{\"name\":\"read_file\",\"strict\":true,"
+        "\"parameters\":{\"type\":\"object\",\"properties\":{}}}}],"
+        "\"stream\":false,\"stop\":null,\"t\":-0.5e3,\"s\":\"\\\"x\\n\"}",
+        "{ \"model\" : \"auto\" , \"a\":\t[ \"b\" ] ,\"c\" :{\"d\": \"e\"} }",
+        "{\"a\":\"\",\"b\":\"\",\"c\":\"\",\"d\":\"\",\"e\":\"\",\"f\":{}}"
+    };
+
+    for (i = 0; i < (int) (sizeof(objs) / sizeof(objs[0])); i++) {
+        obj = objs[i];
+        len = strlen(obj);
+
+        expect(obj, len, 1);
+
+        for (cut = 0; cut < len; cut++) {
+            expect(obj, cut, 0);
+        }
+
+        for (at = 1; at < len; at++) {
+            if (obj[at] != ':') {
+                continue;
+            }
+
+            memcpy(b, obj, len);
+            b[at] = ';';
+            expect(b, len, 0);
+
+            b[at] = ',';
+            expect(b, len, 0);
+        }
+    }
+}
+
+
 /* every walk this build and CPU have: the AVX2 one, then the build's own */
 
 int
@@ -342,6 +392,7 @@ main(void)
         test_table();
         test_blocks();
         test_long();
+        test_members();
 
         printf("test_scan (%s): %d checks, %d failures\n",
                ngx_http_llmroute_scan_kind, checks, failures);
