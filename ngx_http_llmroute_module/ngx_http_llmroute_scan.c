@@ -721,20 +721,7 @@ ngx_http_llmroute_scan_long_avx2(u_char *p, u_char *end, int *rc)
                                               _mm256_cmpeq_epi8(v1, bsl));
 
         if (bs | carry) {
-
-            /*
-             * lone backslashes, the common case (prose has \n and \"
-             * but rarely \\): each escapes the byte after it
-             */
-
-            if ((carry | (bs & (bs << 1))) == 0) {
-                e = bs << 1;
-                carry = bs >> 63;
-
-            } else {
-                e = ngx_http_llmroute_scan_escaped(bs, &carry);
-            }
-
+            e = ngx_http_llmroute_scan_escaped(bs, &carry);
             s &= ~e;
 
             /*
