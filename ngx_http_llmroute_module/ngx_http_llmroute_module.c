@@ -7,6 +7,7 @@
 
 
 #include <ngx_http_llmroute_module.h>
+#include <ngx_http_llmroute_scan.h>
 
 
 #define NGX_HTTP_LLMROUTE_VAR_URL            0
@@ -63,6 +64,7 @@ static char *ngx_http_llmroute_alias(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_llmroute_check_aliases(ngx_conf_t *cf,
     ngx_http_llmroute_main_conf_t *lmcf);
+static ngx_int_t ngx_http_llmroute_init_process(ngx_cycle_t *cycle);
 static void ngx_http_llmroute_exit_process(ngx_cycle_t *cycle);
 
 
@@ -244,7 +246,7 @@ ngx_module_t  ngx_http_llmroute_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    ngx_http_llmroute_redis_init_process,  /* init process */
+    ngx_http_llmroute_init_process,        /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     ngx_http_llmroute_exit_process,        /* exit process */
@@ -333,6 +335,25 @@ static ngx_str_t  ngx_http_llmroute_usage_sources[] = {
     ngx_string("provider"),
     ngx_string("estimate")
 };
+
+
+/*
+ * The first worker says which walk reads request bodies on this CPU (the
+ * scan picks AVX2 at load where the CPU has it), as nginx says which
+ * event method it uses: the operator sees what the bench figures assume.
+ */
+
+static ngx_int_t
+ngx_http_llmroute_init_process(ngx_cycle_t *cycle)
+{
+    if (ngx_worker == 0 && ngx_process == NGX_PROCESS_WORKER) {
+        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                      "llmroute: request bodies are scanned with %s",
+                      ngx_http_llmroute_scan_kind);
+    }
+
+    return ngx_http_llmroute_redis_init_process(cycle);
+}
 
 
 static void

@@ -113,3 +113,34 @@ def test_long_strings_refuse_a_bad_byte_after_many_escapes(routed, bad,
                            "invalid_json")
         assert message in err["message"], (shift, bad, err)
     assert r.provider_requests() == []
+
+
+def _expected_walk():
+    """The walk the scan picks on this CPU: AVX2 (with BMI1) on x86-64
+    where the CPU has it, else the architecture's baseline."""
+    import platform
+    arch = platform.machine()
+    flags = set()
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith(("flags", "Features")):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    if arch == "x86_64":
+        return "avx2" if {"avx2", "bmi1"} <= flags else "sse2"
+    return "neon" if arch == "aarch64" else "swar"
+
+
+def test_the_first_worker_names_the_scan_walk(routed):
+    # as nginx names its event method: once per start, by the first worker
+    import re
+    import time
+    r = routed()
+    resp = post_json(r.port, CHAT, {"model": "auto", "messages": [
+        {"role": "user", "content": "hi"}]}, SIMPLE)
+    assert resp.status == 200, resp
+    pattern = r"\[notice\].*llmroute: request bodies are scanned with (\w+)"
+    deadline = time.time() + 5
+    while not re.findall(pattern, r.ngx.error_log()) and time.time() < deadline:
+        time.sleep(0.05)
+    assert re.findall(pattern, r.ngx.error_log()) == [_expected_walk()]
