@@ -763,7 +763,14 @@ ngx_http_llmroute_scan_long_avx2(u_char *p, u_char *end, int *rc)
         p += 64;
     }
 
-    /* an escape begun at the last chunk's last byte is the tail's */
+    /*
+     * An escape begun at the last chunk's last byte is the tail's.  The
+     * tail is SSE2 code, reached by a jump gcc leaves without vzeroupper:
+     * with the upper halves dirty, every SSE instruction after it (the
+     * rest of the request) would wait on them.
+     */
+
+    _mm256_zeroupper();
 
     return ngx_http_llmroute_scan_tail(p - carry, end, rc);
 }
