@@ -99,13 +99,13 @@ static ngx_http_llmroute_provider_t  providers[2] = {
 static ngx_http_llmroute_model_t  models[3] = {
     { ngx_string("small-1"), ngx_string("p1/small-1"), 0,
       NGX_HTTP_LLMROUTE_TIER_SIMPLE, 100, 400, 10, 128 * 1024, 1, 1, 0, 0,
-      125, 0 },
+      125, 0, 0 },
     { ngx_string("mid-1"), ngx_string("p2/mid-1"), 1,
       NGX_HTTP_LLMROUTE_TIER_MODERATE, 800, 4000, 80, 200 * 1024, 1, 1, 1, 0,
-      1000, 0 },
+      1000, 0, 0 },
     { ngx_string("big-1"), ngx_string("p1/big-1"), 0,
       NGX_HTTP_LLMROUTE_TIER_COMPLEX, 3000, 15000, 300, 1000 * 1024, 1, 1, 1,
-      0, 3750, 0 },
+      0, 3750, 0, 0 },
 };
 
 static ngx_http_llmroute_catalog_t  cat;

@@ -153,16 +153,16 @@ static ngx_http_llmroute_provider_t  fuzz_providers[] = {
 static ngx_http_llmroute_model_t  fuzz_models[] = {
     { ngx_string("small-1"), ngx_string("cheap/small-1"), 0,
       NGX_HTTP_LLMROUTE_TIER_SIMPLE, 100, 400, 10, 16384, 0, 1, 0, 1, 125,
-      0 },
+      0, 0 },
     { ngx_string("mid-1"), ngx_string("premium/mid-1"), 1,
       NGX_HTTP_LLMROUTE_TIER_MODERATE, 1000, 4000, 100, 131072, 1, 1, 1, 1,
-      1250, 0 },
+      1250, 0, 0 },
     { ngx_string("big-1"), ngx_string("premium/big-1"), 1,
       NGX_HTTP_LLMROUTE_TIER_COMPLEX, 3000, 15000, 300, 204800, 1, 1, 1, 1,
-      3750, 0 },
+      3750, 0, 0 },
     { ngx_string("o/m"), ngx_string("cheap/o/m"), 0,
       NGX_HTTP_LLMROUTE_TIER_MODERATE, 500, 1500, 0, 32768, 1, 0, 0, 0, 625,
-      0 },
+      0, 0 },
 };
 
 #define FUZZ_NMODELS  (sizeof(fuzz_models) / sizeof(fuzz_models[0]))
