@@ -1139,7 +1139,7 @@ ngx_http_llmroute_classify_scan(ngx_http_llmroute_scan_t *sc, u_char *p,
     u_char                        c, lc, *q, *guard;
     size_t                        n, marks, words, alnum;
     uint64_t                      h, prev, bit, v;
-    ngx_uint_t                    k, bol, tick, pair;
+    ngx_uint_t                    k, bol, tick, pair, inert;
     ngx_http_llmroute_kw_bits_t  *bits;
 
     /*
@@ -1215,12 +1215,31 @@ line:
             p = ngx_http_llmroute_classify_letters(p + 1, last, guard);
 
             if (p < last && *p != ' ' && (*p == '\'' || *p == '\\')) {
+
+                /*
+                 * four letters before the first apostrophe are the word's
+                 * first four: "yesterday's" is filtered by "yest", as
+                 * "yesterdays" would be, not stemmed and hashed
+                 */
+
+                inert = (p - q > 3 && !ngx_http_llmroute_kw_start(q));
+
                 while (p < last
                        && (k = ngx_http_llmroute_classify_mark(p, last)))
                 {
                     p += k + 1;
                     marks += k;
                     p = ngx_http_llmroute_classify_letters(p, last, guard);
+                }
+
+                if (inert && marks) {
+                    if (!tick) {
+                        words++;
+                        alnum += (p - q) - marks;
+                    }
+
+                    pair = 0;
+                    continue;
                 }
             }
 
