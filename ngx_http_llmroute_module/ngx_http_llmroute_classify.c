@@ -159,7 +159,8 @@ static uint64_t ngx_http_llmroute_classify_letters_hash(u_char *p,
 static ngx_http_llmroute_inline uint64_t
     ngx_http_llmroute_classify_hash_lc(u_char *p, size_t n);
 static ngx_http_llmroute_inline uint64_t ngx_http_llmroute_classify_stem(
-    u_char *p, u_char *last, size_t n, size_t marks, u_char *end);
+    u_char *p, u_char *last, size_t n, size_t marks, u_char *start,
+    u_char *end);
 static inline uint64_t ngx_http_llmroute_be64(u_char *p);
 static ngx_http_llmroute_inline size_t ngx_http_llmroute_classify_suffix(
     uint64_t t, size_t n);
@@ -1210,6 +1211,8 @@ line:
              * may be a keyword; "don't" and "don\u2019t" are "dont"
              */
 
+        word:
+
             q = p;
             marks = 0;
             p = ngx_http_llmroute_classify_letters(p + 1, last, guard);
@@ -1239,13 +1242,13 @@ line:
                     }
 
                     pair = 0;
-                    continue;
+                    goto next;
                 }
             }
 
             if (tick) {
                 pair = 0;
-                continue;
+                goto next;
             }
 
             n = (p - q) - marks;
@@ -1259,10 +1262,11 @@ line:
 
                 if (marks == 0 && !ngx_http_llmroute_kw_start(q)) {
                     pair = 0;
-                    continue;
+                    goto next;
                 }
 
-                h = ngx_http_llmroute_classify_stem(q, p, n, marks, last);
+                h = ngx_http_llmroute_classify_stem(q, p, n, marks, sc->line,
+                                                    last);
 
                 /* "base64," starts a data URL: no words in there */
 
@@ -1288,7 +1292,7 @@ line:
                     if (ngx_http_llmroute_kw_inert[k / 64]
                         & ((uint64_t) 1 << (k % 64)))
                     {
-                        continue;
+                        goto next;
                     }
                 }
 
@@ -1318,6 +1322,17 @@ line:
 
             prev = h;
             pair = (bits->firsts & bit) != 0;
+            /* fall through */
+
+        next:
+
+            /* a word, a space and a word: straight to the next one */
+
+            if (p < guard && *p == ' ' && ngx_http_llmroute_kw_lc[p[1]]) {
+                p++;
+                goto word;
+            }
+
             continue;
         }
 
@@ -1999,7 +2014,7 @@ ngx_http_llmroute_classify_hash(u_char *p, size_t len)
     }
 
     return (n > 3) ? ngx_http_llmroute_classify_stem(p, p + len, n, len - n,
-                                                     p + len)
+                                                     p, p + len)
                    : ngx_http_llmroute_classify_letters_hash(p, n, len - n);
 }
 
@@ -2103,12 +2118,12 @@ ngx_http_llmroute_classify_hash_lc(u_char *p, size_t n)
 /*
  * the hash of the stem of the word p..last of n > 3 letters (and marks
  * bytes of marks): its last 8 letters give the stem's length, only that
- * prefix is hashed; the bytes up to end may be read
+ * prefix is hashed; the bytes from start up to end may be read
  */
 
 static ngx_http_llmroute_inline uint64_t
 ngx_http_llmroute_classify_stem(u_char *p, u_char *last, size_t n,
-    size_t marks, u_char *end)
+    size_t marks, u_char *start, u_char *end)
 {
     u_char    lc;
     size_t    m;
@@ -2122,6 +2137,13 @@ ngx_http_llmroute_classify_stem(u_char *p, u_char *last, size_t n,
     } else if (marks == 0 && end - p >= 8) {
         t = (ngx_http_llmroute_be64(p) | 0x2020202020202020ULL)
             >> (64 - 8 * n);
+
+    } else if (marks == 0 && last - start >= 8) {
+
+        /* a word at the text's end: the 8 bytes that end with it */
+
+        t = (ngx_http_llmroute_be64(last - 8) | 0x2020202020202020ULL)
+            & (((uint64_t) 1 << 8 * n) - 1);
 
     } else {
         for (t = 0; p < last; p++) {
