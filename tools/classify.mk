@@ -16,6 +16,9 @@
 #       # the classifier of commit OLD against the current one, request
 #       # by request and on random mutations of the asks
 #       # (tools/classify_diff.c)
+#   make -f tools/classify.mk classify-cost BODY=file.json [N=1000]
+#       # the classifier's instructions per call on one body, counted by
+#       # callgrind without nginx (tools/classify_cost.c)
 #
 # classify-report exits non-zero under the targets (accuracy >= 0.85,
 # complex recall >= 0.95, routed cost within 10 % of the labels' cost, bare
@@ -57,7 +60,7 @@ CLASSIFY_ARGS ?=
 CLASSIFY_STRICT ?= floors
 
 .PHONY: classify-report classify-train classify-check classify-features \
-        classify-tables classify-exact classify-diff
+        classify-tables classify-exact classify-diff classify-cost
 
 $(CLASSIFY_BIN): $(CLASSIFY_SRCS) $(CLASSIFY_SRC)/ngx_http_llmroute_core.h \
                  $(CLASSIFY_ROOT)/tools/catalog_conf.h \
@@ -163,3 +166,37 @@ classify-diff:
 	        json.c scan.c ask.c route.c)
 	$(CLASSIFY_DIFF_OUT)/classify_diff $(FUZZ) \
 	    $(wildcard $(CLASSIFY_DIFF_FILES))
+
+# the classifier's instructions per call (classify_explained and what it
+# calls) on one request body, counted by callgrind: the body is parsed
+# once and classified N times, built with the flags nginx's build gives
+# the module on Debian (tools/classify_cost.c)
+BODY              ?=
+N                 ?= 1000
+CLASSIFY_COST_BIN := $(CLASSIFY_OUT)/classify_cost
+CLASSIFY_COST_SRCS := $(CLASSIFY_ROOT)/tools/classify_cost.c \
+                      $(LLMROUTE_CORE_SRCS)
+
+$(CLASSIFY_COST_BIN): $(CLASSIFY_COST_SRCS) \
+                      $(CLASSIFY_SRC)/ngx_http_llmroute_core.h \
+                      $(CLASSIFY_SRC)/ngx_http_llmroute_scan.h $(CLASSIFY_WEIGHTS)
+	@mkdir -p $(CLASSIFY_OUT)
+	$(CLASSIFY_CC) -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2 \
+	    -fPIC -Wall -Wextra -Werror -DNGX_HTTP_LLMROUTE_STANDALONE \
+	    -I $(CLASSIFY_SRC) -o $@ $(CLASSIFY_COST_SRCS)
+
+classify-cost: $(CLASSIFY_COST_BIN)
+	@command -v valgrind >/dev/null \
+	    || { echo "classify-cost: valgrind missing" >&2; exit 2; }
+	@test -f "$(BODY)" || { echo "classify-cost: BODY=file.json missing" >&2; \
+	                        exit 2; }
+	@valgrind --tool=callgrind --callgrind-out-file=$(CLASSIFY_OUT)/cost.cg \
+	    --toggle-collect=ngx_http_llmroute_classify_explained \
+	    $(CLASSIFY_COST_BIN) $(BODY) $(N) > $(CLASSIFY_OUT)/cost.out \
+	    2>/dev/null
+	@callgrind_annotate $(CLASSIFY_OUT)/cost.cg 2>/dev/null \
+	    | awk -v n=$(N) -v body=$(BODY) \
+	        '/PROGRAM TOTALS/ { gsub(",", "", $$1); \
+	          printf "%s: %d instructions per classification (%d calls)\n", \
+	                 body, $$1 / n, n }'
+	@cut -d' ' -f1 $(CLASSIFY_OUT)/cost.out
