@@ -443,29 +443,31 @@ ngx_http_llmroute_scan_escape(u_char *p, u_char *end, int *rc)
 
 
 /*
- * The last bytes of a string, a block then a byte at a step, escapes one by
- * one: p is in a string, not inside an escape.  The closing quote, or NULL
- * if invalid.  The escapes of a block are taken from its mask, not by
- * reading it again.
+ * The last bytes of a string, a block at a step, escapes one by one: p is
+ * in a string, not inside an escape, and the BLOCK bytes before end are
+ * the body's (the caller read a block at or before p), so fewer than
+ * BLOCK bytes left are read as the block that ends at end, its mask
+ * shifted to start at p.  The closing quote, or NULL if invalid.  The
+ * escapes of a block are taken from its mask, not by reading it again.
  */
 
 static u_char *
 ngx_http_llmroute_scan_tail(u_char *p, u_char *end, int *rc)
 {
-    u_char    *q, *last;
+    u_char    *q, *last, *stop;
     size_t     n;
     uint64_t   m;
 
+    last = end - NGX_HTTP_LLMROUTE_SCAN_BLOCK;
+
     for ( ;; ) {
 
-        if (end - p >= NGX_HTTP_LLMROUTE_SCAN_BLOCK) {
+        if (p <= last) {
             m = ngx_http_llmroute_scan_specials(p);
 
             if (m == 0) {
 
                 /* a run of plain blocks: the tightest loop of the scan */
-
-                last = end - NGX_HTTP_LLMROUTE_SCAN_BLOCK;
 
                 do {
                     p += NGX_HTTP_LLMROUTE_SCAN_BLOCK;
@@ -473,25 +475,33 @@ ngx_http_llmroute_scan_tail(u_char *p, u_char *end, int *rc)
                          && (m = ngx_http_llmroute_scan_specials(p)) == 0);
 
                 if (m == 0) {
-                    continue;       /* the last bytes, one at a time */
+                    continue;       /* the last bytes */
                 }
             }
 
-            q = p + (__builtin_ctzll(m) >> NGX_HTTP_LLMROUTE_SCAN_SHIFT);
+            stop = p + NGX_HTTP_LLMROUTE_SCAN_BLOCK;
 
         } else {
-            m = 0;
 
-            for (q = p; q < end && *q != '"' && *q != '\\' && *q >= 0x20; q++)
-            {
-                /* void */
-            }
-
-            if (q == end) {
+            if (p == end) {
                 *rc = NGX_HTTP_LLMROUTE_SCAN_PART;
                 return NULL;
             }
+
+            /* end - p is 1 to BLOCK - 1: the shift is below 64 */
+
+            m = ngx_http_llmroute_scan_specials(last)
+                >> ((p - last) << NGX_HTTP_LLMROUTE_SCAN_SHIFT);
+
+            if (m == 0) {
+                *rc = NGX_HTTP_LLMROUTE_SCAN_PART;
+                return NULL;
+            }
+
+            stop = end;
         }
+
+        q = p + (__builtin_ctzll(m) >> NGX_HTTP_LLMROUTE_SCAN_SHIFT);
 
         for ( ;; ) {
 
@@ -511,7 +521,7 @@ ngx_http_llmroute_scan_tail(u_char *p, u_char *end, int *rc)
 
             q += n;
 
-            if (m == 0 || q - p >= NGX_HTTP_LLMROUTE_SCAN_BLOCK) {
+            if (q >= stop) {
                 break;
             }
 
@@ -520,7 +530,7 @@ ngx_http_llmroute_scan_tail(u_char *p, u_char *end, int *rc)
             m &= ~0ULL << ((q - p) << NGX_HTTP_LLMROUTE_SCAN_SHIFT);
 
             if (m == 0) {
-                q = p + NGX_HTTP_LLMROUTE_SCAN_BLOCK;
+                q = stop;
                 break;
             }
 
@@ -528,6 +538,50 @@ ngx_http_llmroute_scan_tail(u_char *p, u_char *end, int *rc)
         }
 
         p = q;
+    }
+}
+
+
+/*
+ * A string that starts in the last BLOCK bytes of the body: the tail's if
+ * the body has a block (last is not 0), else (a body shorter than a block)
+ * a byte at a time.
+ */
+
+static u_char *
+ngx_http_llmroute_scan_end(u_char *p, u_char *end, uintptr_t last, int *rc)
+{
+    size_t  n;
+
+    if (last) {
+        return ngx_http_llmroute_scan_tail(p, end, rc);
+    }
+
+    for ( ;; ) {
+        while (p < end && *p != '"' && *p != '\\' && *p >= 0x20) {
+            p++;
+        }
+
+        if (p == end) {
+            *rc = NGX_HTTP_LLMROUTE_SCAN_PART;
+            return NULL;
+        }
+
+        if (*p == '"') {
+            return p;
+        }
+
+        if (*p != '\\') {
+            *rc = NGX_HTTP_LLMROUTE_SCAN_INVAL;        /* a control character */
+            return NULL;
+        }
+
+        n = ngx_http_llmroute_scan_escape(p, end, rc);
+        if (n == 0) {
+            return NULL;
+        }
+
+        p += n;
     }
 }
 
@@ -565,6 +619,33 @@ ngx_http_llmroute_scan_long(u_char *p, u_char *end, int *rc)
     uint64_t     m;
     uintptr_t    last;
     ngx_uint_t   i;
+
+    /*
+     * A string that ends in the next block (a description, a schema's
+     * member name) is done without a chunk: its first special is its
+     * quote.  Else the walk starts past the block, or at its first
+     * backslash (no byte before it is escaped).
+     */
+
+    if (end - p >= NGX_HTTP_LLMROUTE_SCAN_BLOCK) {
+        m = ngx_http_llmroute_scan_specials(p);
+
+        if (m == 0) {
+            p += NGX_HTTP_LLMROUTE_SCAN_BLOCK;
+
+        } else {
+            p += __builtin_ctzll(m) >> NGX_HTTP_LLMROUTE_SCAN_SHIFT;
+
+            if (*p != '\\') {
+                if (*p == '"') {
+                    return p;
+                }
+
+                *rc = NGX_HTTP_LLMROUTE_SCAN_INVAL;      /* a control */
+                return NULL;
+            }
+        }
+    }
 
     /* the last place a chunk starts, as a number: no pointer before p */
 
@@ -656,51 +737,48 @@ ngx_http_llmroute_scan_simple_avx2(__m256i v)
 
 
 /*
- * The bytes a backslash escapes, from the chunk's backslashes bs and
- * *carry (1: its first byte is escaped by the last backslash of the chunk
- * before): a run of backslashes escapes every second byte from its start
- * on, and the byte after it if it is odd.  Odd bits minus the run starts
- * (shifted to the byte after them) carry through each run and leave the
- * bits of its escaped bytes flipped against the pattern.  *carry is set
- * for the next chunk.
+ * The bytes of a chunk the backslashes bs escape, and in *open the last
+ * byte's if it escapes the next chunk's first: a run of backslashes
+ * escapes every second byte from its start on, and the byte after it if it
+ * is odd.  Odd bits minus the backslashes (shifted to the byte after them)
+ * carry through each run and leave the bits of its escaped bytes flipped
+ * against the pattern.  The chunk's first byte is never escaped: a chunk
+ * after one that ends in an escape's backslash starts at that backslash.
  */
 
 #define NGX_HTTP_LLMROUTE_SCAN_ODD  0xaaaaaaaaaaaaaaaaULL
 
 ngx_http_llmroute_scan_avx2_fn uint64_t
-ngx_http_llmroute_scan_escaped(uint64_t bs, uint64_t *carry)
+ngx_http_llmroute_scan_escaped(uint64_t bs, uint64_t *open)
 {
-    uint64_t  starts, code;
+    uint64_t  code;
 
-    starts = bs & ~*carry;
-    code = (((starts << 1) | NGX_HTTP_LLMROUTE_SCAN_ODD) - starts)
+    code = (((bs << 1) | NGX_HTTP_LLMROUTE_SCAN_ODD) - bs)
            ^ NGX_HTTP_LLMROUTE_SCAN_ODD;
 
-    starts = code ^ (bs | *carry);
-    *carry = (code & bs) >> 63;
+    *open = (code & bs) >> 63;
 
-    return starts;
+    return code ^ bs;
 }
 
 
 /*
- * ngx_http_llmroute_scan_long() with AVX2: a chunk's escaped bytes are
- * known from its backslashes alone, so its first quote or control
- * character not escaped is where the string ends (or is invalid), and the
- * bytes escaped before it are checked as a mask, the rare ones by a table,
- * without a walk through the backslashes.
+ * ngx_http_llmroute_scan_long() with AVX2 from the first chunk on: a
+ * chunk's escaped bytes are known from its backslashes alone, so its first
+ * quote or control character not escaped is where the string ends (or is
+ * invalid), and the bytes escaped before it are checked as a mask, the
+ * rare ones by a table, without a walk through the backslashes.
  */
 
-static __attribute__((target("avx2,bmi"))) u_char *
-ngx_http_llmroute_scan_long_avx2(u_char *p, u_char *end, int *rc)
+static __attribute__((noinline, target("avx2,bmi"))) u_char *
+ngx_http_llmroute_scan_walk_avx2(u_char *p, u_char *end, int *rc)
 {
     u_char     *q;
     __m256i     v0, v1, high, flip, bsl;
-    uint64_t    s, e, bs, carry;
+    uint64_t    s, e, bs, open;
     uintptr_t   last;
 
     last = (end - p >= 64 + 5) ? (uintptr_t) end - (64 + 5) : 0;
-    carry = 0;
 
     high = _mm256_set1_epi8((char) 0xa1);
     ngx_http_llmroute_scan_opaque(high);
@@ -720,59 +798,118 @@ ngx_http_llmroute_scan_long_avx2(u_char *p, u_char *end, int *rc)
         bs = ngx_http_llmroute_scan_mask_avx2(_mm256_cmpeq_epi8(v0, bsl),
                                               _mm256_cmpeq_epi8(v1, bsl));
 
-        if (bs | carry) {
-            e = ngx_http_llmroute_scan_escaped(bs, &carry);
+        if (bs) {
+            e = ngx_http_llmroute_scan_escaped(bs, &open);
             s &= ~e;
 
-            /*
-             * the escapes before the string's end, if it is in this
-             * chunk (up to s's lowest bit, which is no escape: one BMI
-             * blsmsk), but for the common ones
-             */
+            /* the escaped bytes but the common ones */
 
-            e &= s ^ (s - 1);
             e &= ~ngx_http_llmroute_scan_mask_avx2(
                       ngx_http_llmroute_scan_simple_avx2(v0),
                       ngx_http_llmroute_scan_simple_avx2(v1));
 
-            for ( /* void */ ; e; e &= e - 1) {
-                q = p + __builtin_ctzll(e);
-
-                /* a \uXXXX: the backslash, at q - 1, and 5 bytes after */
-
-                if (ngx_http_llmroute_scan_escapes[*q] != 2
-                    && !ngx_http_llmroute_scan_unicode(q - 1))
-                {
-                    *rc = NGX_HTTP_LLMROUTE_SCAN_INVAL;
-                    return NULL;
-                }
+            if (e) {
+                goto rare;
             }
+
+            if (s) {
+                goto found;
+            }
+
+            /* the next chunk, or this one's last byte: an escape's start */
+
+            p += 64 - open;
+            continue;
         }
 
         if (s) {
-            q = p + __builtin_ctzll(s);
-
-            if (*q == '"') {
-                return q;
-            }
-
-            *rc = NGX_HTTP_LLMROUTE_SCAN_INVAL;      /* a control */
-            return NULL;
+            goto found;
         }
 
         p += 64;
     }
 
     /*
-     * An escape begun at the last chunk's last byte is the tail's.  The
-     * tail is SSE2 code, reached by a jump gcc leaves without vzeroupper:
-     * with the upper halves dirty, every SSE instruction after it (the
-     * rest of the request) would wait on them.
+     * The tail is SSE2 code, reached by a jump gcc leaves without
+     * vzeroupper: with the upper halves dirty, every SSE instruction after
+     * it (the rest of the request) would wait on them.
      */
 
     _mm256_zeroupper();
 
-    return ngx_http_llmroute_scan_tail(p - carry, end, rc);
+    return ngx_http_llmroute_scan_tail(p, end, rc);
+
+found:
+
+    q = p + __builtin_ctzll(s);
+
+    if (*q == '"') {
+        return q;
+    }
+
+    *rc = NGX_HTTP_LLMROUTE_SCAN_INVAL;      /* a control */
+    return NULL;
+
+rare:
+
+    /*
+     * \b, \r, \uXXXX or a bad escape, in this chunk or past the string's
+     * end: the chunk and the rest of the string go to the walk that checks
+     * each escape by the table (no byte of a chunk's start is escaped).
+     * Its registers would cost every chunk here.
+     */
+
+    _mm256_zeroupper();
+
+    return ngx_http_llmroute_scan_long(p, end, rc);
+}
+
+
+/*
+ * A string that does not end in its first block: one that ends in the
+ * next 32 bytes (a description, a schema's member name) is done by one
+ * mask of their specials, without the walk's set-up.  Else the walk starts
+ * past them, or at their first backslash (no byte before it is escaped).
+ */
+
+static __attribute__((target("avx2,bmi"))) u_char *
+ngx_http_llmroute_scan_long_avx2(u_char *p, u_char *end, int *rc)
+{
+    __m256i   v, high;
+    uint64_t  s;
+
+    if (end - p >= 32) {
+        v = _mm256_loadu_si256((const __m256i *) p);
+
+        high = _mm256_set1_epi8((char) 0xa1);
+        ngx_http_llmroute_scan_opaque(high);
+
+        s = (unsigned) _mm256_movemask_epi8(
+                _mm256_or_si256(
+                    _mm256_cmpgt_epi8(high,
+                        _mm256_xor_si256(v, _mm256_set1_epi8((char) 0x82))),
+                    _mm256_cmpeq_epi8(v, _mm256_set1_epi8('\\'))));
+
+        if (s == 0) {
+            p += 32;
+
+        } else {
+            p += __builtin_ctzll(s);
+
+            if (*p != '\\') {
+                _mm256_zeroupper();
+
+                if (*p == '"') {
+                    return p;
+                }
+
+                *rc = NGX_HTTP_LLMROUTE_SCAN_INVAL;      /* a control */
+                return NULL;
+            }
+        }
+    }
+
+    return ngx_http_llmroute_scan_walk_avx2(p, end, rc);
 }
 
 
@@ -848,20 +985,22 @@ ngx_http_llmroute_scan_string(u_char *p, u_char *end, uintptr_t last,
     u_char    *q;
     uint64_t   m;
 
-    if ((uintptr_t) p <= last) {
-        m = ngx_http_llmroute_scan_specials(p);
+    if ((uintptr_t) p > last) {
+        return ngx_http_llmroute_scan_end(p, end, last, rc);
+    }
 
-        if (m == 0) {
-            return ngx_http_llmroute_scan_rest(p + NGX_HTTP_LLMROUTE_SCAN_BLOCK,
-                                               end, rc);
-        }
+    m = ngx_http_llmroute_scan_specials(p);
 
-        q = p + ((size_t) (unsigned) __builtin_ctzll(m)
-                 >> NGX_HTTP_LLMROUTE_SCAN_SHIFT);
+    if (m == 0) {
+        return ngx_http_llmroute_scan_rest(p + NGX_HTTP_LLMROUTE_SCAN_BLOCK,
+                                           end, rc);
+    }
 
-        if (*q == '"') {
-            return q;
-        }
+    q = p + ((size_t) (unsigned) __builtin_ctzll(m)
+             >> NGX_HTTP_LLMROUTE_SCAN_SHIFT);
+
+    if (*q == '"') {
+        return q;
     }
 
     return ngx_http_llmroute_scan_rest(p, end, rc);

@@ -325,6 +325,107 @@ test_long(void)
 
 
 /*
+ * Strings of every length from 0 to 80, which end in the first block, in
+ * the 32 (AVX2) or 16 (SSE2, NEON) bytes probed before the long walk, or in
+ * its first chunk, each at several distances from the body's end (a string
+ * in the last block is read from the block that ends there, a body shorter
+ * than a block a byte at a time): plain, then with a control character, a
+ * quote, an escape, a \uXXXX, a bad escape and a backslash before the
+ * closing quote at every position; each cut at every length.
+ */
+
+static void
+test_short(void)
+{
+    int          len, at, k, i, ok;
+    char         b[200];
+    size_t       n, cut, plen;
+    const char  *pat;
+
+    static const size_t  trail[] = { 0, 1, 7, 15, 16, 17, 31, 40, 69 };
+
+    static const struct {
+        const char  *text;
+        int          ok;
+    } pats[] = {
+        { "\x01", 0 }, { "\x1f", 0 }, { "\"", 0 }, { "\\n", 1 },
+        { "\\\"", 1 }, { "\\\\", 1 }, { "\\u00e9", 1 }, { "\\r", 1 },
+        { "\\x", 0 }, { "\\u0g00", 0 }, { "\\", 0 }
+    };
+
+    for (len = 0; len <= 80; len++) {
+        for (k = 0; k < (int) (sizeof(trail) / sizeof(trail[0])); k++) {
+
+            /* ["xxx"] and trail[k] spaces */
+
+            memset(b, ' ', sizeof(b));
+            b[0] = '[';
+            b[1] = '"';
+            memset(b + 2, 'x', len);
+            b[2 + len] = '"';
+            b[3 + len] = ']';
+            n = 4 + len + trail[k];
+
+            expect(b, n, 1);
+
+            for (at = 0; at < len; at++) {
+                for (i = 0; i < (int) (sizeof(pats) / sizeof(pats[0])); i++) {
+                    pat = pats[i].text;
+                    plen = strlen(pat);
+
+                    if (at + plen > (size_t) len) {
+                        continue;
+                    }
+
+                    memcpy(b + 2 + at, pat, plen);
+
+                    /* a lone backslash last escapes the closing quote */
+                    ok = pats[i].ok;
+                    expect(b, n, ok);
+
+                    memset(b + 2 + at, 'x', plen);
+                }
+            }
+        }
+
+        /* the string alone: every cut is refused */
+
+        memset(b, 'x', sizeof(b));
+        b[0] = '"';
+        b[1 + len] = '"';
+
+        for (cut = 0; cut <= (size_t) len + 1; cut++) {
+            expect(b, cut, 0);
+        }
+
+        expect(b, len + 2, 1);
+
+        /* and with an escape at every position, cut inside it */
+
+        for (at = 0; at + 2 <= len; at++) {
+            b[1 + at] = '\\';
+            b[2 + at] = 'n';
+            expect(b, len + 2, 1);
+            expect(b, 2 + at, 0);
+            expect(b, 3 + at, 0);
+            b[1 + at] = 'x';
+            b[2 + at] = 'x';
+        }
+
+        /* a key of that length, then its value */
+
+        memset(b, 'x', sizeof(b));
+        b[0] = '{';
+        b[1] = '"';
+        b[2 + len] = '"';
+        memcpy(b + 3 + len, ":\"v\"}", 5);
+        expect(b, len + 8, 1);
+        expect(b, len + 7, 0);
+    }
+}
+
+
+/*
  * Members in compact JSON, where a key's ':' and a string value's quote are
  * read without an end test when a block follows the key: each value kind,
  * with and without whitespace, every prefix (never accepted) and a bad byte
@@ -392,6 +493,7 @@ main(void)
         test_table();
         test_blocks();
         test_long();
+        test_short();
         test_members();
 
         printf("test_scan (%s): %d checks, %d failures\n",
