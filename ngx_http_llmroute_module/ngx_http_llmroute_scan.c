@@ -816,9 +816,19 @@ ngx_http_llmroute_scan_walk_avx2(u_char *p, u_char *end, int *rc)
                 goto found;
             }
 
-            /* the next chunk, or this one's last byte: an escape's start */
+            /*
+             * The next chunk, or this one's last byte, an escape's start.
+             * A branch, rarely taken, not arithmetic: the next chunk's
+             * loads need not wait for this one's masks.
+             */
 
-            p += 64 - open;
+            p += 64;
+
+            if (open) {
+                p--;
+                ngx_http_llmroute_scan_branch(p);
+            }
+
             continue;
         }
 
