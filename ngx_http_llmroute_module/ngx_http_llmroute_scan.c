@@ -63,6 +63,21 @@
 #define ngx_http_llmroute_scan_branch(v)
 #endif
 
+/*
+ * The index of the lowest set bit of m, not 0: gcc sign-extends
+ * __builtin_ctzll()'s int, an instruction more on each string's way to its
+ * end.  "rep bsf" is tzcnt where the CPU has it, bsf where not, the same
+ * for any m but 0.
+ */
+
+#if (__GNUC__) && defined(__x86_64__)
+#define ngx_http_llmroute_scan_ctz(m, i)                                     \
+    __asm__ ("rep bsfq %1, %0" : "=r" (i) : "rm" ((uint64_t) (m)) : "cc")
+#else
+#define ngx_http_llmroute_scan_ctz(m, i)                                     \
+    (i) = (size_t) __builtin_ctzll(m)
+#endif
+
 #define ngx_http_llmroute_scan_ws(c)                                         \
     ((c) == ' ' || (c) == '\n' || (c) == '\r' || (c) == '\t')
 
@@ -501,7 +516,8 @@ ngx_http_llmroute_scan_tail(u_char *p, u_char *end, int *rc)
             stop = end;
         }
 
-        q = p + (__builtin_ctzll(m) >> NGX_HTTP_LLMROUTE_SCAN_SHIFT);
+        ngx_http_llmroute_scan_ctz(m, n);
+        q = p + (n >> NGX_HTTP_LLMROUTE_SCAN_SHIFT);
 
         for ( ;; ) {
 
@@ -534,7 +550,8 @@ ngx_http_llmroute_scan_tail(u_char *p, u_char *end, int *rc)
                 break;
             }
 
-            q = p + (__builtin_ctzll(m) >> NGX_HTTP_LLMROUTE_SCAN_SHIFT);
+            ngx_http_llmroute_scan_ctz(m, n);
+            q = p + (n >> NGX_HTTP_LLMROUTE_SCAN_SHIFT);
         }
 
         p = q;
@@ -615,6 +632,7 @@ ngx_http_llmroute_scan_unicode(u_char *p)
 static u_char *
 ngx_http_llmroute_scan_long(u_char *p, u_char *end, int *rc)
 {
+    size_t       n;
     u_char      *q;
     uint64_t     m;
     uintptr_t    last;
@@ -634,7 +652,8 @@ ngx_http_llmroute_scan_long(u_char *p, u_char *end, int *rc)
             p += NGX_HTTP_LLMROUTE_SCAN_BLOCK;
 
         } else {
-            p += __builtin_ctzll(m) >> NGX_HTTP_LLMROUTE_SCAN_SHIFT;
+            ngx_http_llmroute_scan_ctz(m, n);
+            p += n >> NGX_HTTP_LLMROUTE_SCAN_SHIFT;
 
             if (*p != '\\') {
                 if (*p == '"') {
@@ -702,6 +721,36 @@ ngx_http_llmroute_scan_long(u_char *p, u_char *end, int *rc)
 
 #define ngx_http_llmroute_scan_avx2_fn                                       \
     static inline __attribute__((always_inline, target("avx2,bmi")))
+
+
+/*
+ * The walk's constant vectors, each loaded by one instruction: gcc builds
+ * a constant it can see from an immediate, in three.
+ */
+
+static const u_char  ngx_http_llmroute_scan_avx2_k[3][32]
+    __attribute__((aligned(32))) =
+{
+#define NGX_HTTP_LLMROUTE_SCAN_K8(c)  c, c, c, c, c, c, c, c
+#define NGX_HTTP_LLMROUTE_SCAN_K32(c)                                        \
+    NGX_HTTP_LLMROUTE_SCAN_K8(c), NGX_HTTP_LLMROUTE_SCAN_K8(c),              \
+    NGX_HTTP_LLMROUTE_SCAN_K8(c), NGX_HTTP_LLMROUTE_SCAN_K8(c)
+
+    { NGX_HTTP_LLMROUTE_SCAN_K32(0xa1) },      /* high */
+    { NGX_HTTP_LLMROUTE_SCAN_K32(0x82) },      /* flip */
+    { NGX_HTTP_LLMROUTE_SCAN_K32('\\') }
+
+#undef NGX_HTTP_LLMROUTE_SCAN_K32
+#undef NGX_HTTP_LLMROUTE_SCAN_K8
+};
+
+#define NGX_HTTP_LLMROUTE_SCAN_HIGH_K  0
+#define NGX_HTTP_LLMROUTE_SCAN_FLIP_K  1
+#define NGX_HTTP_LLMROUTE_SCAN_BSL_K   2
+
+#define ngx_http_llmroute_scan_k(v, i)                                       \
+    __asm__ ("vmovdqa %1, %0" : "=x" (v)                                     \
+             : "m" (ngx_http_llmroute_scan_avx2_k[i]))
 
 
 /* two comparison results as one bit a byte, the first byte lowest */
@@ -773,6 +822,7 @@ ngx_http_llmroute_scan_escaped(uint64_t bs, uint64_t *open)
 static __attribute__((noinline, target("avx2,bmi"))) u_char *
 ngx_http_llmroute_scan_walk_avx2(u_char *p, u_char *end, int *rc)
 {
+    size_t      n;
     u_char     *q;
     __m256i     v0, v1, high, flip, bsl;
     uint64_t    s, e, bs, open;
@@ -780,10 +830,9 @@ ngx_http_llmroute_scan_walk_avx2(u_char *p, u_char *end, int *rc)
 
     last = (end - p >= 64 + 5) ? (uintptr_t) end - (64 + 5) : 0;
 
-    high = _mm256_set1_epi8((char) 0xa1);
-    ngx_http_llmroute_scan_opaque(high);
-    flip = _mm256_set1_epi8((char) 0x82);
-    bsl = _mm256_set1_epi8('\\');
+    ngx_http_llmroute_scan_k(high, NGX_HTTP_LLMROUTE_SCAN_HIGH_K);
+    ngx_http_llmroute_scan_k(flip, NGX_HTTP_LLMROUTE_SCAN_FLIP_K);
+    ngx_http_llmroute_scan_k(bsl, NGX_HTTP_LLMROUTE_SCAN_BSL_K);
 
     while ((uintptr_t) p <= last) {
         v0 = _mm256_loadu_si256((const __m256i *) p);
@@ -851,7 +900,8 @@ ngx_http_llmroute_scan_walk_avx2(u_char *p, u_char *end, int *rc)
 
 found:
 
-    q = p + __builtin_ctzll(s);
+    ngx_http_llmroute_scan_ctz(s, n);
+    q = p + n;
 
     if (*q == '"') {
         return q;
@@ -885,30 +935,30 @@ rare:
 static __attribute__((target("avx2,bmi"))) u_char *
 ngx_http_llmroute_scan_long_avx2(u_char *p, u_char *end, int *rc)
 {
-    __m256i   v, high;
+    size_t    n;
+    __m256i   v, high, flip, bsl;
     uint64_t  s;
 
     if (end - p >= 32) {
         v = _mm256_loadu_si256((const __m256i *) p);
 
-        high = _mm256_set1_epi8((char) 0xa1);
-        ngx_http_llmroute_scan_opaque(high);
+        ngx_http_llmroute_scan_k(high, NGX_HTTP_LLMROUTE_SCAN_HIGH_K);
+        ngx_http_llmroute_scan_k(flip, NGX_HTTP_LLMROUTE_SCAN_FLIP_K);
+        ngx_http_llmroute_scan_k(bsl, NGX_HTTP_LLMROUTE_SCAN_BSL_K);
 
         s = (unsigned) _mm256_movemask_epi8(
                 _mm256_or_si256(
-                    _mm256_cmpgt_epi8(high,
-                        _mm256_xor_si256(v, _mm256_set1_epi8((char) 0x82))),
-                    _mm256_cmpeq_epi8(v, _mm256_set1_epi8('\\'))));
+                    _mm256_cmpgt_epi8(high, _mm256_xor_si256(v, flip)),
+                    _mm256_cmpeq_epi8(v, bsl)));
 
         if (s == 0) {
             p += 32;
 
         } else {
-            p += __builtin_ctzll(s);
+            ngx_http_llmroute_scan_ctz(s, n);
+            p += n;
 
             if (*p != '\\') {
-                _mm256_zeroupper();
-
                 if (*p == '"') {
                     return p;
                 }
@@ -992,6 +1042,7 @@ ngx_http_llmroute_scan_inline u_char *
 ngx_http_llmroute_scan_string(u_char *p, u_char *end, uintptr_t last,
     int *rc)
 {
+    size_t     n;
     u_char    *q;
     uint64_t   m;
 
@@ -1006,8 +1057,8 @@ ngx_http_llmroute_scan_string(u_char *p, u_char *end, uintptr_t last,
                                            end, rc);
     }
 
-    q = p + ((size_t) (unsigned) __builtin_ctzll(m)
-             >> NGX_HTTP_LLMROUTE_SCAN_SHIFT);
+    ngx_http_llmroute_scan_ctz(m, n);
+    q = p + (n >> NGX_HTTP_LLMROUTE_SCAN_SHIFT);
 
     if (*q == '"') {
         return q;
