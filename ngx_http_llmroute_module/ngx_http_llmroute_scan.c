@@ -857,11 +857,11 @@ ngx_http_llmroute_scan_walk_avx2(u_char *p, u_char *end, int *rc)
                       ngx_http_llmroute_scan_simple_avx2(v0),
                       ngx_http_llmroute_scan_simple_avx2(v1));
 
-            if (e) {
-                goto rare;
-            }
+            if (e | s) {
+                if (e) {
+                    goto rare;
+                }
 
-            if (s) {
                 goto found;
             }
 
