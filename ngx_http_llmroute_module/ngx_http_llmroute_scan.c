@@ -7,12 +7,14 @@
  * Vector code: SSE2 (x86-64) or NEON (arm64), both baseline on their
  * architecture, portable 64-bit SWAR otherwise or when built with
  * -DNGX_HTTP_LLMROUTE_SCAN_SWAR.  A string's first block (16 bytes, 8 with
- * SWAR) ends most member names and short values; a longer string is read
- * 64 bytes at a step, as one bit mask of its specials, or on x86-64 with
- * AVX2 (chosen when the module is loaded) as two, quotes and controls, and
- * backslashes, whose escaped bytes are known without a walk.  Structure is
- * read a byte at a time by a small state machine with an explicit stack
- * (no recursion).
+ * SWAR) ends most member names and short values, the next 32 bytes (AVX2)
+ * or block most descriptions; a longer string is read 64 bytes at a step,
+ * as one bit mask of its specials, or on x86-64 with AVX2 (chosen when the
+ * module is loaded) as two, quotes and controls, and backslashes, whose
+ * escaped bytes are known without a walk.  A string in the body's last
+ * block is read from the block that ends there.  Structure is read a byte
+ * at a time by a small state machine with an explicit stack (no
+ * recursion).
  *
  * It refuses exactly what jsmn plus the checks of ngx_http_llmroute_json.c
  * refuse (fuzz/fuzz_scan.c holds it to that and to yajl), so the jsmn path
