@@ -14,6 +14,10 @@
 #   BODY=file   request body (default OUTDIR/body-2k.json)
 #   MODULE=.so  module to load (default build/ngx_http_llmroute_module.so)
 #   KEEP=file   keep the callgrind profile (for callgrind_annotate --auto=yes)
+#   VALGRIND_ARGS="--cache-sim=yes --branch-sim=yes"
+#               extra callgrind options; with the simulators on, the misses
+#               (I1mr D1mr D1mw ILmr DLmr DLmw) and mispredicts (Bcm Bim)
+#               per request are printed after the instructions
 set -euo pipefail
 
 out=$(cd "${1:?usage: bench/callgrind.sh OUTDIR [PATH] [N]}" && pwd)
@@ -45,7 +49,7 @@ port=$(grep -m1 -o 'listen 127.0.0.1:[0-9]*' "$work/gw.conf" | cut -d: -f2)
 
 /usr/sbin/nginx -c "$work/mock.conf" -p "$out/mock/"
 export LLMROUTE_BENCH_KEY=${LLMROUTE_BENCH_KEY:-sk-bench-provider-key}
-valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" \
+valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" ${VALGRIND_ARGS:-} \
     /usr/sbin/nginx -c "$work/gw.conf" -p "$out/gw/" \
     -g 'daemon off; master_process off;' 2>"$work/valgrind.log" &
 gw_pid=$!
@@ -80,7 +84,16 @@ f=${profiles[0]}
 total=$(callgrind_annotate "$f" 2>/dev/null \
         | awk '/PROGRAM TOTALS/ && !done { gsub(",", "", $1); print $1; done = 1 }')
 echo "$path: $((total / n)) instructions per request ($n requests, body $(wc -c < "$body") bytes)"
-callgrind_annotate --threshold=100 "$f" 2>/dev/null | grep -v '(100.0%)' \
+if grep -q '^events:.*Bcm' "$f"; then
+    # the simulators' events per request, from the profile's totals line
+    awk -v n="$n" '/^events:/ { for (i = 2; i <= NF; i++) ev[i] = $i }
+        /^(summary|totals):/ { for (i = 2; i <= NF; i++) t[ev[i + 0]] = $i }
+        END { split("I1mr D1mr D1mw ILmr DLmr DLmw Bc Bcm Bi Bim", k, " ")
+              s = "per request:"
+              for (j = 1; j in k; j++) s = s sprintf(" %s %.1f", k[j], t[k[j]] / n)
+              print s }' "$f"
+fi
+callgrind_annotate --show=Ir --threshold=100 "$f" 2>/dev/null | grep -v '(100.0%)' \
     | sed -n 's/^ *\([0-9,]*\) ([ 0-9.]*%)  *\([^ ]*\).*/\1 \2/p' \
     | awk -v n="$n" 'NR <= 25 { v = $1; gsub(",", "", v); printf "%10d  %s\n", v / n, $2 }'
 # (awk reads to the end: a "head" here would SIGPIPE the pipeline under pipefail)

@@ -63,6 +63,19 @@ ngx_strncasecmp(u_char *s1, u_char *s2, size_t n)
 #endif
 
 
+/*
+ * The module's own functions and globals are hidden: nothing outside the
+ * .so calls them (nginx's loader needs only ngx_modules, ngx_module_names
+ * and ngx_module_order, generated elsewhere), so calls between its files
+ * are direct, not through the PLT, its globals are not read through the
+ * GOT, and the compiler may inline within a file.  Each header of the
+ * module pushes hidden after its own #includes and pops at its end, so a
+ * system or library header included after it keeps default visibility
+ * (config's version script checks that nothing else is exported).
+ */
+#pragma GCC visibility push(hidden)
+
+
 /* 8 bytes, the first one in the low bits whatever the byte order */
 
 static inline uint64_t
@@ -384,6 +397,9 @@ void ngx_http_llmroute_select(ngx_http_llmroute_catalog_t *cat,
     ngx_http_llmroute_choice_t *choice);
 uint64_t ngx_http_llmroute_cost(ngx_http_llmroute_model_t *m,
     uint64_t prompt, uint64_t cached, uint64_t written, uint64_t completion);
+
+
+#pragma GCC visibility pop
 
 
 #endif /* _NGX_HTTP_LLMROUTE_CORE_H_INCLUDED_ */

@@ -20,6 +20,9 @@
 #include <ngx_core.h>
 
 
+#pragma GCC visibility push(hidden)    /* ngx_http_llmroute_core.h */
+
+
 /* pieces of one key, at most; bytes kept per result, at most */
 #define NGX_HTTP_LLMROUTE_MEMO_PIECES   48
 #define NGX_HTTP_LLMROUTE_MEMO_BYTES    16384
@@ -115,6 +118,9 @@ ngx_http_llmroute_memo_add_word(ngx_http_llmroute_memo_key_t *key,
     ngx_http_llmroute_memo_add(key, (u_char *) &key->words[key->n],
                                sizeof(uint64_t), mark);
 }
+
+
+#pragma GCC visibility pop
 
 
 #endif /* _NGX_HTTP_LLMROUTE_MEMO_H_INCLUDED_ */

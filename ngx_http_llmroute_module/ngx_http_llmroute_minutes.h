@@ -14,6 +14,9 @@
 #include <ngx_http_llmroute_module.h>
 
 
+#pragma GCC visibility push(hidden)    /* ngx_http_llmroute_core.h */
+
+
 #define NGX_HTTP_LLMROUTE_MINUTES      60
 /* model and client names together; past them, "other" rows */
 #define NGX_HTTP_LLMROUTE_KEYS         64
@@ -81,6 +84,9 @@ typedef struct {
 
 void ngx_http_llmroute_minutes_sum(ngx_http_llmroute_main_conf_t *lmcf,
     ngx_http_llmroute_minutes_view_t *view);
+
+
+#pragma GCC visibility pop
 
 
 #endif /* _NGX_HTTP_LLMROUTE_MINUTES_H_INCLUDED_ */

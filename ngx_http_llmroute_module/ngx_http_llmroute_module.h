@@ -15,6 +15,9 @@
 #include <ngx_http_llmroute_core.h>
 
 
+#pragma GCC visibility push(hidden)    /* ngx_http_llmroute_core.h */
+
+
 /*
  * Provider names are at most 64 bytes, model ids at most 256: the text of
  * one metrics series (every tier and status code) is bounded by them.
@@ -669,6 +672,9 @@ ngx_http_llmroute_provider_stats_in(ngx_http_llmroute_main_conf_t *lmcf,
     ngx_http_llmroute_provider_stats_in(lmcf, provider, 0)
 #define ngx_http_llmroute_provider_stats_locked(lmcf, provider)              \
     ngx_http_llmroute_provider_stats_in(lmcf, provider, 1)
+
+
+#pragma GCC visibility pop
 
 
 #endif /* _NGX_HTTP_LLMROUTE_MODULE_H_INCLUDED_ */

@@ -20,6 +20,9 @@
 #endif
 
 
+#pragma GCC visibility push(hidden)    /* ngx_http_llmroute_core.h */
+
+
 /* as jsmn's: more tokens than given; then count with tok NULL */
 #define NGX_HTTP_LLMROUTE_SCAN_NOMEM  -1
 /* not JSON: a syntax error, a raw control character in a string, ... */
@@ -56,6 +59,9 @@ extern ngx_uint_t  ngx_http_llmroute_scan_off;
  */
 ngx_int_t ngx_http_llmroute_scan_use(ngx_uint_t avx2);
 #endif
+
+
+#pragma GCC visibility pop
 
 
 #endif /* _NGX_HTTP_LLMROUTE_SCAN_H_INCLUDED_ */

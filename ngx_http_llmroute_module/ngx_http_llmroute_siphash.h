@@ -15,6 +15,9 @@
 #include <ngx_http_llmroute_core.h>
 
 
+#pragma GCC visibility push(hidden)    /* ngx_http_llmroute_core.h */
+
+
 #define NGX_HTTP_LLMROUTE_SIPHASH_KEY  16
 #define NGX_HTTP_LLMROUTE_SIPHASH_LEN  16
 
@@ -32,6 +35,9 @@ void ngx_http_llmroute_siphash_update(ngx_http_llmroute_siphash_t *sh,
     const void *data, size_t len);
 void ngx_http_llmroute_siphash_final(ngx_http_llmroute_siphash_t *sh,
     u_char *out);
+
+
+#pragma GCC visibility pop
 
 
 #endif /* _NGX_HTTP_LLMROUTE_SIPHASH_H_INCLUDED_ */

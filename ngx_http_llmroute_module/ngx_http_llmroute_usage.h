@@ -114,6 +114,9 @@
 #include <ngx_http_llmroute_core.h>
 
 
+#pragma GCC visibility push(hidden)    /* ngx_http_llmroute_core.h */
+
+
 /* ngx_http_llmroute_usage_init() flags */
 #define NGX_HTTP_LLMROUTE_USAGE_JSON          0
 #define NGX_HTTP_LLMROUTE_USAGE_SSE           1
@@ -258,6 +261,9 @@ extern ngx_uint_t  ngx_http_llmroute_usage_whole_reads;    /* JSON_LAZY's */
 extern ngx_uint_t  ngx_http_llmroute_usage_shape_reads;    /* by a shape */
 void ngx_http_llmroute_usage_forget(void);                  /* no shape */
 #endif
+
+
+#pragma GCC visibility pop
 
 
 #endif /* _NGX_HTTP_LLMROUTE_USAGE_H_INCLUDED_ */
