@@ -76,6 +76,23 @@ ngx_strncasecmp(u_char *s1, u_char *s2, size_t n)
 #pragma GCC visibility push(hidden)
 
 
+/*
+ * A function only an error or a rare path calls: gcc moves the blocks that
+ * lead to its calls out of the hot functions (their .cold parts), so the
+ * lines a request runs through hold no code it skips.  Branches that a
+ * request never takes are marked with ngx_http_llmroute_unlikely().
+ */
+#if defined(__GNUC__)
+#define ngx_http_llmroute_cold         __attribute__((cold, noinline))
+#define ngx_http_llmroute_unlikely(c)  __builtin_expect(!!(c), 0)
+#define ngx_http_llmroute_likely(c)    __builtin_expect(!!(c), 1)
+#else
+#define ngx_http_llmroute_cold
+#define ngx_http_llmroute_unlikely(c)  (c)
+#define ngx_http_llmroute_likely(c)    (c)
+#endif
+
+
 /* 8 bytes, the first one in the low bits whatever the byte order */
 
 static inline uint64_t

@@ -15,6 +15,16 @@
 #include <ngx_http_llmroute_core.h>
 
 
+/*
+ * nginx's log writer, called on the module's error paths only (a request
+ * that succeeds logs nothing): cold, as ngx_http_llmroute_cold says why
+ */
+#if (NGX_HAVE_VARIADIC_MACROS) && defined(__GNUC__)
+void ngx_log_error_core(ngx_uint_t level, ngx_log_t *log, ngx_err_t err,
+    const char *fmt, ...) __attribute__((cold));
+#endif
+
+
 #pragma GCC visibility push(hidden)    /* ngx_http_llmroute_core.h */
 
 
@@ -553,10 +563,10 @@ extern const char  *ngx_http_llmroute_move_names[];
 
 ngx_int_t ngx_http_llmroute_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message,
-    const char *param);
+    const char *param) ngx_http_llmroute_cold;
 ngx_int_t ngx_http_llmroute_error_json(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, ngx_str_t *message,
-    const char *param, ngx_str_t *out);
+    const char *param, ngx_str_t *out) ngx_http_llmroute_cold;
 ngx_int_t ngx_http_llmroute_filter_init(ngx_conf_t *cf);
 
 extern ngx_http_llmroute_format_t  ngx_http_llmroute_formats[];
