@@ -919,7 +919,23 @@ typedef struct {
     u_char     *start;
     u_char     *last;
     u_char     *end;
+    u_char     *block;      /* from the worker's list, or NULL */
 } ngx_http_llmroute_header_in_t;
+
+
+/*
+ * A body up to BODY_BLOCK bytes is lent a block from the worker's list,
+ * not from the request's pool: the pool of a 2 KB request would grow by a
+ * block for it (posix_memalign and free, ~500 instructions), and a block
+ * used again is still in the cache.  At most BODY_KEEP blocks wait on the
+ * list (per process: workers share nothing here).
+ */
+
+#define NGX_HTTP_LLMROUTE_BODY_BLOCK  8192
+#define NGX_HTTP_LLMROUTE_BODY_KEEP   16
+
+static void        *ngx_http_llmroute_body_blocks;     /* next: 1st word */
+static ngx_uint_t   ngx_http_llmroute_body_nblocks;
 
 
 static ngx_int_t
@@ -943,19 +959,39 @@ ngx_http_llmroute_body_in_place(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    /* client_body_buffer_size >= client_max_body_size >= len (merge) */
-
-    p = ngx_pnalloc(r->pool, (size_t) len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
     cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_llmroute_header_in_t));
     if (cln == NULL) {
         return NGX_ERROR;
     }
 
     saved = cln->data;
+    saved->block = NULL;
+
+    if (len <= NGX_HTTP_LLMROUTE_BODY_BLOCK) {
+        p = ngx_http_llmroute_body_blocks;
+
+        if (p != NULL) {
+            ngx_http_llmroute_body_blocks = *(void **) p;
+            ngx_http_llmroute_body_nblocks--;
+
+        } else {
+            p = ngx_alloc(NGX_HTTP_LLMROUTE_BODY_BLOCK, r->connection->log);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+        }
+
+        saved->block = p;
+
+    } else {
+        /* client_body_buffer_size >= client_max_body_size >= len (merge) */
+
+        p = ngx_pnalloc(r->pool, (size_t) len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
     saved->buf = b;
     saved->start = b->start;
     saved->last = b->last;
@@ -983,6 +1019,19 @@ ngx_http_llmroute_header_in_restore(void *data)
     saved->buf->pos = saved->last;
     saved->buf->last = saved->last;
     saved->buf->end = saved->end;
+
+    if (saved->block == NULL) {
+        return;         /* the pool's */
+    }
+
+    if (ngx_http_llmroute_body_nblocks < NGX_HTTP_LLMROUTE_BODY_KEEP) {
+        *(void **) saved->block = ngx_http_llmroute_body_blocks;
+        ngx_http_llmroute_body_blocks = saved->block;
+        ngx_http_llmroute_body_nblocks++;
+
+    } else {
+        ngx_free(saved->block);
+    }
 }
 
 

@@ -7,6 +7,7 @@ import http.client
 import json
 import random
 import socket
+import threading
 import time
 
 import pytest
@@ -197,17 +198,19 @@ def test_keepalive_requests_do_not_mix_bodies(routed):
     assert len(r.cheap.requests) == 3
 
 
+@pytest.mark.parametrize("size", [3000, 20000], ids=["worker_block", "pool"])
 @pytest.mark.parametrize("big_headers", [False, True],
                          ids=["header_buffer", "large_header_buffer"])
-def test_pipelined_request_after_split_body(routed, big_headers):
+def test_pipelined_request_after_split_body(routed, big_headers, size):
     """The start of a body in the header buffer, the rest in a later write,
     then a pipelined request in the same write: the gateway reads the body
-    in place behind its start (the header buffer is lent a block the size
-    of the body) and gives the buffer back intact, so the pipelined request
-    and a third one on the same connection are read right."""
+    in place behind its start (the header buffer is lent a block: the
+    worker's own up to 8 KB, else one the size of the body from the pool)
+    and gives the buffer back intact, so the pipelined request and a third
+    one on the same connection are read right."""
     r = routed(catalog=BULK)
     extra = {"X-Pad": "p" * 3000} if big_headers else {}
-    first, second, third = (big_body(20000, seed=seed) for seed in (1, 2, 3))
+    first, second, third = (big_body(size, seed=seed) for seed in (1, 2, 3))
     head = request_head(CHAT, extra, length=len(first))
     head = head.replace(b"Connection: close", b"Connection: keep-alive")
     req2 = build_request(CHAT, second).replace(b"Connection: close",
@@ -231,6 +234,52 @@ def test_pipelined_request_after_split_body(routed, big_headers):
     assert out.count(b"HTTP/1.1 200 ") == 3, out[:300]
     assert [q.body for q in r.cheap.requests] == \
         [with_model(b, "bulk-1") for b in (first, second, third)]
+
+
+def send_split(port, body, out, i):
+    """One request whose body starts with the headers and ends in a later
+    write (so the header buffer is lent a block for it); the answer into
+    out[i]."""
+    head = request_head(CHAT, None, length=len(body))
+    s = socket.create_connection(("127.0.0.1", port), 30)
+    try:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(head + body[:200])
+        time.sleep(0.3)
+        s.sendall(body[200:])
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        out[i] = data
+    finally:
+        s.close()
+
+
+def test_small_split_bodies_in_flight_together(routed):
+    """24 bodies of 2-7 KB read in place at once (more than the 16 blocks a
+    worker keeps for them: the rest are freed when their requests end),
+    then 24 others that take the kept blocks again: every provider gets
+    its own body, byte for byte."""
+    r = routed(catalog=BULK)
+    r.cheap.default = {"mode": "ok", "delay": 0.5}
+    for round_ in range(2):
+        bodies = [big_body(2000 + 200 * i, seed=100 * round_ + i)
+                  for i in range(24)]
+        out = [None] * len(bodies)
+        threads = [threading.Thread(target=send_split,
+                                    args=(r.port, b, out, i))
+                   for i, b in enumerate(bodies)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert all(o and o.startswith(b"HTTP/1.1 200 ") for o in out), \
+            [o[:100] if o else o for o in out]
+        got = sorted(q.body for q in r.cheap.requests[24 * round_:])
+        assert got == sorted(with_model(b, "bulk-1") for b in bodies)
 
 
 # ------------------------------------------------------------ big bodies
