@@ -36,8 +36,9 @@ static ngx_int_t ngx_http_llmroute_commit(ngx_http_request_t *r,
 static void ngx_http_llmroute_sync_wake(ngx_http_request_t *r);
 static ngx_int_t ngx_http_llmroute_read_body(ngx_http_request_t *r,
     u_char **body, size_t *len);
-static ngx_int_t ngx_http_llmroute_body_in_place(ngx_http_request_t *r);
-static void ngx_http_llmroute_header_in_restore(void *data);
+static ngx_int_t ngx_http_llmroute_body_in_place(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx);
+static void ngx_http_llmroute_header_in_restore(ngx_http_llmroute_ctx_t *ctx);
 static void ngx_http_llmroute_read_headers(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 static ngx_int_t ngx_http_llmroute_tier_header(ngx_http_llmroute_ctx_t *ctx,
@@ -116,12 +117,24 @@ ngx_http_llmroute_find_ctx(ngx_http_request_t *r, ngx_uint_t create)
 }
 
 
-/* the request pool goes: give back what admission still holds */
+/*
+ * The request pool goes: the session entry unpinned, the header buffer's
+ * memory back, what admission holds given back (one cleanup for the three,
+ * in the order of the three cleanups they once were)
+ */
 
 static void
 ngx_http_llmroute_ctx_cleanup(void *data)
 {
-    ngx_http_llmroute_request_done(data);
+    ngx_http_llmroute_ctx_t  *ctx = data;
+
+    ngx_http_llmroute_session_unpin(ctx);
+
+    if (ctx->lent) {
+        ngx_http_llmroute_header_in_restore(ctx);
+    }
+
+    ngx_http_llmroute_request_done(ctx);
 }
 
 
@@ -164,7 +177,7 @@ ngx_http_llmroute_handler(ngx_http_request_t *r)
         /* one buffer when it fits client_body_buffer_size: no gathering */
         r->request_body_in_single_buf = 1;
 
-        if (ngx_http_llmroute_body_in_place(r) != NGX_OK) {
+        if (ngx_http_llmroute_body_in_place(r, ctx) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
@@ -910,20 +923,9 @@ ngx_http_llmroute_refuse(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
  * already read is copied to its start, and nginx reads the rest in behind
  * it ("the whole request body may be placed in r->header_in").  nginx
  * reads no more than the body into it, so no pipelined request lands
- * there; the buffer gets its own memory back when the request's pool goes,
- * before nginx looks at it for a pipelined request.
- */
-
-typedef struct {
-    ngx_buf_t  *buf;
-    u_char     *start;
-    u_char     *last;
-    u_char     *end;
-    u_char     *block;      /* from the worker's list, or NULL */
-} ngx_http_llmroute_header_in_t;
-
-
-/*
+ * there; the buffer gets its own memory back when the request's pool goes
+ * (the ctx's cleanup), before nginx looks at it for a pipelined request.
+ *
  * A body up to BODY_BLOCK bytes is lent a block from the worker's list,
  * not from the request's pool: the pool of a 2 KB request would grow by a
  * block for it (posix_memalign and free, ~500 instructions), and a block
@@ -939,14 +941,13 @@ static ngx_uint_t   ngx_http_llmroute_body_nblocks;
 
 
 static ngx_int_t
-ngx_http_llmroute_body_in_place(ngx_http_request_t *r)
+ngx_http_llmroute_body_in_place(ngx_http_request_t *r,
+    ngx_http_llmroute_ctx_t *ctx)
 {
-    off_t                           len;
-    u_char                         *p;
-    size_t                          preread;
-    ngx_buf_t                      *b;
-    ngx_pool_cleanup_t             *cln;
-    ngx_http_llmroute_header_in_t  *saved;
+    off_t        len;
+    u_char      *p;
+    size_t       preread;
+    ngx_buf_t   *b;
 
     b = r->header_in;
     len = r->headers_in.content_length_n;
@@ -958,14 +959,6 @@ ngx_http_llmroute_body_in_place(ngx_http_request_t *r)
     {
         return NGX_OK;
     }
-
-    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_llmroute_header_in_t));
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
-
-    saved = cln->data;
-    saved->block = NULL;
 
     if (len <= NGX_HTTP_LLMROUTE_BODY_BLOCK) {
         p = ngx_http_llmroute_body_blocks;
@@ -981,7 +974,7 @@ ngx_http_llmroute_body_in_place(ngx_http_request_t *r)
             }
         }
 
-        saved->block = p;
+        ctx->lent_block = p;
 
     } else {
         /* client_body_buffer_size >= client_max_body_size >= len (merge) */
@@ -992,16 +985,14 @@ ngx_http_llmroute_body_in_place(ngx_http_request_t *r)
         }
     }
 
-    saved->buf = b;
-    saved->start = b->start;
-    saved->last = b->last;
-    saved->end = b->end;
-
-    cln->handler = ngx_http_llmroute_header_in_restore;
+    ctx->lent = b;
+    ctx->lent_start = b->start;
+    ctx->lent_last = b->last;
+    ctx->lent_end = b->end;
 
     b->start = p;
     b->pos = p;
-    b->last = ngx_cpymem(p, saved->last - preread, preread);
+    b->last = ngx_cpymem(p, ctx->lent_last - preread, preread);
     b->end = p + len;
 
     return NGX_OK;
@@ -1011,26 +1002,31 @@ ngx_http_llmroute_body_in_place(ngx_http_request_t *r)
 /* the header buffer's own memory back, all of it read */
 
 static void
-ngx_http_llmroute_header_in_restore(void *data)
+ngx_http_llmroute_header_in_restore(ngx_http_llmroute_ctx_t *ctx)
 {
-    ngx_http_llmroute_header_in_t  *saved = data;
+    u_char  *block;
 
-    saved->buf->start = saved->start;
-    saved->buf->pos = saved->last;
-    saved->buf->last = saved->last;
-    saved->buf->end = saved->end;
+    ctx->lent->start = ctx->lent_start;
+    ctx->lent->pos = ctx->lent_last;
+    ctx->lent->last = ctx->lent_last;
+    ctx->lent->end = ctx->lent_end;
+    ctx->lent = NULL;
 
-    if (saved->block == NULL) {
+    block = ctx->lent_block;
+
+    if (block == NULL) {
         return;         /* the pool's */
     }
 
+    ctx->lent_block = NULL;
+
     if (ngx_http_llmroute_body_nblocks < NGX_HTTP_LLMROUTE_BODY_KEEP) {
-        *(void **) saved->block = ngx_http_llmroute_body_blocks;
-        ngx_http_llmroute_body_blocks = saved->block;
+        *(void **) block = ngx_http_llmroute_body_blocks;
+        ngx_http_llmroute_body_blocks = block;
         ngx_http_llmroute_body_nblocks++;
 
     } else {
-        ngx_free(saved->block);
+        ngx_free(block);
     }
 }
 

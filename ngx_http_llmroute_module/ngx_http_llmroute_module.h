@@ -93,6 +93,9 @@ typedef struct {
 
 #define NGX_HTTP_LLMROUTE_SESSION_LEN         16  /* keyed hash, bytes */
 
+/* a catalog of at most this many models keeps want.cached in the ctx */
+#define NGX_HTTP_LLMROUTE_CACHED_INLINE       8
+
 /* latency histogram: upper bounds in ms, then +Inf */
 #define NGX_HTTP_LLMROUTE_NBUCKETS        12
 
@@ -379,6 +382,16 @@ typedef struct {
     ngx_int_t                       session_holder; /* model, -1: none */
     ngx_uint_t                      session_tier;
     ngx_http_llmroute_scaffold_t    scaffold;       /* the agent's */
+    size_t                          cached[NGX_HTTP_LLMROUTE_CACHED_INLINE];
+                                                    /* want.cached, small
+                                                       catalogs */
+
+    /* the header buffer while it is lent a block (body_in_place()) */
+    ngx_buf_t                      *lent;
+    u_char                         *lent_start;
+    u_char                         *lent_last;
+    u_char                         *lent_end;
+    u_char                         *lent_block;     /* the worker's */
 
     /*
      * $llmroute_reason, printed when read (ngx_http_llmroute_reason()):
@@ -532,6 +545,7 @@ void ngx_http_llmroute_rbtree_insert_value(ngx_rbtree_node_t *temp,
 char *ngx_http_llmroute_session(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 void ngx_http_llmroute_session_init_zone(ngx_http_llmroute_shctx_t *sh);
+void ngx_http_llmroute_session_unpin(ngx_http_llmroute_ctx_t *ctx);
 ngx_int_t ngx_http_llmroute_session_begin(ngx_http_request_t *r,
     ngx_http_llmroute_ctx_t *ctx);
 ngx_uint_t ngx_http_llmroute_session_evict_locked(

@@ -103,7 +103,6 @@ static void ngx_http_llmroute_session_insert_value(ngx_rbtree_node_t *temp,
 static void ngx_http_llmroute_session_moved(
     ngx_http_llmroute_main_conf_t *lmcf, ngx_http_llmroute_ctx_t *ctx,
     uint64_t cooling);
-static void ngx_http_llmroute_session_cleanup(void *data);
 static void ngx_http_llmroute_session_holds(ngx_http_llmroute_ctx_t *ctx,
     ngx_uint_t model, uint64_t tokens);
 static ngx_int_t ngx_http_llmroute_session_model(
@@ -194,7 +193,6 @@ ngx_http_llmroute_session_begin(ngx_http_request_t *r,
     uint64_t                           now;
     ngx_int_t                          rc, model;
     ngx_uint_t                         i, nheld;
-    ngx_pool_cleanup_t                *cln;
     ngx_http_llmroute_loc_conf_t      *lcf;
     ngx_http_llmroute_main_conf_t     *lmcf;
     ngx_http_llmroute_session_node_t  *sn;
@@ -228,15 +226,17 @@ ngx_http_llmroute_session_begin(ngx_http_request_t *r,
     ctx->has_session = 1;
     ctx->want.session = 1;
 
-    ctx->want.cached = ngx_pcalloc(r->pool,
-                                   lmcf->cat.nmodels * sizeof(size_t));
-    if (ctx->want.cached == NULL) {
-        return NGX_ERROR;
-    }
+    /* a small catalog's counts in the ctx (zeroed with it), not the pool */
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NGX_ERROR;
+    if (lmcf->cat.nmodels <= NGX_HTTP_LLMROUTE_CACHED_INLINE) {
+        ctx->want.cached = ctx->cached;
+
+    } else {
+        ctx->want.cached = ngx_pcalloc(r->pool,
+                                       lmcf->cat.nmodels * sizeof(size_t));
+        if (ctx->want.cached == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     now = ngx_http_llmroute_session_now();
@@ -263,8 +263,7 @@ ngx_http_llmroute_session_begin(ngx_http_request_t *r,
 
     ngx_shmtx_unlock(&lmcf->shpool->mutex);
 
-    cln->handler = ngx_http_llmroute_session_cleanup;
-    cln->data = ctx;
+    /* unpinned by ngx_http_llmroute_session_unpin() when the pool goes */
 
     if (sn == NULL) {
         return NGX_OK;
@@ -717,13 +716,14 @@ ngx_http_llmroute_session_holds(ngx_http_llmroute_ctx_t *ctx,
 }
 
 
-/* a request that ends without its log phase still unpins its entry */
+/*
+ * A request that ends without its log phase still unpins its entry: the
+ * ctx's pool cleanup calls this
+ */
 
-static void
-ngx_http_llmroute_session_cleanup(void *data)
+void
+ngx_http_llmroute_session_unpin(ngx_http_llmroute_ctx_t *ctx)
 {
-    ngx_http_llmroute_ctx_t  *ctx = data;
-
     ngx_http_llmroute_main_conf_t     *lmcf;
     ngx_http_llmroute_session_node_t  *sn;
 
