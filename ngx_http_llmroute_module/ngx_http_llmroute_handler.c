@@ -926,18 +926,21 @@ ngx_http_llmroute_refuse(ngx_http_request_t *r, ngx_http_llmroute_ctx_t *ctx,
  * there; the buffer gets its own memory back when the request's pool goes
  * (the ctx's cleanup), before nginx looks at it for a pipelined request.
  *
- * A body up to BODY_BLOCK bytes is lent a block from the worker's list,
- * not from the request's pool: the pool of a 2 KB request would grow by a
- * block for it (posix_memalign and free, ~500 instructions), and a block
- * used again is still in the cache.  At most BODY_KEEP blocks wait on the
- * list (per process: workers share nothing here).
+ * A body up to 256 KB is lent a block from the worker's lists (blocks of
+ * 8, 16, ... 256 KB), not one from the request's pool: the pool of a 2 KB
+ * request would grow by a block for it (posix_memalign and free, ~500
+ * instructions), a larger body is malloc()ed and freed, and a block used
+ * again is still in the cache.  At most BODY_KEEP bytes of blocks wait on
+ * the lists (per process: workers share nothing here).
  */
 
-#define NGX_HTTP_LLMROUTE_BODY_BLOCK  8192
-#define NGX_HTTP_LLMROUTE_BODY_KEEP   16
+#define NGX_HTTP_LLMROUTE_BODY_BLOCK    8192        /* the smallest */
+#define NGX_HTTP_LLMROUTE_BODY_CLASSES  6           /* 8 KB << 0..5 */
+#define NGX_HTTP_LLMROUTE_BODY_KEEP     (512 * 1024)
 
-static void        *ngx_http_llmroute_body_blocks;     /* next: 1st word */
-static ngx_uint_t   ngx_http_llmroute_body_nblocks;
+/* a block's first word: the next one of its size */
+static void    *ngx_http_llmroute_body_blocks[NGX_HTTP_LLMROUTE_BODY_CLASSES];
+static size_t   ngx_http_llmroute_body_kept;
 
 
 static ngx_int_t
@@ -946,8 +949,9 @@ ngx_http_llmroute_body_in_place(ngx_http_request_t *r,
 {
     off_t        len;
     u_char      *p;
-    size_t       preread;
+    size_t       preread, size;
     ngx_buf_t   *b;
+    ngx_uint_t   c;
 
     b = r->header_in;
     len = r->headers_in.content_length_n;
@@ -960,21 +964,29 @@ ngx_http_llmroute_body_in_place(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (len <= NGX_HTTP_LLMROUTE_BODY_BLOCK) {
-        p = ngx_http_llmroute_body_blocks;
+    size = NGX_HTTP_LLMROUTE_BODY_BLOCK;
+
+    for (c = 0; (off_t) size < len && c < NGX_HTTP_LLMROUTE_BODY_CLASSES; c++)
+    {
+        size <<= 1;
+    }
+
+    if (c < NGX_HTTP_LLMROUTE_BODY_CLASSES) {
+        p = ngx_http_llmroute_body_blocks[c];
 
         if (p != NULL) {
-            ngx_http_llmroute_body_blocks = *(void **) p;
-            ngx_http_llmroute_body_nblocks--;
+            ngx_http_llmroute_body_blocks[c] = *(void **) p;
+            ngx_http_llmroute_body_kept -= size;
 
         } else {
-            p = ngx_alloc(NGX_HTTP_LLMROUTE_BODY_BLOCK, r->connection->log);
+            p = ngx_alloc(size, r->connection->log);
             if (p == NULL) {
                 return NGX_ERROR;
             }
         }
 
         ctx->lent_block = p;
+        ctx->lent_class = c;
 
     } else {
         /* client_body_buffer_size >= client_max_body_size >= len (merge) */
@@ -1004,7 +1016,9 @@ ngx_http_llmroute_body_in_place(ngx_http_request_t *r,
 static void
 ngx_http_llmroute_header_in_restore(ngx_http_llmroute_ctx_t *ctx)
 {
-    u_char  *block;
+    u_char      *block;
+    size_t       size;
+    ngx_uint_t   c;
 
     ctx->lent->start = ctx->lent_start;
     ctx->lent->pos = ctx->lent_last;
@@ -1019,11 +1033,13 @@ ngx_http_llmroute_header_in_restore(ngx_http_llmroute_ctx_t *ctx)
     }
 
     ctx->lent_block = NULL;
+    c = ctx->lent_class;
+    size = (size_t) NGX_HTTP_LLMROUTE_BODY_BLOCK << c;
 
-    if (ngx_http_llmroute_body_nblocks < NGX_HTTP_LLMROUTE_BODY_KEEP) {
-        *(void **) block = ngx_http_llmroute_body_blocks;
-        ngx_http_llmroute_body_blocks = block;
-        ngx_http_llmroute_body_nblocks++;
+    if (ngx_http_llmroute_body_kept + size <= NGX_HTTP_LLMROUTE_BODY_KEEP) {
+        *(void **) block = ngx_http_llmroute_body_blocks[c];
+        ngx_http_llmroute_body_blocks[c] = block;
+        ngx_http_llmroute_body_kept += size;
 
     } else {
         ngx_free(block);

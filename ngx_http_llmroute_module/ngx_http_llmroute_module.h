@@ -392,6 +392,7 @@ typedef struct {
     u_char                         *lent_last;
     u_char                         *lent_end;
     u_char                         *lent_block;     /* the worker's */
+    ngx_uint_t                      lent_class;     /* its size: 8 KB << */
 
     /*
      * $llmroute_reason, printed when read (ngx_http_llmroute_reason()):

@@ -241,6 +241,13 @@ def error_json(message, type_, code, param=None):
                                  "param": param, "code": code}}).encode()
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    # a gateway opens many connections at once: socketserver's backlog of 5
+    # overflows and the kernel resets some of them
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class MockProvider:
     def __init__(self, name="mock", port=None):
         self.name = name
@@ -253,9 +260,7 @@ class MockProvider:
         self._queue = []
         self._seq = 0
         self._closed = threading.Event()
-        self.server = http.server.ThreadingHTTPServer(
-            ("127.0.0.1", self.port), _Handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", self.port), _Handler)
         self.server.mock = self
         self.thread = threading.Thread(target=self.server.serve_forever,
                                        name="mock-" + name, daemon=True)

@@ -198,14 +198,15 @@ def test_keepalive_requests_do_not_mix_bodies(routed):
     assert len(r.cheap.requests) == 3
 
 
-@pytest.mark.parametrize("size", [3000, 20000], ids=["worker_block", "pool"])
+@pytest.mark.parametrize("size", [3000, 20000, 300000],
+                         ids=["block_8k", "block_32k", "pool"])
 @pytest.mark.parametrize("big_headers", [False, True],
                          ids=["header_buffer", "large_header_buffer"])
 def test_pipelined_request_after_split_body(routed, big_headers, size):
     """The start of a body in the header buffer, the rest in a later write,
     then a pipelined request in the same write: the gateway reads the body
     in place behind its start (the header buffer is lent a block: the
-    worker's own up to 8 KB, else one the size of the body from the pool)
+    worker's own up to 256 KB, else one the size of the body from the pool)
     and gives the buffer back intact, so the pipelined request and a third
     one on the same connection are read right."""
     r = routed(catalog=BULK)
@@ -259,15 +260,16 @@ def send_split(port, body, out, i):
 
 
 def test_small_split_bodies_in_flight_together(routed):
-    """24 bodies of 2-7 KB read in place at once (more than the 16 blocks a
-    worker keeps for them: the rest are freed when their requests end),
-    then 24 others that take the kept blocks again: every provider gets
-    its own body, byte for byte."""
-    r = routed(catalog=BULK)
+    """Bodies of 2 KB to 60 KB read in place at once, in blocks of 8 to 64
+    KB, more than the 512 KB of blocks a worker keeps (the rest are freed
+    when their requests end), then as many others that take the kept
+    blocks again: every provider gets its own body, byte for byte."""
+    r = routed(catalog=BULK, worker_processes=1)   # one worker's lists
     r.cheap.default = {"mode": "ok", "delay": 0.5}
+    sizes = [2000, 3000, 5000, 7000, 12000, 20000, 30000] + [60000] * 9
     for round_ in range(2):
-        bodies = [big_body(2000 + 200 * i, seed=100 * round_ + i)
-                  for i in range(24)]
+        bodies = [big_body(size, seed=100 * round_ + i)
+                  for i, size in enumerate(sizes)]
         out = [None] * len(bodies)
         threads = [threading.Thread(target=send_split,
                                     args=(r.port, b, out, i))
@@ -278,7 +280,7 @@ def test_small_split_bodies_in_flight_together(routed):
             t.join(60)
         assert all(o and o.startswith(b"HTTP/1.1 200 ") for o in out), \
             [o[:100] if o else o for o in out]
-        got = sorted(q.body for q in r.cheap.requests[24 * round_:])
+        got = sorted(q.body for q in r.cheap.requests[len(sizes) * round_:])
         assert got == sorted(with_model(b, "bulk-1") for b in bodies)
 
 
