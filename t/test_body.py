@@ -198,6 +198,15 @@ def test_keepalive_requests_do_not_mix_bodies(routed):
     assert len(r.cheap.requests) == 3
 
 
+def read_to_close(s):
+    out = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return out
+        out += chunk
+
+
 @pytest.mark.parametrize("size", [3000, 20000, 300000],
                          ids=["block_8k", "block_32k", "pool"])
 @pytest.mark.parametrize("big_headers", [False, True],
@@ -224,12 +233,7 @@ def test_pipelined_request_after_split_body(routed, big_headers, size):
         s.sendall(first[300:] + req2)
         time.sleep(0.2)
         s.sendall(build_request(CHAT, third))
-        out = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
+        out = read_to_close(s)
     finally:
         s.close()
     assert out.count(b"HTTP/1.1 200 ") == 3, out[:300]
@@ -248,13 +252,7 @@ def send_split(port, body, out, i):
         s.sendall(head + body[:200])
         time.sleep(0.3)
         s.sendall(body[200:])
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        out[i] = data
+        out[i] = read_to_close(s)
     finally:
         s.close()
 
