@@ -13,10 +13,14 @@
  *     every accepted body that starts like an object, an array or a string,
  *     the same token count and the same tokens, field for field; the count
  *     without tokens and the NOMEM answer of a short token array agree;
- *   - ngx_http_llmroute_parse() with the scan and with the jsmn path alone
- *     (ngx_http_llmroute_scan_off): the same result, error code, message
- *     and parameter included, and the same spans of the members the module
- *     reads and splices.
+ *   - itself with shallow values (ngx_http_llmroute_scan_shallow(), two
+ *     choices of members): the same answer, the same full count, and the
+ *     tokens of the full scan but the contents of the shallow values, the
+ *     others' indexes and parents renumbered;
+ *   - ngx_http_llmroute_parse() and _parse_anthropic() with the scan and
+ *     with the jsmn path alone (ngx_http_llmroute_scan_off): the same
+ *     result, error code, message and parameter included, and the same
+ *     spans of the members the module reads and splices.
  *
  * Built twice by fuzz/Makefile: with the vector code of the machine and
  * with -DNGX_HTTP_LLMROUTE_SCAN_SWAR (fuzz_scan_swar).  Each input is
@@ -59,6 +63,8 @@ static fuzz_block_t  *fuzz_blocks;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void fuzz_one(const uint8_t *data, size_t size);
+static void fuzz_shallow(u_char *body, size_t size, jsmntok_t *tok, int n,
+    ngx_http_llmroute_scan_shallow_pt shallow);
 
 
 static void *
@@ -329,6 +335,22 @@ fuzz_same_req(ngx_http_llmroute_req_t *a, ngx_http_llmroute_req_t *b)
 }
 
 
+/* the members whose values are shallow: all, or those of odd length */
+
+static ngx_uint_t
+fuzz_shallow_all(u_char *name, size_t len, void *data)
+{
+    return 1;
+}
+
+
+static ngx_uint_t
+fuzz_shallow_odd(u_char *name, size_t len, void *data)
+{
+    return len & 1;
+}
+
+
 /* every walk this build and CPU have (the AVX2 one and the build's own) */
 
 int
@@ -428,6 +450,11 @@ fuzz_one(const uint8_t *data, size_t size)
         }
     }
 
+    /* shallow values: the full scan's tokens less their contents */
+
+    fuzz_shallow(body, size, tok, n, fuzz_shallow_all);
+    fuzz_shallow(body, size, tok, n, fuzz_shallow_odd);
+
     /* the module's parse: the scan and the jsmn path alone agree */
 
     ngx_http_llmroute_scan_off = 0;
@@ -441,8 +468,124 @@ fuzz_one(const uint8_t *data, size_t size)
 
     fuzz_same_req(&a, &b);
 
+    ngx_http_llmroute_scan_off = 0;
+    fuzz_assert(ngx_http_llmroute_parse_anthropic(&a, body, size, fuzz_alloc,
+                                                  NULL)
+                == NGX_OK);
+
+    ngx_http_llmroute_scan_off = 1;
+    fuzz_assert(ngx_http_llmroute_parse_anthropic(&b, body, size, fuzz_alloc,
+                                                  NULL)
+                == NGX_OK);
+    ngx_http_llmroute_scan_off = 0;
+
+    fuzz_same_req(&a, &b);
+
     fuzz_free_all();
     free(jt);
     free(tok);
     free(body);
+}
+
+
+/*
+ * The scan with the values shallow() names one token: tok holds the full
+ * scan's n tokens (or its error).  Expected: those tokens in order, less
+ * the ones inside a shallow value (a container that is the value of a key
+ * of a top-level object shallow() names), parents renumbered.
+ */
+
+static void
+fuzz_shallow(u_char *body, size_t size, jsmntok_t *tok, int n,
+    ngx_http_llmroute_scan_shallow_pt shallow)
+{
+    int         j, k, m, c, all, skip, *map;
+    jsmntok_t  *want, *got;
+
+    want = malloc((size + 1) * sizeof(jsmntok_t));
+    got = malloc((size + 1) * sizeof(jsmntok_t));
+    map = malloc((size + 1) * sizeof(int));
+
+    if (want == NULL || got == NULL || map == NULL) {
+        abort();
+    }
+
+    all = -1;
+    m = ngx_http_llmroute_scan_shallow(body, size, got, size + 1, shallow,
+                                       NULL, &all);
+
+    if (n <= 0) {
+        fuzz_assert(m == n);
+
+        c = ngx_http_llmroute_scan_shallow(body, size, NULL, 0, shallow, NULL,
+                                           &all);
+        fuzz_assert(c == n);
+        goto done;
+    }
+
+    k = 0;
+    skip = -1;      /* the end of the shallow value being left out */
+
+    for (j = 0; j < n; j++) {
+
+        if (skip >= 0 && tok[j].start < skip) {
+            map[j] = -1;
+            continue;
+        }
+
+        skip = -1;
+
+        map[j] = k;
+        want[k] = tok[j];
+        want[k].parent = tok[j].parent < 0 ? -1 : map[tok[j].parent];
+        fuzz_assert(tok[j].parent < 0 || want[k].parent >= 0);
+        k++;
+
+        if (j > 0 && tok[0].type == JSMN_OBJECT && tok[j].parent == 0
+            && (tok[j + 1].type == JSMN_OBJECT
+                || tok[j + 1].type == JSMN_ARRAY)
+            && shallow(body + tok[j].start, tok[j].end - tok[j].start, NULL))
+        {
+            /* the key's value stays, its contents go */
+
+            j++;
+            map[j] = k;
+            want[k] = tok[j];
+            want[k].parent = map[tok[j].parent];
+            k++;
+            skip = tok[j].end;
+        }
+    }
+
+    fuzz_assert(m == k);
+    fuzz_assert(all == n);
+
+    for (j = 0; j < k; j++) {
+        fuzz_assert(got[j].type == want[j].type);
+        fuzz_assert(got[j].start == want[j].start);
+        fuzz_assert(got[j].end == want[j].end);
+        fuzz_assert(got[j].size == want[j].size);
+        fuzz_assert(got[j].parent == want[j].parent);
+    }
+
+    /* counting only, and a short array */
+
+    all = -1;
+    c = ngx_http_llmroute_scan_shallow(body, size, NULL, 0, shallow, NULL,
+                                       &all);
+    fuzz_assert(c == k);
+    fuzz_assert(all == n);
+
+    fuzz_assert(ngx_http_llmroute_scan_shallow(body, size, got, k - 1, shallow,
+                                               NULL, &all)
+                == NGX_HTTP_LLMROUTE_SCAN_NOMEM);
+    fuzz_assert(ngx_http_llmroute_scan_shallow(body, size, got, k, shallow,
+                                               NULL, &all)
+                == k);
+
+done:
+
+    free(map);
+    free(got);
+    free(want);
 }

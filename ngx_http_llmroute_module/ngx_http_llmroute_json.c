@@ -143,12 +143,44 @@ ngx_http_llmroute_parse_anthropic(ngx_http_llmroute_req_t *req, u_char *body,
 }
 
 
+/*
+ * A top-level member whose value the member loop below never descends
+ * into, so the scan gives it one token: "tools" and "functions" (their
+ * count and span only), a member of another format and an unknown name
+ * (both skipped whole).  A name with an escape or one that differs from a
+ * read member only in case keeps its tokens.  data: the format.
+ */
+
+static ngx_uint_t
+ngx_http_llmroute_json_shallow(u_char *name, size_t len, void *data)
+{
+    uint32_t   read;
+    ngx_int_t  m;
+
+    read = ngx_http_llmroute_format_members[(uintptr_t) data];
+
+    m = ngx_http_llmroute_json_member_text(name, len, 0);
+
+    if (m >= 0) {
+        return m == 6 || m == 7 || !(read & (1u << m));
+    }
+
+    if (memchr(name, '\\', len) != NULL) {
+        return 0;
+    }
+
+    m = ngx_http_llmroute_json_member_text(name, len, 1);
+
+    return m < 0 || !(read & (1u << m));
+}
+
+
 static ngx_int_t
 ngx_http_llmroute_parse_format(ngx_http_llmroute_req_t *req, u_char *body,
     size_t len, ngx_http_llmroute_alloc_pt alloc, void *data,
     ngx_uint_t format)
 {
-    int                        n, i, k, size, v;
+    int                        n, i, k, size, v, all;
     u_char                     *p, *end;
     size_t                     ntok;
     uint32_t                   seen;
@@ -211,10 +243,12 @@ ngx_http_llmroute_parse_format(ngx_http_llmroute_req_t *req, u_char *body,
 
     /*
      * The strict scan (ngx_http_llmroute_scan.c) tokenizes and validates in
-     * one pass.  Tokens live in this process's scratch array, reused by
-     * every request (nginx runs one request at a time per worker): no
-     * allocation.  Only a body with more values than the scratch holds is
-     * counted first, then scanned into request memory.
+     * one pass; the values no reader descends into (an agent's tool
+     * schemas) are validated only, one token each.  Tokens live in this
+     * process's scratch array, reused by every request (nginx runs one
+     * request at a time per worker): no allocation.  Only a body with more
+     * tokens than the scratch holds is counted first, then scanned into
+     * request memory.  The limit counts every value, shallow ones too.
      */
 
     if (ngx_http_llmroute_scratch == NULL) {
@@ -225,28 +259,36 @@ ngx_http_llmroute_parse_format(ngx_http_llmroute_req_t *req, u_char *body,
     js.tok = ngx_http_llmroute_scratch;
     ntok = js.tok ? NGX_HTTP_LLMROUTE_SCRATCH : 0;
     n = NGX_HTTP_LLMROUTE_SCAN_NOMEM;
+    all = 0;
 
     if (ntok) {
-        n = ngx_http_llmroute_scan(body, len, js.tok, ntok);
+        n = ngx_http_llmroute_scan_shallow(body, len, js.tok, ntok,
+                                           ngx_http_llmroute_json_shallow,
+                                           (void *) (uintptr_t) format, &all);
     }
 
     if (n == NGX_HTTP_LLMROUTE_SCAN_NOMEM) {
-        n = ngx_http_llmroute_scan(body, len, NULL, 0);
+        n = ngx_http_llmroute_scan_shallow(body, len, NULL, 0,
+                                           ngx_http_llmroute_json_shallow,
+                                           (void *) (uintptr_t) format, &all);
 
-        if (n > NGX_HTTP_LLMROUTE_MAX_TOKENS) {
-            return ngx_http_llmroute_json_fail(req,
-                       NGX_HTTP_LLMROUTE_TOO_COMPLEX,
-                       "request JSON has too many values", NULL);
-        }
-
-        if (n > 0) {
+        if (n > 0 && all <= NGX_HTTP_LLMROUTE_MAX_TOKENS) {
             js.tok = alloc(data, n * sizeof(jsmntok_t));
             if (js.tok == NULL) {
                 return NGX_ERROR;
             }
 
-            n = ngx_http_llmroute_scan(body, len, js.tok, n);
+            n = ngx_http_llmroute_scan_shallow(body, len, js.tok, n,
+                                               ngx_http_llmroute_json_shallow,
+                                               (void *) (uintptr_t) format,
+                                               &all);
         }
+    }
+
+    if (n > 0 && all > NGX_HTTP_LLMROUTE_MAX_TOKENS) {
+        return ngx_http_llmroute_json_fail(req,
+                   NGX_HTTP_LLMROUTE_TOO_COMPLEX,
+                   "request JSON has too many values", NULL);
     }
 
 #ifdef NGX_HTTP_LLMROUTE_STANDALONE

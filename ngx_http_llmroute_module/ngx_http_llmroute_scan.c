@@ -1122,6 +1122,258 @@ ngx_http_llmroute_scan_number(u_char *p, u_char *end)
 
 
 /*
+ * A container at p whose contents are validated, not tokenized: the walk
+ * of ngx_http_llmroute_scan_tokens() below with no token, parent or stack
+ * to keep (the same checks in the same order: the same error).  The open
+ * containers are one word, a bit each from bit 1 up (1 an object), the
+ * innermost lowest, over a 1 that marks the bottom; depth (at least 1):
+ * the containers open around it.  Past its closer, or NULL with *rc; *size
+ * its elements (members), *all the tokens its contents would have been.
+ */
+
+static u_char *
+ngx_http_llmroute_scan_validate(u_char *p, u_char *end, uintptr_t last,
+    int depth, int *size, int *all, int *rc)
+{
+    int        n, elements;
+    u_char    *s, closer;
+    uint64_t   open, deep;
+
+    n = 0;
+    elements = 0;
+    open = 1;
+
+    /* a container is refused when the word holds this many open ones */
+
+    deep = (uint64_t) 1 << (NGX_HTTP_LLMROUTE_SCAN_DEPTH - depth);
+
+#define ngx_http_llmroute_scan_at(c)  (p < end && *p == (c))
+
+#define ngx_http_llmroute_scan_fail(code)                                    \
+    *rc = (code);                                                            \
+    return NULL
+
+#define ngx_http_llmroute_scan_expect(c)                                     \
+    if (!ngx_http_llmroute_scan_at(c)) {                                     \
+        p = ngx_http_llmroute_scan_space(p, end);                            \
+                                                                             \
+        if (p == end) {                                                      \
+            ngx_http_llmroute_scan_fail(NGX_HTTP_LLMROUTE_SCAN_PART);        \
+        }                                                                    \
+                                                                             \
+        if (*p != (c)) {                                                     \
+            ngx_http_llmroute_scan_fail(NGX_HTTP_LLMROUTE_SCAN_INVAL);       \
+        }                                                                    \
+    }
+
+/* ']' + 0x20 is '}' */
+#define ngx_http_llmroute_scan_closer  (']' | (u_char) ((open & 1) << 5))
+
+container:
+
+    /* p is at '{' or '[' */
+
+    if (open >= deep) {
+        ngx_http_llmroute_scan_fail(NGX_HTTP_LLMROUTE_SCAN_DEEP);
+    }
+
+    open = (open << 1) | (*p == '{');
+    closer = ngx_http_llmroute_scan_closer;
+
+    /*
+     * compact JSON, here and below: the quote of a key or of a string
+     * element next, read without a test of the end (a block starts at p)
+     */
+
+    if ((uintptr_t) p <= last && p[1] == '"') {
+        p++;
+
+        if (open & 1) {
+            goto member;
+        }
+
+        goto value;
+    }
+
+    p = ngx_http_llmroute_scan_space(p + 1, end);
+
+    if (p == end) {
+        ngx_http_llmroute_scan_fail(NGX_HTTP_LLMROUTE_SCAN_PART);
+    }
+
+    if (*p == closer) {
+        goto closed;
+    }
+
+    if (open & 1) {
+        goto key;
+    }
+
+value:
+
+    n++;
+    elements += (open < 4);     /* in the outermost container */
+
+counted:
+
+    if (ngx_http_llmroute_scan_at('"')) {
+        goto string;
+    }
+
+    p = ngx_http_llmroute_scan_space(p, end);
+
+    if (p == end) {
+        ngx_http_llmroute_scan_fail(NGX_HTTP_LLMROUTE_SCAN_PART);
+    }
+
+    switch (*p) {
+
+    case '"':
+    string:
+        s = ngx_http_llmroute_scan_string(p + 1, end, last, rc);
+        if (s == NULL) {
+            return NULL;
+        }
+
+        p = s + 1;
+        goto next;
+
+    case '{':
+    case '[':
+        goto container;
+
+    case 't':
+        if (end - p >= 4 && ngx_memcmp(p, "true", 4) == 0) {
+            s = p + 4;
+            break;
+        }
+
+        ngx_http_llmroute_scan_fail(NGX_HTTP_LLMROUTE_SCAN_INVAL);
+
+    case 'f':
+        if (end - p >= 5 && ngx_memcmp(p, "false", 5) == 0) {
+            s = p + 5;
+            break;
+        }
+
+        ngx_http_llmroute_scan_fail(NGX_HTTP_LLMROUTE_SCAN_INVAL);
+
+    case 'n':
+        if (end - p >= 4 && ngx_memcmp(p, "null", 4) == 0) {
+            s = p + 4;
+            break;
+        }
+
+        ngx_http_llmroute_scan_fail(NGX_HTTP_LLMROUTE_SCAN_INVAL);
+
+    default:
+        s = ngx_http_llmroute_scan_number(p, end);
+        if (s == NULL) {
+            ngx_http_llmroute_scan_fail(NGX_HTTP_LLMROUTE_SCAN_INVAL);
+        }
+    }
+
+    p = s;
+
+next:
+
+    /* after a value, inside a container */
+
+    if ((uintptr_t) p <= last && *p == ',' && p[1] == '"') {
+        p++;
+
+        if (open & 1) {
+            goto member;
+        }
+
+        goto value;
+    }
+
+    if (!ngx_http_llmroute_scan_at(',')) {
+        p = ngx_http_llmroute_scan_space(p, end);
+
+        if (p == end) {
+            ngx_http_llmroute_scan_fail(NGX_HTTP_LLMROUTE_SCAN_PART);
+        }
+    }
+
+    if (*p == ',') {
+        p++;
+
+        if (open & 1) {
+            goto key;
+        }
+
+        goto value;
+    }
+
+    if (*p != closer) {
+        ngx_http_llmroute_scan_fail(NGX_HTTP_LLMROUTE_SCAN_INVAL);
+    }
+
+closed:
+
+    open >>= 1;
+    p++;
+
+    if (open == 1) {
+        *size = elements;
+        *all = n;
+        return p;
+    }
+
+    closer = ngx_http_llmroute_scan_closer;
+    goto next;
+
+key:
+
+    ngx_http_llmroute_scan_expect('"');
+
+member:
+
+    /* p is at a key's quote */
+
+    s = ngx_http_llmroute_scan_string(p + 1, end, last, rc);
+    if (s == NULL) {
+        return NULL;
+    }
+
+    n++;
+
+    if ((uintptr_t) s <= last && s[1] == ':') {
+
+        /* the value, counted here; a string or a container straight on */
+
+        p = s + 2;
+        n++;
+        elements += (open < 4);
+
+        if (*p == '"') {
+            goto string;
+        }
+
+        if (*p == '{' || *p == '[') {
+            goto container;
+        }
+
+        goto counted;
+    }
+
+    p = s + 1;
+
+    ngx_http_llmroute_scan_expect(':');
+
+    p++;
+    goto value;
+
+#undef ngx_http_llmroute_scan_closer
+#undef ngx_http_llmroute_scan_expect
+#undef ngx_http_llmroute_scan_fail
+#undef ngx_http_llmroute_scan_at
+}
+
+
+/*
  * The tokens are jsmn's: pre-order; a string's span leaves its quotes out;
  * a key's parent is its object and its size 1, a member value's parent is
  * its key; a container's size counts its elements (members for objects).
@@ -1131,13 +1383,19 @@ ngx_http_llmroute_scan_number(u_char *p, u_char *end)
  * are written when it closes.  A key is written with size 1: on success it
  * has its value.  Tokens are only whole on success: after an error or NOMEM
  * the array holds nothing to read.
+ *
+ * A top-level key that shallow() names makes a container value one token,
+ * its contents left to ngx_http_llmroute_scan_validate(): flat says so
+ * until the next top-level key (the value follows its key at once).
  */
 
 ngx_http_llmroute_scan_inline int
 ngx_http_llmroute_scan_tokens(u_char *body, size_t len, jsmntok_t *tok,
-    size_t ntok)
+    size_t ntok, ngx_http_llmroute_scan_shallow_pt shallow, void *data,
+    int *all)
 {
-    int         n, depth, container, count, closer, cur, rc;
+    int         n, depth, container, count, closer, cur, rc, flat, size,
+                inside, extra;
     u_char     *p, *end, *s;
     uintptr_t   last;
     jsmntok_t  *t, *full;
@@ -1158,6 +1416,8 @@ ngx_http_llmroute_scan_tokens(u_char *body, size_t len, jsmntok_t *tok,
     closer = -1;            /* the top level: no byte closes it */
     count = 0;
     rc = NGX_HTTP_LLMROUTE_SCAN_INVAL;
+    flat = 0;
+    extra = 0;              /* the tokens of shallow values' contents */
 
     if (ntok > 0x7fffffff) {
         ntok = 0x7fffffff;
@@ -1249,6 +1509,21 @@ value:
             return NGX_HTTP_LLMROUTE_SCAN_DEEP;
         }
 
+        if (flat) {
+            s = ngx_http_llmroute_scan_validate(p, end, last, depth, &size,
+                                                &inside, &rc);
+            if (s == NULL) {
+                return rc;
+            }
+
+            ngx_http_llmroute_scan_token(*p == '{' ? JSMN_OBJECT : JSMN_ARRAY,
+                                         p - body, s - body, size,
+                                         ngx_http_llmroute_scan_parent);
+            extra += inside;
+            p = s;
+            goto next;
+        }
+
         cur = n;
 
         ngx_http_llmroute_scan_token(*p == '{' ? JSMN_OBJECT : JSMN_ARRAY,
@@ -1325,7 +1600,12 @@ next:
         p = ngx_http_llmroute_scan_space(p, end);
 
         if (p == end) {
-            return depth == 0 ? n : NGX_HTTP_LLMROUTE_SCAN_PART;
+            if (depth) {
+                return NGX_HTTP_LLMROUTE_SCAN_PART;
+            }
+
+            *all = n + extra;
+            return n;
         }
     }
 
@@ -1376,6 +1656,10 @@ key:
     ngx_http_llmroute_scan_token(JSMN_STRING, p + 1 - body, s - body, 1,
                                  container);
 
+    if (depth == 1) {
+        flat = shallow ? shallow(p + 1, s - p - 1, data) : 0;
+    }
+
     /*
      * Compact JSON: the ':' and the value's first byte are read without
      * a test of the end (a block starts at s), and a string value, the
@@ -1408,12 +1692,26 @@ key:
  */
 
 int
+ngx_http_llmroute_scan_shallow(u_char *body, size_t len, jsmntok_t *tok,
+    size_t ntok, ngx_http_llmroute_scan_shallow_pt shallow, void *data,
+    int *all)
+{
+    if (tok) {
+        return ngx_http_llmroute_scan_tokens(body, len, tok, ntok, shallow,
+                                             data, all);
+    }
+
+    return ngx_http_llmroute_scan_tokens(body, len, NULL, 0, shallow, data,
+                                         all);
+}
+
+
+int
 ngx_http_llmroute_scan(u_char *body, size_t len, jsmntok_t *tok,
     size_t ntok)
 {
-    if (tok) {
-        return ngx_http_llmroute_scan_tokens(body, len, tok, ntok);
-    }
+    int  all;
 
-    return ngx_http_llmroute_scan_tokens(body, len, NULL, 0);
+    return ngx_http_llmroute_scan_shallow(body, len, tok, ntok, NULL, NULL,
+                                          &all);
 }

@@ -44,6 +44,26 @@ int ngx_http_llmroute_scan(u_char *body, size_t len, jsmntok_t *tok,
     size_t ntok);
 
 /*
+ * Whether a top-level member's value is tokenized shallowly: called with
+ * each key of a top-level object (its bytes between the quotes, escapes as
+ * sent); non-zero makes a container value one token (type, span, size,
+ * parent) and no child tokens, its contents validated as strictly as the
+ * rest.  For a value no reader descends into (the tools of a request).
+ */
+typedef ngx_uint_t (*ngx_http_llmroute_scan_shallow_pt)(u_char *name,
+    size_t len, void *data);
+
+/*
+ * ngx_http_llmroute_scan() with the values shallow() names one token each:
+ * returns the tokens written (tok NULL: to be written) or an error; on
+ * success *all is the full scan's token count (what a limit on values
+ * counts).
+ */
+int ngx_http_llmroute_scan_shallow(u_char *body, size_t len, jsmntok_t *tok,
+    size_t ntok, ngx_http_llmroute_scan_shallow_pt shallow, void *data,
+    int *all);
+
+/*
  * the code the scanner runs: "sse2", "neon" or "swar" as compiled, or
  * "avx2" for long strings on an x86-64 CPU with AVX2 (picked at load)
  */

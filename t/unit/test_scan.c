@@ -6,8 +6,10 @@
  * bodies it must accept and refuse, jsmn's tokens for what it accepts, and
  * every special byte ('"', '\\', a control character, whitespace) and every
  * other byte value at every offset around the 8- and 16-byte blocks and
- * the 64-byte chunks it reads.  Built twice by the Makefile: vector code
- * (SSE2 / NEON) and -DNGX_HTTP_LLMROUTE_SCAN_SWAR.
+ * the 64-byte chunks it reads.  Every body is also scanned as the value
+ * of a member kept shallow (ngx_http_llmroute_scan_shallow()): the same
+ * verdict and error, one token for a container.  Built twice by the
+ * Makefile: vector code (SSE2 / NEON) and -DNGX_HTTP_LLMROUTE_SCAN_SWAR.
  */
 
 
@@ -24,6 +26,68 @@
 #define TOKS  512
 
 static int  failures, checks;
+
+
+static ngx_uint_t
+shallow_all(u_char *name, size_t len, void *data)
+{
+    return 1;
+}
+
+
+static ngx_uint_t
+shallow_tools(u_char *name, size_t len, void *data)
+{
+    return len == 5 && memcmp(name, "tools", 5) == 0;
+}
+
+
+/*
+ * {"k":<s>} with its value shallow: the full scan's answer, and for a
+ * container its first three tokens only (the object, the key, the value)
+ */
+
+static void
+scan_shallow(const char *s, size_t len)
+{
+    int          n, m, c, all, i;
+    u_char      *b;
+    jsmntok_t    tok[TOKS], st[TOKS];
+
+    b = malloc(len + 6);
+    memcpy(b, "{\"k\":", 5);
+    memcpy(b + 5, s, len);
+    b[len + 5] = '}';
+
+    n = ngx_http_llmroute_scan(b, len + 6, tok, TOKS);
+    all = -1;
+    m = ngx_http_llmroute_scan_shallow(b, len + 6, st, TOKS, shallow_all,
+                                       NULL, &all);
+    c = ngx_http_llmroute_scan_shallow(b, len + 6, NULL, 0, shallow_all,
+                                       NULL, &all);
+
+    if (n <= 0) {
+        if (m != n || c != n) {
+            printf("FAIL shallow %d, %d counting, full %d: %.*s\n",
+                   m, c, n, (int) len, s);
+            failures++;
+        }
+
+        free(b);
+        return;
+    }
+
+    i = (tok[2].type == JSMN_OBJECT || tok[2].type == JSMN_ARRAY) ? 3 : n;
+
+    if (m != i || c != i || all != n || memcmp(st, tok, i * sizeof(jsmntok_t)))
+    {
+        printf("FAIL shallow tokens (%d of %d, all %d): %.*s\n",
+               m, n, all, (int) len, s);
+        failures++;
+    }
+
+    free(b);
+}
 
 
 /* tokens equal to jsmn's, exact-size heap copy so ASan sees overreads */
@@ -65,6 +129,8 @@ scan(const char *s, size_t len)
     }
 
     free(b);
+
+    scan_shallow(s, len);
 
     return n;
 }
@@ -475,6 +541,132 @@ test_members(void)
 }
 
 
+/*
+ * An agent's body, its tools shallow: one token for them, their count and
+ * span, every value counted; an error deep in them is the full scan's.
+ */
+
+static void
+test_shallow(void)
+{
+    int          n, m, c, all, i;
+    char         b[512], deep[300];
+    size_t       len, at;
+    jsmntok_t    tok[TOKS], st[TOKS];
+
+    static const char  agent[] =
+        "{\"model\":\"auto\",\"messages\":[{\"role\":\"user\",\"content\":"
+        "\"fix it\"}],\"tools\":[{\"type\":\"function\",\"function\":{"
+        "\"name\":\"read_file\",\"description\":\"Read a file of the "
+        "workspace, optionally a line range; \\\"quoted\\\" \\u00e9\","
+        "\"parameters\":{\"type\":\"object\",\"properties\":{\"path\":{"
+        "\"type\":\"string\"},\"lines\":{\"type\":\"array\",\"items\":"
+        "{\"type\":\"integer\",\"minimum\":1}}},\"required\":[\"path\"],"
+        "\"additionalProperties\":false}}}, {\"type\":\"function\","
+        "\"function\":{\"name\":\"ls\",\"parameters\":{}}} ],"
+        "\"tool_choice\":\"auto\",\"stream\":true}";
+
+    static const struct {
+        const char  *from;
+        const char  *to;
+    } bad[] = {
+        { "\\u00e9", "\\u00g9" },           /* a bad escape */
+        { "\\\"quoted", "\\xquoted" },
+        { "optionally", "option\x01ly" },   /* a raw control character */
+        { "\"path\"],", "\"path\",]," },     /* trailing commas */
+        { "\"ls\",", "\"ls\",," },
+        { "\"minimum\":1", "\"minimum\":01" },
+        { "false}", "fals}" },
+        { "\"items\":", "\"items\"" },
+        { "{}}} ]", "{}}}} ]" },
+        { "{}}} ]", "{}} ]" }
+    };
+
+    len = sizeof(agent) - 1;
+
+    n = ngx_http_llmroute_scan((u_char *) agent, len, tok, TOKS);
+    m = ngx_http_llmroute_scan_shallow((u_char *) agent, len, st, TOKS,
+                                       shallow_tools, NULL, &all);
+    c = ngx_http_llmroute_scan_shallow((u_char *) agent, len, NULL, 0,
+                                       shallow_tools, NULL, &all);
+
+    /*
+     * 16 tokens: the full scan's first 12 (the tools' array last, with its
+     * size and end), then those after the tools, parents renumbered
+     */
+
+    checks++;
+    if (n < 40 || m != 16 || c != 16 || all != n
+        || st[11].type != JSMN_ARRAY || st[11].size != 2
+        || memcmp(st, tok, 12 * sizeof(jsmntok_t)) != 0
+        || st[12].start != tok[12 + n - 16].start
+        || st[12].parent != 0 || st[15].parent != 14)
+    {
+        printf("FAIL shallow agent: %d tokens, %d shallow, %d counted, "
+               "all %d, tools size %d\n", n, m, c, all, st[11].size);
+        failures++;
+    }
+
+    for (i = 0; i < (int) (sizeof(bad) / sizeof(bad[0])); i++) {
+        at = strstr(agent, bad[i].from) - agent;
+        memcpy(b, agent, at);
+        memcpy(b + at, bad[i].to, strlen(bad[i].to));
+        memcpy(b + at + strlen(bad[i].to), agent + at + strlen(bad[i].from),
+               len - at - strlen(bad[i].from));
+        at = len + strlen(bad[i].to) - strlen(bad[i].from);
+
+        n = ngx_http_llmroute_scan((u_char *) b, at, tok, TOKS);
+        m = ngx_http_llmroute_scan_shallow((u_char *) b, at, st, TOKS,
+                                           shallow_tools, NULL, &all);
+
+        checks++;
+        if (n > 0 || m != n) {
+            printf("FAIL shallow bad tools %d: full %d, shallow %d\n",
+                   i, n, m);
+            failures++;
+        }
+    }
+
+    /* cut anywhere: the full scan's error */
+
+    for (at = 0; at < len; at++) {
+        n = ngx_http_llmroute_scan((u_char *) agent, at, tok, TOKS);
+        m = ngx_http_llmroute_scan_shallow((u_char *) agent, at, st, TOKS,
+                                           shallow_tools, NULL, &all);
+
+        checks++;
+        if (n > 0 || m != n) {
+            printf("FAIL shallow cut at %d: full %d, shallow %d\n",
+                   (int) at, n, m);
+            failures++;
+        }
+    }
+
+    /* {"tools":[[...]]}: 64 containers in all pass, 65 are too deep */
+
+    for (i = 63; i <= 64; i++) {
+        memcpy(deep, "{\"tools\":", 9);
+        memset(deep + 9, '[', i);
+        memset(deep + 9 + i, ']', i);
+        deep[9 + 2 * i] = '}';
+        len = 10 + 2 * i;
+
+        n = ngx_http_llmroute_scan((u_char *) deep, len, tok, TOKS);
+        m = ngx_http_llmroute_scan_shallow((u_char *) deep, len, st, TOKS,
+                                           shallow_tools, NULL, &all);
+
+        checks++;
+        if (m != (i == 63 ? 3 : NGX_HTTP_LLMROUTE_SCAN_DEEP)
+            || n != (i == 63 ? 65 : NGX_HTTP_LLMROUTE_SCAN_DEEP)
+            || (i == 63 && all != 65))
+        {
+            printf("FAIL shallow %d deep: full %d, shallow %d\n", i + 1, n, m);
+            failures++;
+        }
+    }
+}
+
+
 /* every walk this build and CPU have: the AVX2 one, then the build's own */
 
 int
@@ -495,6 +687,7 @@ main(void)
         test_long();
         test_short();
         test_members();
+        test_shallow();
 
         printf("test_scan (%s): %d checks, %d failures\n",
                ngx_http_llmroute_scan_kind, checks, failures);
