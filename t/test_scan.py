@@ -144,3 +144,132 @@ def test_the_first_worker_names_the_scan_walk(routed):
     while not re.findall(pattern, r.ngx.error_log()) and time.time() < deadline:
         time.sleep(0.05)
     assert re.findall(pattern, r.ngx.error_log()) == [_expected_walk()]
+
+
+# ------------------------------------------------ shallow tools (issue 16)
+# The values no reader descends into ("tools", "functions", members of the
+# other format and unknown ones) are validated without tokens: one token
+# for the whole value, its element count and span.
+
+SYSTEM = ("You are a coding agent working in the user's repository. " * 40
+          + "Quote \"paths\" and use \\ escapes.\n")
+
+
+def tool(i):
+    """A tool schema like an agent's: nested parameters, enums, arrays."""
+    return {"type": "function", "function": {
+        "name": "tool_%d" % i,
+        "description": ("Does thing %d to the workspace. " % i) * 12
+        + "Errors come back as {\"error\": ...} \u00e9\t.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "path": {"type": "string", "description": "a path"},
+                "lines": {"type": "array", "items": {
+                    "type": "integer", "minimum": 1, "maximum": 1e6}},
+                "mode": {"type": "string", "enum": ["r", "w", "a"]},
+                "options": {"type": "object", "properties": {
+                    "deep": {"type": ["boolean", "null"],
+                             "default": None}},
+                    "additionalProperties": False},
+            },
+            "required": ["path"], "additionalProperties": False}}}
+
+
+def agent_body(tools, key="tools", **extra):
+    doc = {"model": "auto",
+           "messages": [{"role": "system", "content": SYSTEM},
+                        {"role": "user", "content": "rename foo to bar"}],
+           key: tools, "tool_choice": "auto", "temperature": 0.2}
+    doc.update(extra)
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize("key", ["tools", "functions"])
+def test_an_agent_body_with_big_tools_is_routed_and_spliced(routed, key):
+    # its tools need a model that has tools: mid-1, not the simple small-1
+    r = routed(location_extra="add_header X-Facts $llmroute_route_facts;")
+    body = agent_body([tool(i) for i in range(12)], key)
+    assert len(body) > 12000
+    resp = post_json(r.port, CHAT, body, SIMPLE)
+    assert resp.status == 200, resp
+    assert resp.header("X-LLMRoute-Model") == "mid-1", resp
+    assert "caps=tools" in resp.header("X-Facts"), resp.headers
+    assert r.premium.last.body == body.replace(b'"auto"', b'"mid-1"', 1)
+
+    # no tools (an empty array or null): small-1 again, byte for byte too
+    for empty in ([], None):
+        body = agent_body(empty, key)
+        resp = post_json(r.port, CHAT, body, SIMPLE)
+        assert resp.header("X-LLMRoute-Model") == "small-1", resp
+        assert r.cheap.last.body == body.replace(b'"auto"', b'"small-1"', 1)
+
+
+def test_tools_before_the_model_and_an_unknown_member_are_spliced(routed):
+    # the model after the tools and a big unknown object: the spans of the
+    # members read are still right
+    r = routed()
+    doc = json.loads(agent_body([tool(i) for i in range(3)]))
+    del doc["model"]
+    body = json.dumps({"tools": doc.pop("tools"),
+                       "x_vendor": {"a": [tool(9)] * 4},
+                       **doc, "model": "auto"},
+                      separators=(",", ":")).encode()
+    resp = post_json(r.port, CHAT, body, SIMPLE)
+    assert resp.header("X-LLMRoute-Model") == "mid-1", resp
+    assert r.premium.last.body == body.replace(b'"model":"auto"',
+                                               b'"model":"mid-1"', 1)
+
+
+def test_tools_with_more_values_than_the_scratch_are_routed(routed):
+    # 30 000 values in the tools: a few tokens, the limit still counts them
+    r = routed()
+    many = [{"type": "function", "function": {
+        "name": "t", "parameters": {"enum": list(range(3000))}}}] * 10
+    body = agent_body(many)
+    resp = post_json(r.port, CHAT, body, SIMPLE)
+    assert resp.header("X-LLMRoute-Model") == "mid-1", resp
+    assert r.premium.last.body == body.replace(b'"auto"', b'"mid-1"', 1)
+
+
+def test_tools_with_too_many_values_are_refused(routed):
+    # the limit (2^18 values) counts the values of the tools it skips
+    r = routed(server_extra="client_max_body_size 4m;")
+    body = agent_body([{"enum": [0] * (1 << 18)}])
+    err = assert_error(post_json(r.port, CHAT, body, SIMPLE), 413,
+                       "request_too_large")
+    assert "too many values" in err["message"], err
+    assert r.provider_requests() == []
+
+
+def bad_tools(old, new):
+    body = agent_body([tool(i) for i in range(12)])
+    at = body.index(b'"tool_11"')
+    i = body.index(old, at)
+    return body[:i] + new + body[i + len(old):]
+
+
+@pytest.mark.parametrize("body,code,message", [
+    (bad_tools(b'\\u00e9', b'\\u00g9'), "invalid_json", "not valid JSON"),
+    (bad_tools(b'\\"error', b'\\qerror'), "invalid_json", "not valid JSON"),
+    (bad_tools(b'a path', b'a\x01path'), "invalid_json",
+     "control character"),
+    (bad_tools(b'"a"]', b'"a",]'), "invalid_json", "misplaced separator"),
+    (bad_tools(b'"path"]', b'"path",]'), "invalid_json",
+     "misplaced separator"),
+    (bad_tools(b'"minimum":1', b'"minimum":01'), "invalid_json",
+     "misplaced separator, invalid literal"),
+    (bad_tools(b'"default":null', b'"default":nul'), "invalid_json",
+     "not valid JSON"),
+    (bad_tools(b'"default":null',
+               b'"default":' + b"[" * 60 + b"]" * 60), "invalid_request",
+     "nested too deeply"),
+    (agent_body([tool(1)])[:-200], "invalid_json", "unexpected end of input"),
+], ids=["bad-unicode", "bad-escape", "ctl", "trailing-comma-enum",
+        "trailing-comma-required", "leading-zero", "literal", "deep", "part"])
+def test_errors_deep_in_the_tools_keep_their_error(routed, body, code,
+                                                   message):
+    r = routed()
+    err = assert_error(post_json(r.port, CHAT, body, SIMPLE), 400, code)
+    assert message in err["message"], err
+    assert r.provider_requests() == []
