@@ -1212,7 +1212,6 @@ container:
 value:
 
     n++;
-    elements += (open < 4);     /* in the outermost container */
 
 counted:
 
@@ -1277,16 +1276,26 @@ counted:
 
 next:
 
-    /* after a value, inside a container */
+    /*
+     * after a value, inside a container; the outermost one's elements are
+     * counted by its commas (one per value less one)
+     */
 
-    if ((uintptr_t) p <= last && *p == ',' && p[1] == '"') {
-        p++;
+    if ((uintptr_t) p <= last) {
+        if (*p == ',' && p[1] == '"') {
+            p++;
+            elements += (open < 4);
 
-        if (open & 1) {
-            goto member;
+            if (open & 1) {
+                goto member;
+            }
+
+            goto value;
         }
 
-        goto value;
+        if (*p == closer) {
+            goto closed;
+        }
     }
 
     if (!ngx_http_llmroute_scan_at(',')) {
@@ -1299,6 +1308,7 @@ next:
 
     if (*p == ',') {
         p++;
+        elements += (open < 4);
 
         if (open & 1) {
             goto key;
@@ -1317,7 +1327,7 @@ closed:
     p++;
 
     if (open == 1) {
-        *size = elements;
+        *size = elements + (n > 0);
         *all = n;
         return p;
     }
@@ -1346,7 +1356,6 @@ member:
 
         p = s + 2;
         n++;
-        elements += (open < 4);
 
         if (*p == '"') {
             goto string;
@@ -1385,8 +1394,8 @@ member:
  * the array holds nothing to read.
  *
  * A top-level key that shallow() names makes a container value one token,
- * its contents left to ngx_http_llmroute_scan_validate(): flat says so
- * until the next top-level key (the value follows its key at once).
+ * its contents left to ngx_http_llmroute_scan_validate(): the last
+ * top-level key is kept (name), shallow() asked only for a container.
  */
 
 ngx_http_llmroute_scan_inline int
@@ -1394,9 +1403,9 @@ ngx_http_llmroute_scan_tokens(u_char *body, size_t len, jsmntok_t *tok,
     size_t ntok, ngx_http_llmroute_scan_shallow_pt shallow, void *data,
     int *all)
 {
-    int         n, depth, container, count, closer, cur, rc, flat, size,
-                inside, extra;
-    u_char     *p, *end, *s;
+    int         n, depth, container, count, closer, cur, rc, size, inside,
+                extra;
+    u_char     *p, *end, *s, *name, *named;
     uintptr_t   last;
     jsmntok_t  *t, *full;
     int         opened[NGX_HTTP_LLMROUTE_SCAN_DEPTH];
@@ -1416,7 +1425,8 @@ ngx_http_llmroute_scan_tokens(u_char *body, size_t len, jsmntok_t *tok,
     closer = -1;            /* the top level: no byte closes it */
     count = 0;
     rc = NGX_HTTP_LLMROUTE_SCAN_INVAL;
-    flat = 0;
+    name = body;
+    named = body;
     extra = 0;              /* the tokens of shallow values' contents */
 
     if (ntok > 0x7fffffff) {
@@ -1509,7 +1519,9 @@ value:
             return NGX_HTTP_LLMROUTE_SCAN_DEEP;
         }
 
-        if (flat) {
+        if (depth == 1 && closer == '}' && shallow
+            && shallow(name, named - name, data))
+        {
             s = ngx_http_llmroute_scan_validate(p, end, last, depth, &size,
                                                 &inside, &rc);
             if (s == NULL) {
@@ -1657,7 +1669,8 @@ key:
                                  container);
 
     if (depth == 1) {
-        flat = shallow ? shallow(p + 1, s - p - 1, data) : 0;
+        name = p + 1;
+        named = s;
     }
 
     /*
