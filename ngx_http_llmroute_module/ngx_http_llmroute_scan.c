@@ -1136,7 +1136,7 @@ ngx_http_llmroute_scan_validate(u_char *p, u_char *end, uintptr_t last,
     int depth, int *size, int *all, int *rc)
 {
     int        n, elements;
-    u_char    *s, closer;
+    u_char    *s;
     uint64_t   open, deep;
 
     n = 0;
@@ -1166,7 +1166,7 @@ ngx_http_llmroute_scan_validate(u_char *p, u_char *end, uintptr_t last,
         }                                                                    \
     }
 
-/* ']' + 0x20 is '}' */
+/* the innermost container's closer, as needed: ']' + 0x20 is '}' */
 #define ngx_http_llmroute_scan_closer  (']' | (u_char) ((open & 1) << 5))
 
 container:
@@ -1178,7 +1178,6 @@ container:
     }
 
     open = (open << 1) | (*p == '{');
-    closer = ngx_http_llmroute_scan_closer;
 
     /*
      * compact JSON, here and below: the quote of a key or of a string
@@ -1201,7 +1200,7 @@ container:
         ngx_http_llmroute_scan_fail(NGX_HTTP_LLMROUTE_SCAN_PART);
     }
 
-    if (*p == closer) {
+    if (*p == ngx_http_llmroute_scan_closer) {
         goto closed;
     }
 
@@ -1293,7 +1292,7 @@ next:
             goto value;
         }
 
-        if (*p == closer) {
+        if (*p == ngx_http_llmroute_scan_closer) {
             goto closed;
         }
     }
@@ -1317,7 +1316,7 @@ next:
         goto value;
     }
 
-    if (*p != closer) {
+    if (*p != ngx_http_llmroute_scan_closer) {
         ngx_http_llmroute_scan_fail(NGX_HTTP_LLMROUTE_SCAN_INVAL);
     }
 
@@ -1332,7 +1331,6 @@ closed:
         return p;
     }
 
-    closer = ngx_http_llmroute_scan_closer;
     goto next;
 
 key:
@@ -1348,14 +1346,12 @@ member:
         return NULL;
     }
 
-    n++;
-
     if ((uintptr_t) s <= last && s[1] == ':') {
 
-        /* the value, counted here; a string or a container straight on */
+        /* the key and its value counted; a string or a container on */
 
         p = s + 2;
-        n++;
+        n += 2;
 
         if (*p == '"') {
             goto string;
@@ -1368,6 +1364,7 @@ member:
         goto counted;
     }
 
+    n++;
     p = s + 1;
 
     ngx_http_llmroute_scan_expect(':');
