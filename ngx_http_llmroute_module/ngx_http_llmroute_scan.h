@@ -45,10 +45,11 @@ int ngx_http_llmroute_scan(u_char *body, size_t len, jsmntok_t *tok,
 
 /*
  * Whether a top-level member's value is tokenized shallowly: called with
- * each key of a top-level object (its bytes between the quotes, escapes as
- * sent); non-zero makes a container value one token (type, span, size,
- * parent) and no child tokens, its contents validated as strictly as the
- * rest.  For a value no reader descends into (the tools of a request).
+ * the key of each container value of a top-level object (its bytes
+ * between the quotes, escapes as sent); non-zero makes the value one token
+ * (type, span, size, parent) and no child tokens, its contents validated
+ * as strictly as the rest.  For a value no reader descends into (the tools
+ * of a request).
  */
 typedef ngx_uint_t (*ngx_http_llmroute_scan_shallow_pt)(u_char *name,
     size_t len, void *data);
