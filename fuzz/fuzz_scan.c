@@ -337,6 +337,23 @@ fuzz_same_req(ngx_http_llmroute_req_t *a, ngx_http_llmroute_req_t *b)
 
 /* the members whose values are shallow: all, or those of odd length */
 
+/* the same n tokens, field by field */
+
+static void
+fuzz_same_tokens(jsmntok_t *a, jsmntok_t *b, int n)
+{
+    int  j;
+
+    for (j = 0; j < n; j++) {
+        fuzz_assert(a[j].type == b[j].type);
+        fuzz_assert(a[j].start == b[j].start);
+        fuzz_assert(a[j].end == b[j].end);
+        fuzz_assert(a[j].size == b[j].size);
+        fuzz_assert(a[j].parent == b[j].parent);
+    }
+}
+
+
 static ngx_uint_t
 fuzz_shallow_all(u_char *name, size_t len, void *data)
 {
@@ -441,13 +458,7 @@ fuzz_one(const uint8_t *data, size_t size)
         c = jsmn_parse(&parser, (const char *) body, size, jt, cap);
         fuzz_assert(c == n);
 
-        for (j = 0; j < n; j++) {
-            fuzz_assert(tok[j].type == jt[j].type);
-            fuzz_assert(tok[j].start == jt[j].start);
-            fuzz_assert(tok[j].end == jt[j].end);
-            fuzz_assert(tok[j].size == jt[j].size);
-            fuzz_assert(tok[j].parent == jt[j].parent);
-        }
+        fuzz_same_tokens(tok, jt, n);
     }
 
     /* shallow values: the full scan's tokens less their contents */
@@ -560,13 +571,7 @@ fuzz_shallow(u_char *body, size_t size, jsmntok_t *tok, int n,
     fuzz_assert(m == k);
     fuzz_assert(all == n);
 
-    for (j = 0; j < k; j++) {
-        fuzz_assert(got[j].type == want[j].type);
-        fuzz_assert(got[j].start == want[j].start);
-        fuzz_assert(got[j].end == want[j].end);
-        fuzz_assert(got[j].size == want[j].size);
-        fuzz_assert(got[j].parent == want[j].parent);
-    }
+    fuzz_same_tokens(got, want, k);
 
     /* counting only, and a short array */
 
